@@ -1,0 +1,52 @@
+# Two commands on a fresh clone: `make run` (install + materialize on the embedded defaults)
+# and `make test` (install + the whole test suite). Everything lands under .mlplatform/ and models/.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+HOST ?= 127.0.0.1
+PORT ?= 3000
+
+.PHONY: install run test lint dev mlflow-ui promote rollback bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: install
+	$(BIN)/python -m mlplatform run
+
+test: install
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: install
+	$(BIN)/ruff check mlplatform mlplatform_tests benchmarks
+	$(BIN)/ruff format --check mlplatform mlplatform_tests benchmarks
+
+dev: install
+	$(BIN)/python -m mlplatform dev --host $(HOST) --port $(PORT)
+
+mlflow-ui: install
+	$(BIN)/python -m mlplatform mlflow-ui --host $(HOST)
+
+# Promotion is a person's decision: REASON is recorded; OVERRIDE=1 skips failed checks (needs REASON).
+promote: install
+	$(BIN)/python -m mlplatform promote --reason "$(REASON)" $(if $(OVERRIDE),--override,)
+
+# VERSION empty = the previous production version.
+rollback: install
+	$(BIN)/python -m mlplatform rollback $(if $(VERSION),--version $(VERSION),) --reason "$(REASON)"
+
+bench: install
+	$(BIN)/python benchmarks/bench_features.py
+	$(BIN)/python benchmarks/bench_tuning.py
+	$(BIN)/python benchmarks/bench_promotion.py
+	$(BIN)/python benchmarks/bench_drift.py
+	$(BIN)/python benchmarks/bench_pipeline.py
+
+clean:
+	rm -rf .mlplatform models

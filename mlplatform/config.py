@@ -1,0 +1,167 @@
+"""The one place for the platform's facts: paths, defaults, thresholds and promotion criteria.
+
+Every other module imports from here instead of repeating a literal. Paths are functions, not
+constants, so that an environment variable set by a test or a user takes effect without a
+re-import.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+# --- environment variables -------------------------------------------------------------------
+HOME_ENV = "MLPLATFORM_HOME"
+MODELS_DIR_ENV = "MLPLATFORM_MODELS_DIR"
+DATA_PATH_ENV = "MLPLATFORM_DATA_PATH"
+SLACK_TOKEN_ENV = "MLPLATFORM_SLACK_TOKEN"
+SLACK_CHANNEL_ENV = "MLPLATFORM_SLACK_CHANNEL"
+WEBHOOK_URL_ENV = "MLPLATFORM_WEBHOOK_URL"
+
+
+# --- paths: everything the platform keeps lives under one home folder ------------------------
+def home_dir() -> Path:
+    """`.mlplatform/` in the project, or MLPLATFORM_HOME."""
+    return Path(os.environ.get(HOME_ENV) or PROJECT_ROOT / ".mlplatform").resolve()
+
+
+def dagster_home() -> Path:
+    return home_dir() / "dagster"
+
+
+def mlflow_dir() -> Path:
+    return home_dir() / "mlflow"
+
+
+def mlflow_tracking_uri() -> str:
+    return f"sqlite:///{mlflow_dir() / 'mlflow.db'}"
+
+
+def mlflow_artifact_root() -> Path:
+    return mlflow_dir() / "artifacts"
+
+
+def optuna_storage_url() -> str:
+    return f"sqlite:///{home_dir() / 'optuna' / 'studies.db'}"
+
+
+def reports_dir() -> Path:
+    return home_dir() / "reports"
+
+
+def models_dir() -> Path:
+    """The export for consumers that don't speak MLflow: `models/` or MLPLATFORM_MODELS_DIR."""
+    return Path(os.environ.get(MODELS_DIR_ENV) or PROJECT_ROOT / "models").resolve()
+
+
+MLFLOW_UI_URL_ENV = "MLPLATFORM_MLFLOW_UI_URL"
+
+
+def mlflow_ui_url() -> str:
+    """Where `make mlflow-ui` serves the MLflow UI; links in Dagster metadata point here."""
+    return os.environ.get(MLFLOW_UI_URL_ENV, "http://127.0.0.1:5000").rstrip("/")
+
+
+# --- names -------------------------------------------------------------------------------------
+MODEL_NAME = "mlplatform-direction"
+EXPERIMENT_NAME = "mlplatform"
+STAGING_ALIAS = "staging"
+PRODUCTION_ALIAS = "production"
+ARCHIVED_TAG = "archived"
+
+
+# --- data --------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class SyntheticDefaults:
+    seed: int = 42
+    n_tickers: int = 20
+    years: int = 8
+
+
+SYNTHETIC = SyntheticDefaults()
+MIN_HISTORY_DAYS = 126  # six months of business days per ticker
+STALE_AFTER_BUSINESS_DAYS = 5
+EXTREME_RETURN_ABS = 0.5  # a 50 % one-day move is flagged (warning)
+MAX_GAP_BUSINESS_DAYS = 5
+
+
+# --- labels, validation splits, tuning ----------------------------------------------------------
+@dataclass(frozen=True)
+class ValidationDefaults:
+    horizon: int = 1  # bars ahead the label looks
+    backtest_months: int = 6  # most recent window held out for the backtest, never tuned on
+    n_folds: int = 4
+    embargo_days: int = 5
+    min_train_days: int = 252
+
+
+VALIDATION = ValidationDefaults()
+
+
+@dataclass(frozen=True)
+class TuningDefaults:
+    n_trials: int = 50
+    timeout_s: float = 3600.0
+    pruner: str = "median"  # "median" | "hyperband" | "none"
+    seed: int = 42
+    num_boost_round: int = 1000
+    early_stopping_rounds: int = 50
+    pruner_startup_trials: int = 5  # median pruner: complete trials before any pruning
+    pruner_warmup_steps: int = 20  # median pruner: boosting rounds before a trial may be pruned
+    heartbeat_interval_s: int = 60  # RDB heartbeat: trials of crashed workers are failed
+
+
+TUNING = TuningDefaults()
+PRUNERS = ("median", "hyperband", "none")
+
+
+# --- backtest and promotion criteria ----------------------------------------------------------
+@dataclass(frozen=True)
+class BacktestDefaults:
+    cost_bps: float = 5.0  # one-way transaction cost in basis points
+    periods_per_year: int = 252
+
+
+BACKTEST = BacktestDefaults()
+
+
+@dataclass(frozen=True)
+class PromotionCriteria:
+    """Blocking checks on backtest_report; each criterion is one check."""
+
+    max_p_value: float = 0.05  # binomial test against the majority-class rate
+    max_log_loss_increase: float = 0.0  # staging log loss may not exceed production's by more
+    min_accuracy_delta: float = 0.0  # staging accuracy ≥ production accuracy + delta
+    min_sharpe: float = 0.0  # long/short Sharpe after costs
+    min_dsr: float = 0.95  # Deflated Sharpe Ratio
+    min_class_share: float = 0.05  # each class predicted at least this often
+    leakage_alarm_accuracy: float = 0.65  # warning: on daily bars this signals leakage
+
+
+PROMOTION = PromotionCriteria()
+ARCHIVE_RETENTION = 10  # archived exports kept on disk; registry versions are never deleted
+PROMOTION_LOCK_TIMEOUT_S = 120.0  # wait this long for models/.lock before refusing
+
+
+# --- drift --------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class DriftDefaults:
+    psi_threshold: float = 0.2  # a feature with PSI at or above this has drifted
+    drift_share: float = 0.3  # retrain when this share of features has drifted
+    recent_business_days: int = 20
+    n_bins: int = 10
+    evidently_sample_rows: int = 20_000
+    sensor_interval_s: int = 30  # drift reacts within a minute of new data
+    cooldown_hours: float = 24.0
+
+
+DRIFT = DriftDefaults()
+
+
+# --- automation ---------------------------------------------------------------------------------
+WEEKLY_RETRAIN_CRON = "0 2 * * 0"  # Sundays 02:00 UTC, as the NFR-010 plan had it
+DAILY_REFRESH_CRON = "30 22 * * 1-5"  # after the US close, UTC
+SCHEDULE_TIMEZONE = "UTC"

@@ -1,0 +1,39 @@
+"""Evaluation: direction metrics, significance tests, strategy backtest and reports (pure)."""
+
+from mlplatform.evaluation.backtest import (
+    BASELINE_NAMES,
+    STRATEGIES,
+    BacktestResult,
+    naive_baselines,
+    run_backtest,
+)
+from mlplatform.evaluation.metrics import (
+    McNemarResult,
+    classification_metrics,
+    deflated_sharpe_ratio,
+    expected_max_sharpe,
+    mcnemar_exact,
+    probabilistic_sharpe_ratio,
+    strategy_metrics,
+    wilson_interval,
+)
+from mlplatform.evaluation.report import markdown_table, render_html, write_html
+
+__all__ = [
+    "BASELINE_NAMES",
+    "STRATEGIES",
+    "BacktestResult",
+    "McNemarResult",
+    "classification_metrics",
+    "deflated_sharpe_ratio",
+    "expected_max_sharpe",
+    "markdown_table",
+    "mcnemar_exact",
+    "naive_baselines",
+    "probabilistic_sharpe_ratio",
+    "render_html",
+    "run_backtest",
+    "strategy_metrics",
+    "wilson_interval",
+    "write_html",
+]

@@ -1,0 +1,360 @@
+"""Score models side by side on one held-out window: direction metrics and two trading strategies.
+
+Time semantics (DESIGN.md): a prediction for row (t, ticker) is made from data up to close t.
+`forward_returns` already encodes execution at the next bar's open (open[t+2]/open[t+1] − 1 for
+horizon 1), so the P&L booked on date t is position_t × forward_return_t and nothing in this module
+shifts data in time. Costs are cost_bps/1e4 × |position_t − position_{t−1}| per ticker (the first
+position is entered from flat; the book left open at the end of the window pays no exit cost).
+The portfolio return of a date is the equal-weight mean over the tickers scored that date
+(equivalently: rebalanced to equal weights daily, rebalancing itself not charged).
+
+Only horizon 1 is supported: with h > 1 a position decided every day is held h bars, so daily
+positions overlap and the P&L needs 1/h-sized overlapping tranches; `run_backtest` refuses h != 1
+rather than report an h-times-levered equity curve.
+
+Every model is scored on exactly the same rows: the intersection of all prediction indexes,
+the labels and the forward returns.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from mlplatform import config
+from mlplatform.evaluation import metrics as m
+
+STRATEGIES: tuple[str, ...] = ("long_short", "long_flat")
+STRATEGY_METRICS: tuple[str, ...] = (
+    "ann_return",
+    "sharpe",
+    "sortino",
+    "max_drawdown",
+    "calmar",
+    "turnover",
+    "psr",
+    "dsr",
+)
+CLASSIFICATION_METRICS: tuple[str, ...] = (
+    "accuracy",
+    "wilson_low",
+    "wilson_high",
+    "balanced_accuracy",
+    "auc",
+    "log_loss",
+    "brier",
+    "p_value_vs_majority",
+    "majority_rate",
+    "up_share",
+    "down_share",
+    "n",
+)
+BASELINE_NAMES: tuple[str, ...] = (
+    "majority_class",
+    "always_up",
+    "previous_direction",
+    "buy_and_hold",
+)
+INDEX_NAMES = ["date", "ticker"]
+
+
+# --- inputs -------------------------------------------------------------------------------------
+def _as_row_index(index: pd.Index, what: str) -> pd.MultiIndex:
+    """A (date, ticker) MultiIndex with datetime dates; levels found by name, else by position."""
+    if not isinstance(index, pd.MultiIndex) or index.nlevels != 2:
+        raise ValueError(
+            f"{what}: expected a (date, ticker) MultiIndex, got {type(index).__name__}"
+        )
+    names = list(index.names)
+    if set(INDEX_NAMES) <= set(names) and names != INDEX_NAMES:
+        index = index.reorder_levels(INDEX_NAMES)
+    dates = pd.DatetimeIndex(pd.to_datetime(index.get_level_values(0)))
+    tickers = index.get_level_values(1).astype(str)
+    out = pd.MultiIndex.from_arrays([dates, tickers], names=INDEX_NAMES)
+    if out.has_duplicates:
+        raise ValueError(f"{what}: duplicate (date, ticker) rows")
+    return out
+
+
+def _as_row_series(series: pd.Series, what: str) -> pd.Series:
+    s = pd.Series(np.asarray(series, dtype=float), index=_as_row_index(series.index, what))
+    return s
+
+
+def _describe(s: pd.Series) -> str:
+    if s.empty:
+        return "0 rows"
+    dates = s.index.get_level_values(0)
+    return f"{len(s)} rows, {dates.min().date()}..{dates.max().date()}"
+
+
+def position(proba: np.ndarray, strategy: str) -> np.ndarray:
+    """long_short: +1 if P(up) > 0.5 else −1; long_flat: 1 if P(up) > 0.5 else 0."""
+    up = m.predicted_class(proba).astype(float)
+    if strategy == "long_short":
+        return 2.0 * up - 1.0
+    if strategy == "long_flat":
+        return up
+    raise ValueError(f"unknown strategy {strategy!r}; expected one of {STRATEGIES}")
+
+
+def strategy_returns(
+    positions: np.ndarray, forward_returns: np.ndarray, index: pd.MultiIndex, cost_bps: float
+) -> tuple[pd.Series, pd.Series]:
+    """Equal-weight portfolio net return and one-way turnover per date.
+
+    `index` is sorted by date then ticker; the previous position of a ticker is its position at
+    its previous scored date (0 before the first).
+    """
+    frame = pd.DataFrame(
+        {
+            "date": index.get_level_values(0),
+            "ticker": index.get_level_values(1),
+            "pos": positions,
+        }
+    )
+    prev = frame.groupby("ticker", sort=False)["pos"].shift(1).fillna(0.0).to_numpy()
+    trade = np.abs(positions - prev)
+    frame["net"] = positions * forward_returns - cost_bps / 1e4 * trade
+    frame["trade"] = trade
+    daily = frame.groupby("date", sort=True)[["net", "trade"]].mean()
+    return daily["net"], daily["trade"]
+
+
+# --- baselines ----------------------------------------------------------------------------------
+def naive_baselines(
+    train_labels: pd.Series, test_index: pd.Index, prices: pd.DataFrame
+) -> dict[str, pd.Series]:
+    """P(up) of the naive rules every model must beat, on `test_index`.
+
+    - majority_class: the training up-rate as a constant probability (so it predicts the training
+      majority; a rate of exactly 0.5 predicts "not up", like a tie everywhere).
+    - always_up: 1.0.
+    - previous_direction: 1.0 if close[t]/close[t−1] − 1 > 0 else 0.0 (known at close t); a row
+      without a previous bar gets the training up-rate.
+    - buy_and_hold: 1.0 — always long. Its classification metrics equal always_up's; it is listed
+      as the strategy benchmark (long-only buy and hold, entered once).
+    Hard 0/1 rules score a clipped (large) log loss; that is the honest score of a hard rule.
+    """
+    labels = np.asarray(train_labels, dtype=float)
+    labels = labels[~np.isnan(labels)]
+    if labels.size == 0:
+        raise ValueError("naive_baselines: train_labels is empty")
+    up_rate = float(labels.mean())
+    index = _as_row_index(test_index, "test_index")
+
+    px = prices.reset_index() if "date" not in prices.columns else prices
+    missing = {"date", "ticker", "close"} - set(px.columns)
+    if missing:
+        raise ValueError(f"naive_baselines: prices lack column(s) {sorted(missing)}")
+    px = px[["date", "ticker", "close"]].copy()
+    px["date"] = pd.to_datetime(px["date"])
+    px["ticker"] = px["ticker"].astype(str)
+    px = px.sort_values(["ticker", "date"])
+    prev_close = px.groupby("ticker", sort=False)["close"].shift(1)
+    prev_return = px["close"].to_numpy() / prev_close.to_numpy() - 1.0
+    prev_up = np.where(np.isnan(prev_return), np.nan, (prev_return > 0).astype(float))
+    prev_dir = pd.Series(prev_up, index=pd.MultiIndex.from_frame(px[["date", "ticker"]]))
+    prev_dir = prev_dir.reindex(index).fillna(up_rate)
+
+    def const(value: float) -> pd.Series:
+        return pd.Series(value, index=index, dtype=float)
+
+    out = {
+        "majority_class": const(up_rate),
+        "always_up": const(1.0),
+        "previous_direction": prev_dir.astype(float),
+        "buy_and_hold": const(1.0),
+    }
+    for name, s in out.items():
+        s.name = name
+    return out
+
+
+# --- result -------------------------------------------------------------------------------------
+def _json_safe(value: Any) -> Any:
+    """Plain JSON types: NaN/inf -> None, numpy scalars -> Python, timestamps -> ISO dates."""
+    if isinstance(value, Mapping):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, pd.Timestamp):
+        return value.date().isoformat()
+    if isinstance(value, bool | np.bool_):
+        return bool(value)
+    if isinstance(value, int | np.integer):
+        return int(value)
+    if isinstance(value, float | np.floating):
+        v = float(value)
+        return v if math.isfinite(v) else None
+    return value
+
+
+@dataclass
+class BacktestResult:
+    """Everything the report and the promotion checks need.
+
+    metrics: model -> {classification keys + "<strategy>_<metric>"} (floats; NaN when undefined).
+    equity: index date, columns "model/strategy", compounded net equity (1 before day one).
+    returns: the same shape, net portfolio return per date.
+    mcnemar: primary vs challenger exact McNemar (statistic, p_value, n_discordant,
+    primary_only_correct, challenger_only_correct), None unless both were scored.
+    """
+
+    metrics: dict[str, dict[str, float]]
+    equity: pd.DataFrame
+    returns: pd.DataFrame
+    mcnemar: dict[str, float | int] | None
+    window: tuple[pd.Timestamp, pd.Timestamp]
+    n_rows: int
+    n_tickers: int
+    models: tuple[str, ...] = ()
+    primary: str = "staging"
+    challenger: str = "production"
+    cost_bps: float = 0.0
+    n_trials: dict[str, int] = field(default_factory=dict)
+    periods_per_year: int = 252
+    horizon: int = 1
+
+    def to_dict(self, *, include_equity: bool = True) -> dict[str, Any]:
+        """JSON-safe dict (floats, no NaN/inf: they become None)."""
+        out: dict[str, Any] = {
+            "models": list(self.models),
+            "primary": self.primary,
+            "challenger": self.challenger,
+            "window": {"start": self.window[0], "end": self.window[1]},
+            "n_rows": self.n_rows,
+            "n_tickers": self.n_tickers,
+            "n_dates": len(self.equity.index),
+            "cost_bps": self.cost_bps,
+            "n_trials": self.n_trials,
+            "periods_per_year": self.periods_per_year,
+            "horizon": self.horizon,
+            "metrics": self.metrics,
+            "mcnemar": self.mcnemar,
+        }
+        if include_equity:
+            out["equity"] = {
+                "dates": [d.date().isoformat() for d in self.equity.index],
+                "series": {c: self.equity[c].tolist() for c in self.equity.columns},
+            }
+        return _json_safe(out)
+
+
+# --- the backtest -------------------------------------------------------------------------------
+def _trials_for(n_trials: int | Mapping[str, int], model: str) -> int:
+    if isinstance(n_trials, Mapping):
+        return int(n_trials.get(model, 1))
+    return int(n_trials)
+
+
+def run_backtest(
+    predictions: Mapping[str, pd.Series],
+    labels: pd.Series,
+    forward_returns: pd.Series,
+    *,
+    cost_bps: float,
+    n_trials: int | Mapping[str, int],
+    periods_per_year: int = config.BACKTEST.periods_per_year,
+    primary: str = "staging",
+    challenger: str = "production",
+    trial_sharpes: Sequence[float] | np.ndarray | None = None,
+    horizon: int = 1,
+) -> BacktestResult:
+    """Score every model in `predictions` (name -> P(up) Series) on the same rows.
+
+    n_trials: the number of trials in the Optuna study, used by the DSR; an int applies to every
+    model, a mapping gives it per model (models not named count as 1 trial, i.e. DSR = PSR(0),
+    right for baselines that were never selected from a search). trial_sharpes: per-period Sharpe
+    ratios of those trials, if known (else the DSR's documented fallback variance is used).
+    Raises ValueError when nothing overlaps, a prediction is NaN or outside [0, 1], or h != 1.
+    """
+    if horizon != 1:
+        raise ValueError(
+            f"horizon={horizon}: only horizon 1 is supported "
+            "(h > 1 positions overlap; see the module docstring)"
+        )
+    if not predictions:
+        raise ValueError("run_backtest: no predictions given")
+    if cost_bps < 0:
+        raise ValueError(f"cost_bps must be >= 0, got {cost_bps}")
+
+    preds: dict[str, pd.Series] = {}
+    for name, s in predictions.items():
+        ps = _as_row_series(s, f"predictions[{name!r}]")
+        if ps.isna().any():
+            raise ValueError(f"predictions[{name!r}] has {int(ps.isna().sum())} NaN values")
+        if ((ps < 0) | (ps > 1)).any():
+            raise ValueError(f"predictions[{name!r}] has probabilities outside [0, 1]")
+        preds[name] = ps
+    y_all = _as_row_series(labels, "labels").dropna()
+    fr_all = _as_row_series(forward_returns, "forward_returns").dropna()
+
+    common = y_all.index.intersection(fr_all.index)
+    for ps in preds.values():
+        common = common.intersection(ps.index)
+    if len(common) == 0:
+        parts = [f"labels: {_describe(y_all)}", f"forward_returns: {_describe(fr_all)}"]
+        parts += [f"predictions[{k!r}]: {_describe(v)}" for k, v in preds.items()]
+        raise ValueError(
+            "run_backtest: predictions, labels and forward returns share no (date, ticker) row; "
+            + "; ".join(parts)
+        )
+    common = common.sort_values()  # date, then ticker
+    y = y_all.reindex(common).to_numpy().astype(np.int8)
+    fr = fr_all.reindex(common).to_numpy()
+    dates = common.get_level_values(0)
+
+    results: dict[str, dict[str, float]] = {}
+    equity: dict[str, pd.Series] = {}
+    daily_returns: dict[str, pd.Series] = {}
+    for name, ps in preds.items():
+        p = ps.reindex(common).to_numpy()
+        row = m.classification_metrics(y, p)
+        for strategy in STRATEGIES:
+            net, trade = strategy_returns(position(p, strategy), fr, common, cost_bps)
+            sm = m.strategy_metrics(
+                net.to_numpy(),
+                float(trade.mean()),
+                n_trials=_trials_for(n_trials, name),
+                periods_per_year=periods_per_year,
+                trial_sharpes=trial_sharpes,
+            )
+            row.update({f"{strategy}_{k}": v for k, v in sm.items()})
+            daily_returns[f"{name}/{strategy}"] = net
+            equity[f"{name}/{strategy}"] = (1.0 + net).cumprod()
+        results[name] = row
+
+    mcnemar = None
+    if primary in preds and challenger in preds:
+        mcnemar = m.mcnemar_exact(
+            y,
+            preds[primary].reindex(common).to_numpy(),
+            preds[challenger].reindex(common).to_numpy(),
+        ).to_dict()
+
+    equity_df = pd.DataFrame(equity)
+    equity_df.index.name = "date"
+    returns_df = pd.DataFrame(daily_returns)
+    returns_df.index.name = "date"
+    return BacktestResult(
+        metrics=results,
+        equity=equity_df,
+        returns=returns_df,
+        mcnemar=mcnemar,
+        window=(pd.Timestamp(dates.min()), pd.Timestamp(dates.max())),
+        n_rows=len(common),
+        n_tickers=int(common.get_level_values(1).nunique()),
+        models=tuple(preds),
+        primary=primary,
+        challenger=challenger,
+        cost_bps=float(cost_bps),
+        n_trials={k: _trials_for(n_trials, k) for k in preds},
+        periods_per_year=int(periods_per_year),
+        horizon=horizon,
+    )

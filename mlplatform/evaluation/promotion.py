@@ -1,0 +1,160 @@
+"""The promotion criteria, applied to a backtest's metrics. Each criterion is one blocking check.
+
+Pure: takes the per-model metric dicts a backtest produced and the thresholds from
+`mlplatform.config.PROMOTION`, returns one verdict per criterion with the numbers behind it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from mlplatform import config
+from mlplatform.config import PromotionCriteria
+
+STAGING = "staging"
+PRODUCTION = "production"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    name: str
+    passed: bool
+    description: str
+    blocking: bool = True  # a warning criterion never blocks promotion
+    numbers: dict[str, Any] = field(default_factory=dict)
+
+
+# Names are the asset-check names; one fact, one place.
+BEATS_MAJORITY = "beats_majority_class"
+LOG_LOSS_VS_PRODUCTION = "log_loss_not_worse_than_production"
+ACCURACY_VS_PRODUCTION = "accuracy_vs_production"
+SHARPE_AFTER_COSTS = "sharpe_after_costs_and_dsr"
+NOT_DEGENERATE = "predictions_not_degenerate"
+LEAKAGE_ALARM = "accuracy_below_leakage_alarm"
+
+BLOCKING_CRITERIA = (
+    BEATS_MAJORITY,
+    LOG_LOSS_VS_PRODUCTION,
+    ACCURACY_VS_PRODUCTION,
+    SHARPE_AFTER_COSTS,
+    NOT_DEGENERATE,
+)
+WARNING_CRITERIA = (LEAKAGE_ALARM,)
+CRITERION_DESCRIPTIONS = {
+    BEATS_MAJORITY: "Accuracy significantly above the majority-class rate (one-sided binomial).",
+    LOG_LOSS_VS_PRODUCTION: "Log loss no worse than the production model's on the same rows.",
+    ACCURACY_VS_PRODUCTION: "Accuracy at least production's plus the minimum delta.",
+    SHARPE_AFTER_COSTS: "Long/short Sharpe after costs above the floor, Deflated Sharpe high.",
+    NOT_DEGENERATE: "Each class predicted at least the minimum share of the time.",
+    LEAKAGE_ALARM: "Warning: accuracy this high on daily bars signals look-ahead leakage.",
+}
+
+
+def _f(value: Any) -> float:
+    return float("nan") if value is None else float(value)
+
+
+def evaluate_promotion(
+    metrics: dict[str, dict[str, Any]], criteria: PromotionCriteria | None = None
+) -> list[Verdict]:
+    """One verdict per criterion for the `staging` model against `production` (when present)."""
+    criteria = criteria or config.PROMOTION
+    if STAGING not in metrics:
+        raise ValueError(f"backtest metrics have no '{STAGING}' entry: {sorted(metrics)}")
+    s = metrics[STAGING]
+    p = metrics.get(PRODUCTION)
+    verdicts: list[Verdict] = []
+
+    p_value = _f(s.get("p_value_vs_majority"))
+    verdicts.append(
+        Verdict(
+            BEATS_MAJORITY,
+            p_value < criteria.max_p_value,
+            f"p = {p_value:.4g} (needs < {criteria.max_p_value}); accuracy "
+            f"{_f(s.get('accuracy')):.4f} vs majority rate {_f(s.get('majority_rate')):.4f}",
+            numbers={
+                "p_value": p_value,
+                "accuracy": _f(s.get("accuracy")),
+                "majority_rate": _f(s.get("majority_rate")),
+                "max_p_value": criteria.max_p_value,
+            },
+        )
+    )
+
+    if p is None:
+        verdicts.append(
+            Verdict(
+                LOG_LOSS_VS_PRODUCTION,
+                True,
+                "no production model yet: nothing to compare against",
+                numbers={"staging_log_loss": _f(s.get("log_loss"))},
+            )
+        )
+        verdicts.append(
+            Verdict(
+                ACCURACY_VS_PRODUCTION,
+                True,
+                "no production model yet: nothing to compare against",
+                numbers={"staging_accuracy": _f(s.get("accuracy"))},
+            )
+        )
+    else:
+        s_ll, p_ll = _f(s.get("log_loss")), _f(p.get("log_loss"))
+        verdicts.append(
+            Verdict(
+                LOG_LOSS_VS_PRODUCTION,
+                s_ll <= p_ll + criteria.max_log_loss_increase,
+                f"staging {s_ll:.5f} vs production {p_ll:.5f} "
+                f"(allowed increase {criteria.max_log_loss_increase})",
+                numbers={"staging_log_loss": s_ll, "production_log_loss": p_ll},
+            )
+        )
+        s_acc, p_acc = _f(s.get("accuracy")), _f(p.get("accuracy"))
+        verdicts.append(
+            Verdict(
+                ACCURACY_VS_PRODUCTION,
+                s_acc >= p_acc + criteria.min_accuracy_delta,
+                f"staging {s_acc:.4f} vs production {p_acc:.4f} "
+                f"+ delta {criteria.min_accuracy_delta}",
+                numbers={
+                    "staging_accuracy": s_acc,
+                    "production_accuracy": p_acc,
+                    "min_delta": criteria.min_accuracy_delta,
+                },
+            )
+        )
+
+    sharpe, dsr = _f(s.get("long_short_sharpe")), _f(s.get("long_short_dsr"))
+    verdicts.append(
+        Verdict(
+            SHARPE_AFTER_COSTS,
+            sharpe > criteria.min_sharpe and dsr >= criteria.min_dsr,
+            f"long/short Sharpe after costs {sharpe:.3f} (needs > {criteria.min_sharpe}), "
+            f"DSR {dsr:.3f} (needs ≥ {criteria.min_dsr})",
+            numbers={"sharpe": sharpe, "dsr": dsr, "min_dsr": criteria.min_dsr},
+        )
+    )
+
+    up, down = _f(s.get("up_share")), _f(s.get("down_share"))
+    verdicts.append(
+        Verdict(
+            NOT_DEGENERATE,
+            min(up, down) >= criteria.min_class_share,
+            f"predicted up {up:.1%}, down {down:.1%} (each needs ≥ {criteria.min_class_share:.0%})",
+            numbers={"up_share": up, "down_share": down},
+        )
+    )
+
+    accuracy = _f(s.get("accuracy"))
+    verdicts.append(
+        Verdict(
+            LEAKAGE_ALARM,
+            not accuracy > criteria.leakage_alarm_accuracy,
+            f"accuracy {accuracy:.4f} vs alarm level {criteria.leakage_alarm_accuracy}: honest "
+            "daily-bar models score about 50–53 %; above the alarm, look for look-ahead first",
+            blocking=False,
+            numbers={"accuracy": accuracy, "alarm": criteria.leakage_alarm_accuracy},
+        )
+    )
+    return verdicts

@@ -1,0 +1,264 @@
+"""Backtest: same rows for every model, hand-checked P&L, baselines, no look-ahead, costs."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mlplatform.evaluation import BASELINE_NAMES, naive_baselines, run_backtest
+from mlplatform.evaluation.backtest import CLASSIFICATION_METRICS, STRATEGY_METRICS
+
+
+def _index(n_dates: int, tickers: tuple[str, ...] = ("AAA", "BBB", "CCC")) -> pd.MultiIndex:
+    dates = pd.bdate_range("2025-01-06", periods=n_dates)
+    return pd.MultiIndex.from_product([dates, list(tickers)], names=["date", "ticker"])
+
+
+def _window(n_dates: int = 40, seed: int = 0) -> tuple[pd.Series, pd.Series]:
+    """Forward returns and labels consistent with them (label = return > 0)."""
+    idx = _index(n_dates)
+    rng = np.random.default_rng(seed)
+    fr = pd.Series(rng.normal(0.0005, 0.01, len(idx)), index=idx, name="forward_return")
+    labels = (fr > 0).astype("int8").rename("label")
+    return fr, labels
+
+
+def _random_proba(index: pd.Index, seed: int) -> pd.Series:
+    return pd.Series(np.random.default_rng(seed).uniform(0, 1, len(index)), index=index)
+
+
+def test_hand_computed_pnl_costs_and_turnover() -> None:
+    idx = _index(3, ("A", "B"))  # rows: d1A d1B d2A d2B d3A d3B
+    proba = pd.Series([0.9, 0.4, 0.2, 0.4, 0.7, 0.6], index=idx)
+    fr = pd.Series([0.01, 0.02, -0.02, -0.01, 0.03, 0.0], index=idx)
+    labels = (fr > 0).astype(int)
+    res = run_backtest({"m": proba}, labels, fr, cost_bps=10, n_trials=1)
+    ls = res.returns["m/long_short"].to_numpy()
+    lf = res.returns["m/long_flat"].to_numpy()
+    np.testing.assert_allclose(ls, [-0.006, 0.014, 0.013], atol=1e-12)
+    np.testing.assert_allclose(lf, [0.0045, -0.0005, 0.014], atol=1e-12)
+    np.testing.assert_allclose(res.equity["m/long_short"], np.cumprod(1 + np.array(ls)))
+    assert res.metrics["m"]["long_short_turnover"] == pytest.approx(4 / 3)
+    assert res.metrics["m"]["long_flat_turnover"] == pytest.approx(2 / 3)
+    assert res.window == (idx[0][0], idx[-1][0])
+    assert (res.n_rows, res.n_tickers) == (6, 2)
+    assert res.mcnemar is None
+
+
+def test_result_has_every_metric_key() -> None:
+    fr, labels = _window()
+    res = run_backtest({"staging": _random_proba(fr.index, 1)}, labels, fr, cost_bps=5, n_trials=3)
+    expected = set(CLASSIFICATION_METRICS) | {
+        f"{s}_{k}" for s in ("long_short", "long_flat") for k in STRATEGY_METRICS
+    }
+    assert set(res.metrics["staging"]) == expected
+    assert list(res.equity.columns) == ["staging/long_short", "staging/long_flat"]
+
+
+def test_perfect_predictor_scores_one_and_earns() -> None:
+    fr, labels = _window()
+    preds = {
+        "staging": labels.astype(float),
+        "production": _random_proba(fr.index, 2),
+    }
+    res = run_backtest(preds, labels, fr, cost_bps=5, n_trials=10)
+    s = res.metrics["staging"]
+    assert s["accuracy"] == 1.0 and s["balanced_accuracy"] == 1.0 and s["auc"] == 1.0
+    assert s["long_short_sharpe"] > 0 and s["long_flat_sharpe"] > 0
+    assert s["long_short_psr"] > 0.99 and s["p_value_vs_majority"] < 1e-6
+    assert res.mcnemar is not None
+    assert res.mcnemar["challenger_only_correct"] == 0
+    assert res.mcnemar["p_value"] < 1e-6
+
+
+def test_costs_reduce_returns_monotonically() -> None:
+    fr, labels = _window(seed=3)
+    preds = {"staging": _random_proba(fr.index, 4)}
+    runs = [run_backtest(preds, labels, fr, cost_bps=c, n_trials=1) for c in (0, 1, 5, 20, 100)]
+    for strategy in ("long_short", "long_flat"):
+        anns = [r.metrics["staging"][f"{strategy}_ann_return"] for r in runs]
+        assert all(a > b for a, b in itertools.pairwise(anns))
+        daily = np.array([r.returns[f"staging/{strategy}"].to_numpy() for r in runs])
+        assert (np.diff(daily, axis=0) <= 1e-15).all()
+    with pytest.raises(ValueError, match="cost_bps"):
+        run_backtest(preds, labels, fr, cost_bps=-1, n_trials=1)
+
+
+def test_no_look_ahead() -> None:
+    fr, labels = _window(n_dates=40, seed=5)
+    preds = {"staging": _random_proba(fr.index, 6), "production": _random_proba(fr.index, 7)}
+    base = run_backtest(preds, labels, fr, cost_bps=5, n_trials=5)
+
+    # returns after the window (no prediction there) change nothing at all
+    later = _index(10)
+    later = pd.MultiIndex.from_arrays(
+        [later.get_level_values(0) + pd.offsets.BDay(40), later.get_level_values(1)],
+        names=["date", "ticker"],
+    )
+    for seed in (8, 9):
+        extra = pd.Series(np.random.default_rng(seed).normal(0, 0.5, len(later)), index=later)
+        res = run_backtest(preds, labels, pd.concat([fr, extra]), cost_bps=5, n_trials=5)
+        assert json.dumps(res.to_dict()) == json.dumps(base.to_dict())
+
+    # P&L up to date t depends on nothing after t: truncating the window keeps the prefix
+    cut = fr.index.get_level_values(0).unique()[24]
+    keep = fr.index.get_level_values(0) <= cut
+    short = run_backtest(
+        {k: v[keep] for k, v in preds.items()}, labels[keep], fr[keep], cost_bps=5, n_trials=5
+    )
+    pd.testing.assert_frame_equal(short.returns, base.returns.loc[:cut])
+    # and scrambling the returns after t leaves the prefix of the full run unchanged
+    scrambled = fr.copy()
+    scrambled[~keep] = np.random.default_rng(10).normal(0, 0.1, int((~keep).sum()))
+    res = run_backtest(preds, labels, scrambled, cost_bps=5, n_trials=5)
+    pd.testing.assert_frame_equal(res.returns.loc[:cut], base.returns.loc[:cut])
+
+
+def test_mismatched_indexes_score_the_intersection() -> None:
+    fr, labels = _window(n_dates=40)
+    dates = fr.index.get_level_values(0).unique()
+    staging = _random_proba(fr.index, 1)
+    prod_idx = pd.MultiIndex.from_product([dates[5:], ["AAA", "BBB"]], names=["date", "ticker"])
+    # production given in (ticker, date) level order, shuffled: must be aligned by name
+    production = _random_proba(prod_idx, 2).swaplevel().sample(frac=1.0, random_state=0)
+    labels_missing = labels.drop(labels.index[-1])  # (last date, CCC): outside production anyway
+    labels_missing = labels_missing.drop((dates[10], "AAA"))
+    res = run_backtest(
+        {"staging": staging, "production": production},
+        labels_missing,
+        fr,
+        cost_bps=5,
+        n_trials=1,
+    )
+    assert res.n_rows == 35 * 2 - 1
+    assert res.n_tickers == 2
+    assert res.window == (dates[5], dates[-1])
+    assert res.metrics["staging"]["n"] == res.metrics["production"]["n"] == res.n_rows
+    assert res.mcnemar is not None and res.mcnemar["n_discordant"] <= res.n_rows
+
+    # unnamed levels are taken positionally as (date, ticker)
+    unnamed = staging.copy()
+    unnamed.index = unnamed.index.set_names([None, None])
+    res2 = run_backtest({"staging": unnamed}, labels, fr, cost_bps=5, n_trials=1)
+    assert res2.n_rows == len(fr)
+
+
+def test_bad_inputs_raise_clear_errors() -> None:
+    fr, labels = _window(n_dates=10)
+    staging = _random_proba(fr.index, 1)
+    elsewhere = _index(5, ("ZZZ",))
+    with pytest.raises(ValueError, match="share no") as err:
+        run_backtest({"staging": _random_proba(elsewhere, 0)}, labels, fr, cost_bps=5, n_trials=1)
+    assert "predictions['staging']: 5 rows" in str(err.value)
+    with pytest.raises(ValueError, match="NaN"):
+        run_backtest({"staging": staging.where(staging > 0.1)}, labels, fr, cost_bps=5, n_trials=1)
+    with pytest.raises(ValueError, match=r"outside \[0, 1\]"):
+        run_backtest({"staging": staging * 3}, labels, fr, cost_bps=5, n_trials=1)
+    with pytest.raises(ValueError, match="horizon"):
+        run_backtest({"staging": staging}, labels, fr, cost_bps=5, n_trials=1, horizon=5)
+    with pytest.raises(ValueError, match="no predictions"):
+        run_backtest({}, labels, fr, cost_bps=5, n_trials=1)
+    with pytest.raises(ValueError, match="duplicate"):
+        run_backtest({"staging": pd.concat([staging, staging])}, labels, fr, cost_bps=5, n_trials=1)
+    with pytest.raises(ValueError, match="MultiIndex"):
+        run_backtest(
+            {"staging": staging.reset_index(drop=True)}, labels, fr, cost_bps=5, n_trials=1
+        )
+
+
+def test_naive_baselines_definitions() -> None:
+    dates = pd.bdate_range("2025-03-03", periods=4)
+    prices = pd.DataFrame(
+        {
+            "date": np.repeat(dates, 2),
+            "ticker": ["A", "B"] * 4,
+            "open": 1.0,
+            "high": 1.0,
+            "low": 1.0,
+            "close": [10, 5, 11, 4, 11, 6, 10, 7],
+            "volume": 1.0,
+        }
+    )
+    idx = pd.MultiIndex.from_product([dates, ["A", "B"]], names=["date", "ticker"])
+    train = pd.Series([1, 1, 0, 1], dtype="int8")
+    base = naive_baselines(train, idx, prices)
+    assert tuple(base) == BASELINE_NAMES
+    for s in base.values():
+        assert s.index.equals(idx)
+    assert (base["majority_class"] == 0.75).all()
+    assert (base["always_up"] == 1.0).all()
+    assert (base["buy_and_hold"] == 1.0).all()
+    # A: 10 → 11 (up) → 11 (flat counts as not up) → 10 (down); B: 5 → 4 → 6 → 7
+    expected = pd.Series([0.75, 0.75, 1, 0, 0, 1, 0, 1], index=idx, dtype=float)
+    pd.testing.assert_series_equal(base["previous_direction"], expected, check_names=False)
+    with pytest.raises(ValueError, match="empty"):
+        naive_baselines(pd.Series([], dtype=float), idx, prices)
+
+
+def test_baselines_in_a_backtest() -> None:
+    fr, labels = _window(n_dates=30, seed=11)
+    base = naive_baselines(pd.Series([0, 0, 1]), fr.index, _prices_for(fr.index))
+    res = run_backtest(base, labels, fr, cost_bps=10, n_trials={"staging": 50})
+    bh = res.metrics["buy_and_hold"]
+    # always long in both strategies: the equal-weight market less one entry cost
+    market = fr.groupby(level="date").mean().to_numpy()
+    market[0] -= 10 / 1e4
+    np.testing.assert_allclose(res.returns["buy_and_hold/long_short"], market)
+    np.testing.assert_allclose(res.returns["buy_and_hold/long_flat"], market)
+    assert bh["long_short_turnover"] == pytest.approx(1 / 30)
+    assert bh["up_share"] == 1.0
+    # majority training class is down: majority_class never goes long in long_flat
+    assert res.metrics["majority_class"]["up_share"] == 0.0
+    assert (res.returns["majority_class/long_flat"] == 0.0).all()
+    # baselines count as one trial when n_trials is per model: DSR == PSR(0)
+    for name in BASELINE_NAMES:
+        mm = res.metrics[name]
+        if math.isfinite(mm["long_short_psr"]):
+            assert mm["long_short_dsr"] == pytest.approx(mm["long_short_psr"])
+    assert res.n_trials == dict.fromkeys(BASELINE_NAMES, 1)
+
+
+def _prices_for(index: pd.MultiIndex) -> pd.DataFrame:
+    rng = np.random.default_rng(12)
+    frame = index.to_frame(index=False)
+    frame["close"] = 100 * np.exp(rng.normal(0, 0.01, len(frame)))
+    return frame
+
+
+def test_dsr_penalises_the_search() -> None:
+    fr, labels = _window(n_dates=60, seed=13)
+    noisy = labels.astype(float) * 0.15 + _random_proba(fr.index, 14) * 0.85
+    one = run_backtest({"staging": noisy}, labels, fr, cost_bps=0, n_trials=1)
+    many = run_backtest({"staging": noisy}, labels, fr, cost_bps=0, n_trials=200)
+    s1, s200 = one.metrics["staging"], many.metrics["staging"]
+    assert s1["long_short_dsr"] == pytest.approx(s1["long_short_psr"])
+    assert s200["long_short_dsr"] < s1["long_short_dsr"]
+    with_trials = run_backtest(
+        {"staging": noisy}, labels, fr, cost_bps=0, n_trials=200, trial_sharpes=[0.0, 0.01, 0.02]
+    )
+    assert with_trials.metrics["staging"]["long_short_dsr"] != s200["long_short_dsr"]
+
+
+def test_to_dict_is_json_safe() -> None:
+    fr, _ = _window(n_dates=8)
+    ones = pd.Series(1, index=fr.index, dtype="int8")  # one class only: AUC undefined
+    res = run_backtest(
+        {"staging": _random_proba(fr.index, 1), "production": _random_proba(fr.index, 2)},
+        ones,
+        fr,
+        cost_bps=5,
+        n_trials=3,
+    )
+    d = res.to_dict()
+    text = json.dumps(d, allow_nan=False)
+    assert d["metrics"]["staging"]["auc"] is None
+    assert d["window"]["start"] == "2025-01-06"
+    assert d["n_rows"] == len(fr) and d["mcnemar"]["n_discordant"] >= 0
+    assert set(d["equity"]["series"]) == set(res.equity.columns)
+    assert "equity" not in res.to_dict(include_equity=False)
+    assert isinstance(json.loads(text)["metrics"]["staging"]["n"], float)
