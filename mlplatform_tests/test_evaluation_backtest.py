@@ -40,11 +40,12 @@ def test_hand_computed_pnl_costs_and_turnover() -> None:
     res = run_backtest({"m": proba}, labels, fr, cost_bps=10, n_trials=1)
     ls = res.returns["m/long_short"].to_numpy()
     lf = res.returns["m/long_flat"].to_numpy()
-    np.testing.assert_allclose(ls, [-0.006, 0.014, 0.013], atol=1e-12)
-    np.testing.assert_allclose(lf, [0.0045, -0.0005, 0.014], atol=1e-12)
+    # each position is a round trip inside the bar: 2 x 10 bps per unit of position
+    np.testing.assert_allclose(ls, [-0.007, 0.013, 0.013], atol=1e-12)
+    np.testing.assert_allclose(lf, [0.004, 0.0, 0.013], atol=1e-12)
     np.testing.assert_allclose(res.equity["m/long_short"], np.cumprod(1 + np.array(ls)))
-    assert res.metrics["m"]["long_short_turnover"] == pytest.approx(4 / 3)
-    assert res.metrics["m"]["long_flat_turnover"] == pytest.approx(2 / 3)
+    assert res.metrics["m"]["long_short_turnover"] == pytest.approx(2.0)
+    assert res.metrics["m"]["long_flat_turnover"] == pytest.approx(1.0)
     assert res.window == (idx[0][0], idx[-1][0])
     assert (res.n_rows, res.n_tickers) == (6, 2)
     assert res.mcnemar is None
@@ -203,11 +204,15 @@ def test_naive_baselines_definitions() -> None:
 def test_baselines_in_a_backtest() -> None:
     fr, labels = _window(n_dates=30, seed=11)
     base = naive_baselines(pd.Series([0, 0, 1]), fr.index, _prices_for(fr.index))
-    res = run_backtest(base, labels, fr, cost_bps=10, n_trials={"staging": 50})
+    hold = fr * 1.5  # close-to-close returns differ from the intraday forward returns
+    res = run_backtest(base, labels, fr, cost_bps=10, n_trials={"staging": 50}, hold_returns=hold)
     bh = res.metrics["buy_and_hold"]
-    # always long in both strategies: the equal-weight market less one entry cost
-    market = fr.groupby(level="date").mean().to_numpy()
+    # held overnight in both strategies: the equal-weight close-to-close market less one entry cost
+    market = hold.groupby(level="date").mean().to_numpy()
     market[0] -= 10 / 1e4
+    # always_up trades the same direction intraday: a round trip every day
+    always = fr.groupby(level="date").mean().to_numpy() - 2 * 10 / 1e4
+    np.testing.assert_allclose(res.returns["always_up/long_short"], always)
     np.testing.assert_allclose(res.returns["buy_and_hold/long_short"], market)
     np.testing.assert_allclose(res.returns["buy_and_hold/long_flat"], market)
     assert bh["long_short_turnover"] == pytest.approx(1 / 30)

@@ -1,10 +1,11 @@
 """Score models side by side on one held-out window: direction metrics and two trading strategies.
 
 Time semantics (DESIGN.md): a prediction for row (t, ticker) is made from data up to close t.
-`forward_returns` already encodes execution at the next bar's open (open[t+2]/open[t+1] − 1 for
-horizon 1), so the P&L booked on date t is position_t × forward_return_t and nothing in this module
-shifts data in time. Costs are cost_bps/1e4 × |position_t − position_{t−1}| per ticker (the first
-position is entered from flat; the book left open at the end of the window pays no exit cost).
+`forward_returns` already encodes execution: entry at the next bar's open, exit at the label
+bar's close (close[t+1]/open[t+1] − 1 for horizon 1), so the P&L booked on date t is
+position_t × forward_return_t and nothing in this module shifts data in time. Every position is a
+round trip inside one bar (the overnight gap is never earned), so it pays the one-way cost twice:
+cost_bps/1e4 × 2|position_t| per ticker and day; turnover counts both legs.
 The portfolio return of a date is the equal-weight mean over the tickers scored that date
 (equivalently: rebalanced to equal weights daily, rebalancing itself not charged).
 
@@ -104,12 +105,18 @@ def position(proba: np.ndarray, strategy: str) -> np.ndarray:
 
 
 def strategy_returns(
-    positions: np.ndarray, forward_returns: np.ndarray, index: pd.MultiIndex, cost_bps: float
+    positions: np.ndarray,
+    forward_returns: np.ndarray,
+    index: pd.MultiIndex,
+    cost_bps: float,
+    *,
+    held_overnight: bool = False,
 ) -> tuple[pd.Series, pd.Series]:
-    """Equal-weight portfolio net return and one-way turnover per date.
+    """Equal-weight portfolio net return and turnover per date.
 
-    `index` is sorted by date then ticker; the previous position of a ticker is its position at
-    its previous scored date (0 before the first).
+    Intraday (default): every position is a round trip inside the bar, both legs charged.
+    held_overnight (buy and hold on close-to-close returns): only position changes are charged.
+    `index` is sorted by date then ticker.
     """
     frame = pd.DataFrame(
         {
@@ -118,12 +125,19 @@ def strategy_returns(
             "pos": positions,
         }
     )
-    prev = frame.groupby("ticker", sort=False)["pos"].shift(1).fillna(0.0).to_numpy()
-    trade = np.abs(positions - prev)
+    if held_overnight:
+        prev = frame.groupby("ticker", sort=False)["pos"].shift(1).fillna(0.0).to_numpy()
+        trade = np.abs(positions - prev)
+    else:
+        trade = 2.0 * np.abs(positions)  # in at the open, out at the close
     frame["net"] = positions * forward_returns - cost_bps / 1e4 * trade
     frame["trade"] = trade
     daily = frame.groupby("date", sort=True)[["net", "trade"]].mean()
     return daily["net"], daily["trade"]
+
+
+# Baselines that hold their position across the close (earning the overnight gap too).
+HELD_OVERNIGHT = frozenset({"buy_and_hold"})
 
 
 # --- baselines ----------------------------------------------------------------------------------
@@ -265,6 +279,7 @@ def run_backtest(
     challenger: str = "production",
     trial_sharpes: Sequence[float] | np.ndarray | None = None,
     horizon: int = 1,
+    hold_returns: pd.Series | None = None,
 ) -> BacktestResult:
     """Score every model in `predictions` (name -> P(up) Series) on the same rows.
 
@@ -272,6 +287,8 @@ def run_backtest(
     model, a mapping gives it per model (models not named count as 1 trial, i.e. DSR = PSR(0),
     right for baselines that were never selected from a search). trial_sharpes: per-period Sharpe
     ratios of those trials, if known (else the DSR's documented fallback variance is used).
+    hold_returns: close-to-close returns per row; when given, the models named in
+    HELD_OVERNIGHT (buy and hold) earn them, paying costs only when their position changes.
     Raises ValueError when nothing overlaps, a prediction is NaN or outside [0, 1], or h != 1.
     """
     if horizon != 1:
@@ -308,6 +325,8 @@ def run_backtest(
     common = common.sort_values()  # date, then ticker
     y = y_all.reindex(common).to_numpy().astype(np.int8)
     fr = fr_all.reindex(common).to_numpy()
+    hold = None if hold_returns is None else _as_row_series(hold_returns, "hold_returns")
+    hold_fr = None if hold is None else hold.reindex(common).fillna(0.0).to_numpy()
     dates = common.get_level_values(0)
 
     results: dict[str, dict[str, float]] = {}
@@ -317,7 +336,14 @@ def run_backtest(
         p = ps.reindex(common).to_numpy()
         row = m.classification_metrics(y, p)
         for strategy in STRATEGIES:
-            net, trade = strategy_returns(position(p, strategy), fr, common, cost_bps)
+            overnight = hold_fr is not None and name in HELD_OVERNIGHT
+            net, trade = strategy_returns(
+                position(p, strategy),
+                hold_fr if overnight else fr,
+                common,
+                cost_bps,
+                held_overnight=overnight,
+            )
             sm = m.strategy_metrics(
                 net.to_numpy(),
                 float(trade.mean()),

@@ -1,0 +1,108 @@
+"""Data-quality measurements the Dagster asset checks report (pure, vectorised).
+
+Business days here are Monday to Friday (numpy's default calendar); exchange holidays therefore
+count as missing days, which is why the gap threshold tolerates a few.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from mlplatform import config
+
+
+def _days(values: Any) -> np.ndarray:
+    return pd.to_datetime(pd.Series(values)).to_numpy(dtype="datetime64[D]")
+
+
+def staleness_business_days(prices: pd.DataFrame, as_of: Any) -> int:
+    """Business days after the most recent bar up to and including `as_of`.
+
+    0 when the latest bar is on as_of (or as_of is a weekend after Friday's bar); negative when
+    the data run past as_of. Compare with config.STALE_AFTER_BUSINESS_DAYS.
+    """
+    if prices.empty:
+        raise ValueError("no bars: staleness is undefined")
+    last = np.datetime64(pd.Timestamp(prices["date"].max()).date(), "D")
+    end = np.datetime64(pd.Timestamp(as_of).date(), "D")
+    if end >= last:
+        return int(np.busday_count(last + 1, end + 1))
+    return -int(np.busday_count(end + 1, last + 1))
+
+
+def stale_tickers(
+    prices: pd.DataFrame, as_of: Any, max_days: int = config.STALE_AFTER_BUSINESS_DAYS
+) -> pd.DataFrame:
+    """Tickers whose own last bar is more than `max_days` business days before `as_of`."""
+    last = prices.groupby("ticker", sort=True)["date"].max()
+    end = np.datetime64(pd.Timestamp(as_of).date(), "D")
+    lag = np.busday_count(_days(last.to_numpy()) + 1, end + 1)
+    out = pd.DataFrame({"ticker": last.index, "last_date": last.to_numpy(), "stale_days": lag})
+    return out[out["stale_days"] > max_days].reset_index(drop=True)
+
+
+def business_day_gaps(
+    prices: pd.DataFrame, max_gap: int = config.MAX_GAP_BUSINESS_DAYS
+) -> pd.DataFrame:
+    """Consecutive bars of a ticker with more than `max_gap` business days missing between them.
+
+    Columns: ticker, from (last bar before the gap), to (first bar after it), missing.
+    """
+    frame = prices[["ticker", "date"]].sort_values(["ticker", "date"], kind="mergesort")
+    same = frame["ticker"].to_numpy()[1:] == frame["ticker"].to_numpy()[:-1]
+    days = _days(frame["date"].to_numpy())
+    missing = np.busday_count(days[:-1] + 1, days[1:])
+    hit = same & (missing > max_gap)
+    idx = np.flatnonzero(hit)
+    dates = frame["date"].to_numpy()
+    return pd.DataFrame(
+        {
+            "ticker": frame["ticker"].to_numpy()[idx],
+            "from": dates[idx],
+            "to": dates[idx + 1],
+            "missing": missing[idx].astype("int64"),
+        }
+    )
+
+
+def extreme_returns(
+    prices: pd.DataFrame, threshold: float = config.EXTREME_RETURN_ABS
+) -> pd.DataFrame:
+    """Close-to-close moves with |return| above `threshold` (a split not adjusted for, a typo).
+
+    Columns: ticker, date, prev_close, close, return.
+    """
+    frame = prices[["ticker", "date", "close"]].sort_values(["ticker", "date"], kind="mergesort")
+    prev = frame.groupby("ticker", sort=False)["close"].shift()
+    ret = frame["close"] / prev - 1.0
+    hit = (ret.abs() > threshold).to_numpy()
+    return pd.DataFrame(
+        {
+            "ticker": frame["ticker"].to_numpy()[hit],
+            "date": frame["date"].to_numpy()[hit],
+            "prev_close": prev.to_numpy()[hit],
+            "close": frame["close"].to_numpy()[hit],
+            "return": ret.to_numpy()[hit],
+        }
+    )
+
+
+def quality_summary(prices: pd.DataFrame, as_of: Any) -> dict[str, Any]:
+    """JSON-safe numbers for asset metadata, thresholds from mlplatform.config."""
+    gaps = business_day_gaps(prices)
+    extremes = extreme_returns(prices)
+    return {
+        "n_rows": len(prices),
+        "n_tickers": int(prices["ticker"].nunique()),
+        "first_date": pd.Timestamp(prices["date"].min()).strftime("%Y-%m-%d"),
+        "last_date": pd.Timestamp(prices["date"].max()).strftime("%Y-%m-%d"),
+        "staleness_business_days": staleness_business_days(prices, as_of),
+        "stale_after_business_days": config.STALE_AFTER_BUSINESS_DAYS,
+        "n_gaps": len(gaps),
+        "max_gap_business_days": config.MAX_GAP_BUSINESS_DAYS,
+        "n_extreme_returns": len(extremes),
+        "extreme_return_abs": config.EXTREME_RETURN_ABS,
+    }

@@ -1,0 +1,331 @@
+"""The prices frame: its pandera schema and the validation every data source goes through.
+
+`PRICES_SCHEMA` is what Dagster shows as the asset's type (column descriptions and checks).
+`validate_prices` turns any frame with the right columns into the canonical frame or raises a
+`DataValidationError` that names source, ticker, date and column of the first violation. The
+checks run in a fixed order (columns, types, missing keys, duplicates, missing values, finiteness,
+positive prices, volume, OHLC consistency, history length), and within one check the first row in
+(ticker, date) order is reported. Everything is vectorised; the schema runs last as a guard so the
+function and the schema can never disagree about what a valid frame is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+import pandas as pd
+import pandera.errors as pa_errors
+import pandera.pandas as pa
+
+from mlplatform import config
+from mlplatform.data._parse import parse_dates, to_float64
+from mlplatform.data.errors import DataValidationError
+
+PRICE_COLUMNS: tuple[str, ...] = ("date", "ticker", "open", "high", "low", "close", "volume")
+OHLC_COLUMNS: tuple[str, ...] = ("open", "high", "low", "close")
+VALUE_COLUMNS: tuple[str, ...] = (*OHLC_COLUMNS, "volume")
+
+
+def _sorted_by_ticker_then_date(df: pd.DataFrame) -> bool:
+    """Sorted by ticker, dates strictly increasing within a ticker (so (ticker, date) unique)."""
+    if len(df) < 2:
+        return True
+    if not df["ticker"].is_monotonic_increasing:
+        return False
+    codes, _ = pd.factorize(df["ticker"])
+    same = codes[1:] == codes[:-1]
+    dates = df["date"].to_numpy()
+    return bool(np.all(~same | (dates[1:] > dates[:-1])))
+
+
+def _tickers_non_empty(series: pd.Series) -> bool:
+    return bool((pd.Series(series.unique()).astype(str).str.len() > 0).all())
+
+
+def _is_text(series: pd.Series) -> bool:
+    return pd.api.types.infer_dtype(series, skipna=False) in ("string", "empty")
+
+
+def _positive_finite(series: pd.Series) -> pd.Series:
+    return np.isfinite(series) & (series > 0)
+
+
+PRICES_SCHEMA = pa.DataFrameSchema(
+    {
+        "date": pa.Column(
+            "datetime64[ns]",
+            pa.Check(lambda s: s == s.dt.normalize(), name="midnight", error="normalised"),
+            nullable=False,
+            title="Trading date",
+            description="Session date, tz-naive, normalised to midnight (exchange-local date).",
+        ),
+        "ticker": pa.Column(
+            str,
+            pa.Check(_tickers_non_empty, name="non_empty", error="non-empty"),
+            nullable=False,
+            title="Ticker",
+            description="Instrument symbol, upper case.",
+        ),
+        "open": pa.Column(
+            "float64",
+            pa.Check(_positive_finite, name="positive_finite", error="> 0 and finite"),
+            nullable=False,
+            description="Opening price (split/dividend adjusted when the source had Adj Close).",
+        ),
+        "high": pa.Column(
+            "float64",
+            pa.Check(_positive_finite, name="positive_finite", error="> 0 and finite"),
+            nullable=False,
+            description="Session high; at least max(open, close).",
+        ),
+        "low": pa.Column(
+            "float64",
+            pa.Check(_positive_finite, name="positive_finite", error="> 0 and finite"),
+            nullable=False,
+            description="Session low; at most min(open, close).",
+        ),
+        "close": pa.Column(
+            "float64",
+            pa.Check(_positive_finite, name="positive_finite", error="> 0 and finite"),
+            nullable=False,
+            description="Closing price (the adjusted close when the source had one).",
+        ),
+        "volume": pa.Column(
+            "float64",
+            pa.Check(lambda s: np.isfinite(s) & (s >= 0), name="non_negative", error=">= 0"),
+            nullable=False,
+            description="Traded volume in shares; non-negative.",
+        ),
+    },
+    checks=[
+        pa.Check(
+            lambda df: df["high"] >= np.maximum(df["open"], df["close"]),
+            name="high_ge_open_close",
+            error="high >= max(open, close)",
+        ),
+        pa.Check(
+            lambda df: df["low"] <= np.minimum(df["open"], df["close"]),
+            name="low_le_open_close",
+            error="low <= min(open, close)",
+        ),
+        pa.Check(
+            _sorted_by_ticker_then_date,
+            name="sorted_unique",
+            error="sorted by ticker then date, dates strictly increasing per ticker",
+        ),
+    ],
+    strict=True,
+    ordered=True,
+    coerce=False,
+    name="prices",
+    title="Daily OHLCV bars (long format)",
+    description=(
+        "One row per (ticker, trading date): date, ticker, open, high, low, close, volume; "
+        "sorted by ticker then date; validated by mlplatform.data.validate_prices."
+    ),
+)
+
+# The same rules with the ticker type tested in one vectorised call instead of one isinstance per
+# row (pandera's `str` check costs about a second per million rows); used by validate_prices.
+_GUARD_SCHEMA = PRICES_SCHEMA.update_column(
+    "ticker",
+    dtype=None,
+    checks=[
+        pa.Check(_is_text, name="is_str", error="str values"),
+        pa.Check(_tickers_non_empty, name="non_empty", error="non-empty"),
+    ],
+)
+
+
+def _fmt(value: float) -> str:
+    return f"{value:.10g}"
+
+
+class _Locator:
+    """Turns a row position of the frame being validated into the error's location."""
+
+    def __init__(
+        self, frame: pd.DataFrame, source: str, ticker_sources: Mapping[str, str] | None
+    ) -> None:
+        self.frame = frame
+        self.source = source
+        self.ticker_sources = ticker_sources or {}
+
+    def error(self, reason: str, position: int | None = None, column: str | None = None):
+        ticker = date = None
+        if position is not None:
+            row = self.frame.iloc[position]
+            ticker = row.get("ticker")
+            date = row.get("date")
+            if ticker is not None and pd.isna(ticker):
+                ticker = None
+            if date is not None and not isinstance(date, str) and pd.isna(date):
+                date = None
+        file = self.ticker_sources.get(ticker, self.source) if ticker else self.source
+        return DataValidationError(reason, file=file, ticker=ticker, date=date, column=column)
+
+
+def validate_prices(
+    df: pd.DataFrame,
+    *,
+    source: str,
+    min_history_days: int = config.MIN_HISTORY_DAYS,
+) -> pd.DataFrame:
+    """The canonical prices frame from `df`, or a DataValidationError naming the first problem.
+
+    `df` needs the columns in PRICE_COLUMNS (extra columns are dropped). Dates may be datetimes
+    or text; tz-aware stamps keep their wall-clock date. Rows are sorted by ticker then date;
+    unsorted input is fine, a repeated (ticker, date) is not. `source` names the data in errors.
+    """
+    return _validate(df, source=source, min_history_days=min_history_days)
+
+
+def _validate(
+    df: pd.DataFrame,
+    *,
+    source: str,
+    min_history_days: int,
+    ticker_sources: Mapping[str, str] | None = None,
+    note: str = "",
+) -> pd.DataFrame:
+    """validate_prices plus a ticker -> file map, so errors in a folder name the right file."""
+    if not isinstance(df, pd.DataFrame):
+        raise DataValidationError(f"expected a DataFrame, got {type(df).__name__}", file=source)
+    missing = [c for c in PRICE_COLUMNS if c not in df.columns]
+    if missing:
+        raise DataValidationError(
+            f"missing column {missing[0]!r} (found {[str(c) for c in df.columns]})",
+            file=source,
+            column=missing[0],
+        )
+    if df.empty:
+        raise DataValidationError("no rows", file=source)
+
+    raw = df.loc[:, list(PRICE_COLUMNS)].reset_index(drop=True)
+    locate = _Locator(raw, source, ticker_sources)
+
+    # --- keys: ticker and date ---------------------------------------------------------------
+    codes, uniques = pd.factorize(raw["ticker"])  # string work on distinct tickers only
+    absent = codes < 0
+    if absent.any():
+        raise locate.error("ticker is missing", int(absent.argmax()), "ticker")
+    names = np.array([str(u).strip() for u in uniques], dtype=object)
+    empty = (names == "")[codes]
+    if empty.any():
+        raise locate.error("ticker is empty", int(empty.argmax()), "ticker")
+    tickers = pd.Series(names[codes], dtype=object)
+
+    dates, problem = parse_dates(raw["date"])
+    if problem is not None:
+        err = locate.error(problem.reason, problem.position, "date")
+        raise DataValidationError(
+            f"{problem.reason}: {problem.text!r} (row {problem.position + 1})",
+            file=err.file,
+            ticker=err.ticker,
+            date=problem.text or None,
+            column="date",
+        )
+
+    frame = pd.DataFrame({"date": dates.to_numpy(), "ticker": tickers.to_numpy(dtype=object)})
+    locate.frame = frame
+    for column in VALUE_COLUMNS:
+        values, problem = to_float64(raw[column])
+        if problem is not None:
+            raise locate.error(
+                f"value {problem.text!r} {problem.reason} (row {problem.position + 1})",
+                problem.position,
+                column,
+            )
+        frame[column] = values
+
+    # --- order and uniqueness ------------------------------------------------------------------
+    frame = frame.sort_values(["ticker", "date"], kind="mergesort", ignore_index=True)
+    locate.frame = frame
+    codes, _ = pd.factorize(frame["ticker"])
+    dates_ns = frame["date"].to_numpy()
+    same_ticker = np.r_[False, codes[1:] == codes[:-1]]
+    dup = same_ticker & np.r_[False, dates_ns[1:] == dates_ns[:-1]]
+    if dup.any():
+        raise locate.error("duplicate (ticker, date): the date appears twice", int(dup.argmax()))
+
+    # --- values ----------------------------------------------------------------------------------
+    values = frame[list(VALUE_COLUMNS)].to_numpy()
+    for test, reason in (
+        (np.isnan, "value is missing (NaN)"),
+        (np.isinf, "value is infinite"),
+    ):
+        bad = test(values)
+        rows = bad.any(axis=1)
+        if rows.any():
+            position = int(rows.argmax())
+            column = VALUE_COLUMNS[int(bad[position].argmax())]
+            raise locate.error(reason + note, position, column)
+
+    prices = values[:, :4]
+    bad = prices <= 0
+    rows = bad.any(axis=1)
+    if rows.any():
+        position = int(rows.argmax())
+        column = OHLC_COLUMNS[int(bad[position].argmax())]
+        raise locate.error(
+            f"{column} {_fmt(prices[position, OHLC_COLUMNS.index(column)])} is not positive" + note,
+            position,
+            column,
+        )
+    volume = values[:, 4]
+    bad_volume = volume < 0
+    if bad_volume.any():
+        position = int(bad_volume.argmax())
+        raise locate.error(f"volume {_fmt(volume[position])} is negative", position, "volume")
+
+    open_, high, low, close = prices.T
+    top = np.maximum(open_, close)
+    below = high < top
+    if below.any():
+        position = int(below.argmax())
+        raise locate.error(
+            f"high {_fmt(high[position])} is below max(open, close) {_fmt(top[position])}" + note,
+            position,
+            "high",
+        )
+    bottom = np.minimum(open_, close)
+    above = low > bottom
+    if above.any():
+        position = int(above.argmax())
+        raise locate.error(
+            f"low {_fmt(low[position])} is above min(open, close) {_fmt(bottom[position])}" + note,
+            position,
+            "low",
+        )
+
+    # --- history -------------------------------------------------------------------------------
+    counts = np.bincount(codes)
+    short = np.flatnonzero(counts < min_history_days)
+    if short.size:
+        first = int(short[0])  # codes follow the sorted order, so this is the first ticker
+        ticker = str(frame["ticker"].iat[int(np.argmax(codes == first))])
+        raise DataValidationError(
+            f"only {int(counts[first])} bars, at least {min_history_days} are needed "
+            "(config.MIN_HISTORY_DAYS)",
+            file=(ticker_sources or {}).get(ticker, source),
+            ticker=ticker,
+        )
+
+    return _schema_guard(frame, locate)
+
+
+def _schema_guard(frame: pd.DataFrame, locate: _Locator) -> pd.DataFrame:
+    """Run PRICES_SCHEMA; translate a pandera failure into the project's error."""
+    try:
+        return _GUARD_SCHEMA.validate(frame, lazy=False)
+    except pa_errors.SchemaError as err:
+        column = getattr(err.schema, "name", None) if isinstance(err.schema, pa.Column) else None
+        position = None
+        cases = err.failure_cases
+        if isinstance(cases, pd.DataFrame) and "index" in cases and len(cases):
+            index = cases["index"].iloc[0]
+            if index is not None and not pd.isna(index) and index in frame.index:
+                position = int(frame.index.get_loc(index))
+        first_line = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise locate.error(f"schema check failed: {first_line}", position, column) from None

@@ -1,0 +1,200 @@
+"""compute_features: the prices frame -> one float32 row per (date, ticker), causal by construction.
+
+All tickers are computed at once on a (bar x ticker) panel, then cross-sectional ranks on a
+(date x ticker) panel; no per-row or per-ticker Python loop. The column list and every parameter
+come from FEATURE_SPEC (or a spec passed in), so the schema hash always describes the numbers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from mlplatform.data.errors import DataValidationError
+from mlplatform.features import indicators as ind
+from mlplatform.features.layout import PriceLayout
+from mlplatform.features.schema import FEATURE_SPEC
+
+
+class _BarPanels:
+    """OHLCV bar panels of one prices frame, plus a memo for shared intermediates (EMAs)."""
+
+    def __init__(self, layout: PriceLayout, prices: pd.DataFrame) -> None:
+        self.layout = layout
+        self._prices = prices
+        self._cache: dict[Any, Any] = {}
+
+    def memo(self, key: Any, make: Callable[[], Any]) -> Any:
+        if key not in self._cache:
+            self._cache[key] = make()
+        return self._cache[key]
+
+    def _price(self, name: str) -> np.ndarray:
+        return self.memo(
+            name, lambda: self.layout.bar_panel(self.layout.column(self._prices, name))
+        )
+
+    @property
+    def open(self) -> np.ndarray:
+        return self._price("open")
+
+    @property
+    def high(self) -> np.ndarray:
+        return self._price("high")
+
+    @property
+    def low(self) -> np.ndarray:
+        return self._price("low")
+
+    @property
+    def close(self) -> np.ndarray:
+        return self._price("close")
+
+    @property
+    def volume(self) -> np.ndarray:
+        return self._price("volume")
+
+    def log(self, name: str) -> np.ndarray:
+        """log of a price panel; non-positive prices give NaN/-inf, so their rows never warm up."""
+
+        def make() -> np.ndarray:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                return np.log(self._price(name))
+
+        return self.memo(("log", name), make)
+
+    def log_return(self, lag: int) -> np.ndarray:
+        return self.memo(("log_return", lag), lambda: ind.log_return(self.log("close"), lag))
+
+
+def _macd(p: _BarPanels, fast: int, slow: int, signal: int, output: str, **_: Any) -> np.ndarray:
+    line, sig, hist = p.memo(
+        ("macd", fast, slow, signal), lambda: ind.macd(p.close, fast, slow, signal)
+    )
+    return {"line": line, "signal": sig, "hist": hist}[output]
+
+
+# kind -> builder(panels, **params) returning a (bar x ticker) float64 panel.
+_BUILDERS: dict[str, Callable[..., np.ndarray]] = {
+    "log_return": lambda p, lag: p.log_return(lag),
+    "realised_vol": lambda p, window, ddof: ind.realised_vol(p.log_return(1), window, ddof),
+    "rsi": lambda p, window, smoothing: ind.rsi_wilder(p.close, window),
+    "macd": _macd,
+    "bollinger_pctb": lambda p, window, n_std, ddof: ind.bollinger_pctb(
+        p.close, window, n_std, ddof
+    ),
+    "atr": lambda p, window, smoothing, normalise: ind.atr_wilder(p.high, p.low, p.close, window),
+    "volume_zscore": lambda p, window, transform, ddof: ind.volume_zscore(p.volume, window, ddof),
+    "intraday_range": lambda p: ind.intraday_range(p.high, p.low, p.close),
+    "overnight_gap": lambda p: ind.overnight_gap(p.log("open"), p.log("close")),
+    "close_location_value": lambda p: ind.close_location_value(p.high, p.low, p.close),
+}
+# kind -> builder(layout, canonical rows) for features of the date alone: no panel, no warm-up.
+_DATE_BUILDERS: dict[str, Callable[..., np.ndarray]] = {
+    "day_of_week": lambda layout, rows: ind.day_of_week(layout.dates.to_numpy())[
+        layout.date_code[rows]
+    ],
+}
+_SUPPORTED = {
+    "rsi": {"smoothing": "wilder"},
+    "atr": {"smoothing": "wilder", "normalise": "close"},
+    "macd": {"normalise": "close"},
+    "volume_zscore": {"transform": "log1p"},
+}
+
+
+def _check_supported(name: str, params: Mapping[str, Any]) -> None:
+    kind = params["kind"]
+    if kind not in _BUILDERS and kind not in _DATE_BUILDERS and kind != "cross_sectional_rank":
+        raise ValueError(f"feature {name}: unknown kind {kind!r}")
+    for key, value in _SUPPORTED.get(kind, {}).items():
+        if params.get(key) != value:
+            raise ValueError(f"feature {name}: only {key}={value!r} is implemented")
+
+
+def compute_features(
+    prices: pd.DataFrame,
+    *,
+    drop_warmup: bool = True,
+    spec: Mapping[str, Mapping[str, Any]] | None = None,
+) -> pd.DataFrame:
+    """Features per (date, ticker) from bars at or before that date's close only.
+
+    Returns float32 columns in spec order, indexed (date, ticker) sorted by date then ticker.
+    With drop_warmup (the default) rows whose windows are not yet full are dropped and no NaN or
+    inf remains; drop_warmup=False keeps every input row (NaN during warm-up) for leakage tests.
+    A row counts as warmed up once every per-ticker feature is finite; cross-sectional ranks are
+    taken among the warmed-up tickers of that date (NaN on rows that are not).
+    """
+    spec = FEATURE_SPEC if spec is None else spec
+    for name, params in spec.items():
+        _check_supported(name, params)
+    layout = PriceLayout.from_prices(prices)
+    _check_finite(prices)
+    names = list(spec)
+    if layout.n_rows == 0:
+        empty = np.empty((0, len(names)), dtype=np.float32)
+        return pd.DataFrame(empty, index=layout.multiindex(np.arange(0)), columns=names)
+    panels = _BarPanels(layout, prices)
+
+    base = [j for j, n in enumerate(names) if spec[n]["kind"] in _BUILDERS]
+    by_date = [j for j, n in enumerate(names) if spec[n]["kind"] in _DATE_BUILDERS]
+    ranked = [j for j, n in enumerate(names) if spec[n]["kind"] == "cross_sectional_rank"]
+    for j in ranked:
+        source = spec[names[j]]["of"]
+        if source not in names or names.index(source) not in base + by_date:
+            raise ValueError(f"feature {names[j]}: ranks unknown feature {source!r}")
+
+    # Per-ticker features as float32 bar panels; a cell is warm when every one is finite.
+    base_panels: dict[int, np.ndarray] = {}
+    warm_panel = np.ones(layout.panel_shape, dtype=bool, order="F")
+    for j in base:
+        params = {k: v for k, v in spec[names[j]].items() if k != "kind"}
+        panel = _BUILDERS[spec[names[j]]["kind"]](panels, **params)
+        with np.errstate(over="ignore", invalid="ignore"):  # overflow -> inf -> not warm
+            base_panels[j] = np.asarray(panel, dtype=np.float32, order="F")
+        warm_panel &= np.isfinite(base_panels[j])
+    del panels
+
+    # Output rows in (date, ticker) order, gathered straight from the panels.
+    order = layout.date_order()
+    flat = layout.panel_flat_index(order)
+    warm = warm_panel.ravel(order="F")[flat]
+    if drop_warmup:
+        order, flat, warm = order[warm], flat[warm], warm[warm]
+    # column-major: each column is contiguous, and it is the layout pandas keeps a block in
+    out = np.empty((len(order), len(names)), dtype=np.float32, order="F")
+    for j in base:
+        out[:, j] = base_panels.pop(j).ravel(order="F").take(flat)
+    for j in by_date:
+        out[:, j] = _DATE_BUILDERS[spec[names[j]]["kind"]](layout, order)
+
+    if ranked:
+        n_tickers = len(layout.tickers)
+        cells = layout.date_code[order] * n_tickers + layout.ticker_code[order]
+        all_warm = bool(warm.all())
+        warm_cells = cells if all_warm else cells[warm]
+        for j in ranked:
+            source = out[:, names.index(spec[names[j]]["of"])]
+            date_panel = np.full((len(layout.dates), n_tickers), np.nan, dtype=np.float32)
+            date_panel.ravel()[warm_cells] = source if all_warm else source[warm]
+            out[:, j] = ind.cross_sectional_pct_rank(date_panel).ravel().take(cells)
+
+    return pd.DataFrame(out, index=layout.multiindex(order), columns=names, copy=False)
+
+
+def _check_finite(prices: pd.DataFrame) -> None:
+    """NaN/inf bars would silently end a ticker's history in the recursive filters: refuse them."""
+    for name in ("open", "high", "low", "close", "volume"):
+        bad = ~np.isfinite(prices[name].to_numpy(dtype=np.float64))
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise DataValidationError(
+                f"{name} is {prices[name].iloc[i]!r}, not a finite number",
+                ticker=prices["ticker"].iloc[i],
+                date=pd.Timestamp(prices["date"].iloc[i]),
+                column=name,
+            )

@@ -1,0 +1,135 @@
+"""Index bookkeeping shared by features and labels: long frame <-> per-ticker bar panel.
+
+Time-series maths runs on a "bar panel": a 2-D array (bar position x ticker) where column j holds
+ticker j's bars in date order, padded with NaN after its last bar. Shifts and rolling windows along
+axis 0 then mean "the previous bar of the same ticker" for every ticker at once, whatever its date
+range or gaps, and no value can see a later bar or another ticker. Cross-sectional work uses a
+second, date-aligned panel (date x ticker).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+import pandas as pd
+
+from mlplatform.data.errors import DataValidationError
+
+PRICE_COLUMNS: tuple[str, ...] = ("open", "high", "low", "close", "volume")
+REQUIRED_COLUMNS: tuple[str, ...] = ("date", "ticker", *PRICE_COLUMNS)
+INDEX_NAMES: list[str] = ["date", "ticker"]
+
+
+@dataclass(frozen=True)
+class PriceLayout:
+    """Where every row of a prices frame sits, in canonical (ticker, date) order.
+
+    `rows` reorders the input frame into that order; every other array is aligned with it.
+    """
+
+    rows: np.ndarray  # positions in the input frame, sorted by ticker then date
+    ticker_code: np.ndarray  # code into `tickers` (sorted, so code order = ticker order)
+    date_code: np.ndarray  # code into `dates` (sorted)
+    pos: np.ndarray  # bar number within the ticker (0 = its first bar)
+    counts: np.ndarray  # bars per ticker, indexed by ticker code
+    tickers: pd.Index
+    dates: pd.DatetimeIndex
+
+    @classmethod
+    def from_prices(cls, prices: pd.DataFrame) -> PriceLayout:
+        missing = [c for c in REQUIRED_COLUMNS if c not in prices.columns]
+        if missing:
+            raise DataValidationError(
+                f"prices frame lacks column(s) {', '.join(missing)}", column=missing[0]
+            )
+        ticker_code, tickers = pd.factorize(prices["ticker"].to_numpy(), sort=True)
+        date_values = pd.DatetimeIndex(prices["date"]).as_unit("ns").to_numpy()
+        date_code, dates = pd.factorize(date_values, sort=True)
+        step_t, step_d = np.diff(ticker_code), np.diff(date_code)
+        if ((step_t > 0) | ((step_t == 0) & (step_d > 0))).all():  # the contract order already
+            rows = np.arange(len(ticker_code))
+            dup = np.zeros(0, dtype=bool)
+        else:
+            rows = np.lexsort((date_code, ticker_code))
+            ticker_code, date_code = ticker_code[rows], date_code[rows]
+            dup = (np.diff(ticker_code) == 0) & (np.diff(date_code) == 0)
+        if dup.any():
+            i = int(np.argmax(dup))
+            raise DataValidationError(
+                "duplicate (date, ticker) row in the prices frame",
+                ticker=tickers[ticker_code[i]],
+                date=pd.Timestamp(dates[date_code[i]]),
+            )
+        counts = np.bincount(ticker_code, minlength=len(tickers))
+        starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
+        pos = np.arange(len(rows)) - starts[ticker_code]
+        return cls(
+            rows=rows,
+            ticker_code=ticker_code,
+            date_code=date_code,
+            pos=pos,
+            counts=counts,
+            tickers=pd.Index(tickers, name="ticker"),
+            dates=pd.DatetimeIndex(dates, name="date"),
+        )
+
+    @cached_property
+    def rows_in_order(self) -> bool:
+        return bool((self.rows == np.arange(len(self.rows))).all())
+
+    @cached_property
+    def _all_flat(self) -> np.ndarray:
+        return self.ticker_code * self.panel_shape[0] + self.pos
+
+    @property
+    def n_rows(self) -> int:
+        return len(self.rows)
+
+    def column(self, prices: pd.DataFrame, name: str) -> np.ndarray:
+        """One input column as float64 in canonical order (read-only)."""
+        values = prices[name].to_numpy(dtype=np.float64)
+        return values if self.rows_in_order else values[self.rows]
+
+    @property
+    def panel_shape(self) -> tuple[int, int]:
+        return (int(self.counts.max()) if len(self.counts) else 0, len(self.tickers))
+
+    def panel_flat_index(self, canonical_positions: np.ndarray | None = None) -> np.ndarray:
+        """Offsets of the given canonical rows in a column-major (Fortran) bar panel."""
+        if canonical_positions is None:
+            return self._all_flat
+        return (
+            self.ticker_code[canonical_positions] * self.panel_shape[0]
+            + self.pos[canonical_positions]
+        )
+
+    def bar_panel(self, values: np.ndarray) -> np.ndarray:
+        """(bar position x ticker) float64 panel of canonical-order values, NaN-padded.
+
+        Column-major, so each ticker's history is contiguous for the time-series kernels.
+        """
+        panel = np.full(self.panel_shape, np.nan, order="F")
+        panel.ravel(order="K")[self.panel_flat_index()] = values
+        return panel
+
+    def date_order(self) -> np.ndarray:
+        """Canonical positions reordered by date then ticker (the output order).
+
+        A stable sort on the date alone keeps the canonical ticker order within each date.
+        """
+        codes = self.date_code
+        if len(self.dates) <= np.iinfo(np.uint16).max:
+            codes = codes.astype(np.uint16)  # numpy's stable sort is a radix sort for 16 bits
+        return np.argsort(codes, kind="stable")
+
+    def multiindex(self, canonical_positions: np.ndarray) -> pd.MultiIndex:
+        """The (date, ticker) index of the given canonical rows, in the order given."""
+        index = pd.MultiIndex(
+            levels=[self.dates, self.tickers],
+            codes=[self.date_code[canonical_positions], self.ticker_code[canonical_positions]],
+            names=INDEX_NAMES,
+            verify_integrity=False,
+        )
+        return index.remove_unused_levels()

@@ -1,0 +1,446 @@
+"""Optuna hyperparameter search over purged walk-forward folds, resumable on any SQLAlchemy storage.
+
+Objective: the mean out-of-fold binary log loss over the folds, each fold trained with LightGBM
+early stopping on its test block. Using the test block for early stopping makes every fold score
+slightly optimistic, but equally so for every trial and for the default-params baseline, so the
+comparison is fair; the honest number comes later from the backtest window, which tuning never
+sees. The final model is trained without early stopping for `best_num_boost_round` rounds.
+
+Library facts (DESIGN.md): Optuna 5's TPESampler is multivariate with constant_liar by default;
+LightGBMPruningCallback lives in optuna_integration and its valid_name must match our valid set's
+name; an lgb.Dataset must not be shared between threads, so each trial builds its own from
+read-only numpy arrays.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import lightgbm as lgb
+import numpy as np
+import optuna
+import pandas as pd
+from optuna.trial import FrozenTrial, TrialState
+from optuna_integration import LightGBMPruningCallback
+from sqlalchemy.engine import make_url
+
+from mlplatform import config
+from mlplatform.training.search_space import (
+    DEFAULT_PARAMS,
+    search_space_subset,
+    suggest_params,
+    to_lgb_params,
+)
+from mlplatform.training.splits import Fold, rows_for
+
+logger = logging.getLogger(__name__)
+
+VALID_NAME = "oof"  # the name of each fold's validation set; the pruning callback must match it
+METRIC = "binary_logloss"
+# Report to the pruner every few rounds, not every round: each report is one committed write to
+# the study's database (about 5 ms on SQLite), which on small data costs more than the round.
+REPORT_INTERVAL = 5
+
+
+class TuningError(RuntimeError):
+    """The study produced no usable trial. `first_error` is the first trial's exception, if any."""
+
+    def __init__(self, message: str, first_error: BaseException | None = None) -> None:
+        super().__init__(message)
+        self.first_error = first_error
+
+
+@dataclass(frozen=True)
+class TrialRecord:
+    """One finished trial, handed to `trial_callback` (e.g. to log a nested MLflow run)."""
+
+    number: int
+    state: str  # "COMPLETE" | "PRUNED" | "FAIL"
+    params: dict[str, Any]  # the sampled (search-space) values
+    value: float | None
+    boosting_rounds: int
+    duration_s: float
+    fold_values: list[float] = field(default_factory=list)
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class TuningResult:
+    """What a study produced. Counts, rounds and duration cover the trials run by *this* call;
+    best_* cover the whole study (a resumed study keeps its earlier best)."""
+
+    best_params: dict[str, Any]  # full LightGBM params (BASE_PARAMS + tuned), ready for train_model
+    best_value: float
+    default_value: float  # the same objective with DEFAULT_PARAMS on the same folds
+    n_complete: int
+    n_pruned: int
+    n_failed: int
+    duration_s: float
+    param_importances: dict[str, float]
+    boosting_rounds_total: int
+    best_num_boost_round: int
+    first_error: str | None
+    best_trial_number: int
+    best_trial_params: dict[str, Any]  # the search-space values of the best trial
+    default_num_boost_round: int
+    n_trials_in_study: int
+    study_name: str
+
+    @property
+    def improvement(self) -> float:
+        """Log-loss reduction of the best trial over the default params (positive = better)."""
+        return self.default_value - self.best_value
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class _FoldArrays:
+    X_train: np.ndarray
+    y_train: np.ndarray
+    X_test: np.ndarray
+    y_test: np.ndarray
+
+
+@dataclass(frozen=True)
+class CVScore:
+    value: float
+    fold_values: list[float]
+    best_iterations: list[int]
+    boosting_rounds: int
+
+
+def validate_tuning_args(
+    *, n_trials: int, timeout_s: float, pruner: str, seed: int | None = None
+) -> None:
+    """Refuse bad settings before any work (the Dagster layer calls this first, too)."""
+    if isinstance(n_trials, bool) or not isinstance(n_trials, int | np.integer) or n_trials < 1:
+        raise ValueError(f"n_trials must be an integer >= 1, got {n_trials!r}")
+    if (
+        isinstance(timeout_s, bool)
+        or not isinstance(timeout_s, int | float | np.number)
+        or math.isnan(timeout_s)
+        or timeout_s <= 0
+    ):
+        raise ValueError(f"timeout_s must be a number > 0, got {timeout_s!r}")
+    if pruner not in config.PRUNERS:
+        raise ValueError(f"pruner must be one of {config.PRUNERS}, got {pruner!r}")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int | np.integer)):
+        raise ValueError(f"seed must be an integer, got {seed!r}")
+
+
+def make_pruner(name: str) -> optuna.pruners.BasePruner:
+    """The Optuna pruner for a config.PRUNERS name."""
+    if name == "median":
+        return optuna.pruners.MedianPruner(
+            n_startup_trials=config.TUNING.pruner_startup_trials,
+            n_warmup_steps=config.TUNING.pruner_warmup_steps,
+        )
+    if name == "hyperband":
+        return optuna.pruners.HyperbandPruner(
+            min_resource=max(1, config.TUNING.pruner_warmup_steps),
+            max_resource="auto",
+            reduction_factor=3,
+        )
+    if name == "none":
+        return optuna.pruners.NopPruner()
+    raise ValueError(f"pruner must be one of {config.PRUNERS}, got {name!r}")
+
+
+def make_storage(storage_url: str) -> optuna.storages.RDBStorage:
+    """RDB storage for a SQLAlchemy URL; creates the folder of a sqlite file.
+
+    The heartbeat lets a resumed study fail the RUNNING trials of a crashed worker instead of
+    leaving them running forever.
+    """
+    url = make_url(storage_url)
+    engine_kwargs: dict[str, Any] = {}
+    if url.get_backend_name() == "sqlite":
+        if url.database and url.database != ":memory:":
+            Path(url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        engine_kwargs["connect_args"] = {"timeout": 60}  # wait on a lock instead of failing
+    interval = config.TUNING.heartbeat_interval_s
+    with warnings.catch_warnings():  # heartbeat_interval is "experimental" in Optuna 5
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.storages.RDBStorage(
+            storage_url,
+            engine_kwargs=engine_kwargs,
+            heartbeat_interval=interval,
+            grace_period=3 * interval,
+        )
+
+
+def _fold_arrays(X: pd.DataFrame, y: pd.Series, folds: Sequence[Fold]) -> list[_FoldArrays]:
+    """Per-fold numpy arrays, sliced once and shared read-only by every trial."""
+    if len(X) != len(y) or not X.index.equals(y.index):
+        raise ValueError("X and y must have the same (date, ticker) index")
+    if not folds:
+        raise ValueError("folds is empty")
+    # LightGBM's binary objective silently takes any label > 0 as "up": refuse anything but 0/1.
+    if y.isna().any() or not set(np.unique(y.to_numpy())) <= {0, 1}:
+        raise ValueError(f"y must hold only 0 and 1, got values {sorted(set(y.dropna()))[:5]}")
+    values = X.to_numpy(dtype=np.float32)
+    labels = y.to_numpy()
+    arrays: list[_FoldArrays] = []
+    for k, fold in enumerate(folds):
+        train = rows_for(X.index, fold.train_dates)
+        test = rows_for(X.index, fold.test_dates)
+        if not train.any() or not test.any():
+            raise ValueError(f"fold {k} has no rows in X (train {train.sum()}, test {test.sum()})")
+        parts = [values[train], labels[train], values[test], labels[test]]
+        for part in parts:
+            part.flags.writeable = False
+        arrays.append(_FoldArrays(*parts))
+    return arrays
+
+
+class _RoundCounter:
+    """Counts boosting rounds actually trained, also when a trial is pruned mid-fold."""
+
+    order = -100  # LightGBM runs callbacks by `order`: count before the pruner can raise
+
+    def __init__(self) -> None:
+        self.rounds = 0
+
+    def __call__(self, env: lgb.callback.CallbackEnv) -> None:
+        self.rounds += 1
+
+
+def cross_validate(
+    params: Mapping[str, Any],
+    arrays: Sequence[_FoldArrays],
+    feature_names: list[str],
+    *,
+    trial: optuna.Trial | None = None,
+    prune: bool = True,
+    num_boost_round: int = config.TUNING.num_boost_round,
+    early_stopping_rounds: int = config.TUNING.early_stopping_rounds,
+    counter: _RoundCounter | None = None,
+) -> CVScore:
+    """Mean out-of-fold log loss of `params` over the folds, early stopping on each test block."""
+    counter = counter or _RoundCounter()
+    fold_values: list[float] = []
+    best_iterations: list[int] = []
+    for k, fold in enumerate(arrays):
+        # Fresh Datasets per call: sharing one across optimize() threads segfaults (DESIGN.md).
+        train_set = lgb.Dataset(
+            fold.X_train, label=fold.y_train, feature_name=feature_names, free_raw_data=True
+        )
+        valid_set = lgb.Dataset(fold.X_test, label=fold.y_test, reference=train_set)
+        callbacks: list[Callable[..., None]] = [
+            counter,
+            lgb.early_stopping(early_stopping_rounds, first_metric_only=True, verbose=False),
+        ]
+        if trial is not None and prune and k == 0:
+            # Intermediate values = the first fold's log loss per boosting round. The median
+            # pruner compares a trial's best value so far with other trials' values at the same
+            # step, so a step must mean the same thing in every trial: "round i of fold 0" does.
+            # Cumulative steps across folds would mix folds with different loss levels (the
+            # best-so-far of fold 0 would then be compared with fold 1's median) and misprune.
+            # Fold 0 is the cheapest (smallest training set), and a trial pruned there skips
+            # every later fold, which is where the saving comes from.
+            callbacks.append(
+                LightGBMPruningCallback(
+                    trial, METRIC, valid_name=VALID_NAME, report_interval=REPORT_INTERVAL
+                )
+            )
+        booster = lgb.train(
+            dict(params),
+            train_set,
+            num_boost_round=num_boost_round,
+            valid_sets=[valid_set],
+            valid_names=[VALID_NAME],
+            callbacks=callbacks,
+        )
+        value = float(booster.best_score[VALID_NAME][METRIC])
+        if not math.isfinite(value):
+            raise ValueError(f"fold {k}: out-of-fold log loss is {value}")
+        fold_values.append(value)
+        best_iterations.append(int(booster.best_iteration) or booster.current_iteration())
+    return CVScore(
+        value=float(np.mean(fold_values)),
+        fold_values=fold_values,
+        best_iterations=best_iterations,
+        boosting_rounds=counter.rounds,
+    )
+
+
+def _sampler_seed(seed: int, n_existing: int) -> int:
+    """A fresh but reproducible sampler seed per resume: reusing `seed` as-is would replay the
+    random start-up draws of the first run and enqueue duplicates of its first trials."""
+    return int(np.random.SeedSequence([int(seed), int(n_existing)]).generate_state(1)[0])
+
+
+def _frozen_to_record(trial: FrozenTrial) -> TrialRecord:
+    duration = trial.duration.total_seconds() if trial.duration is not None else 0.0
+    return TrialRecord(
+        number=trial.number,
+        state=trial.state.name,
+        params=dict(trial.params),
+        value=trial.value if trial.state == TrialState.COMPLETE else None,
+        boosting_rounds=int(trial.user_attrs.get("boosting_rounds", 0)),
+        duration_s=duration,
+        fold_values=list(trial.user_attrs.get("fold_values", [])),
+        error=trial.user_attrs.get("error"),
+    )
+
+
+def _importances(study: optuna.Study) -> dict[str, float]:
+    """Parameter importances (Optuna 5's default PED-ANOVA evaluator: fast, no randomness), or {}
+    when there is too little to say (< 2 complete trials)."""
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    if len(complete) < 2:
+        return {}
+    try:
+        result = optuna.importance.get_param_importances(study)
+    except (RuntimeError, ValueError) as exc:  # e.g. every trial used one and the same value
+        logger.warning("parameter importances unavailable: %s", exc)
+        return {}
+    return {name: float(value) for name, value in result.items()}
+
+
+def run_study(
+    X: pd.DataFrame,
+    y: pd.Series,
+    folds: Sequence[Fold],
+    *,
+    study_name: str,
+    storage_url: str,
+    n_trials: int,
+    timeout_s: float,
+    pruner: str,
+    seed: int,
+    warm_start_params: Mapping[str, Any] | None = None,
+    trial_callback: Callable[[TrialRecord], None] | None = None,
+    num_boost_round: int = config.TUNING.num_boost_round,
+    early_stopping_rounds: int = config.TUNING.early_stopping_rounds,
+) -> TuningResult:
+    """Run (or resume) the study `study_name` in `storage_url` for `n_trials` more trials.
+
+    A trial that raises is recorded FAIL and the study goes on; when every trial of this call
+    fails, TuningError carries the first error. `warm_start_params` (e.g. production's params)
+    is enqueued as the first trial unless an identical trial is already in the study.
+    """
+    validate_tuning_args(n_trials=n_trials, timeout_s=timeout_s, pruner=pruner, seed=seed)
+    if not study_name:
+        raise ValueError("study_name must be a non-empty string")
+    started = time.perf_counter()
+    feature_names = [str(c) for c in X.columns]
+    arrays = _fold_arrays(X, y, folds)
+
+    storage = make_storage(storage_url)
+    try:
+        n_existing = len(storage.get_all_trials(storage.get_study_id_from_name(study_name)))
+    except KeyError:  # no such study yet
+        n_existing = 0
+    study = optuna.create_study(
+        storage=storage,
+        study_name=study_name,
+        direction="minimize",
+        sampler=optuna.samplers.TPESampler(seed=_sampler_seed(seed, n_existing)),
+        pruner=make_pruner(pruner),
+        load_if_exists=True,
+    )
+    if warm_start_params:
+        warm = search_space_subset(warm_start_params)
+        if warm:
+            study.enqueue_trial(warm, user_attrs={"warm_start": True}, skip_if_exists=True)
+
+    errors: list[BaseException] = []
+
+    def objective(trial: optuna.Trial) -> float:
+        counter = _RoundCounter()
+        try:
+            params = suggest_params(trial, seed=seed)
+            score = cross_validate(
+                params,
+                arrays,
+                feature_names,
+                trial=trial,
+                prune=pruner != "none",  # without a pruner the reports are pure overhead
+                num_boost_round=num_boost_round,
+                early_stopping_rounds=early_stopping_rounds,
+                counter=counter,
+            )
+        except optuna.TrialPruned:
+            raise
+        except Exception as exc:
+            errors.append(exc)
+            trial.set_user_attr("error", f"{type(exc).__name__}: {exc}")
+            raise
+        finally:
+            trial.set_user_attr("boosting_rounds", counter.rounds)
+        trial.set_user_attr("fold_values", score.fold_values)
+        trial.set_user_attr("best_iterations", score.best_iterations)
+        return score.value
+
+    finished: list[FrozenTrial] = []
+
+    def on_trial_end(_study: optuna.Study, trial: FrozenTrial) -> None:
+        finished.append(trial)
+        if trial_callback is not None:
+            try:
+                trial_callback(_frozen_to_record(trial))
+            except Exception:  # logging a trial must not abort the search
+                logger.exception("trial_callback failed for trial %d", trial.number)
+
+    study.optimize(
+        objective,
+        n_trials=int(n_trials),
+        timeout=None if math.isinf(timeout_s) else float(timeout_s),
+        catch=(Exception,),
+        callbacks=[on_trial_end],
+    )
+
+    states = [t.state for t in finished]
+    n_complete = states.count(TrialState.COMPLETE)
+    n_pruned = states.count(TrialState.PRUNED)
+    n_failed = states.count(TrialState.FAIL)
+    first_error = f"{type(errors[0]).__name__}: {errors[0]}" if errors else None
+    if finished and n_complete + n_pruned == 0:
+        raise TuningError(
+            f"all {n_failed} trials of study {study_name!r} failed; first error: {first_error}",
+            errors[0] if errors else None,
+        ) from (errors[0] if errors else None)
+    try:
+        best = study.best_trial
+    except ValueError as exc:
+        raise TuningError(
+            f"study {study_name!r} has no complete trial "
+            f"({n_pruned} pruned, {n_failed} failed in this run)"
+        ) from exc
+
+    default = cross_validate(
+        DEFAULT_PARAMS | {"seed": seed},
+        arrays,
+        feature_names,
+        num_boost_round=num_boost_round,
+        early_stopping_rounds=early_stopping_rounds,
+    )
+    best_iterations = best.user_attrs.get("best_iterations") or [1]
+    return TuningResult(
+        best_params=to_lgb_params(best.params, seed=seed),
+        best_value=float(best.value),
+        default_value=default.value,
+        n_complete=n_complete,
+        n_pruned=n_pruned,
+        n_failed=n_failed,
+        duration_s=time.perf_counter() - started,
+        param_importances=_importances(study),
+        boosting_rounds_total=sum(int(t.user_attrs.get("boosting_rounds", 0)) for t in finished),
+        best_num_boost_round=max(1, round(float(np.mean(best_iterations)))),
+        first_error=first_error,
+        best_trial_number=best.number,
+        best_trial_params=dict(best.params),
+        default_num_boost_round=max(1, round(float(np.mean(default.best_iterations)))),
+        n_trials_in_study=len(study.trials),
+        study_name=study_name,
+    )

@@ -1,0 +1,244 @@
+"""Optuna study over walk-forward folds: pruning, resume, warm start, failures, determinism."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import optuna
+import pandas as pd
+import pytest
+
+from mlplatform.training import search_space, tuning
+from mlplatform.training.model import predict_up_proba, train_model
+from mlplatform.training.splits import Fold, walk_forward_folds
+from mlplatform.training.tuning import (
+    TrialRecord,
+    TuningError,
+    TuningResult,
+    run_study,
+    validate_tuning_args,
+)
+
+optuna.logging.set_verbosity(optuna.logging.ERROR)
+
+# Small and quick: the contract's round limits are for real data, the logic is the same.
+FAST = {"num_boost_round": 120, "early_stopping_rounds": 15}
+
+
+def small_frame(
+    n_dates: int = 260, n_tickers: int = 8, seed: int = 0
+) -> tuple[pd.DataFrame, pd.Series]:
+    """(date, ticker) float32 features and an int8 label that weakly depends on f0 and f1."""
+    rng = np.random.default_rng(seed)
+    dates = pd.bdate_range("2021-01-04", periods=n_dates)
+    tickers = [f"T{i:02d}" for i in range(n_tickers)]
+    idx = pd.MultiIndex.from_product([dates, tickers], names=["date", "ticker"])
+    X = pd.DataFrame(
+        rng.standard_normal((len(idx), 5)).astype(np.float32),
+        index=idx,
+        columns=[f"f{i}" for i in range(5)],
+    )
+    logit = 0.35 * X["f0"].to_numpy() + 0.25 * np.sin(2.0 * X["f1"].to_numpy())
+    label = (rng.random(len(idx)) < 1.0 / (1.0 + np.exp(-logit))).astype(np.int8)
+    return X, pd.Series(label, index=idx, name="label")
+
+
+@pytest.fixture(scope="module")
+def data() -> tuple[pd.DataFrame, pd.Series, list[Fold]]:
+    X, y = small_frame()
+    dates = X.index.get_level_values("date").unique()
+    folds = walk_forward_folds(dates, n_folds=3, horizon=1, embargo_days=3, min_train_days=110)
+    return X, y, folds
+
+
+def _study(
+    data: tuple[pd.DataFrame, pd.Series, list[Fold]], url: str, **kwargs: Any
+) -> TuningResult:
+    X, y, folds = data
+    args: dict[str, Any] = {
+        "study_name": "test",
+        "storage_url": url,
+        "n_trials": 12,
+        "timeout_s": 600.0,
+        "pruner": "median",
+        "seed": 7,
+    }
+    return run_study(X, y, folds, **(args | FAST | kwargs))
+
+
+@pytest.fixture(scope="module")
+def twin_studies(
+    data: tuple[pd.DataFrame, pd.Series, list[Fold]], tmp_path_factory: pytest.TempPathFactory
+) -> tuple[TuningResult, TuningResult, list[TrialRecord]]:
+    """The same 12-trial study twice, in two fresh sqlite files (in a folder not yet made)."""
+    records: list[TrialRecord] = []
+    root = tmp_path_factory.mktemp("optuna")
+    first = _study(
+        data, f"sqlite:///{root / 'a' / 'nested' / 's.db'}", trial_callback=records.append
+    )
+    second = _study(data, f"sqlite:///{root / 'b' / 's.db'}")
+    return first, second, records
+
+
+def test_study_prunes_and_reports_sane_fields(twin_studies) -> None:
+    result, _, records = twin_studies
+    assert result.n_complete + result.n_pruned + result.n_failed == 12
+    assert result.n_pruned >= 1 and result.n_complete >= 5 and result.n_failed == 0
+    assert 0.5 < result.best_value < 0.70 and 0.5 < result.default_value < 0.75
+    assert result.first_error is None
+    assert result.n_trials_in_study == 12
+    assert 1 <= result.best_num_boost_round <= FAST["num_boost_round"]
+    assert result.best_params["objective"] == "binary" and result.best_params["seed"] == 7
+    assert set(result.best_trial_params) == set(search_space.SEARCH_SPACE)
+    assert result.param_importances and set(result.param_importances) <= set(
+        search_space.SEARCH_SPACE
+    )
+    # the callback saw every trial, in order, with the rounds it trained
+    assert [r.number for r in records] == list(range(12))
+    assert sum(r.boosting_rounds for r in records) == result.boosting_rounds_total
+    pruned = [r for r in records if r.state == "PRUNED"]
+    complete = [r for r in records if r.state == "COMPLETE"]
+    assert len(pruned) == result.n_pruned and all(r.value is None for r in pruned)
+    assert all(len(r.fold_values) == 3 and r.value is not None for r in complete)
+    assert min(r.value for r in complete) == pytest.approx(result.best_value)
+    # a pruned trial stopped inside the first fold: fewer rounds than any complete trial
+    assert max(r.boosting_rounds for r in pruned) < FAST["num_boost_round"]
+
+
+def test_same_seed_same_study_and_identical_model(twin_studies, data) -> None:
+    first, second, _ = twin_studies
+    assert first.best_trial_params == second.best_trial_params
+    assert first.best_value == second.best_value
+    assert first.boosting_rounds_total == second.boosting_rounds_total
+    X, y, _ = data
+    a = train_model(X, y, first.best_params, first.best_num_boost_round)
+    b = train_model(X, y, second.best_params, second.best_num_boost_round)
+    assert a.model_to_string() == b.model_to_string()
+    proba = predict_up_proba(a, X[X.columns[::-1]])  # column order does not matter
+    assert proba.shape == (len(X),) and ((proba > 0) & (proba < 1)).all()
+
+
+def test_resume_continues_numbering(data, tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'resume.db'}"
+    first = _study(data, url, n_trials=3)
+    records: list[TrialRecord] = []
+    second = _study(data, url, n_trials=2, trial_callback=records.append)
+    assert [r.number for r in records] == [3, 4]
+    assert second.n_trials_in_study == 5 and first.n_trials_in_study == 3
+    assert second.best_value <= first.best_value  # the earlier best is kept
+    # a resumed study does not replay the first run's random start-up draws
+    study = optuna.load_study(study_name="test", storage=url)
+    draws = [tuple(sorted(t.params.items())) for t in study.trials]
+    assert len(set(draws)) == 5
+
+
+def test_warm_start_is_enqueued_once(data, tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'warm.db'}"
+    warm = search_space.DEFAULT_PARAMS | {"num_leaves": 7, "min_child_samples": 40}
+    records: list[TrialRecord] = []
+    _study(data, url, n_trials=2, warm_start_params=warm, trial_callback=records.append)
+    expected = search_space.search_space_subset(warm)
+    assert records[0].params == expected and records[0].params["min_data_in_leaf"] == 40
+    # resuming with the same warm start does not run it again
+    _study(data, url, n_trials=1, warm_start_params=warm, trial_callback=records.append)
+    assert records[2].params != expected
+
+
+def test_one_failing_trial_is_recorded_and_the_study_goes_on(
+    data, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_suggest = tuning.suggest_params
+
+    def flaky_suggest(trial: optuna.Trial, **kwargs: Any) -> dict[str, Any]:
+        params = real_suggest(trial, **kwargs)
+        if trial.number == 1:
+            raise RuntimeError("flaky trial")
+        return params
+
+    monkeypatch.setattr(tuning, "suggest_params", flaky_suggest)
+    records: list[TrialRecord] = []
+    result = _study(
+        data, f"sqlite:///{tmp_path / 'fail.db'}", n_trials=3, trial_callback=records.append
+    )
+    assert [r.state for r in records] == ["COMPLETE", "FAIL", "COMPLETE"]
+    assert result.n_failed == 1 and result.n_complete == 2
+    assert result.first_error == "RuntimeError: flaky trial" == records[1].error
+    assert result.best_trial_number in (0, 2)
+
+
+def test_all_trials_failing_raises_the_first_error(
+    data, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    X, y, folds = data
+    calls: list[int] = []
+
+    def broken_train(*args: Any, **kwargs: Any) -> None:
+        calls.append(1)
+        raise RuntimeError(f"boom {len(calls)}")
+
+    monkeypatch.setattr(tuning.lgb, "train", broken_train)
+    with pytest.raises(TuningError) as err:
+        run_study(
+            X,
+            y,
+            folds,
+            study_name="bad",
+            storage_url=f"sqlite:///{tmp_path / 'bad.db'}",
+            n_trials=3,
+            timeout_s=60.0,
+            pruner="none",
+            seed=1,
+            **FAST,
+        )
+    assert "all 3 trials" in str(err.value) and "boom 1" in str(err.value)
+    assert err.value.first_error is not None and err.value.__cause__ is err.value.first_error
+    assert str(err.value.first_error) == "boom 1"
+
+
+def test_labels_other_than_0_and_1_are_refused(data, tmp_path: Path) -> None:
+    X, y, folds = data  # LightGBM itself would silently read label 2 as "up"
+    with pytest.raises(ValueError, match="0 and 1"):
+        run_study(
+            X,
+            y + 1,
+            folds,
+            study_name="y",
+            storage_url=f"sqlite:///{tmp_path / 'y.db'}",
+            n_trials=1,
+            timeout_s=10.0,
+            pruner="none",
+            seed=1,
+        )
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"n_trials": 0}, "n_trials"),
+        ({"n_trials": 2.5}, "n_trials"),
+        ({"timeout_s": 0}, "timeout_s"),
+        ({"timeout_s": float("nan")}, "timeout_s"),
+        ({"pruner": "asha"}, "pruner"),
+    ],
+)
+def test_bad_arguments_are_refused_before_any_work(
+    kwargs: dict, field: str, data, tmp_path: Path
+) -> None:
+    X, y, folds = data
+    args = {"n_trials": 2, "timeout_s": 10.0, "pruner": "median"} | kwargs
+    with pytest.raises(ValueError, match=field):
+        validate_tuning_args(**args)
+    db = tmp_path / "never" / "s.db"
+    with pytest.raises(ValueError, match=field):
+        run_study(X, y, folds, study_name="x", storage_url=f"sqlite:///{db}", seed=1, **args)
+    assert not db.parent.exists()  # refused before touching the storage
+
+
+def test_hyperband_and_no_pruner_run(data, tmp_path: Path) -> None:
+    for pruner in ("hyperband", "none"):
+        result = _study(data, f"sqlite:///{tmp_path / f'{pruner}.db'}", n_trials=2, pruner=pruner)
+        assert result.n_complete + result.n_pruned == 2
+        if pruner == "none":
+            assert result.n_pruned == 0
