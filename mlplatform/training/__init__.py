@@ -38,11 +38,10 @@ from mlplatform.training.tuning import (
 from mlplatform.training.versioning import VersionFacts, next_version, params_hash
 
 __all__ = [
-    "DevBacktestSplit",
-    "split_dataset",
     "BASE_PARAMS",
     "DEFAULT_PARAMS",
     "SEARCH_SPACE",
+    "DevBacktestSplit",
     "Fold",
     "SplitError",
     "TrialRecord",
@@ -55,6 +54,7 @@ __all__ = [
     "predict_up_proba",
     "rows_for",
     "run_study",
+    "split_dataset",
     "suggest_params",
     "to_lgb_params",
     "train_model",

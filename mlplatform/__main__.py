@@ -1,0 +1,5 @@
+import sys
+
+from mlplatform.cli import main
+
+sys.exit(main())

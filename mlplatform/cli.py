@@ -1,0 +1,277 @@
+"""`python -m mlplatform run|promote|rollback|dev|mlflow-ui` on the embedded home folder.
+
+Every command uses the same Dagster instance (DAGSTER_HOME under the home folder) as `dagster dev`,
+so what the CLI does shows up in the UI and vice versa.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import dagster as dg
+
+from mlplatform import config
+
+DAGSTER_YAML = """\
+# Written by mlplatform on first use: SQLite storage under this folder, no telemetry.
+telemetry:
+  enabled: false
+"""
+
+
+def prepare_home() -> Path:
+    """Create the home folder and point DAGSTER_HOME at it (idempotent)."""
+    dagster_home = config.dagster_home()
+    dagster_home.mkdir(parents=True, exist_ok=True)
+    (config.home_dir() / "optuna").mkdir(parents=True, exist_ok=True)
+    config.mlflow_artifact_root().mkdir(parents=True, exist_ok=True)
+    settings = dagster_home / "dagster.yaml"
+    if not settings.exists():
+        settings.write_text(DAGSTER_YAML)
+    os.environ["DAGSTER_HOME"] = str(dagster_home)
+    return dagster_home
+
+
+def _instance() -> dg.DagsterInstance:
+    prepare_home()
+    return dg.DagsterInstance.get()
+
+
+def pipeline_selection() -> dg.AssetSelection:
+    """Everything but production_model: `run` never promotes."""
+    return dg.AssetSelection.all() - dg.AssetSelection.assets("production_model")
+
+
+def run_pipeline(
+    defs: dg.Definitions, instance: dg.DagsterInstance, run_config: dict | None = None
+) -> dg.ExecuteInProcessResult:
+    job = defs.resolve_implicit_global_asset_job_def()
+    keys = pipeline_selection().resolve(defs.resolve_asset_graph())
+    return job.execute_in_process(
+        instance=instance,
+        asset_selection=list(keys),
+        run_config=run_config or {},
+        raise_on_error=False,
+        tags={"mlplatform/trigger": "cli_run"},
+    )
+
+
+def pipeline_errors(result: dg.ExecuteInProcessResult) -> list[str]:
+    """Step failures other than a blocking promotion check: a failed gate is a verdict on the
+    candidate, not a broken pipeline."""
+    return [
+        f"step {e.step_key} failed: {e.step_failure_data.error.message.strip()[:500]}"
+        for e in result.all_events
+        if e.is_step_failure
+        and e.step_failure_data.error is not None
+        and e.step_failure_data.error.cls_name != "DagsterAssetCheckFailedError"
+    ]
+
+
+def _summary(result: dg.ExecuteInProcessResult) -> str:
+    from mlplatform.evaluation.promotion import BLOCKING_CRITERIA
+
+    errors = pipeline_errors(result)
+    if errors:
+        outcome = "FAILED"
+    elif result.success:
+        outcome = "succeeded"
+    else:
+        outcome = "succeeded; the candidate failed a promotion check"
+    lines = ["", "=" * 78, f"mlplatform run {result.run_id[:8]}: {outcome}", "=" * 78]
+    for event in result.get_asset_materialization_events():
+        mat = event.event_specific_data.materialization  # type: ignore[union-attr]
+        meta = mat.metadata
+        facts = []
+        for key in (
+            "dagster/row_count",
+            "tickers",
+            "semver",
+            "registry_version",
+            "best_cv_log_loss",
+            "staging_accuracy",
+            "drift_share",
+            "bayes_optimal_accuracy",
+        ):
+            if key in meta:
+                value = meta[key].value
+                facts.append(
+                    f"{key.split('/')[-1]}={value:.4g}"
+                    if isinstance(value, float)
+                    else f"{key.split('/')[-1]}={value}"
+                )
+        lines.append(f"  ✓ {mat.asset_key.to_user_string():<18} {' '.join(facts)}")
+    backtest = [
+        e.event_specific_data.materialization  # type: ignore[union-attr]
+        for e in result.get_asset_materialization_events()
+        if e.asset_key == dg.AssetKey("backtest_report")
+    ]
+    if backtest:
+        lines += [
+            "",
+            "Backtest on the held-out window (out of sample):",
+            str(backtest[-1].metadata["comparison"].value),
+        ]
+    checks = result.get_asset_check_evaluations()
+    promotion = [c for c in checks if c.check_name in BLOCKING_CRITERIA]
+    if promotion:
+        lines.append("")
+        lines.append("Promotion criteria:")
+        for check in promotion:
+            lines.append(
+                f"  {'PASS' if check.passed else 'FAIL'}  {check.check_name}: "
+                f"{check.description or ''}"
+            )
+        if all(c.passed for c in promotion):
+            lines += [
+                "",
+                "Every criterion passed. To promote (a person's decision):",
+                "  UI:  make dev → Assets → production_model → Materialize",
+                "  CLI: make promote REASON='why this version'",
+            ]
+        else:
+            lines += [
+                "",
+                "Not promotable: a criterion failed. Override only with a reason:",
+                "  make promote OVERRIDE=1 REASON='why'",
+            ]
+    lines += [f"  ✗ {error}" for error in errors]
+    lines += [
+        "",
+        f"Home folder: {config.home_dir()}",
+        f"Model export: {config.models_dir()}",
+        "Open the UI: make dev   |   MLflow UI: make mlflow-ui",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from mlplatform.definitions import build_definitions
+
+    instance = _instance()
+    run_config: dict = {}
+    if args.trials is not None:
+        run_config = {"ops": {"tuned_params": {"config": {"n_trials": args.trials}}}}
+    result = run_pipeline(build_definitions(), instance, run_config)
+    print(_summary(result))
+    return 1 if pipeline_errors(result) else 0
+
+
+def cmd_promote(args: argparse.Namespace) -> int:
+    from mlplatform.definitions import build_definitions
+
+    instance = _instance()
+    defs = build_definitions()
+    job = defs.resolve_implicit_global_asset_job_def()
+    result = job.execute_in_process(
+        instance=instance,
+        asset_selection=[dg.AssetKey("production_model")],
+        run_config={
+            "ops": {
+                "production_model": {
+                    "config": {"reason": args.reason or "", "override": bool(args.override)}
+                }
+            }
+        },
+        raise_on_error=False,
+        tags={"mlplatform/trigger": "cli_promote"},
+    )
+    return _report_single(result, "promotion")
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    from mlplatform.definitions import build_definitions
+
+    instance = _instance()
+    job = build_definitions().resolve_job_def("rollback_job")
+    result = job.execute_in_process(
+        instance=instance,
+        run_config={
+            "ops": {
+                "rollback_production": {
+                    "config": {"to_version": args.version or "", "reason": args.reason or ""}
+                }
+            }
+        },
+        raise_on_error=False,
+        tags={"mlplatform/trigger": "cli_rollback"},
+    )
+    return _report_single(result, "rollback")
+
+
+def _report_single(result: dg.ExecuteInProcessResult, what: str) -> int:
+    if result.success:
+        for event in result.get_asset_materialization_events():
+            meta = event.event_specific_data.materialization.metadata  # type: ignore[union-attr]
+            print(f"{what} done: production is now v{meta['production_version'].value}")
+        return 0
+    for event in result.all_events:
+        if event.is_step_failure:
+            print(
+                f"{what} refused:\n{event.step_failure_data.error.message.strip()}", file=sys.stderr
+            )
+    return 1
+
+
+def cmd_dev(args: argparse.Namespace) -> int:
+    prepare_home()
+    dagster = shutil.which("dagster", path=str(Path(sys.executable).parent)) or "dagster"
+    command = [
+        dagster,
+        "dev",
+        "-h",
+        args.host,
+        "-p",
+        str(args.port),
+        "-w",
+        str(config.PROJECT_ROOT / "workspace.yaml"),
+    ]
+    print(f"DAGSTER_HOME={os.environ['DAGSTER_HOME']}\n$ {' '.join(command)}")
+    return subprocess.call(command, cwd=config.PROJECT_ROOT)
+
+
+def cmd_mlflow_ui(args: argparse.Namespace) -> int:
+    prepare_home()
+    mlflow = shutil.which("mlflow", path=str(Path(sys.executable).parent)) or "mlflow"
+    command = [
+        mlflow,
+        "ui",
+        "--backend-store-uri",
+        config.mlflow_tracking_uri(),
+        "--host",
+        args.host,
+        "--port",
+        str(args.port),
+    ]
+    print("$ " + " ".join(command))
+    return subprocess.call(command, cwd=config.PROJECT_ROOT)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m mlplatform", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="materialize every asset but production_model")
+    run.add_argument("--trials", type=int, default=None, help="Optuna trials (default 50)")
+    run.set_defaults(func=cmd_run)
+    promote = sub.add_parser("promote", help="materialize production_model (a person's decision)")
+    promote.add_argument("--reason", default="")
+    promote.add_argument("--override", action="store_true")
+    promote.set_defaults(func=cmd_promote)
+    rollback = sub.add_parser("rollback", help="run rollback_job")
+    rollback.add_argument("--version", default="", help="registry version (default: previous)")
+    rollback.add_argument("--reason", default="")
+    rollback.set_defaults(func=cmd_rollback)
+    for name, func, port in (("dev", cmd_dev, 3000), ("mlflow-ui", cmd_mlflow_ui, 5000)):
+        p = sub.add_parser(name)
+        p.add_argument("--host", default="127.0.0.1")
+        p.add_argument("--port", type=int, default=port)
+        p.set_defaults(func=func)
+    args = parser.parse_args(argv)
+    return int(args.func(args))

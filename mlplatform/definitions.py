@@ -1,0 +1,76 @@
+"""The code location: every asset, check, job, schedule, sensor and resource, wired once.
+
+`build_definitions()` reads the environment (home folder, data path, secrets) when called, so a
+test can point it at a temporary home; `defs` is what `dagster dev` and workspace.yaml load.
+"""
+
+from __future__ import annotations
+
+import os
+
+import dagster as dg
+
+from mlplatform import config
+from mlplatform.orchestration.assets import data, deployment, evaluation, monitoring, training
+from mlplatform.orchestration.jobs import data_refresh_job, retrain_job, rollback_job
+from mlplatform.orchestration.resources import (
+    MarketDataSource,
+    Notifier,
+    PlatformStores,
+    ValidationScheme,
+    mlflow_tracking,
+)
+from mlplatform.orchestration.schedules import daily_refresh_schedule, weekly_retrain_schedule
+from mlplatform.orchestration.sensors import drift_sensor, run_failure_notification_sensor
+
+
+def _env_or_none(name: str) -> dg.EnvVar | None:
+    """An EnvVar when the variable is set, so the UI shows its name, never its value."""
+    return dg.EnvVar(name) if os.environ.get(name) else None
+
+
+def build_resources() -> dict[str, object]:
+    home = config.home_dir()
+    market_data = (
+        MarketDataSource(kind="file", path=dg.EnvVar(config.DATA_PATH_ENV))
+        if os.environ.get(config.DATA_PATH_ENV)
+        else MarketDataSource()
+    )
+    return {
+        "market_data": market_data,
+        "stores": PlatformStores(
+            tracking_uri=config.mlflow_tracking_uri(),
+            optuna_storage=config.optuna_storage_url(),
+            models_dir=str(config.models_dir()),
+            reports_dir=str(config.reports_dir()),
+        ),
+        "validation": ValidationScheme(),
+        "notifier": Notifier(
+            webhook_url=_env_or_none(config.WEBHOOK_URL_ENV),
+            slack_token=_env_or_none(config.SLACK_TOKEN_ENV),
+            slack_channel=os.environ.get(config.SLACK_CHANNEL_ENV, "#mlplatform"),
+        ),
+        "mlflow_tracking": mlflow_tracking.configured(
+            {
+                "experiment_name": config.EXPERIMENT_NAME,
+                "mlflow_tracking_uri": config.mlflow_tracking_uri(),
+                "artifact_location": str(config.mlflow_artifact_root()),
+            }
+        ),
+        "io_manager": dg.FilesystemIOManager(base_dir=str(home / "io")),
+    }
+
+
+def build_definitions(overrides: dict[str, object] | None = None) -> dg.Definitions:
+    """`overrides` replaces resources by key (tests use a small market and few folds)."""
+    return dg.Definitions(
+        assets=dg.load_assets_from_modules([data, training, evaluation, deployment, monitoring]),
+        asset_checks=dg.load_asset_checks_from_modules([data, evaluation]),
+        jobs=[retrain_job, data_refresh_job, rollback_job],
+        schedules=[weekly_retrain_schedule, daily_refresh_schedule],
+        sensors=[drift_sensor, run_failure_notification_sensor],
+        resources={**build_resources(), **(overrides or {})},
+    )
+
+
+defs = build_definitions()

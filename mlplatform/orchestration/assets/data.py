@@ -1,0 +1,127 @@
+"""Group `data`: the bars (raw_prices) and the feature matrix (features), with their checks."""
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+from dagster_pandera import pandera_schema_to_dagster_type
+
+from mlplatform import config
+from mlplatform.data import (
+    PRICES_SCHEMA,
+    DataValidationError,
+    business_day_gaps,
+    extreme_returns,
+    fingerprint,
+    staleness_business_days,
+)
+from mlplatform.features import FEATURE_COLUMNS, compute_features, feature_schema_hash
+from mlplatform.orchestration.metadata import frame_preview, table_markdown
+from mlplatform.orchestration.resources import MarketDataSource
+
+PricesFrame = pandera_schema_to_dagster_type(PRICES_SCHEMA)
+
+
+@dg.asset(
+    group_name="data",
+    dagster_type=PricesFrame,
+    kinds={"pandas"},
+    description="Daily OHLCV bars in long format, validated; synthetic market or the user's files.",
+)
+def raw_prices(context: dg.AssetExecutionContext, market_data: MarketDataSource) -> dg.Output:
+    try:
+        snapshot = market_data.load()
+    except DataValidationError as exc:
+        # Bad input is the user's to fix; retrying cannot help, and nothing downstream runs.
+        raise dg.Failure(description=f"invalid market data: {exc}", allow_retries=False) from exc
+    prices = snapshot.prices
+    tickers = sorted(prices["ticker"].unique())
+    metadata: dict[str, dg.RawMetadataValue] = {
+        "source": snapshot.source,
+        "tickers": len(tickers),
+        "ticker_list": ", ".join(tickers[:50]) + (" …" if len(tickers) > 50 else ""),
+        "dagster/row_count": len(prices),
+        "first_date": prices["date"].min().date().isoformat(),
+        "last_date": prices["date"].max().date().isoformat(),
+        "fingerprint": fingerprint(prices),
+        "preview": dg.MetadataValue.md(frame_preview(prices)),
+    }
+    if snapshot.bayes_accuracy is not None:
+        metadata["bayes_optimal_accuracy"] = float(snapshot.bayes_accuracy)
+    context.log.info(f"{len(prices)} bars for {len(tickers)} tickers from {snapshot.source}")
+    return dg.Output(prices, metadata=metadata)
+
+
+@dg.asset_check(asset=raw_prices, description="The last bar is recent (business days).")
+def raw_prices_fresh(raw_prices: pd.DataFrame) -> dg.AssetCheckResult:
+    lag = staleness_business_days(raw_prices, pd.Timestamp.today().normalize())
+    return dg.AssetCheckResult(
+        passed=lag <= config.STALE_AFTER_BUSINESS_DAYS,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={"business_days_since_last_bar": lag, "allowed": config.STALE_AFTER_BUSINESS_DAYS},
+    )
+
+
+@dg.asset_check(asset=raw_prices, description="No ticker misses a run of business days.")
+def raw_prices_no_gaps(raw_prices: pd.DataFrame) -> dg.AssetCheckResult:
+    gaps = business_day_gaps(raw_prices, config.MAX_GAP_BUSINESS_DAYS)
+    return dg.AssetCheckResult(
+        passed=gaps.empty,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={
+            "gaps": len(gaps),
+            "largest_gaps": dg.MetadataValue.md(table_markdown(gaps.head(20))),
+        },
+    )
+
+
+@dg.asset_check(asset=raw_prices, description="No implausible one-day moves (split? bad tick?).")
+def raw_prices_no_extreme_returns(raw_prices: pd.DataFrame) -> dg.AssetCheckResult:
+    extremes = extreme_returns(raw_prices, config.EXTREME_RETURN_ABS)
+    return dg.AssetCheckResult(
+        passed=extremes.empty,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={
+            "extreme_returns": len(extremes),
+            "threshold_abs_return": config.EXTREME_RETURN_ABS,
+            "examples": dg.MetadataValue.md(table_markdown(extremes.head(20))),
+        },
+    )
+
+
+@dg.asset(
+    group_name="data",
+    kinds={"pandas"},
+    description="Leakage-free features per (date, ticker), from bars at or before each close.",
+)
+def features(context: dg.AssetExecutionContext, raw_prices: pd.DataFrame) -> dg.Output:
+    matrix = compute_features(raw_prices)
+    dates = matrix.index.get_level_values("date")
+    schema = dg.TableSchema(columns=[dg.TableColumn(name, "float32") for name in FEATURE_COLUMNS])
+    context.log.info(f"{matrix.shape[0]} rows x {matrix.shape[1]} features")
+    return dg.Output(
+        matrix,
+        metadata={
+            "dagster/row_count": len(matrix),
+            "dagster/column_schema": schema,
+            "features": len(FEATURE_COLUMNS),
+            "feature_schema_hash": feature_schema_hash(),
+            "first_date": dates.min().date().isoformat(),
+            "last_date": dates.max().date().isoformat(),
+            "tickers": int(matrix.index.get_level_values("ticker").nunique()),
+        },
+    )
+
+
+@dg.asset_check(asset=features, blocking=True, description="No NaN or infinity in the matrix.")
+def features_finite(features: pd.DataFrame) -> dg.AssetCheckResult:
+    values = features.to_numpy(dtype=np.float64)
+    bad = ~np.isfinite(values)
+    per_column = pd.Series(bad.sum(axis=0), index=features.columns)
+    offenders = per_column[per_column > 0]
+    return dg.AssetCheckResult(
+        passed=not bad.any(),
+        metadata={
+            "non_finite_values": int(bad.sum()),
+            "columns": dg.MetadataValue.md(table_markdown(offenders.rename("count").to_frame())),
+        },
+    )

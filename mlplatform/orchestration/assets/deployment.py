@@ -1,0 +1,112 @@
+"""Group `deployment`: the production model, moved only by a person (UI button or CLI)."""
+
+import getpass
+
+import dagster as dg
+from pydantic import Field
+
+from mlplatform import config as settings
+from mlplatform.evaluation.promotion import BLOCKING_CRITERIA
+from mlplatform.notifications import Notification, NotificationKind
+from mlplatform.orchestration.metadata import mlflow_model_url
+from mlplatform.orchestration.promotion_gate import check_promotion_gate
+from mlplatform.orchestration.resources import Notifier, PlatformStores
+from mlplatform.registry import get_alias_version, promote
+
+
+class PromotionConfig(dg.Config):
+    """What a person fills in on the Launchpad when promoting."""
+
+    reason: str = Field(default="", description="Why this version goes to production.")
+    override: bool = Field(
+        default=False,
+        description="Promote although promotion checks failed or are stale; needs a reason.",
+    )
+    actor: str = Field(default="", description="Who promotes (default: the launching user).")
+
+
+def launching_user(context: dg.AssetExecutionContext | dg.OpExecutionContext, given: str) -> str:
+    return given or context.run.tags.get("dagster/user") or getpass.getuser()
+
+
+@dg.asset(
+    group_name="deployment",
+    deps=["backtest_report"],
+    kinds={"mlflow"},
+    description="Alias `production` and the models/production export. Materialize it by hand to "
+    "promote the current staging version; it refuses unless every promotion check passed for "
+    "exactly that version.",
+)
+def production_model(
+    context: dg.AssetExecutionContext,
+    config: PromotionConfig,
+    stores: PlatformStores,
+    notifier: Notifier,
+) -> dg.Output[dict]:
+    staging = get_alias_version(stores.tracking_uri, stores.model_name, settings.STAGING_ALIAS)
+    if staging is None:
+        raise dg.Failure(
+            description="no staging model to promote: materialize staging_model and "
+            "backtest_report first",
+            allow_retries=False,
+        )
+    gate = check_promotion_gate(context.instance, str(staging.version), BLOCKING_CRITERIA)
+    overridden = False
+    if not gate.passed:
+        if not config.override:
+            raise dg.Failure(
+                description=f"refusing to promote staging v{staging.version}:\n- "
+                + "\n- ".join(gate.problems),
+                metadata={"failing_or_stale_checks": len(gate.problems)},
+                allow_retries=False,
+            )
+        if not config.reason.strip():
+            raise dg.Failure(
+                description="override=True needs a written reason in the `reason` field",
+                allow_retries=False,
+            )
+        overridden = True
+        context.log.warning(
+            "promotion override: " + config.reason + " | " + "; ".join(gate.problems)
+        )
+    actor = launching_user(context, config.actor)
+    record = promote(
+        tracking_uri=stores.tracking_uri,
+        name=stores.model_name,
+        version=str(staging.version),
+        export_root=stores.models_path,
+        actor=actor,
+        reason=config.reason or "manual promotion",
+        run_id=context.run_id,
+        override=overridden,
+    )
+    details = record.to_dict()
+    notifier.send(
+        Notification(
+            NotificationKind.PROMOTED,
+            f"{stores.model_name} v{staging.version} promoted to production by {actor}",
+            fields={
+                "previous_production": details.get("previous_version"),
+                "reason": config.reason or "manual promotion",
+                "override": overridden,
+            },
+        )
+    )
+    return dg.Output(
+        details,
+        metadata={
+            "production_version": str(staging.version),
+            "semver": str(details.get("semver")),
+            "previous_version": str(details.get("previous_version")),
+            "promoted_by": actor,
+            "reason": config.reason or "manual promotion",
+            "override": overridden,
+            "override_problems": dg.MetadataValue.md(
+                "\n".join(f"- {p}" for p in gate.problems) or "_none_"
+            ),
+            "model_version": dg.MetadataValue.url(
+                mlflow_model_url(stores.model_name, staging.version)
+            ),
+            "export": dg.MetadataValue.path(str(stores.models_path / "production")),
+        },
+    )

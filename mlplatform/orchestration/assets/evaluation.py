@@ -1,0 +1,217 @@
+"""Group `evaluation`: the backtest report and its blocking promotion checks."""
+
+import dagster as dg
+import mlflow
+import numpy as np
+import pandas as pd
+from dagster_mlflow.resources import MlFlow
+from pydantic import Field
+
+from mlplatform import config as settings
+from mlplatform.evaluation import markdown_table, naive_baselines, run_backtest, write_html
+from mlplatform.evaluation.promotion import (
+    BLOCKING_CRITERIA,
+    CRITERION_DESCRIPTIONS,
+    PRODUCTION,
+    STAGING,
+    evaluate_promotion,
+)
+from mlplatform.features import forward_returns, hold_returns, make_labels
+from mlplatform.notifications import Notification, NotificationKind
+from mlplatform.orchestration.errors import STORE_RETRY_POLICY, fail_fast_unless_transient
+from mlplatform.orchestration.metadata import mlflow_model_url, run_link
+from mlplatform.orchestration.resources import (
+    MarketDataSource,
+    Notifier,
+    PlatformStores,
+    ValidationScheme,
+)
+from mlplatform.registry import get_alias_version, load_booster
+from mlplatform.training import predict_up_proba, split_dataset
+
+# Numbers plotted across materializations in the UI's Plots tab.
+PLOTTED = ("accuracy", "auc", "log_loss", "brier", "long_short_sharpe", "long_short_dsr")
+
+
+class BacktestConfig(dg.Config):
+    cost_bps: float = Field(
+        default=settings.BACKTEST.cost_bps, description="One-way transaction cost, basis points."
+    )
+
+
+def _bayes_rows(
+    market_data: MarketDataSource, index: pd.MultiIndex, labels: pd.Series
+) -> dict[str, float]:
+    """On synthetic data: what the best possible model (the true P(up)) scores on the window."""
+    if market_data.kind != "synthetic":
+        return {}
+    snapshot = market_data.load()
+    if snapshot.prob_up is None:
+        return {}
+    prob = snapshot.prob_up.reindex(index).dropna()
+    if prob.empty:
+        return {}
+    realised = labels.reindex(prob.index)
+    return {
+        "bayes_expected_accuracy": float(np.maximum(prob, 1 - prob).mean()),
+        "bayes_realised_accuracy": float(((prob > 0.5).astype(int) == realised).mean()),
+    }
+
+
+@dg.asset(
+    group_name="evaluation",
+    kinds={"mlflow"},
+    retry_policy=STORE_RETRY_POLICY,
+    description="Staging vs production vs naive baselines on the held-out window neither saw.",
+)
+def backtest_report(
+    context: dg.AssetExecutionContext,
+    config: BacktestConfig,
+    features: pd.DataFrame,
+    raw_prices: pd.DataFrame,
+    staging_model: dict,
+    tuned_params: dict,
+    mlflow_tracking: dg.ResourceParam[MlFlow],
+    stores: PlatformStores,
+    validation: ValidationScheme,
+    market_data: MarketDataSource,
+) -> dg.Output[dict]:
+    with fail_fast_unless_transient():
+        labels = make_labels(raw_prices, horizon=validation.horizon)
+        split = split_dataset(
+            features,
+            labels,
+            backtest_months=validation.backtest_months,
+            horizon=validation.horizon,
+        )
+        X = split.X_backtest
+        staging_booster = load_booster(
+            stores.tracking_uri, staging_model["name"], staging_model["version"]
+        )
+        predictions = {
+            STAGING: pd.Series(predict_up_proba(staging_booster, X), index=X.index),
+        }
+        production = get_alias_version(
+            stores.tracking_uri, stores.model_name, settings.PRODUCTION_ALIAS
+        )
+        production_version = production.version if production is not None else None
+        if production is not None:
+            production_booster = load_booster(
+                stores.tracking_uri, stores.model_name, production.version
+            )
+            predictions[PRODUCTION] = pd.Series(
+                predict_up_proba(production_booster, X), index=X.index
+            )
+        predictions.update(naive_baselines(split.y_dev, X.index, raw_prices))
+        result = run_backtest(
+            predictions,
+            split.y_backtest,
+            forward_returns(raw_prices, horizon=validation.horizon),
+            cost_bps=config.cost_bps,
+            n_trials={STAGING: int(tuned_params.get("n_trials_total", 1))},
+            periods_per_year=settings.BACKTEST.periods_per_year,
+            hold_returns=hold_returns(raw_prices, horizon=validation.horizon),
+        )
+        bayes = _bayes_rows(market_data, X.index, split.y_backtest)
+        table = markdown_table(result)
+        html_path = write_html(
+            result,
+            stores.reports_path / f"backtest_v{staging_model['version']}.html",
+            title=f"Backtest of {staging_model['name']} v{staging_model['version']}",
+            extra=bayes or None,
+        )
+        run = mlflow_tracking.active_run()
+        mlflow.log_artifact(str(html_path), artifact_path="backtest")
+        staging_metrics = result.metrics[STAGING]
+        mlflow.log_metrics(
+            {
+                f"backtest_{key}": float(staging_metrics[key])
+                for key in PLOTTED
+                if staging_metrics.get(key) is not None
+            }
+        )
+    verdicts = evaluate_promotion(result.metrics)
+    report = {
+        "staging_version": str(staging_model["version"]),
+        "staging_semver": staging_model.get("semver"),
+        "production_version": None if production_version is None else str(production_version),
+        "window": list(split.backtest_window),
+        "metrics": result.to_dict()["metrics"],
+        "mcnemar": result.to_dict().get("mcnemar"),
+        "bayes": bayes,
+        "html": str(html_path),
+        "verdicts": {v.name: v.passed for v in verdicts},
+    }
+    metadata: dict[str, dg.RawMetadataValue] = {
+        "staging_version": str(staging_model["version"]),
+        "production_version": "none" if production_version is None else str(production_version),
+        "window": f"{split.backtest_window[0]} → {split.backtest_window[1]}",
+        "rows": int(result.n_rows),
+        "comparison": dg.MetadataValue.md(table),
+        "report": dg.MetadataValue.path(str(html_path)),
+        "staging_model": dg.MetadataValue.url(
+            mlflow_model_url(staging_model["name"], staging_model["version"])
+        ),
+        "mlflow_run": run_link(run),
+        "promotion_criteria_passed": all(v.passed for v in verdicts if v.blocking),
+    }
+    for key in PLOTTED:
+        value = staging_metrics.get(key)
+        if value is not None and np.isfinite(value):
+            metadata[f"staging_{key}"] = float(value)
+    for name, metrics in result.metrics.items():
+        if name != STAGING and metrics.get("accuracy") is not None:
+            metadata[f"{name}_accuracy"] = float(metrics["accuracy"])
+    for key, value in bayes.items():
+        metadata[key] = value
+    return dg.Output(report, metadata=metadata)
+
+
+PROMOTION_CHECK_SPECS = [
+    dg.AssetCheckSpec(
+        name=name,
+        asset="backtest_report",
+        blocking=name in BLOCKING_CRITERIA,
+        description=description,
+    )
+    for name, description in CRITERION_DESCRIPTIONS.items()
+]
+PROMOTION_CHECK_NAMES = tuple(spec.name for spec in PROMOTION_CHECK_SPECS)
+
+
+@dg.multi_asset_check(specs=PROMOTION_CHECK_SPECS, description="The promotion criteria.")
+def promotion_criteria(
+    context: dg.AssetCheckExecutionContext, backtest_report: dict, notifier: Notifier
+):
+    verdicts = evaluate_promotion(backtest_report["metrics"])
+    for verdict in verdicts:
+        yield dg.AssetCheckResult(
+            check_name=verdict.name,
+            asset_key="backtest_report",
+            passed=verdict.passed,
+            severity=(
+                dg.AssetCheckSeverity.ERROR if verdict.blocking else dg.AssetCheckSeverity.WARN
+            ),
+            description=verdict.description,
+            metadata={
+                "staging_version": backtest_report["staging_version"],
+                **{k: float(v) for k, v in verdict.numbers.items() if v is not None},
+            },
+        )
+    if all(v.passed for v in verdicts if v.blocking):
+        version = backtest_report["staging_version"]
+        notifier.send(
+            Notification(
+                NotificationKind.READY_FOR_REVIEW,
+                f"staging v{version} passed every promotion criterion: ready for review",
+                fields={
+                    "staging_version": version,
+                    "semver": backtest_report.get("staging_semver"),
+                    "accuracy": backtest_report["metrics"][STAGING].get("accuracy"),
+                    "how_to_promote": "Materialize production_model in the Dagster UI, "
+                    "or `make promote REASON=...`",
+                },
+                link=backtest_report.get("html"),
+            )
+        )
+        context.log.info(f"staging v{version} is ready for review")

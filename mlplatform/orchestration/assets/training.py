@@ -1,0 +1,287 @@
+"""Group `training`: tuned hyperparameters (Optuna) and the registered staging model (LightGBM)."""
+
+import json
+import time
+from typing import Any, Literal
+
+import dagster as dg
+import mlflow
+import pandas as pd
+from dagster_mlflow.resources import MlFlow
+from pydantic import Field
+
+from mlplatform import config as settings
+from mlplatform.data import fingerprint
+from mlplatform.features import LABEL_DEFINITION, feature_schema_hash, make_labels
+from mlplatform.monitoring import ReferenceBins
+from mlplatform.orchestration.errors import STORE_RETRY_POLICY, fail_fast_unless_transient
+from mlplatform.orchestration.metadata import mlflow_model_url, run_link, table_markdown
+from mlplatform.orchestration.resources import PlatformStores, ValidationScheme
+from mlplatform.registry import (
+    get_alias_version,
+    latest_version,
+    register_candidate,
+    version_facts,
+)
+from mlplatform.training import (
+    BASE_PARAMS,
+    TrialRecord,
+    VersionFacts,
+    next_version,
+    params_hash,
+    predict_up_proba,
+    run_study,
+    split_dataset,
+    train_model,
+    validate_tuning_args,
+    walk_forward_folds,
+)
+
+
+class TuningConfig(dg.Config):
+    """Launchpad settings of the Optuna study."""
+
+    n_trials: int = Field(default=settings.TUNING.n_trials, description="Trials to run (≥ 1).")
+    timeout_s: float = Field(default=settings.TUNING.timeout_s, description="Study time limit, s.")
+    pruner: Literal["median", "hyperband", "none"] = Field(
+        default="median", description="Optuna pruner that stops weak trials early."
+    )
+    seed: int = Field(default=settings.TUNING.seed, description="TPE sampler seed.")
+    warm_start: bool = Field(
+        default=True, description="Enqueue the production model's parameters as a first trial."
+    )
+
+
+class TrainingConfig(dg.Config):
+    seed: int = Field(default=settings.TUNING.seed, description="LightGBM seed (deterministic).")
+
+
+def label_definition(horizon: int) -> str:
+    return f"{LABEL_DEFINITION} [horizon={horizon}]"
+
+
+def _production_params(stores: PlatformStores) -> dict[str, Any] | None:
+    version = get_alias_version(stores.tracking_uri, stores.model_name, settings.PRODUCTION_ALIAS)
+    if version is None or "params" not in version.tags:
+        return None
+    return json.loads(version.tags["params"])
+
+
+def _log_trial(record: TrialRecord) -> None:
+    """Each trial is an MLflow run nested under the Dagster run's MLflow run."""
+    with mlflow.start_run(run_name=f"trial-{record.number:03d}", nested=True):
+        mlflow.log_params(record.params)
+        mlflow.set_tags({"trial_state": record.state, "trial_number": str(record.number)})
+        metrics = {
+            "boosting_rounds": float(record.boosting_rounds),
+            "duration_s": record.duration_s,
+        }
+        if record.value is not None:
+            metrics["cv_log_loss"] = float(record.value)
+        mlflow.log_metrics(metrics)
+
+
+@dg.asset(
+    group_name="training",
+    kinds={"optuna", "mlflow"},
+    retry_policy=STORE_RETRY_POLICY,
+    description="Hyperparameters from an Optuna study on purged walk-forward folds.",
+)
+def tuned_params(
+    context: dg.AssetExecutionContext,
+    config: TuningConfig,
+    features: pd.DataFrame,
+    raw_prices: pd.DataFrame,
+    mlflow_tracking: dg.ResourceParam[MlFlow],
+    stores: PlatformStores,
+    validation: ValidationScheme,
+) -> dg.Output[dict]:
+    with fail_fast_unless_transient():
+        validate_tuning_args(
+            n_trials=config.n_trials, timeout_s=config.timeout_s, pruner=config.pruner
+        )
+        labels = make_labels(raw_prices, horizon=validation.horizon)
+        split = split_dataset(
+            features,
+            labels,
+            backtest_months=validation.backtest_months,
+            horizon=validation.horizon,
+        )
+        folds = walk_forward_folds(
+            split.dev_dates,
+            n_folds=validation.n_folds,
+            horizon=validation.horizon,
+            embargo_days=validation.embargo_days,
+            min_train_days=validation.min_train_days,
+        )
+        warm_start = _production_params(stores) if config.warm_start else None
+        # One resumable study per model and development data: trial values on other data are not
+        # comparable, so a retrain on new bars starts a new study, warm-started from production.
+        dev_prices = raw_prices[raw_prices["date"] <= split.dev_dates.max()]
+        study_name = f"{stores.model_name}:{fingerprint(dev_prices)[:12]}"
+        started = time.perf_counter()
+        result = run_study(
+            split.X_dev,
+            split.y_dev,
+            folds,
+            study_name=study_name,
+            storage_url=stores.optuna_storage,
+            n_trials=config.n_trials,
+            timeout_s=config.timeout_s,
+            pruner=config.pruner,
+            seed=config.seed,
+            warm_start_params=warm_start,
+            trial_callback=_log_trial,
+        )
+        duration = time.perf_counter() - started
+        run = mlflow_tracking.active_run()
+        mlflow.log_dict(result.best_params, "best_hyperparameters.json")
+        mlflow.log_metrics(
+            {
+                "tuning_best_cv_log_loss": result.best_value,
+                "tuning_default_cv_log_loss": result.default_value,
+                "tuning_trials_complete": result.n_complete,
+                "tuning_trials_pruned": result.n_pruned,
+            }
+        )
+    importances = pd.DataFrame(
+        {"importance": pd.Series(result.param_importances, dtype="float64")}
+    ).rename_axis("parameter")
+    params = pd.DataFrame({"value": pd.Series(result.best_params, dtype="object")})
+    value = {
+        "params": result.best_params,
+        "num_boost_round": int(result.best_num_boost_round),
+        "best_value": float(result.best_value),
+        "default_value": float(result.default_value),
+        "n_trials_total": int(result.n_trials_in_study),
+        "study_name": study_name,
+        "warm_started": warm_start is not None,
+    }
+    context.log.info(
+        f"best CV log loss {result.best_value:.5f} vs default {result.default_value:.5f}; "
+        f"{result.n_complete} complete, {result.n_pruned} pruned, {result.n_failed} failed"
+    )
+    return dg.Output(
+        value,
+        metadata={
+            "best_cv_log_loss": float(result.best_value),
+            "default_params_cv_log_loss": float(result.default_value),
+            "improvement_over_default": float(result.default_value - result.best_value),
+            "trials_complete": result.n_complete,
+            "trials_pruned": result.n_pruned,
+            "trials_failed": result.n_failed,
+            "trials_in_study": result.n_trials_in_study,
+            "boosting_rounds_trained": result.boosting_rounds_total,
+            "duration_s": round(duration, 2),
+            "folds": len(folds),
+            "dev_window": f"{split.training_window[0]} → {split.training_window[1]}",
+            "parameter_importances": dg.MetadataValue.md(table_markdown(importances)),
+            "best_params": dg.MetadataValue.md(table_markdown(params)),
+            "mlflow_run": run_link(run),
+        },
+    )
+
+
+@dg.asset(
+    group_name="training",
+    kinds={"lightgbm", "mlflow"},
+    retry_policy=STORE_RETRY_POLICY,
+    description="LightGBM on all history before the backtest window; a new registry version "
+    "with alias `staging` and the models/staging export.",
+)
+def staging_model(
+    context: dg.AssetExecutionContext,
+    config: TrainingConfig,
+    features: pd.DataFrame,
+    raw_prices: pd.DataFrame,
+    tuned_params: dict,
+    mlflow_tracking: dg.ResourceParam[MlFlow],
+    stores: PlatformStores,
+    validation: ValidationScheme,
+) -> dg.Output[dict]:
+    with fail_fast_unless_transient():
+        labels = make_labels(raw_prices, horizon=validation.horizon)
+        split = split_dataset(
+            features,
+            labels,
+            backtest_months=validation.backtest_months,
+            horizon=validation.horizon,
+        )
+        params = {**BASE_PARAMS, **tuned_params["params"], "seed": config.seed}
+        num_boost_round = int(tuned_params["num_boost_round"])
+        booster = train_model(split.X_dev, split.y_dev, params, num_boost_round)
+        scores = pd.Series(predict_up_proba(booster, split.X_dev), name="score")
+        reference = {
+            "features": ReferenceBins.from_frame(
+                split.X_dev, n_bins=settings.DRIFT.n_bins
+            ).to_dict(),
+            "score": ReferenceBins.from_series(scores, n_bins=settings.DRIFT.n_bins).to_dict(),
+            "label": ReferenceBins.from_series(
+                split.y_dev.astype("float64").rename("label")
+            ).to_dict(),
+            "label_up_rate": float(split.y_dev.mean()),
+        }
+        facts = VersionFacts(
+            version=None,
+            feature_schema_hash=feature_schema_hash(),
+            label_definition=label_definition(validation.horizon),
+            params_hash=params_hash({**params, "num_boost_round": num_boost_round}),
+            data_fingerprint=fingerprint(raw_prices),
+        )
+        latest = latest_version(stores.tracking_uri, stores.model_name)
+        previous = (
+            None
+            if latest is None
+            else VersionFacts(
+                **version_facts(stores.tracking_uri, stores.model_name, latest.version)
+            )
+        )
+        semver = next_version(previous, facts)
+        run = mlflow_tracking.active_run()
+        mlflow.log_params({f"lgbm_{k}": v for k, v in params.items()})
+        tags = {
+            "semver": semver,
+            "feature_schema_hash": facts.feature_schema_hash,
+            "label_definition": facts.label_definition,
+            "params_hash": facts.params_hash,
+            "data_fingerprint": facts.data_fingerprint,
+            "training_window": f"{split.training_window[0]}/{split.training_window[1]}",
+            "backtest_window": f"{split.backtest_window[0]}/{split.backtest_window[1]}",
+            "params": json.dumps(params, sort_keys=True, default=str),
+            "num_boost_round": str(num_boost_round),
+            "dagster_run_id": context.run_id,
+        }
+        metadata_doc = {
+            **tags,
+            "params": params,
+            "features": list(split.X_dev.columns),
+            "training_rows": len(split.X_dev),
+            "horizon": validation.horizon,
+        }
+        handle = register_candidate(
+            booster,
+            tracking_uri=stores.tracking_uri,
+            run_id=run.info.run_id,
+            name=stores.model_name,
+            semver=semver,
+            tags=tags,
+            input_example=split.X_dev.head(5),
+            reference=reference,
+            metadata=metadata_doc,
+            export_root=stores.models_path,
+        )
+    context.log.info(f"registered {handle.name} v{handle.version} ({semver}) as staging")
+    return dg.Output(
+        handle.to_dict(),
+        metadata={
+            "model_version": dg.MetadataValue.url(mlflow_model_url(handle.name, handle.version)),
+            "registry_version": int(handle.version),
+            "semver": semver,
+            "uri": handle.uri,
+            "training_window": tags["training_window"],
+            "training_rows": len(split.X_dev),
+            "boosting_rounds": num_boost_round,
+            "export": dg.MetadataValue.path(str(stores.models_path / "staging")),
+            "mlflow_run": run_link(run),
+        },
+    )

@@ -1,0 +1,83 @@
+"""Jobs: retraining, the daily data refresh and rollback. Promotion is a manual materialization."""
+
+import dagster as dg
+from pydantic import Field
+
+from mlplatform.notifications import Notification, NotificationKind
+from mlplatform.orchestration.assets.deployment import launching_user
+from mlplatform.orchestration.resources import Notifier, PlatformStores
+from mlplatform.registry import rollback
+
+retrain_job = dg.define_asset_job(
+    name="retrain_job",
+    selection=dg.AssetSelection.assets(
+        "features", "tuned_params", "staging_model", "backtest_report"
+    ),
+    description="Tune, train, register a staging version and backtest it with the promotion "
+    "checks. Never promotes.",
+    tags={"mlplatform/pipeline": "retrain"},
+)
+
+data_refresh_job = dg.define_asset_job(
+    name="data_refresh_job",
+    selection=dg.AssetSelection.assets("raw_prices", "features", "drift_report"),
+    description="Pull the latest bars, recompute features, report drift against the model.",
+    tags={"mlplatform/pipeline": "refresh"},
+)
+
+
+class RollbackConfig(dg.Config):
+    to_version: str = Field(
+        default="", description="Registry version to restore; empty = the previous production."
+    )
+    reason: str = Field(default="", description="Why (recorded with the rollback).")
+    actor: str = Field(default="", description="Who (default: the launching user).")
+
+
+@dg.op(description="Verify the archived export, then move alias `production` back to it.")
+def rollback_production(
+    context: dg.OpExecutionContext,
+    config: RollbackConfig,
+    stores: PlatformStores,
+    notifier: Notifier,
+) -> dict:
+    actor = launching_user(context, config.actor)
+    try:
+        record = rollback(
+            tracking_uri=stores.tracking_uri,
+            name=stores.model_name,
+            to_version=config.to_version or None,
+            export_root=stores.models_path,
+            actor=actor,
+            reason=config.reason or "manual rollback",
+            run_id=context.run_id,
+        )
+    except Exception as exc:
+        raise dg.Failure(description=f"rollback refused: {exc}", allow_retries=False) from exc
+    details = record.to_dict()
+    context.log_event(
+        dg.AssetMaterialization(
+            asset_key="production_model",
+            description=f"rolled back to v{details.get('to_version')}",
+            metadata={
+                "production_version": str(details.get("to_version")),
+                "previous_version": str(details.get("from_version")),
+                "rolled_back_by": actor,
+                "reason": config.reason or "manual rollback",
+                "duration_s": float(details.get("duration_s", 0.0)),
+            },
+        )
+    )
+    notifier.send(
+        Notification(
+            NotificationKind.ROLLED_BACK,
+            f"{stores.model_name} rolled back to v{details.get('to_version')} by {actor}",
+            fields={"from_version": details.get("from_version"), "reason": config.reason},
+        )
+    )
+    return details
+
+
+@dg.job(description="Move production back to an archived version (default: the previous one).")
+def rollback_job() -> None:
+    rollback_production()

@@ -1,0 +1,78 @@
+"""Did every promotion check pass for exactly the current staging version?
+
+A blocking check only blocks inside its own run, so production_model asks the instance. The
+event-log calls used here are not all public API, so they stay in this one helper.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import dagster as dg
+from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
+
+BACKTEST_KEY = dg.AssetKey("backtest_report")
+
+
+@dataclass(frozen=True)
+class GateResult:
+    staging_version: str
+    problems: list[str]
+    backtest_storage_id: int | None
+
+    @property
+    def passed(self) -> bool:
+        return not self.problems
+
+
+def _staging_version_of(instance: dg.DagsterInstance, storage_id: int) -> str | None:
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=BACKTEST_KEY, storage_ids=[storage_id]), limit=1
+    ).records
+    if not records or records[0].asset_materialization is None:
+        return None
+    value = records[0].asset_materialization.metadata.get("staging_version")
+    return None if value is None else str(value.value)
+
+
+def check_promotion_gate(
+    instance: dg.DagsterInstance, staging_version: str, check_names: tuple[str, ...]
+) -> GateResult:
+    """Every named check's latest evaluation passed, on one backtest of this staging version."""
+    problems: list[str] = []
+    targets: set[int] = set()
+    for name in check_names:
+        key = dg.AssetCheckKey(BACKTEST_KEY, name)
+        record = instance.get_latest_asset_check_evaluation_record(key)
+        if record is None:
+            problems.append(f"{name}: never evaluated; materialize backtest_report first")
+            continue
+        evaluation = record.evaluation
+        if record.status != AssetCheckExecutionRecordStatus.SUCCEEDED or evaluation is None:
+            status = record.status.value if evaluation is None else "failed"
+            problems.append(f"{name}: latest evaluation {status} (run {record.run_id[:8]})")
+            if evaluation is None:
+                continue
+        if not evaluation.passed:
+            problems.append(f"{name}: FAILED — {evaluation.description or 'see the check'}")
+        target = evaluation.target_materialization_data
+        if target is None:
+            problems.append(f"{name}: evaluation is not tied to a backtest_report materialization")
+            continue
+        targets.add(target.storage_id)
+        evaluated = _staging_version_of(instance, target.storage_id)
+        if evaluated != str(staging_version):
+            problems.append(
+                f"{name}: stale — evaluated staging v{evaluated}, current staging is "
+                f"v{staging_version}; re-materialize backtest_report"
+            )
+    if len(targets) > 1:
+        problems.append(
+            "the checks evaluated different backtest_report materializations; "
+            "re-materialize backtest_report with its checks"
+        )
+    return GateResult(
+        staging_version=str(staging_version),
+        problems=problems,
+        backtest_storage_id=next(iter(targets)) if len(targets) == 1 else None,
+    )

@@ -1,0 +1,220 @@
+"""Dagster resources: where the data comes from, where models and studies are kept, who is told.
+
+Connections and secrets are resources configured with `EnvVar` in definitions.py, so the UI's
+Launchpad never shows a secret and a deployment changes stores without code.
+"""
+
+import logging
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import dagster as dg
+import mlflow
+import pandas as pd
+from dagster_mlflow.resources import CONFIG_SCHEMA as MLFLOW_CONFIG_SCHEMA
+from dagster_mlflow.resources import MlFlow
+from mlflow.tracking import MlflowClient
+from pydantic import Field, model_validator
+
+from mlplatform import config
+from mlplatform.data import generate_market, load_prices
+from mlplatform.notifications import (
+    Notification,
+    format_text,
+    post_slack,
+    post_webhook,
+    redact,
+)
+
+logger = logging.getLogger("mlplatform")
+
+
+@dataclass(frozen=True)
+class MarketSnapshot:
+    prices: pd.DataFrame
+    source: str
+    prob_up: pd.Series | None = None  # the synthetic market's true P(up); None for real data
+    bayes_accuracy: float | None = None
+
+
+class MarketDataSource(dg.ConfigurableResource):
+    """The bars the platform learns from: a synthetic market (default) or the user's files."""
+
+    kind: Literal["synthetic", "file"] = Field(
+        default="synthetic", description="'synthetic' or 'file' (CSV/Parquet file or folder)."
+    )
+    path: str | None = Field(default=None, description="File or folder for kind='file'.")
+    price_column: Literal["auto", "close", "adj_close"] = Field(
+        default="auto", description="'auto' uses an Adj Close column when present."
+    )
+    min_history_days: int = Field(default=config.MIN_HISTORY_DAYS, ge=1)
+    seed: int = config.SYNTHETIC.seed
+    n_tickers: int = Field(default=config.SYNTHETIC.n_tickers, ge=1)
+    years: int = Field(default=config.SYNTHETIC.years, ge=1)
+    as_of: str | None = Field(default=None, description="Last synthetic bar (YYYY-MM-DD); today.")
+    regime_change: str | None = Field(
+        default=None, description="Synthetic regime change date (volatility and drift shift)."
+    )
+
+    def load(self) -> MarketSnapshot:
+        if self.kind == "file":
+            if not self.path:
+                raise dg.DagsterInvalidConfigError(
+                    "MarketDataSource.path is required when kind='file'", [], None
+                )
+            prices = load_prices(
+                Path(self.path),
+                price_column=self.price_column,
+                min_history_days=self.min_history_days,
+            )
+            return MarketSnapshot(prices=prices, source=f"file:{self.path}")
+        market = generate_market(
+            seed=self.seed,
+            n_tickers=self.n_tickers,
+            years=self.years,
+            as_of=self.as_of,
+            regime_change=self.regime_change,
+        )
+        return MarketSnapshot(
+            prices=market.prices,
+            source=f"synthetic(seed={self.seed}, tickers={self.n_tickers}, years={self.years})",
+            prob_up=market.prob_up,
+            bayes_accuracy=float(market.bayes_accuracy),
+        )
+
+
+class PlatformStores(dg.ConfigurableResource):
+    """Where the platform keeps things: MLflow registry, Optuna studies, export, reports."""
+
+    tracking_uri: str = Field(description="MLflow tracking and registry URI.")
+    optuna_storage: str = Field(description="SQLAlchemy URL of the Optuna study storage.")
+    models_dir: str = Field(description="Export for consumers that don't speak MLflow.")
+    reports_dir: str = Field(description="HTML reports (backtest, drift).")
+    model_name: str = config.MODEL_NAME
+
+    @property
+    def client(self) -> MlflowClient:
+        return MlflowClient(tracking_uri=self.tracking_uri)
+
+    @property
+    def models_path(self) -> Path:
+        return Path(self.models_dir)
+
+    @property
+    def reports_path(self) -> Path:
+        path = Path(self.reports_dir)
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+
+class Notifier(dg.ConfigurableResource):
+    """Always a log line; Slack (dagster-slack) with a token; a JSON webhook with a URL."""
+
+    webhook_url: str | None = None
+    slack_token: str | None = None
+    slack_channel: str = "#mlplatform"
+
+    def send(self, notification: Notification) -> list[str]:
+        """Deliver to every configured channel; a failing channel is logged, never raised."""
+        delivered = ["log"]
+        logger.info("notification %s: %s", notification.kind, format_text(notification))
+        secrets = [self.webhook_url, self.slack_token]
+        if self.webhook_url:
+            try:
+                post_webhook(self.webhook_url, notification)
+                delivered.append("webhook")
+            except Exception as exc:  # a notification must never fail a promotion
+                logger.warning(redact(f"webhook notification failed: {exc}", secrets))
+        if self.slack_token:
+            try:
+                from dagster_slack import SlackResource
+
+                client = SlackResource(token=self.slack_token).get_client()
+                post_slack(client, self.slack_channel, notification)
+                delivered.append("slack")
+            except Exception as exc:
+                logger.warning(redact(f"slack notification failed: {exc}", secrets))
+        return delivered
+
+
+def ensure_experiment(tracking_uri: str, name: str, artifact_root: Path) -> str:
+    """Create the experiment with its artifacts under the home folder (not ./mlruns in the cwd)."""
+    client = MlflowClient(tracking_uri=tracking_uri)
+    experiment = client.get_experiment_by_name(name)
+    if experiment is not None:
+        return experiment.experiment_id
+    artifact_root.mkdir(parents=True, exist_ok=True)
+    try:
+        return client.create_experiment(name, artifact_location=artifact_root.as_uri())
+    except mlflow.exceptions.MlflowException:  # created concurrently by another step
+        experiment = client.get_experiment_by_name(name)
+        assert experiment is not None
+        return experiment.experiment_id
+
+
+def _existing_run_failed(tracking_uri: str, experiment_id: str, dagster_run_id: str) -> bool:
+    runs = MlflowClient(tracking_uri=tracking_uri).search_runs(
+        [experiment_id], filter_string=f"tags.dagster_run_id = '{dagster_run_id}'", max_results=1
+    )
+    return bool(runs) and runs[0].info.status == "FAILED"
+
+
+@dg.resource(
+    config_schema={
+        **MLFLOW_CONFIG_SCHEMA,
+        "artifact_location": dg.Field(
+            dg.StringSource, is_required=False, description="Artifact root for a new experiment."
+        ),
+    },
+    description="dagster-mlflow's tracking; ends its MLflow run whichever way a step ends.",
+)
+def mlflow_tracking(init_context: dg.InitResourceContext) -> Iterator[MlFlow]:
+    """dagster-mlflow's `MlFlow`, plus what its hook cannot do for UI-launched materializations:
+
+    the hook only runs when attached to a job, so an asset materialized from the UI's button would
+    leave its MLflow run RUNNING. Each step ends the run on teardown (FINISHED, or FAILED when the
+    step or an earlier step of the same Dagster run failed); the next step of the same Dagster run
+    re-activates the same MLflow run, as dagster-mlflow intends.
+    """
+    cfg = init_context.resource_config
+    tracking_uri = cfg["mlflow_tracking_uri"] or config.mlflow_tracking_uri()
+    artifact_root = Path(cfg.get("artifact_location") or config.mlflow_artifact_root())
+    experiment_id = ensure_experiment(tracking_uri, cfg["experiment_name"], artifact_root)
+    earlier_failure = _existing_run_failed(tracking_uri, experiment_id, init_context.run_id or "")
+    tracker = MlFlow(init_context)
+    failed = earlier_failure
+    try:
+        yield tracker
+    except BaseException:
+        failed = True
+        raise
+    finally:
+        failed = failed or sys.exc_info()[1] is not None
+        mlflow.end_run(status="FAILED" if failed else "FINISHED")
+
+
+class ValidationScheme(dg.ConfigurableResource):
+    """How every stage splits time: one resource so tuning, training and backtest always agree."""
+
+    horizon: int = Field(default=config.VALIDATION.horizon, ge=1, description="Label horizon.")
+    backtest_months: int = Field(
+        default=config.VALIDATION.backtest_months,
+        ge=1,
+        description="Most recent months held out for the backtest; never tuned or trained on.",
+    )
+    n_folds: int = Field(default=config.VALIDATION.n_folds, ge=2)
+    embargo_days: int = Field(default=config.VALIDATION.embargo_days, ge=0)
+    min_train_days: int = Field(default=config.VALIDATION.min_train_days, ge=20)
+
+    @model_validator(mode="after")
+    def _horizon_fits_backtest(self) -> "ValidationScheme":
+        window_days = self.backtest_months * 21
+        if self.horizon >= window_days:
+            raise ValueError(
+                f"ValidationScheme.horizon={self.horizon} must be shorter than the backtest "
+                f"window (backtest_months={self.backtest_months} ≈ {window_days} business days)"
+            )
+        return self

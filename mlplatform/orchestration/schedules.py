@@ -1,0 +1,28 @@
+"""Schedules ship STOPPED, as Dagster's do: a person switches them on in the UI (Automation)."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from mlplatform import config as settings
+from mlplatform.orchestration.jobs import data_refresh_job, retrain_job
+
+weekly_retrain_schedule = dg.ScheduleDefinition(
+    name="weekly_retrain_schedule",
+    job=retrain_job,
+    cron_schedule=settings.WEEKLY_RETRAIN_CRON,
+    execution_timezone=settings.SCHEDULE_TIMEZONE,
+    default_status=dg.DefaultScheduleStatus.STOPPED,
+    description="Retrain every Sunday 02:00 UTC (the NFR-010 plan's cadence).",
+    tags={"mlplatform/trigger": "weekly_schedule"},
+)
+
+daily_refresh_schedule = dg.ScheduleDefinition(
+    name="daily_refresh_schedule",
+    job=data_refresh_job,
+    cron_schedule=settings.DAILY_REFRESH_CRON,
+    execution_timezone=settings.SCHEDULE_TIMEZONE,
+    default_status=dg.DefaultScheduleStatus.STOPPED,
+    description="Pull the day's bars after the close and report drift.",
+    tags={"mlplatform/trigger": "daily_schedule"},
+)

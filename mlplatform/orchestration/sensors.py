@@ -1,0 +1,128 @@
+"""Sensors: retrain on drift (fast PSI against the reference bins stored with the model) and
+notify failed runs."""
+
+import json
+import time
+
+import dagster as dg
+from mlflow.tracking import MlflowClient
+
+from mlplatform import config as settings
+from mlplatform.monitoring import ReferenceBins, psi, psi_drift_share
+from mlplatform.notifications import Notification, NotificationKind
+from mlplatform.orchestration.assets.monitoring import monitored_version, recent_rows
+from mlplatform.orchestration.jobs import retrain_job
+from mlplatform.orchestration.resources import Notifier, PlatformStores
+from mlplatform.registry import download_reference
+
+FEATURES_KEY = dg.AssetKey("features")
+
+
+def _latest_features_record(instance: dg.DagsterInstance) -> dg.EventLogRecord | None:
+    records = instance.fetch_materializations(FEATURES_KEY, limit=1).records
+    return records[0] if records else None
+
+
+@dg.sensor(
+    name="drift_sensor",
+    job=retrain_job,
+    minimum_interval_seconds=settings.DRIFT.sensor_interval_s,
+    default_status=dg.DefaultSensorStatus.STOPPED,
+    description="On each new features materialization, PSI of the recent window against the "
+    "monitored model's reference bins; requests retrain_job once per drifted data window.",
+)
+def drift_sensor(context: dg.SensorEvaluationContext, stores: PlatformStores) -> dg.SensorResult:
+    cursor = json.loads(context.cursor) if context.cursor else {}
+    record = _latest_features_record(context.instance)
+    if record is None:
+        return dg.SensorResult(skip_reason="features has never been materialized")
+    if record.storage_id == cursor.get("features_storage_id"):
+        return dg.SensorResult(skip_reason="no new features materialization since the last check")
+    cursor["features_storage_id"] = record.storage_id
+    alias, version = monitored_version(stores)
+    if version is None:
+        return dg.SensorResult(
+            skip_reason="no staging or production model yet: no reference to compare against",
+            cursor=json.dumps(cursor),
+        )
+    reference = ReferenceBins.from_dict(
+        download_reference(stores.tracking_uri, stores.model_name, version.version)["features"]
+    )
+    with context.repository_def.get_asset_value_loader(instance=context.instance) as loader:
+        features = loader.load_asset_value(FEATURES_KEY)
+    current = recent_rows(features, settings.DRIFT.recent_business_days)
+    values = psi(reference, current)
+    share, drifted = psi_drift_share(values, settings.DRIFT.psi_threshold)
+    window_end = current.index.get_level_values("date").max().date().isoformat()
+    top = ", ".join(f"{k}={v:.2f}" for k, v in values.sort_values(ascending=False).head(3).items())
+    figures = (
+        f"drift share {share:.0%} ({drifted}/{len(values)} features with PSI ≥ "
+        f"{settings.DRIFT.psi_threshold}) vs {alias} v{version.version} up to {window_end}; "
+        f"top: {top}"
+    )
+    if share < settings.DRIFT.drift_share:
+        return dg.SensorResult(
+            skip_reason=f"{figures}; below the retrain threshold {settings.DRIFT.drift_share:.0%}",
+            cursor=json.dumps(cursor),
+        )
+    last_request = cursor.get("last_request_ts")
+    cooldown_s = settings.DRIFT.cooldown_hours * 3600
+    if last_request is not None and time.time() - last_request < cooldown_s:
+        return dg.SensorResult(
+            skip_reason=f"{figures}; in cooldown ({settings.DRIFT.cooldown_hours} h since the "
+            "last drift retrain)",
+            cursor=json.dumps(cursor),
+        )
+    cursor["last_request_ts"] = time.time()
+    context.log.info(f"requesting retrain_job: {figures}")
+    return dg.SensorResult(
+        run_requests=[
+            dg.RunRequest(
+                # One drifted data window for one model version never launches two retrains.
+                run_key=f"drift:{stores.model_name}:v{version.version}:{window_end}",
+                tags={
+                    "mlplatform/trigger": "drift_sensor",
+                    "mlplatform/drift_share": f"{share:.4f}",
+                    "mlplatform/drifted_features": str(drifted),
+                    "mlplatform/window_end": window_end,
+                    "mlplatform/reference_version": str(version.version),
+                },
+            )
+        ],
+        cursor=json.dumps(cursor),
+    )
+
+
+def end_mlflow_runs_of(tracking_uri: str, dagster_run_id: str) -> int:
+    """Mark any MLflow run a failed Dagster run left RUNNING as FAILED (crash safety net)."""
+    client = MlflowClient(tracking_uri=tracking_uri)
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    if not experiments:
+        return 0
+    runs = client.search_runs(
+        experiments,
+        filter_string=f"tags.dagster_run_id = '{dagster_run_id}' and attributes.status = 'RUNNING'",
+    )
+    for run in runs:
+        client.set_terminated(run.info.run_id, status="FAILED")
+    return len(runs)
+
+
+@dg.run_failure_sensor(
+    name="run_failure_notification_sensor",
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Notifies every failed run and closes MLflow runs it left RUNNING.",
+)
+def run_failure_notification_sensor(
+    context: dg.RunFailureSensorContext, notifier: Notifier, stores: PlatformStores
+) -> None:
+    run = context.dagster_run
+    closed = end_mlflow_runs_of(stores.tracking_uri, run.run_id)
+    message = context.failure_event.message or "run failed"
+    notifier.send(
+        Notification(
+            NotificationKind.RUN_FAILED,
+            f"run of {run.job_name} failed",
+            fields={"run_id": run.run_id, "error": message[:500], "mlflow_runs_closed": closed},
+        )
+    )

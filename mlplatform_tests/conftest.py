@@ -1,0 +1,57 @@
+"""Shared fixtures: every test gets its own home folder and model export, never the project's."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from mlplatform import config
+
+
+@pytest.fixture
+def platform_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """An isolated MLPLATFORM_HOME and models/ export for one test."""
+    home = tmp_path / "home"
+    models = tmp_path / "models"
+    monkeypatch.setenv(config.HOME_ENV, str(home))
+    monkeypatch.setenv(config.MODELS_DIR_ENV, str(models))
+    monkeypatch.delenv(config.DATA_PATH_ENV, raising=False)
+    monkeypatch.delenv(config.WEBHOOK_URL_ENV, raising=False)
+    monkeypatch.delenv(config.SLACK_TOKEN_ENV, raising=False)
+    yield home
+
+
+# A market small enough for a whole pipeline run in well under a minute on two cores.
+SMALL_MARKET = {"seed": 7, "n_tickers": 6, "years": 3, "as_of": "2026-06-30"}
+SMALL_VALIDATION = {"n_folds": 2, "min_train_days": 120, "embargo_days": 2}
+SMALL_TUNING = {"n_trials": 6, "timeout_s": 300.0}
+
+
+def lenient_criteria():
+    """Promotion criteria every candidate passes: lets a test reach promotion deterministically."""
+    import dataclasses
+
+    return dataclasses.replace(
+        config.PROMOTION,
+        max_p_value=1.0,
+        min_sharpe=-1e9,
+        min_dsr=0.0,
+        min_class_share=0.0,
+        min_accuracy_delta=-1.0,
+        max_log_loss_increase=1.0,
+    )
+
+
+def small_run_config(**tuning: object) -> dict:
+    return {"ops": {"tuned_params": {"config": {**SMALL_TUNING, **tuning}}}}
+
+
+def small_overrides(**market: object) -> dict[str, object]:
+    from mlplatform.orchestration.resources import MarketDataSource, ValidationScheme
+
+    return {
+        "market_data": MarketDataSource(**{**SMALL_MARKET, **market}),
+        "validation": ValidationScheme(**SMALL_VALIDATION),
+    }

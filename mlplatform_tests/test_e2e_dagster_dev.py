@@ -1,0 +1,181 @@
+"""End to end: the real `dagster dev` (webserver + daemon) on a temporary home folder.
+
+The drift sensor is switched on through Dagster's GraphQL API, a drifted data refresh is
+materialized, and the lag from that materialization to the launch of the retrain run is measured.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from mlplatform import config
+from mlplatform.cli import prepare_home, run_pipeline
+from mlplatform.data import generate_market
+from mlplatform.definitions import build_definitions
+from mlplatform.orchestration.resources import MarketDataSource, ValidationScheme
+from mlplatform_tests.conftest import SMALL_VALIDATION, lenient_criteria, small_run_config
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+LOCATION = "mlplatform"
+REGIME_CHANGE = "2026-03-02"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _graphql(port: int, query: str, variables: dict | None = None) -> dict:
+    body = json.dumps({"query": query, "variables": variables or {}}).encode()
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/graphql", data=body, headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        payload = json.loads(response.read())
+    assert "errors" not in payload, payload
+    return payload["data"]
+
+
+def _write_market(path: Path, as_of: str) -> None:
+    market = generate_market(
+        seed=3, n_tickers=10, years=3, as_of=as_of, regime_change=REGIME_CHANGE
+    )
+    market.prices.to_csv(path, index=False)
+
+
+def _wait_for_location(port: int, deadline: float) -> None:
+    query = "{ workspaceOrError { __typename ... on Workspace { locationEntries { name "
+    query += "locationOrLoadError { __typename } } } } }"
+    while time.time() < deadline:
+        try:
+            data = _graphql(port, query)
+            entries = data["workspaceOrError"]["locationEntries"]
+            if any(
+                e["name"] == LOCATION
+                and e["locationOrLoadError"]
+                and e["locationOrLoadError"]["__typename"] == "RepositoryLocation"
+                for e in entries
+            ):
+                return
+        except OSError:
+            pass
+        time.sleep(1)
+    raise TimeoutError("dagster dev did not load the code location in time")
+
+
+def test_drift_to_retrain_lag_through_dagster_dev(
+    platform_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data_file = platform_home.parent / "prices.csv"
+    _write_market(data_file, as_of="2026-02-20")
+    monkeypatch.setenv(config.DATA_PATH_ENV, str(data_file))
+    monkeypatch.setattr(config, "PROMOTION", lenient_criteria())
+    dagster_home = prepare_home()
+    instance = dg.DagsterInstance.get()
+    file_source = MarketDataSource(kind="file", path=str(data_file))
+    trained = run_pipeline(
+        build_definitions(
+            {"market_data": file_source, "validation": ValidationScheme(**SMALL_VALIDATION)}
+        ),
+        instance,
+        small_run_config(n_trials=2),
+    )
+    assert trained.success
+
+    port = _free_port()
+    env = {**os.environ, "DAGSTER_HOME": str(dagster_home)}
+    process = subprocess.Popen(
+        [
+            str(Path(sys.executable).parent / "dagster"),
+            "dev",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "-w",
+            str(config.PROJECT_ROOT / "workspace.yaml"),
+        ],
+        cwd=config.PROJECT_ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        _wait_for_location(port, time.time() + 180)
+        started = _graphql(
+            port,
+            """mutation($s: SensorSelector!) { startSensor(sensorSelector: $s) {
+                 __typename ... on Sensor { sensorState { status } }
+                 ... on PythonError { message } } }""",
+            {
+                "s": {
+                    "repositoryLocationName": LOCATION,
+                    "repositoryName": "__repository__",
+                    "sensorName": "drift_sensor",
+                }
+            },
+        )["startSensor"]
+        assert started["__typename"] == "Sensor", started
+        assert started["sensorState"]["status"] == "RUNNING"
+
+        _write_market(data_file, as_of="2026-04-17")  # the vendor delivers bars past the change
+        launched = _graphql(
+            port,
+            """mutation($p: ExecutionParams!) { launchPipelineExecution(executionParams: $p) {
+                 __typename ... on LaunchRunSuccess { run { runId } }
+                 ... on PythonError { message } } }""",
+            {
+                "p": {
+                    "selector": {
+                        "repositoryLocationName": LOCATION,
+                        "repositoryName": "__repository__",
+                        "pipelineName": "__ASSET_JOB",
+                        "assetSelection": [{"path": ["raw_prices"]}, {"path": ["features"]}],
+                    },
+                    "mode": "default",
+                }
+            },
+        )["launchPipelineExecution"]
+        assert launched["__typename"] == "LaunchRunSuccess", launched
+
+        deadline = time.time() + 240
+        materialized_at = retrain_at = None
+        while time.time() < deadline and retrain_at is None:
+            time.sleep(2)
+            records = instance.fetch_materializations(dg.AssetKey("features"), limit=1).records
+            if records and records[0].run_id == launched["run"]["runId"]:
+                materialized_at = records[0].timestamp
+            runs = instance.get_run_records(
+                dg.RunsFilter(job_name="retrain_job", tags={"mlplatform/trigger": "drift_sensor"})
+            )
+            if runs:
+                retrain_at = runs[0].create_timestamp.timestamp()
+        assert materialized_at is not None, "the refresh never materialized features"
+        assert retrain_at is not None, "the drift sensor never launched retrain_job"
+        lag = retrain_at - materialized_at
+        print(f"\nDRIFT_TO_RETRAIN_LAG_S={lag:.1f}")
+        (platform_home / "drift_lag.json").write_text(json.dumps({"lag_s": lag}))
+        assert lag > 0
+    finally:
+        os.killpg(process.pid, signal.SIGINT)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=30)
+        # Run workers the daemon launched share the process group: end them too.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()

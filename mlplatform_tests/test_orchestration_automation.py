@@ -1,0 +1,194 @@
+"""Schedules, the drift sensor and the failure notifications, evaluated against a real instance."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+from typing import ClassVar
+
+import dagster as dg
+import pytest
+
+from mlplatform import config
+from mlplatform.cli import run_pipeline
+from mlplatform.definitions import build_definitions, defs
+from mlplatform_tests.conftest import lenient_criteria, small_overrides, small_run_config
+
+REGIME_CHANGE = "2026-03-02"
+DRIFT_MARKET = {"n_tickers": 10, "regime_change": REGIME_CHANGE}
+
+
+def test_definitions_load_with_everything() -> None:
+    repo = defs.get_repository_def()
+    assert {j.name for j in repo.get_all_jobs()} >= {
+        "retrain_job",
+        "data_refresh_job",
+        "rollback_job",
+    }
+    assert {s.name for s in repo.schedule_defs} == {
+        "weekly_retrain_schedule",
+        "daily_refresh_schedule",
+    }
+    assert {s.name for s in repo.sensor_defs} >= {"drift_sensor", "run_failure_notification_sensor"}
+    graph = defs.resolve_asset_graph()
+    groups = {key.to_user_string(): graph.get(key).group_name for key in graph.get_all_asset_keys()}
+    assert groups == {
+        "raw_prices": "data",
+        "features": "data",
+        "tuned_params": "training",
+        "staging_model": "training",
+        "backtest_report": "evaluation",
+        "production_model": "deployment",
+        "drift_report": "monitoring",
+    }
+
+
+def test_automation_ships_stopped() -> None:
+    assert defs.resolve_schedule_def("weekly_retrain_schedule").default_status == (
+        dg.DefaultScheduleStatus.STOPPED
+    )
+    assert defs.resolve_schedule_def("daily_refresh_schedule").default_status == (
+        dg.DefaultScheduleStatus.STOPPED
+    )
+    assert defs.resolve_sensor_def("drift_sensor").default_status == (
+        dg.DefaultSensorStatus.STOPPED
+    )
+
+
+def test_weekly_schedule_targets_retrain_at_sunday_two_utc() -> None:
+    schedule = defs.resolve_schedule_def("weekly_retrain_schedule")
+    assert schedule.cron_schedule == "0 2 * * 0"
+    assert schedule.execution_timezone == "UTC"
+    assert schedule.job_name == "retrain_job"
+    context = dg.build_schedule_context(
+        scheduled_execution_time=datetime(2026, 11, 29, 2, 0, tzinfo=UTC)
+    )
+    data = schedule.evaluate_tick(context)
+    assert len(data.run_requests or []) == 1
+    assert data.run_requests[0].tags["mlplatform/trigger"] == "weekly_schedule"
+
+
+def test_retrain_job_selection() -> None:
+    job = defs.resolve_job_def("retrain_job")
+    keys = {k.to_user_string() for k in job.asset_layer.selected_asset_keys}
+    assert keys == {"features", "tuned_params", "staging_model", "backtest_report"}
+    checks = {k.name for k in job.asset_layer.asset_graph.asset_check_keys}
+    assert "beats_majority_class" in checks
+
+
+def _tick(
+    defs_: dg.Definitions, instance: dg.DagsterInstance, cursor: str | None
+) -> dg.SensorResult:
+    context = dg.build_sensor_context(
+        instance=instance,
+        definitions=defs_,
+        cursor=cursor,
+        resources={"stores": defs_.resources["stores"]},
+    )
+    return defs_.resolve_sensor_def("drift_sensor").evaluate_tick(context)
+
+
+def _refresh(instance: dg.DagsterInstance, as_of: str) -> dg.Definitions:
+    defs_ = build_definitions(small_overrides(as_of=as_of, **DRIFT_MARKET))
+    job = defs_.resolve_implicit_global_asset_job_def()
+    result = job.execute_in_process(
+        instance=instance,
+        asset_selection=[dg.AssetKey("raw_prices"), dg.AssetKey("features")],
+        raise_on_error=False,
+    )
+    assert result.success
+    return defs_
+
+
+def test_drift_sensor_requests_exactly_one_retrain_after_regime_change(
+    platform_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(config, "PROMOTION", lenient_criteria())
+    with dg.instance_for_test() as instance:
+        before = build_definitions(small_overrides(as_of="2026-02-20", **DRIFT_MARKET))
+        trained = run_pipeline(before, instance, small_run_config(n_trials=3))
+        assert trained.success
+
+        data = _tick(before, instance, None)
+        assert not data.run_requests
+        assert "drift share" in (data.skip_message or "")
+        assert "below the retrain threshold" in data.skip_message
+
+        data = _tick(before, instance, data.cursor)  # nothing new: skip without work
+        assert not data.run_requests
+        assert "no new features" in data.skip_message
+
+        after = _refresh(instance, as_of="2026-04-17")  # about 35 business days past the change
+        data = _tick(after, instance, data.cursor)
+        assert len(data.run_requests) == 1
+        request = data.run_requests[0]
+        assert request.run_key.endswith("2026-04-17")
+        assert float(request.tags["mlplatform/drift_share"]) >= config.DRIFT.drift_share
+
+        data = _tick(after, instance, data.cursor)
+        assert not data.run_requests
+
+        again = _refresh(instance, as_of="2026-04-17")  # same window re-materialized
+        repeat = _tick(again, instance, data.cursor)
+        assert not repeat.run_requests and "cooldown" in repeat.skip_message
+        fresh_cursor = _tick(again, instance, None)  # even without the cooldown: same run key
+        assert fresh_cursor.run_requests[0].run_key == request.run_key
+
+
+class _Receiver(BaseHTTPRequestHandler):
+    received: ClassVar[list[dict]] = []
+
+    def do_POST(self) -> None:
+        length = int(self.headers["Content-Length"])
+        _Receiver.received.append(json.loads(self.rfile.read(length)))
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        return None
+
+
+@pytest.fixture
+def webhook() -> Iterator[str]:
+    server = HTTPServer(("127.0.0.1", 0), _Receiver)
+    _Receiver.received = []
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}/hook/secret-token"
+    finally:
+        server.shutdown()
+
+
+def test_failed_run_is_notified_by_webhook(
+    platform_home: Path, monkeypatch: pytest.MonkeyPatch, webhook: str, caplog
+) -> None:
+    monkeypatch.setenv(config.WEBHOOK_URL_ENV, webhook)
+    from mlplatform.orchestration.resources import MarketDataSource
+
+    missing = str(platform_home / "no-such-prices.csv")
+    defs_ = build_definitions({"market_data": MarketDataSource(kind="file", path=missing)})
+    with dg.instance_for_test() as instance:
+        job = defs_.resolve_implicit_global_asset_job_def()
+        failed = job.execute_in_process(
+            instance=instance, asset_selection=[dg.AssetKey("raw_prices")], raise_on_error=False
+        )
+        assert not failed.success
+        run = instance.get_run_by_id(failed.run_id)
+        failure = next(e for e in failed.all_events if e.event_type_value == "PIPELINE_FAILURE")
+        context = dg.build_run_status_sensor_context(
+            sensor_name="run_failure_notification_sensor",
+            dagster_instance=instance,
+            dagster_run=run,
+            dagster_event=failure,
+            resources={key: defs_.resources[key] for key in ("notifier", "stores")},
+        ).for_run_failure()
+        defs_.resolve_sensor_def("run_failure_notification_sensor")(context)
+    assert len(_Receiver.received) == 1
+    payload = _Receiver.received[0]
+    assert payload["kind"] == "run_failed" and payload["fields"]["run_id"] == failed.run_id
+    assert "secret-token" not in caplog.text

@@ -1,0 +1,234 @@
+"""The whole code location on a small market: real Dagster instance, MLflow store, Optuna study."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+from pathlib import Path
+from types import SimpleNamespace
+
+import dagster as dg
+import pytest
+from mlflow.tracking import MlflowClient
+
+from mlplatform import config
+from mlplatform.cli import run_pipeline
+from mlplatform.definitions import build_definitions
+from mlplatform.evaluation.promotion import BLOCKING_CRITERIA, WARNING_CRITERIA
+from mlplatform.registry import verify_export
+from mlplatform_tests.conftest import lenient_criteria, small_overrides, small_run_config
+
+LENIENT = lenient_criteria()
+
+
+def materialize_production(
+    defs: dg.Definitions, instance: dg.DagsterInstance, **promotion: object
+) -> dg.ExecuteInProcessResult:
+    job = defs.resolve_implicit_global_asset_job_def()
+    return job.execute_in_process(
+        instance=instance,
+        asset_selection=[dg.AssetKey("production_model")],
+        run_config={"ops": {"production_model": {"config": promotion}}},
+        raise_on_error=False,
+    )
+
+
+def failure_message(result: dg.ExecuteInProcessResult) -> str:
+    return "\n".join(
+        e.step_failure_data.error.message for e in result.all_events if e.is_step_failure
+    )
+
+
+def mlflow_statuses(tracking_uri: str) -> list[str]:
+    client = MlflowClient(tracking_uri=tracking_uri)
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    return [r.info.status for r in client.search_runs(experiments, max_results=1000)]
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimpleNamespace]:
+    root = tmp_path_factory.mktemp("pipeline")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(config.HOME_ENV, str(root / "home"))
+        mp.setenv(config.MODELS_DIR_ENV, str(root / "models"))
+        mp.delenv(config.DATA_PATH_ENV, raising=False)
+        mp.setattr(config, "PROMOTION", LENIENT)
+        with dg.instance_for_test() as instance:
+            defs = build_definitions(small_overrides())
+            result = run_pipeline(defs, instance, small_run_config())
+            yield SimpleNamespace(
+                defs=defs, instance=instance, result=result, models=root / "models", mp=mp
+            )
+
+
+def test_every_asset_but_production_materializes(pipeline: SimpleNamespace) -> None:
+    assert pipeline.result.success, failure_message(pipeline.result)
+    keys = {
+        e.asset_key.to_user_string() for e in pipeline.result.get_asset_materialization_events()
+    }
+    assert keys == {
+        "raw_prices",
+        "features",
+        "tuned_params",
+        "staging_model",
+        "backtest_report",
+        "drift_report",
+    }
+
+
+def test_checks_evaluated_with_numbers(pipeline: SimpleNamespace) -> None:
+    evaluations = {c.check_name: c for c in pipeline.result.get_asset_check_evaluations()}
+    for name in (*BLOCKING_CRITERIA, *WARNING_CRITERIA, "features_finite", "raw_prices_no_gaps"):
+        assert name in evaluations, name
+    assert all(evaluations[name].passed for name in BLOCKING_CRITERIA)
+    assert "staging_version" in evaluations["beats_majority_class"].metadata
+
+
+def test_staging_registered_and_exported(pipeline: SimpleNamespace) -> None:
+    stores = pipeline.defs.resources["stores"]
+    client = MlflowClient(tracking_uri=stores.tracking_uri)
+    version = client.get_model_version_by_alias(config.MODEL_NAME, config.STAGING_ALIAS)
+    assert version.tags["semver"] == "1.0.0"
+    for tag in (
+        "feature_schema_hash",
+        "data_fingerprint",
+        "training_window",
+        "params",
+        "dagster_run_id",
+    ):
+        assert version.tags[tag]
+    metadata = verify_export(Path(stores.models_dir) / "staging")
+    assert str(metadata["model_version"]) == str(version.version)
+
+
+def test_no_mlflow_run_left_running(pipeline: SimpleNamespace) -> None:
+    statuses = mlflow_statuses(pipeline.defs.resources["stores"].tracking_uri)
+    assert statuses and "RUNNING" not in statuses
+
+
+def test_backtest_metadata_is_readable(pipeline: SimpleNamespace) -> None:
+    event = pipeline.instance.get_latest_materialization_event(dg.AssetKey("backtest_report"))
+    metadata = event.asset_materialization.metadata
+    assert "| " in metadata["comparison"].value and "always_up" in metadata["comparison"].value
+    assert 0.4 < metadata["staging_accuracy"].value < 0.65  # honest daily-bar territory
+    assert metadata["bayes_expected_accuracy"].value > 0.5
+    assert Path(metadata["report"].value).exists()
+
+
+def test_promotion_refused_when_a_check_failed(pipeline: SimpleNamespace) -> None:
+    job = pipeline.defs.resolve_implicit_global_asset_job_def()
+    pipeline.mp.setattr(config, "PROMOTION", dataclasses.replace(LENIENT, max_p_value=0.0))
+    try:
+        rerun = job.execute_in_process(
+            instance=pipeline.instance,
+            asset_selection=[dg.AssetKey("backtest_report")],
+            raise_on_error=False,
+        )
+    finally:
+        pipeline.mp.setattr(config, "PROMOTION", LENIENT)
+    assert not {c.check_name: c.passed for c in rerun.get_asset_check_evaluations()}[
+        "beats_majority_class"
+    ]
+    refused = materialize_production(pipeline.defs, pipeline.instance)
+    assert not refused.success
+    assert "beats_majority_class: FAILED" in failure_message(refused)
+    stores = pipeline.defs.resources["stores"]
+    client = MlflowClient(tracking_uri=stores.tracking_uri)
+    assert "production" not in client.get_registered_model(config.MODEL_NAME).aliases
+
+
+def test_override_needs_a_reason(pipeline: SimpleNamespace) -> None:
+    refused = materialize_production(pipeline.defs, pipeline.instance, override=True)
+    assert not refused.success
+    assert "needs a written reason" in failure_message(refused)
+
+
+def test_promotion_accepted_after_checks_pass(pipeline: SimpleNamespace) -> None:
+    job = pipeline.defs.resolve_implicit_global_asset_job_def()
+    rerun = job.execute_in_process(
+        instance=pipeline.instance,
+        asset_selection=[dg.AssetKey("backtest_report")],
+        raise_on_error=False,
+    )
+    assert rerun.success
+    promoted = materialize_production(pipeline.defs, pipeline.instance, reason="test promote")
+    assert promoted.success, failure_message(promoted)
+    stores = pipeline.defs.resources["stores"]
+    client = MlflowClient(tracking_uri=stores.tracking_uri)
+    production = client.get_model_version_by_alias(config.MODEL_NAME, config.PRODUCTION_ALIAS)
+    staging = client.get_model_version_by_alias(config.MODEL_NAME, config.STAGING_ALIAS)
+    assert production.version == staging.version
+    assert production.tags.get("promotion_reason") == "test promote"
+    exported = verify_export(Path(stores.models_dir) / "production")
+    assert str(exported["model_version"]) == str(production.version)
+    event = pipeline.instance.get_latest_materialization_event(dg.AssetKey("production_model"))
+    assert event.asset_materialization.metadata["promoted_by"].value
+
+
+def test_promotion_refused_when_checks_are_stale(pipeline: SimpleNamespace) -> None:
+    job = pipeline.defs.resolve_implicit_global_asset_job_def()
+    retrained = job.execute_in_process(
+        instance=pipeline.instance,
+        asset_selection=[dg.AssetKey("staging_model")],
+        run_config={"ops": {"staging_model": {"config": {"seed": 11}}}},
+        raise_on_error=False,
+    )
+    assert retrained.success, failure_message(retrained)
+    refused = materialize_production(pipeline.defs, pipeline.instance, reason="too early")
+    assert not refused.success
+    assert "stale" in failure_message(refused)
+
+
+def test_promotion_refused_without_staging(platform_home: Path) -> None:
+    with dg.instance_for_test() as instance:
+        defs = build_definitions(small_overrides())
+        refused = materialize_production(defs, instance)
+    assert not refused.success
+    assert "no staging model" in failure_message(refused)
+
+
+def test_rollback_job_restores_previous(pipeline: SimpleNamespace) -> None:
+    stores = pipeline.defs.resources["stores"]
+    client = MlflowClient(tracking_uri=stores.tracking_uri)
+    first = client.get_model_version_by_alias(config.MODEL_NAME, config.PRODUCTION_ALIAS)
+    # Promote the retrained version by override, then roll back to the first.
+    promoted = materialize_production(
+        pipeline.defs, pipeline.instance, override=True, reason="exercise rollback"
+    )
+    assert promoted.success, failure_message(promoted)
+    second = client.get_model_version_by_alias(config.MODEL_NAME, config.PRODUCTION_ALIAS)
+    assert second.version != first.version
+    assert second.tags.get("override") == "true"
+    rolled = pipeline.defs.resolve_job_def("rollback_job").execute_in_process(
+        instance=pipeline.instance,
+        run_config={"ops": {"rollback_production": {"config": {"reason": "test"}}}},
+        raise_on_error=False,
+    )
+    assert rolled.success, failure_message(rolled)
+    now = client.get_model_version_by_alias(config.MODEL_NAME, config.PRODUCTION_ALIAS)
+    assert now.version == first.version
+    exported = verify_export(Path(stores.models_dir) / "production")
+    assert str(exported["model_version"]) == str(first.version)
+    latest = pipeline.instance.get_latest_materialization_event(dg.AssetKey("production_model"))
+    assert latest.asset_materialization.metadata["production_version"].value == str(first.version)
+
+
+def test_bad_tuning_config_refused_before_work(pipeline: SimpleNamespace) -> None:
+    job = pipeline.defs.resolve_implicit_global_asset_job_def()
+    result = job.execute_in_process(
+        instance=pipeline.instance,
+        asset_selection=[dg.AssetKey("tuned_params")],
+        run_config=small_run_config(n_trials=0),
+        raise_on_error=False,
+    )
+    assert not result.success
+    assert "n_trials" in failure_message(result)
+    retries = [e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]
+    assert not retries  # bad config is never retried
+
+
+def test_bad_validation_scheme_names_the_field() -> None:
+    from mlplatform.orchestration.resources import ValidationScheme
+
+    with pytest.raises(ValueError, match="horizon"):
+        ValidationScheme(horizon=500, backtest_months=6)
