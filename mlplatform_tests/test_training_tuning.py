@@ -242,3 +242,43 @@ def test_hyperband_and_no_pruner_run(data, tmp_path: Path) -> None:
         assert result.n_complete + result.n_pruned == 2
         if pruner == "none":
             assert result.n_pruned == 0
+
+
+def test_row_cap_samples_whole_tickers_inside_each_fold_deterministically(data) -> None:
+    X, y, folds = data
+    caps = {"max_train_rows": 500, "max_test_rows": 120, "sample_seed": 3}
+    arrays = tuning._fold_arrays(X, y, folds, **caps)
+    again = tuning._fold_arrays(X, y, folds, **caps)
+    values = X.to_numpy(np.float32)
+    tickers = X.index.get_level_values("ticker").to_numpy()
+    for fold, a, b in zip(folds, arrays, again, strict=True):
+        assert np.array_equal(a.X_train, b.X_train) and np.array_equal(a.X_test, b.X_test)
+        assert 0 < len(a.y_train) <= 500 and 0 < len(a.y_test) <= 120
+        # every kept row is a row of the fold's own dates: the purged split is untouched
+        train = tuning.rows_for(X.index, fold.train_dates)
+        test = tuning.rows_for(X.index, fold.test_dates)
+        kept_train = {r.tobytes() for r in a.X_train}
+        assert kept_train <= {r.tobytes() for r in values[train]}
+        assert {r.tobytes() for r in a.X_test} <= {r.tobytes() for r in values[test]}
+        # whole tickers: each kept ticker keeps all of its training dates
+        train_tickers = {
+            t
+            for t, r in zip(tickers[train], values[train], strict=True)
+            if r.tobytes() in kept_train
+        }
+        assert a.n_tickers == len(train_tickers) < X.index.get_level_values("ticker").nunique()
+        assert len(a.y_train) == sum(np.isin(tickers[train], list(train_tickers)))
+    uncapped = tuning._fold_arrays(X, y, folds)
+    assert [len(a.y_train) for a in uncapped] == [
+        int(tuning.rows_for(X.index, f.train_dates).sum()) for f in folds
+    ]
+
+
+def test_study_reports_the_rows_it_tuned_on(data, tmp_path: Path) -> None:
+    X, _, _ = data
+    capped = _study(data, f"sqlite:///{tmp_path / 'c.db'}", n_trials=2, max_train_rows=600)
+    assert capped.dev_rows == len(X)
+    assert all(0 < n <= 600 for n in capped.tuning_train_rows)
+    assert capped.tuning_rows == sum(capped.tuning_train_rows)
+    with pytest.raises(ValueError, match="max_train_rows"):
+        _study(data, f"sqlite:///{tmp_path / 'd.db'}", n_trials=1, max_train_rows=0)

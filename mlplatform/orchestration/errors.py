@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import dagster as dg
+import mlflow
 from mlflow.exceptions import MlflowException
 from sqlalchemy.exc import OperationalError
 
@@ -23,14 +24,34 @@ def is_transient(exc: BaseException) -> bool:
     return False
 
 
+FAILED_STEP_TAG = "mlplatform.failed_step."
+
+
+def _mark_step(step: str, failed: bool) -> None:
+    """Record on the Dagster run's MLflow run whether this step failed; see mlflow_tracking."""
+    run = mlflow.active_run()
+    if run is None:
+        return
+    key = FAILED_STEP_TAG + step
+    if failed:
+        mlflow.set_tag(key, "true")  # mlflow_tracking's teardown ends the run FAILED
+    elif key in mlflow.get_run(run.info.run_id).data.tags:
+        mlflow.MlflowClient().delete_tag(run.info.run_id, key)
+
+
 @contextmanager
-def fail_fast_unless_transient() -> Iterator[None]:
-    """Turn a deterministic error into a non-retryable Failure so RetryPolicy retries only blips."""
+def step_guard(context: dg.AssetExecutionContext) -> Iterator[None]:
+    """Fail fast on deterministic errors (RetryPolicy then retries only transient store blips)
+    and leave the MLflow run FAILED when the step fails, FINISHED once a retry succeeds."""
+    step = context.op_execution_context.op.name
     try:
         yield
     except dg.Failure:
+        _mark_step(step, failed=True)
         raise
     except Exception as exc:
+        _mark_step(step, failed=True)
         if is_transient(exc):
             raise
         raise dg.Failure(description=f"{type(exc).__name__}: {exc}", allow_retries=False) from exc
+    _mark_step(step, failed=False)

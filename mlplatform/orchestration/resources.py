@@ -28,6 +28,7 @@ from mlplatform.notifications import (
     post_webhook,
     redact,
 )
+from mlplatform.orchestration.errors import FAILED_STEP_TAG
 
 logger = logging.getLogger("mlplatform")
 
@@ -155,13 +156,6 @@ def ensure_experiment(tracking_uri: str, name: str, artifact_root: Path) -> str:
         return experiment.experiment_id
 
 
-def _existing_run_failed(tracking_uri: str, experiment_id: str, dagster_run_id: str) -> bool:
-    runs = MlflowClient(tracking_uri=tracking_uri).search_runs(
-        [experiment_id], filter_string=f"tags.dagster_run_id = '{dagster_run_id}'", max_results=1
-    )
-    return bool(runs) and runs[0].info.status == "FAILED"
-
-
 @dg.resource(
     config_schema={
         **MLFLOW_CONFIG_SCHEMA,
@@ -172,28 +166,28 @@ def _existing_run_failed(tracking_uri: str, experiment_id: str, dagster_run_id: 
     description="dagster-mlflow's tracking; ends its MLflow run whichever way a step ends.",
 )
 def mlflow_tracking(init_context: dg.InitResourceContext) -> Iterator[MlFlow]:
-    """dagster-mlflow's `MlFlow`, plus what its hook cannot do for UI-launched materializations:
+    """dagster-mlflow's `MlFlow`, plus what its hook cannot do for UI-launched materializations.
 
-    the hook only runs when attached to a job, so an asset materialized from the UI's button would
-    leave its MLflow run RUNNING. Each step ends the run on teardown (FINISHED, or FAILED when the
-    step or an earlier step of the same Dagster run failed); the next step of the same Dagster run
-    re-activates the same MLflow run, as dagster-mlflow intends.
+    The hook only runs when attached to a job, so an asset materialized from the UI's button would
+    leave its MLflow run RUNNING. Here each step ends the run on teardown: FAILED while any step
+    of the Dagster run is marked failed (`errors.step_guard` marks and unmarks), else FINISHED. The
+    next step of the same Dagster run re-activates the same MLflow run, as dagster-mlflow intends.
     """
     cfg = init_context.resource_config
     tracking_uri = cfg["mlflow_tracking_uri"] or config.mlflow_tracking_uri()
     artifact_root = Path(cfg.get("artifact_location") or config.mlflow_artifact_root())
-    experiment_id = ensure_experiment(tracking_uri, cfg["experiment_name"], artifact_root)
-    earlier_failure = _existing_run_failed(tracking_uri, experiment_id, init_context.run_id or "")
+    ensure_experiment(tracking_uri, cfg["experiment_name"], artifact_root)
     tracker = MlFlow(init_context)
-    failed = earlier_failure
     try:
         yield tracker
-    except BaseException:
-        failed = True
-        raise
     finally:
-        failed = failed or sys.exc_info()[1] is not None
-        mlflow.end_run(status="FAILED" if failed else "FINISHED")
+        run = mlflow.active_run()
+        if run is not None:
+            tags = mlflow.get_run(run.info.run_id).data.tags
+            failed = sys.exc_info()[1] is not None or any(
+                key.startswith(FAILED_STEP_TAG) for key in tags
+            )
+            mlflow.end_run(status="FAILED" if failed else "FINISHED")
 
 
 class ValidationScheme(dg.ConfigurableResource):

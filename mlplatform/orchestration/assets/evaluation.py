@@ -18,7 +18,7 @@ from mlplatform.evaluation.promotion import (
 )
 from mlplatform.features import forward_returns, hold_returns, make_labels
 from mlplatform.notifications import Notification, NotificationKind
-from mlplatform.orchestration.errors import STORE_RETRY_POLICY, fail_fast_unless_transient
+from mlplatform.orchestration.errors import STORE_RETRY_POLICY, step_guard
 from mlplatform.orchestration.metadata import mlflow_model_url, run_link
 from mlplatform.orchestration.resources import (
     MarketDataSource,
@@ -76,7 +76,7 @@ def backtest_report(
     validation: ValidationScheme,
     market_data: MarketDataSource,
 ) -> dg.Output[dict]:
-    with fail_fast_unless_transient():
+    with step_guard(context):
         labels = make_labels(raw_prices, horizon=validation.horizon)
         split = split_dataset(
             features,

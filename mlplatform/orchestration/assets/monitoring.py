@@ -16,7 +16,7 @@ from mlplatform.monitoring import (
     psi_drift_share,
     score_drift,
 )
-from mlplatform.orchestration.errors import STORE_RETRY_POLICY, fail_fast_unless_transient
+from mlplatform.orchestration.errors import STORE_RETRY_POLICY, step_guard
 from mlplatform.orchestration.metadata import run_link, table_markdown
 from mlplatform.orchestration.resources import PlatformStores
 from mlplatform.registry import download_reference, get_alias_version, load_booster
@@ -77,7 +77,7 @@ def drift_report(
             {"model_version": None, "drift_share": None},
             metadata={"monitored_model": "none yet: materialize staging_model first"},
         )
-    with fail_fast_unless_transient():
+    with step_guard(context):
         reference_doc = download_reference(stores.tracking_uri, stores.model_name, version.version)
         bins = ReferenceBins.from_dict(reference_doc["features"])
         current = recent_rows(features, config.recent_business_days)

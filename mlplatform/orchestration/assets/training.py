@@ -14,7 +14,7 @@ from mlplatform import config as settings
 from mlplatform.data import fingerprint
 from mlplatform.features import LABEL_DEFINITION, feature_schema_hash, make_labels
 from mlplatform.monitoring import ReferenceBins
-from mlplatform.orchestration.errors import STORE_RETRY_POLICY, fail_fast_unless_transient
+from mlplatform.orchestration.errors import STORE_RETRY_POLICY, step_guard
 from mlplatform.orchestration.metadata import mlflow_model_url, run_link, table_markdown
 from mlplatform.orchestration.resources import PlatformStores, ValidationScheme
 from mlplatform.registry import (
@@ -49,6 +49,15 @@ class TuningConfig(dg.Config):
     seed: int = Field(default=settings.TUNING.seed, description="TPE sampler seed.")
     warm_start: bool = Field(
         default=True, description="Enqueue the production model's parameters as a first trial."
+    )
+    max_tuning_rows: int | None = Field(
+        default=settings.TUNING.max_tuning_rows,
+        description="Per fold, tune on a seeded ticker subset of at most this many training rows "
+        "(staging still trains on all rows); empty = all rows.",
+    )
+    max_tuning_test_rows: int | None = Field(
+        default=settings.TUNING.max_tuning_test_rows,
+        description="Per fold, score on at most this many test rows (same tickers).",
     )
 
 
@@ -96,7 +105,7 @@ def tuned_params(
     stores: PlatformStores,
     validation: ValidationScheme,
 ) -> dg.Output[dict]:
-    with fail_fast_unless_transient():
+    with step_guard(context):
         validate_tuning_args(
             n_trials=config.n_trials, timeout_s=config.timeout_s, pruner=config.pruner
         )
@@ -119,6 +128,9 @@ def tuned_params(
         # comparable, so a retrain on new bars starts a new study, warm-started from production.
         dev_prices = raw_prices[raw_prices["date"] <= split.dev_dates.max()]
         study_name = f"{stores.model_name}:{fingerprint(dev_prices)[:12]}"
+        if config.max_tuning_rows is not None or config.max_tuning_test_rows is not None:
+            # Trials on another row sample are not comparable either: one study per sample.
+            study_name += f":rows{config.max_tuning_rows}x{config.max_tuning_test_rows}"
         started = time.perf_counter()
         result = run_study(
             split.X_dev,
@@ -132,6 +144,8 @@ def tuned_params(
             seed=config.seed,
             warm_start_params=warm_start,
             trial_callback=_log_trial,
+            max_train_rows=config.max_tuning_rows,
+            max_test_rows=config.max_tuning_test_rows,
         )
         duration = time.perf_counter() - started
         run = mlflow_tracking.active_run()
@@ -156,6 +170,9 @@ def tuned_params(
         "n_trials_total": int(result.n_trials_in_study),
         "study_name": study_name,
         "warm_started": warm_start is not None,
+        "tuning_rows": result.tuning_rows,
+        "tuning_train_rows": result.tuning_train_rows,
+        "tuning_test_rows": result.tuning_test_rows,
     }
     context.log.info(
         f"best CV log loss {result.best_value:.5f} vs default {result.default_value:.5f}; "
@@ -174,6 +191,19 @@ def tuned_params(
             "boosting_rounds_trained": result.boosting_rounds_total,
             "duration_s": round(duration, 2),
             "folds": len(folds),
+            # Tuning ranks params on a seeded ticker subset per fold; staging uses every dev row.
+            "tuning_rows": result.tuning_rows,
+            "dev_rows": result.dev_rows,
+            "tuning_train_test_rows_per_fold": ", ".join(
+                f"{tr:,}/{te:,} ({n} tickers)"
+                for tr, te, n in zip(
+                    result.tuning_train_rows,
+                    result.tuning_test_rows,
+                    result.tuning_tickers,
+                    strict=True,
+                )
+            ),
+            "max_tuning_rows": str(config.max_tuning_rows),
             "dev_window": f"{split.training_window[0]} → {split.training_window[1]}",
             "parameter_importances": dg.MetadataValue.md(table_markdown(importances)),
             "best_params": dg.MetadataValue.md(table_markdown(params)),
@@ -199,7 +229,7 @@ def staging_model(
     stores: PlatformStores,
     validation: ValidationScheme,
 ) -> dg.Output[dict]:
-    with fail_fast_unless_transient():
+    with step_guard(context):
         labels = make_labels(raw_prices, horizon=validation.horizon)
         split = split_dataset(
             features,

@@ -1,0 +1,303 @@
+"""Whole-retrain benchmark: raw_prices → features → tuned_params → staging_model → backtest_report
+(with every asset check) through Dagster's real in-process execution, on a temporary home folder.
+
+Reports per-step wall time (STEP_START → STEP_SUCCESS/FAILURE from the event log), peak memory
+(ru_maxrss; tracemalloc with --tracemalloc, which slows allocation-heavy pandas code) and the
+share of the run spent outside LightGBM and Optuna. That share is measured by wrapping
+`lightgbm.train`, `lightgbm.Booster.predict` and `optuna.Study.optimize` with timers here, in the
+benchmark only (nested calls are counted once: a `lgb.train` inside `optimize` is Optuna time).
+Overhead = run wall time − time inside those calls. Targets (issue): the whole retrain under 5
+minutes on 2 cores (the NFR-010 plan allowed 30), overhead under 10 %. Last line: one JSON object.
+
+    .venv/bin/python benchmarks/bench_pipeline.py            # 500 tickers x 10 years, 50 trials
+    .venv/bin/python benchmarks/bench_pipeline.py --tickers 20 --years 8 --trials 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import logging
+import os
+import platform
+import resource
+import sys
+import tempfile
+import threading
+import time
+import tracemalloc
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before lightgbm loads; see training/__init__
+
+import dagster as dg
+import lightgbm as lgb
+import optuna
+
+from mlplatform import config
+
+TARGET_WALL_S = 300.0  # the issue: whole retrain under 5 minutes on 2 cores
+NFR_010_WALL_S = 1800.0  # the NFR-010 plan's limit
+TARGET_OVERHEAD_SHARE = 0.10
+ASSETS = ("raw_prices", "features", "tuned_params", "staging_model", "backtest_report")
+END_EVENTS = {"STEP_SUCCESS", "STEP_FAILURE", "STEP_SKIPPED"}
+RUN_EVENTS = {
+    dg.DagsterEventType.RUN_START,
+    dg.DagsterEventType.RUN_SUCCESS,
+    dg.DagsterEventType.RUN_FAILURE,
+}
+
+
+class MLTimer:
+    """Wall time inside the wrapped library calls, outermost call only, as (start, end, kind)."""
+
+    def __init__(self) -> None:
+        self.intervals: list[tuple[float, float, str]] = []
+        self.inner_s: dict[str, float] = {}  # every call, nested ones included (breakdown)
+        self._depth = threading.local()
+
+    def wrap(self, kind: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(fn)
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            depth = getattr(self._depth, "n", 0)
+            self._depth.n = depth + 1
+            started = time.time()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                ended = time.time()
+                self._depth.n = depth
+                self.inner_s[kind] = self.inner_s.get(kind, 0.0) + ended - started
+                if depth == 0:
+                    self.intervals.append((started, ended, kind))
+
+        return timed
+
+    def within(self, start: float, end: float) -> dict[str, float]:
+        """Seconds of outermost ML time per kind that fall inside [start, end]."""
+        out: dict[str, float] = {}
+        for s, e, kind in self.intervals:
+            overlap = min(e, end) - max(s, start)
+            if overlap > 0:
+                out[kind] = out.get(kind, 0.0) + overlap
+        return out
+
+
+@contextmanager
+def patched(timer: MLTimer) -> Iterator[None]:
+    """Wrap the library entry points the platform calls (module attributes, looked up per call)."""
+    originals = [
+        (lgb, "train", lgb.train, "lightgbm"),
+        (lgb.Booster, "predict", lgb.Booster.predict, "lightgbm"),
+        (optuna.Study, "optimize", optuna.Study.optimize, "optuna"),
+    ]
+    for owner, name, fn, kind in originals:
+        setattr(owner, name, timer.wrap(kind, fn))
+    try:
+        yield
+    finally:
+        for owner, name, fn, _ in originals:
+            setattr(owner, name, fn)
+
+
+def step_windows(instance: dg.DagsterInstance, run_id: str) -> dict[str, dict[str, Any]]:
+    """STEP_START → end event per step key, from the run's event log timestamps."""
+    steps: dict[str, dict[str, Any]] = {}
+    for record in instance.all_logs(run_id):
+        event = record.dagster_event
+        if event is None or event.step_key is None:
+            continue
+        kind = event.event_type_value
+        if kind == "STEP_START":
+            steps.setdefault(event.step_key, {})["start"] = record.timestamp
+        elif kind in END_EVENTS:
+            steps.setdefault(event.step_key, {})["end"] = record.timestamp
+            steps[event.step_key]["status"] = kind.removeprefix("STEP_").lower()
+    return {k: v for k, v in steps.items() if "start" in v and "end" in v}
+
+
+def run_bounds(instance: dg.DagsterInstance, run_id: str) -> tuple[float, float]:
+    stamps = [
+        r.timestamp
+        for r in instance.all_logs(run_id)
+        if r.dagster_event is not None and r.dagster_event.event_type in RUN_EVENTS
+    ]
+    return min(stamps), max(stamps)
+
+
+def metadata_of(result: dg.ExecuteInProcessResult) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for event in result.get_asset_materialization_events():
+        mat = event.materialization
+        out[mat.asset_key.to_user_string()] = {
+            key: value.value
+            for key, value in mat.metadata.items()
+            if isinstance(value.value, int | float | str | bool) and len(str(value.value)) < 80
+        }
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tickers", type=int, default=500)
+    parser.add_argument("--years", type=int, default=10)
+    parser.add_argument("--trials", type=int, default=config.TUNING.n_trials)
+    parser.add_argument("--timeout", type=float, default=config.TUNING.timeout_s, help="study, s")
+    parser.add_argument("--as-of", default="2026-06-30", help="last synthetic bar (fixed)")
+    parser.add_argument("--seed", type=int, default=config.SYNTHETIC.seed)
+    parser.add_argument("--tracemalloc", action="store_true", help="also trace Python allocations")
+    args = parser.parse_args(argv)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    logging.getLogger("mlplatform").setLevel(logging.WARNING)
+
+    with tempfile.TemporaryDirectory(prefix="bench_pipeline_") as tmp:
+        root = Path(tmp)
+        os.environ[config.HOME_ENV] = str(root / "home")
+        os.environ[config.MODELS_DIR_ENV] = str(root / "models")
+        for name in (config.DATA_PATH_ENV, config.WEBHOOK_URL_ENV, config.SLACK_TOKEN_ENV):
+            os.environ.pop(name, None)
+        from mlplatform.cli import pipeline_errors, prepare_home
+        from mlplatform.definitions import build_definitions
+        from mlplatform.orchestration.resources import MarketDataSource
+
+        prepare_home()
+        market = MarketDataSource(
+            seed=args.seed, n_tickers=args.tickers, years=args.years, as_of=args.as_of
+        )
+        defs = build_definitions({"market_data": market})
+        keys = [dg.AssetKey(name) for name in ASSETS]  # retrain_job's assets + raw_prices
+        job = defs.resolve_implicit_global_asset_job_def()
+        run_config = {
+            "ops": {
+                "tuned_params": {"config": {"n_trials": args.trials, "timeout_s": args.timeout}}
+            }
+        }
+        timer = MLTimer()
+        if args.tracemalloc:
+            tracemalloc.start()
+        with dg.instance_for_test() as instance, patched(timer):
+            started = time.time()
+            result = job.execute_in_process(
+                instance=instance,
+                asset_selection=keys,
+                run_config=run_config,
+                raise_on_error=False,
+                tags={"mlplatform/trigger": "benchmark"},
+            )
+            wall_s = time.time() - started
+            steps = step_windows(instance, result.run_id)
+            run_start, run_end = run_bounds(instance, result.run_id)
+        traced_peak = tracemalloc.get_traced_memory()[1] if args.tracemalloc else None
+        if args.tracemalloc:
+            tracemalloc.stop()
+        maxrss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+        errors = pipeline_errors(result)
+        checks = {c.check_name: bool(c.passed) for c in result.get_asset_check_evaluations()}
+        meta = metadata_of(result)
+
+    ml = timer.within(started, started + wall_s)
+    ml_s = sum(ml.values())
+    overhead_s = wall_s - ml_s
+    rows = []
+    print(
+        f"retrain path on synthetic(seed={args.seed}, tickers={args.tickers}, years={args.years}, "
+        f"as_of={args.as_of}), {args.trials} trials, {os.cpu_count()} cpus, "
+        f"load {os.getloadavg()[0]:.2f}"
+    )
+    print(
+        f"\n{'step':34}{'status':>9}{'wall s':>10}{'lightgbm s':>12}{'optuna s':>10}{'other s':>9}"
+    )
+    for key, window in sorted(steps.items(), key=lambda kv: kv[1]["start"]):
+        inside = timer.within(window["start"], window["end"])
+        step_wall = window["end"] - window["start"]
+        row = {
+            "step": key,
+            "status": window["status"],
+            "wall_s": round(step_wall, 2),
+            "lightgbm_s": round(inside.get("lightgbm", 0.0), 2),
+            "optuna_s": round(inside.get("optuna", 0.0), 2),
+            "other_s": round(step_wall - sum(inside.values()), 2),
+        }
+        rows.append(row)
+        print(
+            f"{key:34}{row['status']:>9}{row['wall_s']:>10.2f}{row['lightgbm_s']:>12.2f}"
+            f"{row['optuna_s']:>10.2f}{row['other_s']:>9.2f}"
+        )
+    steps_s = sum(r["wall_s"] for r in rows)
+    print(
+        f"{'total (execute_in_process)':34}{'':>9}{wall_s:>10.2f}{ml.get('lightgbm', 0.0):>12.2f}"
+        f"{ml.get('optuna', 0.0):>10.2f}{overhead_s:>9.2f}"
+    )
+    print(
+        f"\nrun events RUN_START→end {run_end - run_start:.2f} s; steps sum {steps_s:.2f} s; "
+        f"between steps {wall_s - steps_s:.2f} s"
+    )
+    print(
+        f"lightgbm calls (all, incl. inside optimize) {timer.inner_s.get('lightgbm', 0.0):.2f} s; "
+        f"optimize {timer.inner_s.get('optuna', 0.0):.2f} s"
+    )
+    tuned = meta.get("tuned_params", {})
+    staging = meta.get("staging_model", {})
+    backtest = meta.get("backtest_report", {})
+    print(
+        f"tuning: {tuned.get('trials_complete')} complete, {tuned.get('trials_pruned')} pruned, "
+        f"best CV log loss {tuned.get('best_cv_log_loss')}, default "
+        f"{tuned.get('default_params_cv_log_loss')}, tuning rows {tuned.get('tuning_rows')}"
+    )
+    print(
+        f"staging: {staging.get('training_rows')} rows, {staging.get('boosting_rounds')} rounds; "
+        f"backtest accuracy {backtest.get('staging_accuracy')}, log loss "
+        f"{backtest.get('staging_log_loss')}, auc {backtest.get('staging_auc')}"
+    )
+    print(f"checks: {checks}")
+    if errors:
+        print("pipeline errors:\n  " + "\n  ".join(errors))
+    share = overhead_s / wall_s if wall_s > 0 else float("nan")
+    traced = f", tracemalloc peak {traced_peak / 2**20:.0f} MiB" if traced_peak else ""
+    print(f"peak RSS {maxrss_mb:.0f} MiB{traced}")
+    print(
+        f"\nwhole retrain {wall_s:.1f} s (target < {TARGET_WALL_S:.0f} s, NFR-010 limit "
+        f"{NFR_010_WALL_S:.0f} s): {'MET' if wall_s < TARGET_WALL_S else 'MISSED'}; overhead "
+        f"{overhead_s:.1f} s = {share:.1%} (target < {TARGET_OVERHEAD_SHARE:.0%}): "
+        f"{'MET' if share < TARGET_OVERHEAD_SHARE else 'MISSED'}"
+    )
+    summary = {
+        "benchmark": "pipeline",
+        "tickers": args.tickers,
+        "years": args.years,
+        "as_of": args.as_of,
+        "trials": args.trials,
+        "timeout_s": args.timeout,
+        "success": bool(result.success),
+        "pipeline_errors": errors,
+        "wall_s": round(wall_s, 2),
+        "lightgbm_s": round(ml.get("lightgbm", 0.0), 2),
+        "optuna_s": round(ml.get("optuna", 0.0), 2),
+        "overhead_s": round(overhead_s, 2),
+        "overhead_share": round(share, 4),
+        "steps": rows,
+        "peak_rss_mib": round(maxrss_mb, 1),
+        "tracemalloc_peak_mib": None if traced_peak is None else round(traced_peak / 2**20, 1),
+        "tuned_params": tuned,
+        "staging_model": {k: staging.get(k) for k in ("training_rows", "boosting_rounds")},
+        "backtest": {k: backtest.get(f"staging_{k}") for k in ("accuracy", "log_loss", "auc")},
+        "checks": checks,
+        "meets_wall_target": wall_s < TARGET_WALL_S,
+        "meets_overhead_target": share < TARGET_OVERHEAD_SHARE,
+        "cpu_count": os.cpu_count(),
+        "load_avg_1m": round(os.getloadavg()[0], 2),
+        "python": platform.python_version(),
+        "lightgbm": lgb.__version__,
+        "optuna": optuna.__version__,
+        "dagster": dg.__version__,
+    }
+    print(json.dumps(summary, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

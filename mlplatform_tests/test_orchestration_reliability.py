@@ -1,0 +1,171 @@
+"""Failures leave nothing half done; transient store errors are retried; runs are reproducible."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+from typing import Any, ClassVar
+
+import dagster as dg
+import pytest
+from mlflow.tracking import MlflowClient
+from sqlalchemy.exc import OperationalError
+
+from mlplatform import config
+from mlplatform.cli import run_pipeline
+from mlplatform.definitions import build_definitions
+from mlplatform.orchestration.assets import training as training_assets
+from mlplatform.registry import register_candidate
+from mlplatform_tests.conftest import lenient_criteria, small_overrides, small_run_config
+
+
+class _Hook(BaseHTTPRequestHandler):
+    received: ClassVar[list[dict]] = []
+
+    def do_POST(self) -> None:
+        _Hook.received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        return None
+
+
+@pytest.fixture
+def webhook_url() -> Iterator[str]:
+    server = HTTPServer(("127.0.0.1", 0), _Hook)
+    _Hook.received = []
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}/notify"
+    finally:
+        server.shutdown()
+
+
+def _statuses(tracking_uri: str) -> list[str]:
+    client = MlflowClient(tracking_uri=tracking_uri)
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    return [r.info.status for r in client.search_runs(experiments, max_results=1000)]
+
+
+def _materialize(defs: dg.Definitions, instance: dg.DagsterInstance, *keys: str, **kw: Any):
+    job = defs.resolve_implicit_global_asset_job_def()
+    return job.execute_in_process(
+        instance=instance,
+        asset_selection=[dg.AssetKey(k) for k in keys],
+        raise_on_error=False,
+        **kw,
+    )
+
+
+def test_ready_for_review_is_sent_when_every_criterion_passes(
+    platform_home: Path, monkeypatch: pytest.MonkeyPatch, webhook_url: str
+) -> None:
+    monkeypatch.setattr(config, "PROMOTION", lenient_criteria())
+    monkeypatch.setenv(config.WEBHOOK_URL_ENV, webhook_url)
+    with dg.instance_for_test() as instance:
+        result = run_pipeline(
+            build_definitions(small_overrides()), instance, small_run_config(n_trials=2)
+        )
+    assert result.success
+    kinds = [payload["kind"] for payload in _Hook.received]
+    assert kinds == ["ready_for_review"]
+    assert _Hook.received[0]["fields"]["staging_version"] == "1"
+    assert webhook_url not in json.dumps(_Hook.received)
+
+
+def test_failure_after_alias_move_leaves_registry_export_and_mlflow_clean(
+    platform_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(config, "PROMOTION", lenient_criteria())
+    with dg.instance_for_test() as instance:
+        defs = build_definitions(small_overrides())
+        first = run_pipeline(defs, instance, small_run_config(n_trials=2))
+        assert first.success
+        stores = defs.resources["stores"]
+        client = MlflowClient(tracking_uri=stores.tracking_uri)
+        staging_dir = Path(stores.models_dir) / "staging"
+        before_files = {p.name: p.read_bytes() for p in staging_dir.iterdir()}
+        before_versions = [v.version for v in client.search_model_versions()]
+
+        def crash(point: str) -> None:
+            if point == "after_alias":
+                raise RuntimeError("injected crash between the alias move and the export")
+
+        def crashing_register(*args: Any, **kwargs: Any):
+            return register_candidate(*args, **{**kwargs, "fault": crash})
+
+        monkeypatch.setattr(training_assets, "register_candidate", crashing_register)
+        failed = _materialize(
+            defs,
+            instance,
+            "staging_model",
+            run_config={"ops": {"staging_model": {"config": {"seed": 99}}}},
+        )
+        assert not failed.success
+        assert not [e for e in failed.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]
+        assert [v.version for v in client.search_model_versions()] == before_versions
+        staging = client.get_model_version_by_alias(config.MODEL_NAME, config.STAGING_ALIAS)
+        assert str(staging.version) == "1"
+        assert {p.name: p.read_bytes() for p in staging_dir.iterdir()} == before_files
+        statuses = _statuses(stores.tracking_uri)
+        assert "RUNNING" not in statuses and "FAILED" in statuses
+
+
+def test_transient_store_error_is_retried_with_backoff(
+    platform_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with dg.instance_for_test() as instance:
+        defs = build_definitions(small_overrides())
+        assert _materialize(defs, instance, "raw_prices", "features").success
+        real = training_assets.get_alias_version
+        calls = {"n": 0}
+
+        def flaky(*args: Any, **kwargs: Any):
+            calls["n"] += 1
+            if calls["n"] == 1:
+                raise OperationalError("SELECT", {}, Exception("database is locked"))
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(training_assets, "get_alias_version", flaky)
+        result = _materialize(
+            defs, instance, "tuned_params", run_config=small_run_config(n_trials=2)
+        )
+    assert result.success
+    assert calls["n"] >= 2
+    retries = [e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]
+    assert len(retries) == 1
+    statuses = _statuses(defs.resources["stores"].tracking_uri)
+    assert statuses and set(statuses) == {"FINISHED"}  # the retry succeeded: not left FAILED
+
+
+def test_same_seed_and_data_give_identical_model(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    exports = []
+    for attempt in ("a", "b"):
+        monkeypatch.setenv(config.HOME_ENV, str(tmp_path / attempt / "home"))
+        monkeypatch.setenv(config.MODELS_DIR_ENV, str(tmp_path / attempt / "models"))
+        with dg.instance_for_test() as instance:
+            defs = build_definitions(small_overrides())
+            result = _materialize(
+                defs,
+                instance,
+                "raw_prices",
+                "features",
+                "tuned_params",
+                "staging_model",
+                run_config=small_run_config(n_trials=3),
+            )
+            assert result.success
+            params = next(
+                e.event_specific_data.materialization.metadata["best_params"].value
+                for e in result.get_asset_materialization_events()
+                if e.asset_key == dg.AssetKey("tuned_params")
+            )
+        exports.append((params, (tmp_path / attempt / "models" / "staging" / "model.txt")))
+    assert exports[0][0] == exports[1][0]
+    assert exports[0][1].read_bytes() == exports[1][1].read_bytes()
