@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import threading
 from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
 import pytest
@@ -55,3 +59,34 @@ def small_overrides(**market: object) -> dict[str, object]:
         "market_data": MarketDataSource(**{**SMALL_MARKET, **market}),
         "validation": ValidationScheme(**SMALL_VALIDATION),
     }
+
+
+@dataclass
+class WebhookReceiver:
+    url: str
+    received: list[dict] = field(default_factory=list)
+
+
+@pytest.fixture
+def webhook() -> Iterator[WebhookReceiver]:
+    """A real HTTP server on 127.0.0.1 that records the JSON bodies POSTed to it."""
+    receiver = WebhookReceiver(url="")
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            length = int(self.headers["Content-Length"])
+            receiver.received.append(json.loads(self.rfile.read(length)))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            return None
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    receiver.url = f"http://127.0.0.1:{server.server_port}/hook/secret-token"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield receiver
+    finally:
+        server.shutdown()

@@ -2,13 +2,8 @@
 
 from __future__ import annotations
 
-import json
-import threading
-from collections.abc import Iterator
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
-from typing import ClassVar
 
 import dagster as dg
 import pytest
@@ -16,7 +11,12 @@ import pytest
 from mlplatform import config
 from mlplatform.cli import run_pipeline
 from mlplatform.definitions import build_definitions, defs
-from mlplatform_tests.conftest import lenient_criteria, small_overrides, small_run_config
+from mlplatform_tests.conftest import (
+    WebhookReceiver,
+    lenient_criteria,
+    small_overrides,
+    small_run_config,
+)
 
 REGIME_CHANGE = "2026-03-02"
 DRIFT_MARKET = {"n_tickers": 10, "regime_change": REGIME_CHANGE}
@@ -139,35 +139,10 @@ def test_drift_sensor_requests_exactly_one_retrain_after_regime_change(
         assert fresh_cursor.run_requests[0].run_key == request.run_key
 
 
-class _Receiver(BaseHTTPRequestHandler):
-    received: ClassVar[list[dict]] = []
-
-    def do_POST(self) -> None:
-        length = int(self.headers["Content-Length"])
-        _Receiver.received.append(json.loads(self.rfile.read(length)))
-        self.send_response(200)
-        self.end_headers()
-
-    def log_message(self, *args: object) -> None:
-        return None
-
-
-@pytest.fixture
-def webhook() -> Iterator[str]:
-    server = HTTPServer(("127.0.0.1", 0), _Receiver)
-    _Receiver.received = []
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}/hook/secret-token"
-    finally:
-        server.shutdown()
-
-
 def test_failed_run_is_notified_by_webhook(
-    platform_home: Path, monkeypatch: pytest.MonkeyPatch, webhook: str, caplog
+    platform_home: Path, monkeypatch: pytest.MonkeyPatch, webhook: WebhookReceiver, caplog
 ) -> None:
-    monkeypatch.setenv(config.WEBHOOK_URL_ENV, webhook)
+    monkeypatch.setenv(config.WEBHOOK_URL_ENV, webhook.url)
     from mlplatform.orchestration.resources import MarketDataSource
 
     missing = str(platform_home / "no-such-prices.csv")
@@ -188,7 +163,7 @@ def test_failed_run_is_notified_by_webhook(
             resources={key: defs_.resources[key] for key in ("notifier", "stores")},
         ).for_run_failure()
         defs_.resolve_sensor_def("run_failure_notification_sensor")(context)
-    assert len(_Receiver.received) == 1
-    payload = _Receiver.received[0]
+    assert len(webhook.received) == 1
+    payload = webhook.received[0]
     assert payload["kind"] == "run_failed" and payload["fields"]["run_id"] == failed.run_id
     assert "secret-token" not in caplog.text

@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import json
-import threading
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import dagster as dg
 import pytest
@@ -19,30 +16,12 @@ from mlplatform.cli import run_pipeline
 from mlplatform.definitions import build_definitions
 from mlplatform.orchestration.assets import training as training_assets
 from mlplatform.registry import register_candidate
-from mlplatform_tests.conftest import lenient_criteria, small_overrides, small_run_config
-
-
-class _Hook(BaseHTTPRequestHandler):
-    received: ClassVar[list[dict]] = []
-
-    def do_POST(self) -> None:
-        _Hook.received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-        self.send_response(204)
-        self.end_headers()
-
-    def log_message(self, *args: object) -> None:
-        return None
-
-
-@pytest.fixture
-def webhook_url() -> Iterator[str]:
-    server = HTTPServer(("127.0.0.1", 0), _Hook)
-    _Hook.received = []
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}/notify"
-    finally:
-        server.shutdown()
+from mlplatform_tests.conftest import (
+    WebhookReceiver,
+    lenient_criteria,
+    small_overrides,
+    small_run_config,
+)
 
 
 def _statuses(tracking_uri: str) -> list[str]:
@@ -62,19 +41,19 @@ def _materialize(defs: dg.Definitions, instance: dg.DagsterInstance, *keys: str,
 
 
 def test_ready_for_review_is_sent_when_every_criterion_passes(
-    platform_home: Path, monkeypatch: pytest.MonkeyPatch, webhook_url: str
+    platform_home: Path, monkeypatch: pytest.MonkeyPatch, webhook: WebhookReceiver
 ) -> None:
     monkeypatch.setattr(config, "PROMOTION", lenient_criteria())
-    monkeypatch.setenv(config.WEBHOOK_URL_ENV, webhook_url)
+    monkeypatch.setenv(config.WEBHOOK_URL_ENV, webhook.url)
     with dg.instance_for_test() as instance:
         result = run_pipeline(
             build_definitions(small_overrides()), instance, small_run_config(n_trials=2)
         )
     assert result.success
-    kinds = [payload["kind"] for payload in _Hook.received]
+    kinds = [payload["kind"] for payload in webhook.received]
     assert kinds == ["ready_for_review"]
-    assert _Hook.received[0]["fields"]["staging_version"] == "1"
-    assert webhook_url not in json.dumps(_Hook.received)
+    assert webhook.received[0]["fields"]["staging_version"] == "1"
+    assert webhook.url not in json.dumps(webhook.received)
 
 
 def test_failure_after_alias_move_leaves_registry_export_and_mlflow_clean(

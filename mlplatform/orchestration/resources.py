@@ -21,6 +21,7 @@ from pydantic import Field, model_validator
 
 from mlplatform import config
 from mlplatform.data import generate_market, load_prices
+from mlplatform.features import make_labels
 from mlplatform.notifications import (
     Notification,
     format_text,
@@ -29,6 +30,7 @@ from mlplatform.notifications import (
     redact,
 )
 from mlplatform.orchestration.errors import FAILED_STEP_TAG
+from mlplatform.training import DevBacktestSplit, split_dataset
 
 logger = logging.getLogger("mlplatform")
 
@@ -202,6 +204,15 @@ class ValidationScheme(dg.ConfigurableResource):
     n_folds: int = Field(default=config.VALIDATION.n_folds, ge=2)
     embargo_days: int = Field(default=config.VALIDATION.embargo_days, ge=0)
     min_train_days: int = Field(default=config.VALIDATION.min_train_days, ge=20)
+
+    def split(self, features: pd.DataFrame, prices: pd.DataFrame) -> DevBacktestSplit:
+        """Labels for this horizon, and the development / held-out backtest split by date."""
+        return split_dataset(
+            features,
+            make_labels(prices, horizon=self.horizon),
+            backtest_months=self.backtest_months,
+            horizon=self.horizon,
+        )
 
     @model_validator(mode="after")
     def _horizon_fits_backtest(self) -> "ValidationScheme":

@@ -99,6 +99,8 @@ def production_model(
             "semver": str(details.get("semver")),
             "previous_version": str(details.get("previous_version")),
             "promoted_by": actor,
+            "promoted_at": str(details.get("promoted_at")),
+            "promotion_run_id": context.run_id,
             "reason": config.reason or "manual promotion",
             "override": overridden,
             "override_problems": dg.MetadataValue.md(

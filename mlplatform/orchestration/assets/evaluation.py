@@ -16,7 +16,7 @@ from mlplatform.evaluation.promotion import (
     STAGING,
     evaluate_promotion,
 )
-from mlplatform.features import forward_returns, hold_returns, make_labels
+from mlplatform.features import forward_returns, hold_returns
 from mlplatform.notifications import Notification, NotificationKind
 from mlplatform.orchestration.errors import STORE_RETRY_POLICY, step_guard
 from mlplatform.orchestration.metadata import mlflow_model_url, run_link
@@ -27,7 +27,7 @@ from mlplatform.orchestration.resources import (
     ValidationScheme,
 )
 from mlplatform.registry import get_alias_version, load_booster
-from mlplatform.training import predict_up_proba, split_dataset
+from mlplatform.training import predict_up_proba
 
 # Numbers plotted across materializations in the UI's Plots tab.
 PLOTTED = ("accuracy", "auc", "log_loss", "brier", "long_short_sharpe", "long_short_dsr")
@@ -77,13 +77,7 @@ def backtest_report(
     market_data: MarketDataSource,
 ) -> dg.Output[dict]:
     with step_guard(context):
-        labels = make_labels(raw_prices, horizon=validation.horizon)
-        split = split_dataset(
-            features,
-            labels,
-            backtest_months=validation.backtest_months,
-            horizon=validation.horizon,
-        )
+        split = validation.split(features, raw_prices)
         X = split.X_backtest
         staging_booster = load_booster(
             stores.tracking_uri, staging_model["name"], staging_model["version"]

@@ -12,7 +12,7 @@ from pydantic import Field
 
 from mlplatform import config as settings
 from mlplatform.data import fingerprint
-from mlplatform.features import LABEL_DEFINITION, feature_schema_hash, make_labels
+from mlplatform.features import LABEL_DEFINITION, feature_schema_hash
 from mlplatform.monitoring import ReferenceBins
 from mlplatform.orchestration.errors import STORE_RETRY_POLICY, step_guard
 from mlplatform.orchestration.metadata import mlflow_model_url, run_link, table_markdown
@@ -31,7 +31,6 @@ from mlplatform.training import (
     params_hash,
     predict_up_proba,
     run_study,
-    split_dataset,
     train_model,
     validate_tuning_args,
     walk_forward_folds,
@@ -109,13 +108,7 @@ def tuned_params(
         validate_tuning_args(
             n_trials=config.n_trials, timeout_s=config.timeout_s, pruner=config.pruner
         )
-        labels = make_labels(raw_prices, horizon=validation.horizon)
-        split = split_dataset(
-            features,
-            labels,
-            backtest_months=validation.backtest_months,
-            horizon=validation.horizon,
-        )
+        split = validation.split(features, raw_prices)
         folds = walk_forward_folds(
             split.dev_dates,
             n_folds=validation.n_folds,
@@ -230,13 +223,7 @@ def staging_model(
     validation: ValidationScheme,
 ) -> dg.Output[dict]:
     with step_guard(context):
-        labels = make_labels(raw_prices, horizon=validation.horizon)
-        split = split_dataset(
-            features,
-            labels,
-            backtest_months=validation.backtest_months,
-            horizon=validation.horizon,
-        )
+        split = validation.split(features, raw_prices)
         params = {**BASE_PARAMS, **tuned_params["params"], "seed": config.seed}
         num_boost_round = int(tuned_params["num_boost_round"])
         booster = train_model(split.X_dev, split.y_dev, params, num_boost_round)
