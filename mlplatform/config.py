@@ -20,6 +20,8 @@ DATA_PATH_ENV = "MLPLATFORM_DATA_PATH"
 SLACK_TOKEN_ENV = "MLPLATFORM_SLACK_TOKEN"
 SLACK_CHANNEL_ENV = "MLPLATFORM_SLACK_CHANNEL"
 WEBHOOK_URL_ENV = "MLPLATFORM_WEBHOOK_URL"
+MLFLOW_TRACKING_URI_ENV = "MLPLATFORM_MLFLOW_TRACKING_URI"
+OPTUNA_STORAGE_ENV = "MLPLATFORM_OPTUNA_STORAGE"
 
 
 # --- paths: everything the platform keeps lives under one home folder ------------------------
@@ -37,7 +39,8 @@ def mlflow_dir() -> Path:
 
 
 def mlflow_tracking_uri() -> str:
-    return f"sqlite:///{mlflow_dir() / 'mlflow.db'}"
+    """The home folder's SQLite store, or MLPLATFORM_MLFLOW_TRACKING_URI (an MLflow server)."""
+    return os.environ.get(MLFLOW_TRACKING_URI_ENV) or f"sqlite:///{mlflow_dir() / 'mlflow.db'}"
 
 
 def mlflow_artifact_root() -> Path:
@@ -45,7 +48,8 @@ def mlflow_artifact_root() -> Path:
 
 
 def optuna_storage_url() -> str:
-    return f"sqlite:///{home_dir() / 'optuna' / 'studies.db'}"
+    """The home folder's SQLite file, or MLPLATFORM_OPTUNA_STORAGE (any SQLAlchemy URL)."""
+    return os.environ.get(OPTUNA_STORAGE_ENV) or f"sqlite:///{home_dir() / 'optuna' / 'studies.db'}"
 
 
 def reports_dir() -> Path:
