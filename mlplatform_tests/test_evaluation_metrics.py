@@ -147,3 +147,18 @@ def test_strategy_metrics_keys() -> None:
         "dsr",
     ]
     assert out["turnover"] == 0.25
+
+
+def test_dsr_with_tightly_clustered_trial_sharpes_beats_the_fallback() -> None:
+    # correlated trials (one model family on the same folds) have Sharpes close to each other:
+    # their dispersion, not the SR estimator's sampling variance, is what the DSR deflates by
+    rng = np.random.default_rng(2)
+    r = rng.normal(0.0012, 0.01, size=126)  # ~1.9 annualised over six months
+    trials = 0.05 + rng.normal(0.0, 0.005, size=50)  # per period, SD 0.005
+    fallback = m.deflated_sharpe_ratio(r, 50)
+    informed = m.deflated_sharpe_ratio(r, 50, trials)
+    assert informed > fallback
+    assert informed <= m.probabilistic_sharpe_ratio(r, 0.0)  # SR0 >= 0: never above PSR(0)
+    # fewer than two finite trial Sharpes carry no variance: the fallback applies
+    assert m.deflated_sharpe_ratio(r, 50, [0.05, math.nan]) == pytest.approx(fallback)
+    assert m.deflated_sharpe_ratio(r, 50, [0.05]) == pytest.approx(fallback)

@@ -282,3 +282,54 @@ def test_study_reports_the_rows_it_tuned_on(data, tmp_path: Path) -> None:
     assert capped.tuning_rows == sum(capped.tuning_train_rows)
     with pytest.raises(ValueError, match="max_train_rows"):
         _study(data, f"sqlite:///{tmp_path / 'd.db'}", n_trials=1, max_train_rows=0)
+
+
+def _returns_like(y: pd.Series, seed: int = 5) -> pd.Series:
+    """A next-day return whose sign is the label's, with a few rows missing (NaN)."""
+    rng = np.random.default_rng(seed)
+    size = np.abs(rng.normal(0.0, 0.01, len(y)))
+    ret = np.where(y.to_numpy() == 1, size, -size)
+    ret[rng.choice(len(y), 25, replace=False)] = np.nan
+    return pd.Series(ret, index=y.index, name="forward_return")
+
+
+def test_returns_give_each_complete_trial_a_finite_oof_sharpe(data, tmp_path: Path) -> None:
+    _, y, _ = data
+    url = f"sqlite:///{tmp_path / 'sharpe.db'}"
+    # the caller's returns may arrive in another row order: they are aligned on X's index
+    returns = _returns_like(y).sample(frac=1.0, random_state=0)
+    result = _study(data, url, n_trials=8, returns=returns)
+    study = optuna.load_study(study_name="test", storage=url)
+    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(complete) == result.n_complete >= 2
+    sharpes = [t.user_attrs["oof_sharpe"] for t in complete]
+    assert all(np.isfinite(sharpes))
+    assert result.trial_sharpes == pytest.approx(sharpes)
+    # per period and sane: the label predicts the return's sign, so a model better than a coin
+    # earns a positive (daily, not annualised) Sharpe
+    assert all(-1.0 < s < 5.0 for s in sharpes) and np.mean(sharpes) > 0
+    others = [t for t in study.trials if t.state != optuna.trial.TrialState.COMPLETE]
+    assert all("oof_sharpe" not in t.user_attrs for t in others)
+    # without returns nothing is recorded
+    plain = _study(data, f"sqlite:///{tmp_path / 'plain.db'}", n_trials=2)
+    assert plain.trial_sharpes == []
+
+
+def test_oof_sharpe_is_the_backtests_long_short_sharpe(data) -> None:
+    X, y, folds = data
+    returns = _returns_like(y)
+    arrays = tuning._fold_arrays(X, y, folds, returns=returns)
+    rng = np.random.default_rng(0)
+    proba = [rng.random(len(a.y_test)) for a in arrays]
+    cost_bps = 5.0
+    got = tuning.oof_sharpe(arrays, proba, cost_bps)
+    # by hand: +1 / -1 on P(up) > 0.5, round trip charged daily, equal-weight mean per date
+    frames = []
+    for a, p in zip(arrays, proba, strict=True):
+        pos = np.where(p > 0.5, 1.0, -1.0)
+        net = pos * a.test_returns - 2 * cost_bps / 1e4
+        frames.append(pd.DataFrame({"date": a.test_index.get_level_values(0), "net": net}))
+    daily = pd.concat(frames).dropna().groupby("date")["net"].mean()
+    assert got == pytest.approx(daily.mean() / daily.std(ddof=1), rel=1e-12)
+    with pytest.raises(ValueError, match="returns"):
+        tuning.oof_sharpe(tuning._fold_arrays(X, y, folds), proba, cost_bps)

@@ -291,8 +291,8 @@ def deflated_sharpe_ratio(
     """DSR = PSR(SR0) with SR0 from `expected_max_sharpe` (DESIGN.md).
 
     V[SR_n] is the sample variance (ddof=1) of `trial_sharpes` (per-period Sharpe ratios of the
-    trials tried) when at least two are given. Fallback, when the trials' Sharpes are unknown
-    (an Optuna study scores log loss, not P&L): the sampling variance of the Sharpe estimator
+    trials tried, e.g. the study's out-of-fold Sharpes) when at least two finite ones are given.
+    Fallback, when the trials' Sharpes are unknown: the sampling variance of the Sharpe estimator
     itself, (1 − γ3·SR + (γ4−1)/4·SR²)/(T−1), i.e. the spread the N trials' Sharpes would have
     if they were all noise around this one. Then DSR = Φ(z_PSR(0) − z_N), with z_N the bracket
     above: the PSR z-score minus the expected maximum of N standard normals.
@@ -300,9 +300,10 @@ def deflated_sharpe_ratio(
     r = np.asarray(returns, dtype=float)
     if r.size < 3:
         return math.nan
-    if trial_sharpes is not None and np.asarray(trial_sharpes, dtype=float).size >= 2:
-        ts = np.asarray(trial_sharpes, dtype=float)
-        variance = float(np.var(ts[np.isfinite(ts)], ddof=1))
+    ts = np.asarray([] if trial_sharpes is None else trial_sharpes, dtype=float).ravel()
+    ts = ts[np.isfinite(ts)]
+    if ts.size >= 2:  # fewer than two finite trial Sharpes have no variance: use the fallback
+        variance = float(np.var(ts, ddof=1))
     else:
         sr, g3, g4 = _moments(r)
         if not math.isfinite(sr):

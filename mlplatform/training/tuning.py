@@ -39,6 +39,8 @@ from optuna_integration import LightGBMPruningCallback
 from sqlalchemy.engine import make_url
 
 from mlplatform import config
+from mlplatform.evaluation.backtest import position, strategy_returns
+from mlplatform.evaluation.metrics import sharpe_ratio
 from mlplatform.training.search_space import (
     BASE_PARAMS,
     DEFAULT_PARAMS,
@@ -105,6 +107,9 @@ class TuningResult:
     tuning_test_rows: list[int] = field(default_factory=list)
     tuning_tickers: list[int] = field(default_factory=list)
     dev_rows: int = 0
+    # Per-period (daily) out-of-fold long/short Sharpe of every complete trial of the study that
+    # has one (run_study(returns=...)): the V[SR_n] input of the backtest's Deflated Sharpe.
+    trial_sharpes: list[float] = field(default_factory=list)
 
     @property
     def tuning_rows(self) -> int:
@@ -127,6 +132,9 @@ class _FoldArrays:
     X_test: np.ndarray
     y_test: np.ndarray
     n_tickers: int  # tickers the fold's (possibly sampled) rows come from
+    # With run_study(returns=...): the test rows' strategy returns and (date, ticker) index.
+    test_returns: np.ndarray | None = None
+    test_index: pd.MultiIndex | None = None
 
 
 @dataclass
@@ -162,6 +170,8 @@ class CVScore:
     fold_values: list[float]
     best_iterations: list[int]
     boosting_rounds: int
+    # Per fold, P(up) on its test block at the best iteration (only with keep_predictions=True).
+    oof_proba: list[np.ndarray] = field(default_factory=list)
 
 
 def validate_tuning_args(
@@ -243,6 +253,7 @@ def _fold_arrays(
     max_train_rows: int | None = None,
     max_test_rows: int | None = None,
     sample_seed: int = config.TUNING.seed,
+    returns: pd.Series | None = None,
 ) -> list[_FoldArrays]:
     """Per-fold numpy arrays, sliced once and shared read-only by every trial.
 
@@ -262,6 +273,7 @@ def _fold_arrays(
         if cap is not None and (isinstance(cap, bool) or int(cap) != cap or cap < 1):
             raise ValueError(f"{name} must be None or an integer >= 1, got {cap!r}")
     values = X.to_numpy(dtype=np.float32)
+    ret = None if returns is None else returns.reindex(X.index).to_numpy(dtype=np.float64)
     labels = y.to_numpy()
     if "ticker" in (X.index.names or []):
         codes, uniques = pd.factorize(X.index.get_level_values("ticker"), sort=True)
@@ -288,7 +300,14 @@ def _fold_arrays(
         parts = [values[train], labels[train], values[test], labels[test]]
         for part in parts:
             part.flags.writeable = False
-        arrays.append(_FoldArrays(*parts, n_tickers=len(np.unique(codes[train]))))
+        arrays.append(
+            _FoldArrays(
+                *parts,
+                n_tickers=len(np.unique(codes[train])),
+                test_returns=None if ret is None else ret[test],
+                test_index=None if ret is None else X.index[test],
+            )
+        )
     return arrays
 
 
@@ -313,11 +332,13 @@ def cross_validate(
     num_boost_round: int = config.TUNING.num_boost_round,
     early_stopping_rounds: int = config.TUNING.early_stopping_rounds,
     counter: _RoundCounter | None = None,
+    keep_predictions: bool = False,
 ) -> CVScore:
     """Mean out-of-fold log loss of `params` over the folds, early stopping on each test block."""
     counter = counter or _RoundCounter()
     fold_values: list[float] = []
     best_iterations: list[int] = []
+    oof_proba: list[np.ndarray] = []
     for k, fold in enumerate(folds):
         train_set, valid_set = fold.datasets()  # binned once per study; trials run sequentially
         callbacks: list[Callable[..., None]] = [
@@ -350,12 +371,40 @@ def cross_validate(
             raise ValueError(f"fold {k}: out-of-fold log loss is {value}")
         fold_values.append(value)
         best_iterations.append(int(booster.best_iteration) or booster.current_iteration())
+        if keep_predictions:
+            oof_proba.append(booster.predict(fold.arrays.X_test, num_iteration=best_iterations[-1]))
     return CVScore(
         value=float(np.mean(fold_values)),
         fold_values=fold_values,
         best_iterations=best_iterations,
         boosting_rounds=counter.rounds,
+        oof_proba=oof_proba,
     )
+
+
+def oof_sharpe(
+    folds: Sequence[_FoldArrays], oof_proba: Sequence[np.ndarray], cost_bps: float
+) -> float:
+    """Per-period (daily) Sharpe of the backtest's long/short strategy on the folds' test blocks.
+
+    Position +1 if P(up) > 0.5 else -1, equal-weight daily mean over the tickers, the round trip
+    charged every day: backtest.strategy_returns on the out-of-fold predictions, the test blocks
+    concatenated. Rows without a forward return are left out. NaN when nothing is left.
+    """
+    if len(folds) != len(oof_proba):
+        raise ValueError(f"{len(folds)} folds but {len(oof_proba)} prediction arrays")
+    returns = [f.test_returns for f in folds if f.test_returns is not None]
+    indexes = [f.test_index for f in folds if f.test_index is not None]
+    if not folds or len(returns) != len(folds) or len(indexes) != len(folds):
+        raise ValueError("the folds carry no returns (run_study(returns=...))")
+    proba = np.concatenate([np.asarray(p, dtype=float) for p in oof_proba])
+    ret = np.concatenate(returns)
+    index = indexes[0].append(indexes[1:])
+    keep = np.isfinite(ret)
+    if not keep.any():
+        return math.nan
+    net, _ = strategy_returns(position(proba[keep], "long_short"), ret[keep], index[keep], cost_bps)
+    return sharpe_ratio(net.to_numpy(), 1)
 
 
 def _sampler_seed(seed: int, n_existing: int) -> int:
@@ -376,6 +425,13 @@ def _frozen_to_record(trial: FrozenTrial) -> TrialRecord:
         fold_values=list(trial.user_attrs.get("fold_values", [])),
         error=trial.user_attrs.get("error"),
     )
+
+
+def _trial_sharpes(study: optuna.Study) -> list[float]:
+    """The finite "oof_sharpe" of every complete trial of the study, in trial order."""
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    values = (t.user_attrs.get("oof_sharpe") for t in complete)
+    return [float(v) for v in values if v is not None and math.isfinite(float(v))]
 
 
 def _importances(study: optuna.Study) -> dict[str, float]:
@@ -410,6 +466,8 @@ def run_study(
     max_train_rows: int | None = config.TUNING.max_tuning_rows,
     max_test_rows: int | None = config.TUNING.max_tuning_test_rows,
     sample_seed: int = config.TUNING.seed,
+    returns: pd.Series | None = None,
+    cost_bps: float = config.BACKTEST.cost_bps,
 ) -> TuningResult:
     """Run (or resume) the study `study_name` in `storage_url` for `n_trials` more trials.
 
@@ -418,6 +476,9 @@ def run_study(
     is enqueued as the first trial unless an identical trial is already in the study.
     `max_train_rows` / `max_test_rows` cap each fold's rows by a `sample_seed`ed ticker subset
     (None = every row); keep them and the seed fixed within one study, or its values mix samples.
+    `returns` (per-row strategy return aligned to X's index, e.g. forward_returns) makes every
+    complete trial also record "oof_sharpe": the per-period Sharpe of the long/short strategy
+    (`cost_bps` one way) on its out-of-fold predictions, collected in `trial_sharpes`.
     """
     validate_tuning_args(n_trials=n_trials, timeout_s=timeout_s, pruner=pruner, seed=seed)
     if not study_name:
@@ -431,6 +492,7 @@ def run_study(
         max_train_rows=max_train_rows,
         max_test_rows=max_test_rows,
         sample_seed=sample_seed,
+        returns=returns,
     )
     # Dataset-level params are fixed for the study (binning does not depend on what is tuned;
     # feature_pre_filter=False lets min_data_in_leaf vary on one binned Dataset).
@@ -469,7 +531,9 @@ def run_study(
                 num_boost_round=num_boost_round,
                 early_stopping_rounds=early_stopping_rounds,
                 counter=counter,
+                keep_predictions=returns is not None,
             )
+            sharpe = oof_sharpe(arrays, score.oof_proba, cost_bps) if returns is not None else None
         except optuna.TrialPruned:
             raise
         except Exception as exc:
@@ -480,6 +544,8 @@ def run_study(
             trial.set_user_attr("boosting_rounds", counter.rounds)
         trial.set_user_attr("fold_values", score.fold_values)
         trial.set_user_attr("best_iterations", score.best_iterations)
+        if sharpe is not None and math.isfinite(sharpe):
+            trial.set_user_attr("oof_sharpe", sharpe)
         return score.value
 
     finished: list[FrozenTrial] = []
@@ -547,4 +613,5 @@ def run_study(
         tuning_test_rows=[len(a.y_test) for a in arrays],
         tuning_tickers=[a.n_tickers for a in arrays],
         dev_rows=len(X),
+        trial_sharpes=_trial_sharpes(study),
     )

@@ -103,6 +103,8 @@ def backtest_report(
             forward_returns(raw_prices, horizon=validation.horizon),
             cost_bps=config.cost_bps,
             n_trials={STAGING: int(tuned_params.get("n_trials_total", 1))},
+            # Per-period out-of-fold Sharpes of the study's trials (< 2: the DSR's fallback).
+            trial_sharpes=tuned_params.get("trial_sharpes"),
             periods_per_year=settings.BACKTEST.periods_per_year,
             hold_returns=hold_returns(raw_prices, horizon=validation.horizon),
         )
@@ -125,13 +127,14 @@ def backtest_report(
             }
         )
     verdicts = evaluate_promotion(result.metrics)
+    summary = result.to_dict(include_equity=False)
     report = {
         "staging_version": str(staging_model["version"]),
         "staging_semver": staging_model.get("semver"),
         "production_version": None if production_version is None else str(production_version),
         "window": list(split.backtest_window),
-        "metrics": result.to_dict()["metrics"],
-        "mcnemar": result.to_dict().get("mcnemar"),
+        "metrics": summary["metrics"],
+        "mcnemar": summary.get("mcnemar"),
         "bayes": bayes,
         "html": str(html_path),
         "verdicts": {v.name: v.passed for v in verdicts},
@@ -158,6 +161,8 @@ def backtest_report(
             metadata[f"{name}_accuracy"] = float(metrics["accuracy"])
     for key, value in bayes.items():
         metadata[key] = value
+    if result.mcnemar is not None:
+        metadata["mcnemar_p_value_vs_production"] = float(result.mcnemar["p_value"])
     return dg.Output(report, metadata=metadata)
 
 

@@ -1,18 +1,20 @@
 """Group `training`: tuned hyperparameters (Optuna) and the registered staging model (LightGBM)."""
 
 import json
+import math
 import time
 from typing import Any, Literal
 
 import dagster as dg
 import mlflow
+import numpy as np
 import pandas as pd
 from dagster_mlflow.resources import MlFlow
 from pydantic import Field
 
 from mlplatform import config as settings
 from mlplatform.data import fingerprint
-from mlplatform.features import LABEL_DEFINITION, feature_schema_hash
+from mlplatform.features import LABEL_DEFINITION, feature_schema_hash, forward_returns
 from mlplatform.monitoring import ReferenceBins
 from mlplatform.orchestration.errors import STORE_RETRY_POLICY, step_guard
 from mlplatform.orchestration.metadata import mlflow_model_url, run_link, table_markdown
@@ -139,6 +141,11 @@ def tuned_params(
             trial_callback=_log_trial,
             max_train_rows=config.max_tuning_rows,
             max_test_rows=config.max_tuning_test_rows,
+            # Each trial's out-of-fold long/short Sharpe (tuning folds only, never the backtest
+            # window): their dispersion is the V[SR_n] of the backtest's Deflated Sharpe.
+            returns=forward_returns(raw_prices, horizon=validation.horizon).reindex(
+                split.X_dev.index
+            ),
         )
         duration = time.perf_counter() - started
         run = mlflow_tracking.active_run()
@@ -166,7 +173,11 @@ def tuned_params(
         "tuning_rows": result.tuning_rows,
         "tuning_train_rows": result.tuning_train_rows,
         "tuning_test_rows": result.tuning_test_rows,
+        "trial_sharpes": result.trial_sharpes,
     }
+    trial_sharpe_sd = (
+        float(np.std(result.trial_sharpes, ddof=1)) if len(result.trial_sharpes) >= 2 else math.nan
+    )
     context.log.info(
         f"best CV log loss {result.best_value:.5f} vs default {result.default_value:.5f}; "
         f"{result.n_complete} complete, {result.n_pruned} pruned, {result.n_failed} failed"
@@ -181,6 +192,8 @@ def tuned_params(
             "trials_pruned": result.n_pruned,
             "trials_failed": result.n_failed,
             "trials_in_study": result.n_trials_in_study,
+            # Per-period SD of the complete trials' out-of-fold Sharpes (NaN: fewer than 2).
+            "trial_sharpe_sd": trial_sharpe_sd,
             "boosting_rounds_trained": result.boosting_rounds_total,
             "duration_s": round(duration, 2),
             "folds": len(folds),
