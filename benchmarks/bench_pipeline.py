@@ -89,11 +89,18 @@ class MLTimer:
 
 @contextmanager
 def patched(timer: MLTimer) -> Iterator[None]:
-    """Wrap the library entry points the platform calls (module attributes, looked up per call)."""
+    """Wrap the library entry points the platform calls (module attributes, looked up per call).
+
+    The per-trial MLflow logging (a nested run per trial, called from inside `optimize`) is timed
+    too, so the report can say how much of "Optuna" time is really tracking.
+    """
+    from mlplatform.orchestration.assets import training as training_assets
+
     originals = [
         (lgb, "train", lgb.train, "lightgbm"),
         (lgb.Booster, "predict", lgb.Booster.predict, "lightgbm"),
         (optuna.Study, "optimize", optuna.Study.optimize, "optuna"),
+        (training_assets, "_log_trial", training_assets._log_trial, "trial_logging"),
     ]
     for owner, name, fn, kind in originals:
         setattr(owner, name, timer.wrap(kind, fn))
@@ -150,6 +157,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--as-of", default="2026-06-30", help="last synthetic bar (fixed)")
     parser.add_argument("--seed", type=int, default=config.SYNTHETIC.seed)
     parser.add_argument("--tracemalloc", action="store_true", help="also trace Python allocations")
+    parser.add_argument(
+        "--warm-stores",
+        action="store_true",
+        help="first run a tiny retrain (6 tickers x 3 years) in the same home and instance, so "
+        "the measured run finds the MLflow/Optuna stores existing, as a weekly retrain does",
+    )
     args = parser.parse_args(argv)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     logging.getLogger("mlplatform").setLevel(logging.WARNING)
@@ -162,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
             os.environ.pop(name, None)
         from mlplatform.cli import pipeline_errors, prepare_home
         from mlplatform.definitions import build_definitions
-        from mlplatform.orchestration.resources import MarketDataSource
+        from mlplatform.orchestration.resources import MarketDataSource, ValidationScheme
 
         prepare_home()
         market = MarketDataSource(
@@ -179,16 +192,35 @@ def main(argv: list[str] | None = None) -> int:
         timer = MLTimer()
         if args.tracemalloc:
             tracemalloc.start()
-        with dg.instance_for_test() as instance, patched(timer):
-            started = time.time()
-            result = job.execute_in_process(
-                instance=instance,
-                asset_selection=keys,
-                run_config=run_config,
-                raise_on_error=False,
-                tags={"mlplatform/trigger": "benchmark"},
-            )
-            wall_s = time.time() - started
+        with dg.instance_for_test() as instance:
+            if args.warm_stores:
+                tiny = build_definitions(
+                    {
+                        "market_data": MarketDataSource(
+                            seed=args.seed, n_tickers=6, years=3, as_of=args.as_of
+                        ),
+                        "validation": ValidationScheme(
+                            n_folds=2, min_train_days=120, embargo_days=2
+                        ),
+                    }
+                )
+                warm = tiny.resolve_implicit_global_asset_job_def().execute_in_process(
+                    instance=instance,
+                    asset_selection=keys,
+                    run_config={"ops": {"tuned_params": {"config": {"n_trials": 2}}}},
+                    raise_on_error=False,
+                )
+                print(f"warm-up run (6 tickers x 3 years) done, success={warm.success}")
+            with patched(timer):
+                started = time.time()
+                result = job.execute_in_process(
+                    instance=instance,
+                    asset_selection=keys,
+                    run_config=run_config,
+                    raise_on_error=False,
+                    tags={"mlplatform/trigger": "benchmark"},
+                )
+                wall_s = time.time() - started
             steps = step_windows(instance, result.run_id)
             run_start, run_end = run_bounds(instance, result.run_id)
         traced_peak = tracemalloc.get_traced_memory()[1] if args.tracemalloc else None
@@ -200,8 +232,14 @@ def main(argv: list[str] | None = None) -> int:
         meta = metadata_of(result)
 
     ml = timer.within(started, started + wall_s)
-    ml_s = sum(ml.values())
+    ml_s = ml.get("lightgbm", 0.0) + ml.get("optuna", 0.0)
     overhead_s = wall_s - ml_s
+    # Inside optimize: LightGBM, the per-trial MLflow runs, and Optuna's own work (sampler,
+    # storage, pruner reports, objective bookkeeping).
+    lgb_in_optimize = timer.inner_s.get("lightgbm", 0.0) - ml.get("lightgbm", 0.0)
+    trial_logging_s = timer.inner_s.get("trial_logging", 0.0)
+    optuna_own_s = ml.get("optuna", 0.0) - lgb_in_optimize - trial_logging_s
+    strict_overhead_s = overhead_s + trial_logging_s
     rows = []
     print(
         f"retrain path on synthetic(seed={args.seed}, tickers={args.tickers}, years={args.years}, "
@@ -209,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
         f"load {os.getloadavg()[0]:.2f}"
     )
     print(
-        f"\n{'step':34}{'status':>9}{'wall s':>10}{'lightgbm s':>12}{'optuna s':>10}{'other s':>9}"
+        f"\n{'step':42}{'status':>9}{'wall s':>10}{'lightgbm s':>12}{'optuna s':>10}{'other s':>9}"
     )
     for key, window in sorted(steps.items(), key=lambda kv: kv[1]["start"]):
         inside = timer.within(window["start"], window["end"])
@@ -224,12 +262,12 @@ def main(argv: list[str] | None = None) -> int:
         }
         rows.append(row)
         print(
-            f"{key:34}{row['status']:>9}{row['wall_s']:>10.2f}{row['lightgbm_s']:>12.2f}"
+            f"{key:42}{row['status']:>9}{row['wall_s']:>10.2f}{row['lightgbm_s']:>12.2f}"
             f"{row['optuna_s']:>10.2f}{row['other_s']:>9.2f}"
         )
     steps_s = sum(r["wall_s"] for r in rows)
     print(
-        f"{'total (execute_in_process)':34}{'':>9}{wall_s:>10.2f}{ml.get('lightgbm', 0.0):>12.2f}"
+        f"{'total (execute_in_process)':42}{'':>9}{wall_s:>10.2f}{ml.get('lightgbm', 0.0):>12.2f}"
         f"{ml.get('optuna', 0.0):>10.2f}{overhead_s:>9.2f}"
     )
     print(
@@ -237,8 +275,9 @@ def main(argv: list[str] | None = None) -> int:
         f"between steps {wall_s - steps_s:.2f} s"
     )
     print(
-        f"lightgbm calls (all, incl. inside optimize) {timer.inner_s.get('lightgbm', 0.0):.2f} s; "
-        f"optimize {timer.inner_s.get('optuna', 0.0):.2f} s"
+        f"inside optimize ({ml.get('optuna', 0.0):.2f} s): lightgbm {lgb_in_optimize:.2f} s, "
+        f"MLflow trial logging {trial_logging_s:.2f} s, Optuna itself {optuna_own_s:.2f} s; "
+        f"lightgbm in all {timer.inner_s.get('lightgbm', 0.0):.2f} s"
     )
     tuned = meta.get("tuned_params", {})
     staging = meta.get("staging_model", {})
@@ -259,6 +298,11 @@ def main(argv: list[str] | None = None) -> int:
     share = overhead_s / wall_s if wall_s > 0 else float("nan")
     traced = f", tracemalloc peak {traced_peak / 2**20:.0f} MiB" if traced_peak else ""
     print(f"peak RSS {maxrss_mb:.0f} MiB{traced}")
+    strict_share = strict_overhead_s / wall_s if wall_s > 0 else float("nan")
+    print(
+        f"overhead counting the per-trial MLflow logging too: {strict_overhead_s:.1f} s = "
+        f"{strict_share:.1%}"
+    )
     print(
         f"\nwhole retrain {wall_s:.1f} s (target < {TARGET_WALL_S:.0f} s, NFR-010 limit "
         f"{NFR_010_WALL_S:.0f} s): {'MET' if wall_s < TARGET_WALL_S else 'MISSED'}; overhead "
@@ -272,6 +316,7 @@ def main(argv: list[str] | None = None) -> int:
         "as_of": args.as_of,
         "trials": args.trials,
         "timeout_s": args.timeout,
+        "warm_stores": args.warm_stores,
         "success": bool(result.success),
         "pipeline_errors": errors,
         "wall_s": round(wall_s, 2),
@@ -279,6 +324,11 @@ def main(argv: list[str] | None = None) -> int:
         "optuna_s": round(ml.get("optuna", 0.0), 2),
         "overhead_s": round(overhead_s, 2),
         "overhead_share": round(share, 4),
+        "lightgbm_in_optimize_s": round(lgb_in_optimize, 2),
+        "trial_logging_s": round(trial_logging_s, 2),
+        "optuna_own_s": round(optuna_own_s, 2),
+        "overhead_incl_trial_logging_s": round(strict_overhead_s, 2),
+        "overhead_incl_trial_logging_share": round(strict_share, 4),
         "steps": rows,
         "peak_rss_mib": round(maxrss_mb, 1),
         "tracemalloc_peak_mib": None if traced_peak is None else round(traced_peak / 2**20, 1),

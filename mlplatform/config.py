@@ -118,8 +118,8 @@ class TuningDefaults:
     heartbeat_interval_s: int = 60  # RDB heartbeat: trials of crashed workers are failed
     # Tuning trains each fold on a seeded subset of tickers (all their dates) of at most this many
     # rows, and scores it on at most max_tuning_test_rows rows of the same tickers; the staging
-    # model still trains on every dev row. None = all rows. 500 tickers x 10 years: 29 s -> ~3 s
-    # per trial (benchmarks/bench_pipeline.py).
+    # model still trains on every dev row. None = all rows. 500 tickers x 10 years: about 29 s ->
+    # 2-3 s per trial, 50 trials in 2 minutes instead of 25 (benchmarks/bench_pipeline.py).
     max_tuning_rows: int | None = 100_000
     max_tuning_test_rows: int | None = 50_000
 

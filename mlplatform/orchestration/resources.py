@@ -4,6 +4,7 @@ Connections and secrets are resources configured with `EnvVar` in definitions.py
 Launchpad never shows a secret and a deployment changes stores without code.
 """
 
+import functools
 import logging
 import sys
 from collections.abc import Iterator
@@ -20,7 +21,7 @@ from mlflow.tracking import MlflowClient
 from pydantic import Field, model_validator
 
 from mlplatform import config
-from mlplatform.data import generate_market, load_prices
+from mlplatform.data import SyntheticMarket, generate_market, load_prices
 from mlplatform.features import make_labels
 from mlplatform.notifications import (
     Notification,
@@ -41,6 +42,17 @@ class MarketSnapshot:
     source: str
     prob_up: pd.Series | None = None  # the synthetic market's true P(up); None for real data
     bayes_accuracy: float | None = None
+
+
+@functools.lru_cache(maxsize=2)
+def _synthetic_market(
+    seed: int, n_tickers: int, years: int, as_of: str, regime_change: str | None
+) -> SyntheticMarket:
+    """Deterministic for its arguments, so raw_prices and backtest_report (which needs the true
+    P(up)) share one generation per process instead of simulating the market twice."""
+    return generate_market(
+        seed=seed, n_tickers=n_tickers, years=years, as_of=as_of, regime_change=regime_change
+    )
 
 
 class MarketDataSource(dg.ConfigurableResource):
@@ -74,13 +86,8 @@ class MarketDataSource(dg.ConfigurableResource):
                 min_history_days=self.min_history_days,
             )
             return MarketSnapshot(prices=prices, source=f"file:{self.path}")
-        market = generate_market(
-            seed=self.seed,
-            n_tickers=self.n_tickers,
-            years=self.years,
-            as_of=self.as_of,
-            regime_change=self.regime_change,
-        )
+        as_of = self.as_of or pd.Timestamp.today().date().isoformat()
+        market = _synthetic_market(self.seed, self.n_tickers, self.years, as_of, self.regime_change)
         return MarketSnapshot(
             prices=market.prices,
             source=f"synthetic(seed={self.seed}, tickers={self.n_tickers}, years={self.years})",
