@@ -122,6 +122,13 @@ def test_drift_sensor_requests_exactly_one_retrain_after_regime_change(
         assert not data.run_requests
         assert "no new features" in data.skip_message
 
+        prices_only = before.resolve_implicit_global_asset_job_def().execute_in_process(
+            instance=instance, asset_selection=[dg.AssetKey("raw_prices")]
+        )
+        assert prices_only.success
+        data = _tick(before, instance, data.cursor)  # new bars, features not recomputed yet
+        assert not data.run_requests and "materialize features" in data.skip_message
+
         after = _refresh(instance, as_of="2026-04-17")  # about 35 business days past the change
         data = _tick(after, instance, data.cursor)
         assert len(data.run_requests) == 1

@@ -16,6 +16,7 @@ from mlplatform.orchestration.resources import Notifier, PlatformStores
 from mlplatform.registry import download_reference
 
 FEATURES_KEY = dg.AssetKey("features")
+PRICES_KEY = dg.AssetKey("raw_prices")
 
 
 def _latest_features_record(instance: dg.DagsterInstance) -> dg.EventLogRecord | None:
@@ -37,6 +38,12 @@ def drift_sensor(context: dg.SensorEvaluationContext, stores: PlatformStores) ->
     if record is None:
         return dg.SensorResult(skip_reason="features has never been materialized")
     if record.storage_id == cursor.get("features_storage_id"):
+        prices = context.instance.fetch_materializations(PRICES_KEY, limit=1).records
+        if prices and prices[0].storage_id > record.storage_id:
+            return dg.SensorResult(
+                skip_reason="raw_prices has new bars that features has not seen yet: "
+                "materialize features (data_refresh_job does both)"
+            )
         return dg.SensorResult(skip_reason="no new features materialization since the last check")
     cursor["features_storage_id"] = record.storage_id
     alias, version = monitored_version(stores)
