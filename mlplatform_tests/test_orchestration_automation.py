@@ -141,7 +141,7 @@ def test_drift_sensor_requests_exactly_one_retrain_after_regime_change(
 
         again = _refresh(instance, as_of="2026-04-17")  # same window re-materialized
         repeat = _tick(again, instance, data.cursor)
-        assert not repeat.run_requests and "cooldown" in repeat.skip_message
+        assert not repeat.run_requests and "already requested" in repeat.skip_message
         fresh_cursor = _tick(again, instance, None)  # even without the cooldown: same run key
         assert fresh_cursor.run_requests[0].run_key == request.run_key
 

@@ -232,3 +232,40 @@ def test_bad_validation_scheme_names_the_field() -> None:
 
     with pytest.raises(ValueError, match="horizon"):
         ValidationScheme(horizon=500, backtest_months=6)
+
+
+def test_rolled_back_version_is_not_promoted_again_without_override(
+    pipeline: SimpleNamespace,
+) -> None:
+    # After test_rollback_job_restores_previous: production is the first version again and
+    # staging is the version that was rolled back out of production.
+    job = pipeline.defs.resolve_implicit_global_asset_job_def()
+    rerun = job.execute_in_process(
+        instance=pipeline.instance,
+        asset_selection=[dg.AssetKey("backtest_report")],
+        raise_on_error=False,
+    )
+    assert rerun.success, failure_message(rerun)
+    refused = materialize_production(pipeline.defs, pipeline.instance, reason="again")
+    assert not refused.success
+    assert "rolled back out of production" in failure_message(refused)
+
+
+def test_backtest_refuses_a_window_the_model_trained_on(pipeline: SimpleNamespace) -> None:
+    from mlplatform.orchestration.resources import ValidationScheme
+    from mlplatform_tests.conftest import SMALL_VALIDATION
+
+    longer = build_definitions(
+        {
+            **small_overrides(),
+            "validation": ValidationScheme(**{**SMALL_VALIDATION, "backtest_months": 9}),
+        }
+    )
+    job = longer.resolve_implicit_global_asset_job_def()
+    result = job.execute_in_process(
+        instance=pipeline.instance,
+        asset_selection=[dg.AssetKey("backtest_report")],
+        raise_on_error=False,
+    )
+    assert not result.success
+    assert "inside the backtest window" in failure_message(result)

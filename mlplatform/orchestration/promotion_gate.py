@@ -25,20 +25,32 @@ class GateResult:
         return not self.problems
 
 
-def _staging_version_of(instance: dg.DagsterInstance, storage_id: int) -> str | None:
+def _backtest_versions(
+    instance: dg.DagsterInstance, storage_id: int
+) -> tuple[str | None, str | None]:
+    """(staging, production) versions a backtest_report materialization scored."""
     records = instance.fetch_materializations(
         dg.AssetRecordsFilter(asset_key=BACKTEST_KEY, storage_ids=[storage_id]), limit=1
     ).records
     if not records or records[0].asset_materialization is None:
-        return None
-    value = records[0].asset_materialization.metadata.get("staging_version")
-    return None if value is None else str(value.value)
+        return None, None
+    metadata = records[0].asset_materialization.metadata
+    staging = metadata.get("staging_version")
+    production = metadata.get("production_version")
+    return (
+        None if staging is None else str(staging.value),
+        None if production is None else str(production.value),
+    )
 
 
 def check_promotion_gate(
-    instance: dg.DagsterInstance, staging_version: str, check_names: tuple[str, ...]
+    instance: dg.DagsterInstance,
+    staging_version: str,
+    check_names: tuple[str, ...],
+    production_version: str | None = None,
 ) -> GateResult:
-    """Every named check's latest evaluation passed, on one backtest of this staging version."""
+    """Every named check's latest evaluation passed, on one backtest of this staging version
+    against the production version that is current now (a rollback since makes it stale)."""
     problems: list[str] = []
     targets: set[int] = set()
     for name in check_names:
@@ -60,11 +72,18 @@ def check_promotion_gate(
             problems.append(f"{name}: evaluation is not tied to a backtest_report materialization")
             continue
         targets.add(target.storage_id)
-        evaluated = _staging_version_of(instance, target.storage_id)
+        evaluated, against = _backtest_versions(instance, target.storage_id)
         if evaluated != str(staging_version):
             problems.append(
                 f"{name}: stale — evaluated staging v{evaluated}, current staging is "
                 f"v{staging_version}; re-materialize backtest_report"
+            )
+        current = "none" if production_version is None else str(production_version)
+        if against is not None and against != current:
+            problems.append(
+                f"{name}: stale — compared against production v{against}, production is now "
+                f"{'none' if production_version is None else 'v' + current}; "
+                "re-materialize backtest_report"
             )
     if len(targets) > 1:
         problems.append(

@@ -24,6 +24,18 @@ def _latest_features_record(instance: dg.DagsterInstance) -> dg.EventLogRecord |
     return records[0] if records else None
 
 
+def _awaiting_review(cursor: dict, alias: str, version, stores: PlatformStores) -> bool:
+    """A drift retrain was requested and its answer awaits a person: the monitored model is the
+    one we asked about, or (nothing in production) the staging version the retrain produced."""
+    requested_for, requested_at = cursor.get("requested_for"), cursor.get("last_request_ts")
+    if requested_for is None or requested_at is None:
+        return False
+    if requested_for == f"{alias}:{version.version}":
+        return True
+    retrained = version.creation_timestamp / 1000 > requested_at
+    return alias == settings.STAGING_ALIAS and retrained
+
+
 @dg.sensor(
     name="drift_sensor",
     job=retrain_job,
@@ -72,6 +84,15 @@ def drift_sensor(context: dg.SensorEvaluationContext, stores: PlatformStores) ->
             skip_reason=f"{figures}; below the retrain threshold {settings.DRIFT.drift_share:.0%}",
             cursor=json.dumps(cursor),
         )
+    if _awaiting_review(cursor, alias, version, stores):
+        # The retrain this drift asked for gives a new staging version, but drift is measured
+        # against the monitored model until a person promotes (or rolls back): asking again
+        # every day would only stack retrains of the same data.
+        return dg.SensorResult(
+            skip_reason=f"{figures}; a retrain was already requested against {alias} "
+            f"v{version.version}: review and promote the new staging version to re-arm",
+            cursor=json.dumps(cursor),
+        )
     last_request = cursor.get("last_request_ts")
     cooldown_s = settings.DRIFT.cooldown_hours * 3600
     if last_request is not None and time.time() - last_request < cooldown_s:
@@ -81,6 +102,7 @@ def drift_sensor(context: dg.SensorEvaluationContext, stores: PlatformStores) ->
             cursor=json.dumps(cursor),
         )
     cursor["last_request_ts"] = time.time()
+    cursor["requested_for"] = f"{alias}:{version.version}"
     context.log.info(f"requesting retrain_job: {figures}")
     return dg.SensorResult(
         run_requests=[

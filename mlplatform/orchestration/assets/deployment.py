@@ -3,6 +3,7 @@
 import getpass
 
 import dagster as dg
+from mlflow.exceptions import MlflowException
 from pydantic import Field
 
 from mlplatform import config as settings
@@ -11,7 +12,7 @@ from mlplatform.notifications import Notification, NotificationKind
 from mlplatform.orchestration.metadata import mlflow_model_url
 from mlplatform.orchestration.promotion_gate import check_promotion_gate
 from mlplatform.orchestration.resources import Notifier, PlatformStores
-from mlplatform.registry import get_alias_version, promote
+from mlplatform.registry import RegistryError, get_alias_version, promote
 
 
 class PromotionConfig(dg.Config):
@@ -50,14 +51,30 @@ def production_model(
             "backtest_report first",
             allow_retries=False,
         )
-    gate = check_promotion_gate(context.instance, str(staging.version), BLOCKING_CRITERIA)
+    production = get_alias_version(
+        stores.tracking_uri, stores.model_name, settings.PRODUCTION_ALIAS
+    )
+    gate = check_promotion_gate(
+        context.instance,
+        str(staging.version),
+        BLOCKING_CRITERIA,
+        production_version=None if production is None else str(production.version),
+    )
+    problems = list(gate.problems)
+    if production is not None and production.tags.get("rollback_from_version") == str(
+        staging.version
+    ):
+        problems.append(
+            f"v{staging.version} was rolled back out of production (now v{production.version}); "
+            "promoting it again needs override with a reason"
+        )
     overridden = False
-    if not gate.passed:
+    if problems:
         if not config.override:
             raise dg.Failure(
                 description=f"refusing to promote staging v{staging.version}:\n- "
-                + "\n- ".join(gate.problems),
-                metadata={"failing_or_stale_checks": len(gate.problems)},
+                + "\n- ".join(problems),
+                metadata={"failing_or_stale_checks": len(problems)},
                 allow_retries=False,
             )
         if not config.reason.strip():
@@ -67,19 +84,33 @@ def production_model(
             )
         overridden = True
         context.log.warning(
-            "promotion override: " + config.reason + " | " + "; ".join(gate.problems)
+            "promotion override: " + config.reason + " | " + "; ".join(problems)
         )
     actor = launching_user(context, config.actor)
-    record = promote(
-        tracking_uri=stores.tracking_uri,
-        name=stores.model_name,
-        version=str(staging.version),
-        export_root=stores.models_path,
-        actor=actor,
-        reason=config.reason or "manual promotion",
-        run_id=context.run_id,
-        override=overridden,
-    )
+    try:
+        record = promote(
+            tracking_uri=stores.tracking_uri,
+            name=stores.model_name,
+            version=str(staging.version),
+            export_root=stores.models_path,
+            actor=actor,
+            reason=config.reason or "manual promotion",
+            run_id=context.run_id,
+            override=overridden,
+        )
+    except (RegistryError, MlflowException) as exc:
+        now = get_alias_version(stores.tracking_uri, stores.model_name, settings.PRODUCTION_ALIAS)
+        moved = now is not None and str(now.version) == str(staging.version)
+        raise dg.Failure(
+            description=f"promotion of v{staging.version} failed: {exc}. "
+            + (
+                "The production alias already points at it: materialize production_model "
+                "again to finish the export."
+                if moved
+                else "Production is unchanged."
+            ),
+            allow_retries=False,
+        ) from exc
     details = record.to_dict()
     notifier.send(
         Notification(
@@ -104,7 +135,7 @@ def production_model(
             "reason": config.reason or "manual promotion",
             "override": overridden,
             "override_problems": dg.MetadataValue.md(
-                "\n".join(f"- {p}" for p in gate.problems) or "_none_"
+                "\n".join(f"- {p}" for p in problems) or "_none_"
             ),
             "model_version": dg.MetadataValue.url(
                 mlflow_model_url(stores.model_name, staging.version)

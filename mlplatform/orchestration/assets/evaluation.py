@@ -1,5 +1,7 @@
 """Group `evaluation`: the backtest report and its blocking promotion checks."""
 
+import json
+
 import dagster as dg
 import mlflow
 import numpy as np
@@ -16,7 +18,7 @@ from mlplatform.evaluation.promotion import (
     STAGING,
     evaluate_promotion,
 )
-from mlplatform.features import forward_returns, hold_returns
+from mlplatform.features import feature_schema_hash, forward_returns, hold_returns
 from mlplatform.notifications import Notification, NotificationKind
 from mlplatform.orchestration.errors import STORE_RETRY_POLICY, step_guard
 from mlplatform.orchestration.metadata import mlflow_model_url, run_link
@@ -58,6 +60,22 @@ def _bayes_rows(
     }
 
 
+def _not_comparable(tags: dict[str, str], backtest_start: pd.Timestamp) -> str | None:
+    """Why a registry version cannot be scored on a window starting at `backtest_start`."""
+    if tags.get("feature_schema_hash") != feature_schema_hash():
+        return "it was trained on another feature schema"
+    window = tags.get("training_window", "")
+    if "/" not in window:
+        return "it records no training window"
+    trained_until = pd.Timestamp(window.split("/")[1])
+    if trained_until >= backtest_start:
+        return (
+            f"it was trained on data up to {trained_until.date()}, inside the backtest window "
+            f"that starts {backtest_start.date()}"
+        )
+    return None
+
+
 @dg.asset(
     group_name="evaluation",
     kinds={"mlflow"},
@@ -79,9 +97,18 @@ def backtest_report(
     with step_guard(context):
         split = validation.split(features, raw_prices)
         X = split.X_backtest
-        staging_booster = load_booster(
-            stores.tracking_uri, staging_model["name"], staging_model["version"]
-        )
+        backtest_start = split.backtest_dates.min()
+        client = stores.client
+        staging = client.get_model_version(staging_model["name"], str(staging_model["version"]))
+        staging_problem = _not_comparable(staging.tags, backtest_start)
+        if staging_problem:
+            raise dg.Failure(
+                description=f"staging v{staging.version} cannot be scored on this window: "
+                f"{staging_problem}; materialize staging_model again with the current "
+                "validation settings",
+                allow_retries=False,
+            )
+        staging_booster = load_booster(stores.tracking_uri, staging.name, staging.version)
         predictions = {
             STAGING: pd.Series(predict_up_proba(staging_booster, X), index=X.index),
         }
@@ -89,24 +116,37 @@ def backtest_report(
             stores.tracking_uri, stores.model_name, settings.PRODUCTION_ALIAS
         )
         production_version = production.version if production is not None else None
+        production_excluded = None
         if production is not None:
+            production_excluded = _not_comparable(production.tags, backtest_start)
+        if production is not None and not production_excluded:
             production_booster = load_booster(
                 stores.tracking_uri, stores.model_name, production.version
             )
             predictions[PRODUCTION] = pd.Series(
                 predict_up_proba(production_booster, X), index=X.index
             )
+        elif production_excluded:
+            context.log.warning(f"production v{production_version} left out: {production_excluded}")
         predictions.update(naive_baselines(split.y_dev, X.index, raw_prices))
+        # N and the trials' Sharpes come from the study that produced this staging version.
+        n_trials = int(staging.tags.get("tuning_trials", tuned_params.get("n_trials_total", 1)))
+        trial_sharpes = (
+            json.loads(staging.tags["trial_sharpes"])
+            if "trial_sharpes" in staging.tags
+            else tuned_params.get("trial_sharpes")
+        )
         result = run_backtest(
             predictions,
             split.y_backtest,
             forward_returns(raw_prices, horizon=validation.horizon),
             cost_bps=config.cost_bps,
-            n_trials={STAGING: int(tuned_params.get("n_trials_total", 1))},
+            n_trials={STAGING: n_trials},
             # Per-period out-of-fold Sharpes of the study's trials (< 2: the DSR's fallback).
-            trial_sharpes=tuned_params.get("trial_sharpes"),
+            trial_sharpes=trial_sharpes,
             periods_per_year=settings.BACKTEST.periods_per_year,
             hold_returns=hold_returns(raw_prices, horizon=validation.horizon),
+            horizon=validation.horizon,
         )
         bayes = _bayes_rows(market_data, X.index, split.y_backtest)
         table = markdown_table(result)
@@ -142,6 +182,9 @@ def backtest_report(
     metadata: dict[str, dg.RawMetadataValue] = {
         "staging_version": str(staging_model["version"]),
         "production_version": "none" if production_version is None else str(production_version),
+        "production_compared": production_version is not None and not production_excluded,
+        "production_left_out_because": production_excluded or "",
+        "dsr_trials": n_trials,
         "window": f"{split.backtest_window[0]} → {split.backtest_window[1]}",
         "rows": int(result.n_rows),
         "comparison": dg.MetadataValue.md(table),

@@ -18,7 +18,7 @@ from mlplatform.monitoring import (
 )
 from mlplatform.orchestration.errors import STORE_RETRY_POLICY, step_guard
 from mlplatform.orchestration.metadata import run_link, table_markdown
-from mlplatform.orchestration.resources import PlatformStores
+from mlplatform.orchestration.resources import PlatformStores, ValidationScheme
 from mlplatform.registry import download_reference, get_alias_version, load_booster
 from mlplatform.training import predict_up_proba
 
@@ -68,6 +68,7 @@ def drift_report(
     raw_prices: pd.DataFrame,
     mlflow_tracking: dg.ResourceParam[MlFlow],
     stores: PlatformStores,
+    validation: ValidationScheme,
 ) -> dg.Output[dict]:
     alias, version = monitored_version(stores)
     if version is None:
@@ -100,7 +101,7 @@ def drift_report(
         score = score_drift(ReferenceBins.from_dict(reference_doc["score"]), scores)
         score_psi = float(score.psi)
         # Realised labels exist only for rows whose next bar has arrived.
-        labels = make_labels(raw_prices).reindex(current.index).dropna()
+        labels = make_labels(raw_prices, horizon=validation.horizon).reindex(current.index).dropna()
         label_up_rate = float(labels.mean()) if len(labels) else float("nan")
         label_psi = (
             float(

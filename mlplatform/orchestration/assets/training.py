@@ -77,6 +77,18 @@ def _production_params(stores: PlatformStores) -> dict[str, Any] | None:
     return json.loads(version.tags["params"])
 
 
+MAX_TAGGED_SHARPES = 400  # keeps the tag under MLflow's 5000-character limit
+
+
+def sharpe_summary(values: list[float]) -> list[float]:
+    """The trials' Sharpes for a registry tag: all of them, or evenly spaced quantiles of many
+    (their dispersion, which is what the Deflated Sharpe Ratio uses, is kept)."""
+    finite = np.sort(np.asarray([v for v in values if np.isfinite(v)], dtype=float))
+    if len(finite) > MAX_TAGGED_SHARPES:
+        finite = np.quantile(finite, np.linspace(0.0, 1.0, MAX_TAGGED_SHARPES))
+    return [round(float(v), 6) for v in finite]
+
+
 def _log_trial(record: TrialRecord) -> None:
     """Each trial is an MLflow run nested under the Dagster run's MLflow run."""
     with mlflow.start_run(run_name=f"trial-{record.number:03d}", nested=True):
@@ -143,8 +155,11 @@ def tuned_params(
             max_test_rows=config.max_tuning_test_rows,
             # Each trial's out-of-fold long/short Sharpe (tuning folds only, never the backtest
             # window): their dispersion is the V[SR_n] of the backtest's Deflated Sharpe.
-            returns=forward_returns(raw_prices, horizon=validation.horizon).reindex(
-                split.X_dev.index
+            # The backtest trades horizon 1 only, so only then is a trial's Sharpe comparable.
+            returns=(
+                forward_returns(raw_prices, horizon=1).reindex(split.X_dev.index)
+                if validation.horizon == 1
+                else None
             ),
         )
         duration = time.perf_counter() - started
@@ -240,7 +255,9 @@ def staging_model(
         params = {**BASE_PARAMS, **tuned_params["params"], "seed": config.seed}
         num_boost_round = int(tuned_params["num_boost_round"])
         booster = train_model(split.X_dev, split.y_dev, params, num_boost_round)
-        scores = pd.Series(predict_up_proba(booster, split.X_dev), name="score")
+        # Out-of-sample scores (the held-out window) are what live predictions look like; scores
+        # on the training rows are more confident and would make every live window look drifted.
+        scores = pd.Series(predict_up_proba(booster, split.X_backtest), name="score")
         reference = {
             "features": ReferenceBins.from_frame(
                 split.X_dev, n_bins=settings.DRIFT.n_bins
@@ -280,6 +297,10 @@ def staging_model(
             "params": json.dumps(params, sort_keys=True, default=str),
             "num_boost_round": str(num_boost_round),
             "dagster_run_id": context.run_id,
+            # The backtest's Deflated Sharpe Ratio is taken against this version's own study.
+            "tuning_study": str(tuned_params.get("study_name", "")),
+            "tuning_trials": str(int(tuned_params.get("n_trials_total", 1))),
+            "trial_sharpes": json.dumps(sharpe_summary(tuned_params.get("trial_sharpes", []))),
         }
         metadata_doc = {
             **tags,
