@@ -33,6 +33,15 @@ def materialize_production(
     )
 
 
+def materialize(
+    defs: dg.Definitions, instance: dg.DagsterInstance, key: str, **kwargs: object
+) -> dg.ExecuteInProcessResult:
+    job = defs.resolve_implicit_global_asset_job_def()
+    return job.execute_in_process(
+        instance=instance, asset_selection=[dg.AssetKey(key)], raise_on_error=False, **kwargs
+    )
+
+
 def failure_message(result: dg.ExecuteInProcessResult) -> str:
     return "\n".join(
         e.step_failure_data.error.message for e in result.all_events if e.is_step_failure
@@ -116,14 +125,9 @@ def test_backtest_metadata_is_readable(pipeline: SimpleNamespace) -> None:
 
 
 def test_promotion_refused_when_a_check_failed(pipeline: SimpleNamespace) -> None:
-    job = pipeline.defs.resolve_implicit_global_asset_job_def()
     pipeline.mp.setattr(config, "PROMOTION", dataclasses.replace(LENIENT, max_p_value=0.0))
     try:
-        rerun = job.execute_in_process(
-            instance=pipeline.instance,
-            asset_selection=[dg.AssetKey("backtest_report")],
-            raise_on_error=False,
-        )
+        rerun = materialize(pipeline.defs, pipeline.instance, "backtest_report")
     finally:
         pipeline.mp.setattr(config, "PROMOTION", LENIENT)
     assert not {c.check_name: c.passed for c in rerun.get_asset_check_evaluations()}[
@@ -144,12 +148,7 @@ def test_override_needs_a_reason(pipeline: SimpleNamespace) -> None:
 
 
 def test_promotion_accepted_after_checks_pass(pipeline: SimpleNamespace) -> None:
-    job = pipeline.defs.resolve_implicit_global_asset_job_def()
-    rerun = job.execute_in_process(
-        instance=pipeline.instance,
-        asset_selection=[dg.AssetKey("backtest_report")],
-        raise_on_error=False,
-    )
+    rerun = materialize(pipeline.defs, pipeline.instance, "backtest_report")
     assert rerun.success
     promoted = materialize_production(pipeline.defs, pipeline.instance, reason="test promote")
     assert promoted.success, failure_message(promoted)
@@ -166,12 +165,11 @@ def test_promotion_accepted_after_checks_pass(pipeline: SimpleNamespace) -> None
 
 
 def test_promotion_refused_when_checks_are_stale(pipeline: SimpleNamespace) -> None:
-    job = pipeline.defs.resolve_implicit_global_asset_job_def()
-    retrained = job.execute_in_process(
-        instance=pipeline.instance,
-        asset_selection=[dg.AssetKey("staging_model")],
+    retrained = materialize(
+        pipeline.defs,
+        pipeline.instance,
+        "staging_model",
         run_config={"ops": {"staging_model": {"config": {"seed": 11}}}},
-        raise_on_error=False,
     )
     assert retrained.success, failure_message(retrained)
     refused = materialize_production(pipeline.defs, pipeline.instance, reason="too early")
@@ -214,12 +212,8 @@ def test_rollback_job_restores_previous(pipeline: SimpleNamespace) -> None:
 
 
 def test_bad_tuning_config_refused_before_work(pipeline: SimpleNamespace) -> None:
-    job = pipeline.defs.resolve_implicit_global_asset_job_def()
-    result = job.execute_in_process(
-        instance=pipeline.instance,
-        asset_selection=[dg.AssetKey("tuned_params")],
-        run_config=small_run_config(n_trials=0),
-        raise_on_error=False,
+    result = materialize(
+        pipeline.defs, pipeline.instance, "tuned_params", run_config=small_run_config(n_trials=0)
     )
     assert not result.success
     assert "n_trials" in failure_message(result)
@@ -239,12 +233,7 @@ def test_rolled_back_version_is_not_promoted_again_without_override(
 ) -> None:
     # After test_rollback_job_restores_previous: production is the first version again and
     # staging is the version that was rolled back out of production.
-    job = pipeline.defs.resolve_implicit_global_asset_job_def()
-    rerun = job.execute_in_process(
-        instance=pipeline.instance,
-        asset_selection=[dg.AssetKey("backtest_report")],
-        raise_on_error=False,
-    )
+    rerun = materialize(pipeline.defs, pipeline.instance, "backtest_report")
     assert rerun.success, failure_message(rerun)
     refused = materialize_production(pipeline.defs, pipeline.instance, reason="again")
     assert not refused.success
@@ -261,11 +250,6 @@ def test_backtest_refuses_a_window_the_model_trained_on(pipeline: SimpleNamespac
             "validation": ValidationScheme(**{**SMALL_VALIDATION, "backtest_months": 9}),
         }
     )
-    job = longer.resolve_implicit_global_asset_job_def()
-    result = job.execute_in_process(
-        instance=pipeline.instance,
-        asset_selection=[dg.AssetKey("backtest_report")],
-        raise_on_error=False,
-    )
+    result = materialize(longer, pipeline.instance, "backtest_report")
     assert not result.success
     assert "inside the backtest window" in failure_message(result)
