@@ -83,9 +83,7 @@ def production_model(
                 allow_retries=False,
             )
         overridden = True
-        context.log.warning(
-            "promotion override: " + config.reason + " | " + "; ".join(problems)
-        )
+        context.log.warning("promotion override: " + config.reason + " | " + "; ".join(problems))
     actor = launching_user(context, config.actor)
     try:
         record = promote(
