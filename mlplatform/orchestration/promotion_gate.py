@@ -79,11 +79,13 @@ def check_promotion_gate(
                 f"v{staging_version}; re-materialize backtest_report"
             )
         current = "none" if production_version is None else str(production_version)
-        if against is not None and against != current:
+        # Re-promoting the version that is already production only finishes a crashed export.
+        already_production = current == str(staging_version)
+        if against is not None and against != current and not already_production:
             problems.append(
-                f"{name}: stale — compared against production v{against}, production is now "
-                f"{'none' if production_version is None else 'v' + current}; "
-                "re-materialize backtest_report"
+                f"{name}: stale — compared against production "
+                f"{'none' if against == 'none' else 'v' + against}, production is now "
+                f"{'none' if current == 'none' else 'v' + current}; re-materialize backtest_report"
             )
     if len(targets) > 1:
         problems.append(
