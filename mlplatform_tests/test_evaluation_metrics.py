@@ -162,3 +162,17 @@ def test_dsr_with_tightly_clustered_trial_sharpes_beats_the_fallback() -> None:
     # fewer than two finite trial Sharpes carry no variance: the fallback applies
     assert m.deflated_sharpe_ratio(r, 50, [0.05, math.nan]) == pytest.approx(fallback)
     assert m.deflated_sharpe_ratio(r, 50, [0.05]) == pytest.approx(fallback)
+
+
+def test_date_level_test_does_not_count_correlated_rows_as_independent() -> None:
+    from mlplatform.evaluation.metrics import binomial_p_value, date_level_p_value
+
+    # 20 dates x 100 tickers that all move together; the model is right on 11 of the 20 dates.
+    dates = np.repeat(np.arange(20), 100)
+    up_day = np.arange(20) % 2 == 0
+    y = np.repeat(up_day, 100).astype(int)
+    right_day = np.arange(20) < 11
+    proba = np.where(np.repeat(right_day, 100), y, 1 - y).astype(float)
+    hits = int(((proba > 0.5).astype(int) == y).sum())
+    assert binomial_p_value(hits, len(y), 0.5) < 1e-3  # 2,000 "independent" rows
+    assert date_level_p_value(y, proba, dates) > 0.1  # really 20 observations

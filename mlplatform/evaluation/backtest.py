@@ -50,6 +50,7 @@ CLASSIFICATION_METRICS: tuple[str, ...] = (
     "log_loss",
     "brier",
     "p_value_vs_majority",
+    "p_value_by_date",
     "majority_rate",
     "up_share",
     "down_share",
@@ -335,6 +336,7 @@ def run_backtest(
     for name, ps in preds.items():
         p = ps.reindex(common).to_numpy()
         row = m.classification_metrics(y, p)
+        row["p_value_by_date"] = m.date_level_p_value(y, p, dates)
         for strategy in STRATEGIES:
             overnight = hold_fr is not None and name in HELD_OVERNIGHT
             net, trade = strategy_returns(

@@ -81,6 +81,24 @@ def binomial_p_value(k: int, n: int, p0: float) -> float:
     return float(stats.binomtest(int(k), int(n), p0, alternative="greater").pvalue)
 
 
+def date_level_p_value(y_true: ArrayLike, proba: ArrayLike, dates: ArrayLike) -> float:
+    """One-sided p-value that accuracy beats the majority-class rate with dates as the unit.
+
+    Rows of one date share the market factor, so the row-level binomial test overstates the
+    evidence; here each date's (accuracy − majority-rate hits) is one observation in a one-sample
+    t-test (scipy), which is the honest sample size for a cross-section that moves together.
+    """
+    y = _labels(y_true)
+    hit = (np.asarray(proba, dtype=float) > 0.5).astype(int) == y
+    majority_up = y.mean() >= 0.5
+    majority_hit = y == int(majority_up)
+    frame = pd.DataFrame({"date": np.asarray(dates), "edge": hit.astype(float) - majority_hit})
+    per_date = frame.groupby("date", sort=False)["edge"].mean().to_numpy()
+    if len(per_date) < 3 or np.allclose(per_date, per_date[0]):
+        return math.nan
+    return float(stats.ttest_1samp(per_date, 0.0, alternative="greater").pvalue)
+
+
 def roc_auc(y_true: ArrayLike, proba: ArrayLike) -> float:
     """ROC AUC, NaN when only one class is present (AUC is undefined then)."""
     y = _labels(y_true)

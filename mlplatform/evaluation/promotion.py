@@ -67,14 +67,18 @@ def evaluate_promotion(
     verdicts: list[Verdict] = []
 
     p_value = _f(s.get("p_value_vs_majority"))
+    # Rows of one date move together: the date-level test must agree with the row-level one.
+    p_by_date = _f(s.get("p_value_by_date", p_value))
     verdicts.append(
         Verdict(
             BEATS_MAJORITY,
-            p_value < criteria.max_p_value,
-            f"p = {p_value:.4g} (needs < {criteria.max_p_value}); accuracy "
-            f"{_f(s.get('accuracy')):.4f} vs majority rate {_f(s.get('majority_rate')):.4f}",
+            p_value < criteria.max_p_value and p_by_date < criteria.max_p_value,
+            f"p = {p_value:.4g} by row, {p_by_date:.4g} by date (each needs < "
+            f"{criteria.max_p_value}); accuracy {_f(s.get('accuracy')):.4f} vs majority rate "
+            f"{_f(s.get('majority_rate')):.4f}",
             numbers={
                 "p_value": p_value,
+                "p_value_by_date": p_by_date,
                 "accuracy": _f(s.get("accuracy")),
                 "majority_rate": _f(s.get("majority_rate")),
                 "max_p_value": criteria.max_p_value,

@@ -38,6 +38,7 @@ DEFAULT_METRICS: tuple[str, ...] = (
     "log_loss",
     "brier",
     "p_value_vs_majority",
+    "p_value_by_date",
     "majority_rate",
     "up_share",
     "n",
