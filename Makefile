@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 3000
 
-.PHONY: install run test lint dev mlflow-ui promote rollback bench clean
+.PHONY: install run test lint dev mlflow-ui promote rollback repair bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,10 @@ promote: install
 # VERSION empty = the previous production version.
 rollback: install
 	$(BIN)/python -m mlplatform rollback $(if $(VERSION),--version $(VERSION),) --reason "$(REASON)"
+
+# After a crash between the alias move and the export: rewrite models/production to match.
+repair: install
+	$(BIN)/python -m mlplatform repair
 
 bench: install
 	$(BIN)/python benchmarks/bench_features.py

@@ -217,6 +217,21 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     return _report_single(result, "rollback")
 
 
+def cmd_repair(args: argparse.Namespace) -> int:
+    from mlplatform.definitions import build_definitions
+
+    instance = _instance()
+    job = build_definitions().resolve_job_def("repair_export_job")
+    result = job.execute_in_process(
+        instance=instance, raise_on_error=False, tags={"mlplatform/trigger": "cli_repair"}
+    )
+    if not result.success:
+        return _report_single(result, "repair")
+    report = result.output_for_node("repair_production")
+    print(f"repair done: {report}")
+    return 0
+
+
 def _report_single(result: dg.ExecuteInProcessResult, what: str) -> int:
     if result.success:
         for event in result.get_asset_materialization_events():
@@ -279,6 +294,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     rollback.add_argument("--version", default="", help="registry version (default: previous)")
     rollback.add_argument("--reason", default="")
     rollback.set_defaults(func=cmd_rollback)
+    repair = sub.add_parser("repair", help="make models/production match the production alias")
+    repair.set_defaults(func=cmd_repair)
     for name, func, port in (("dev", cmd_dev, 3000), ("mlflow-ui", cmd_mlflow_ui, 5000)):
         p = sub.add_parser(name)
         p.add_argument("--host", default="127.0.0.1")

@@ -12,7 +12,12 @@ import dagster as dg
 
 from mlplatform import config
 from mlplatform.orchestration.assets import data, deployment, evaluation, monitoring, training
-from mlplatform.orchestration.jobs import data_refresh_job, retrain_job, rollback_job
+from mlplatform.orchestration.jobs import (
+    data_refresh_job,
+    repair_export_job,
+    retrain_job,
+    rollback_job,
+)
 from mlplatform.orchestration.resources import (
     MarketDataSource,
     Notifier,
@@ -66,7 +71,7 @@ def build_definitions(overrides: dict[str, object] | None = None) -> dg.Definiti
     return dg.Definitions(
         assets=dg.load_assets_from_modules([data, training, evaluation, deployment, monitoring]),
         asset_checks=dg.load_asset_checks_from_modules([data, evaluation]),
-        jobs=[retrain_job, data_refresh_job, rollback_job],
+        jobs=[retrain_job, data_refresh_job, rollback_job, repair_export_job],
         schedules=[weekly_retrain_schedule, daily_refresh_schedule],
         sensors=[drift_sensor, run_failure_notification_sensor],
         resources={**build_resources(), **(overrides or {})},

@@ -10,6 +10,7 @@ from mlflow.tracking import MlflowClient
 from mlplatform import config
 from mlplatform.cli import main
 from mlplatform.data import generate_market
+from mlplatform.registry import verify_export
 from mlplatform_tests.conftest import lenient_criteria
 
 
@@ -41,3 +42,8 @@ def test_run_promote_rollback_through_the_cli(
     assert (config.models_dir() / "production" / "model.txt").exists()
 
     assert main(["promote"]) == 0  # promoting the same version again is idempotent
+
+    (config.models_dir() / "production" / "model.txt").write_text("corrupted")
+    assert main(["repair"]) == 0  # a damaged export is rewritten to match the alias
+    assert "'rewritten': True" in capsys.readouterr().out
+    verify_export(config.models_dir() / "production")

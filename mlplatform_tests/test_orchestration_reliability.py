@@ -148,3 +148,40 @@ def test_same_seed_and_data_give_identical_model(
         exports.append((params, (tmp_path / attempt / "models" / "staging" / "model.txt")))
     assert exports[0][0] == exports[1][0]
     assert exports[0][1].read_bytes() == exports[1][1].read_bytes()
+
+
+def test_rollback_that_stops_half_way_says_so_and_repair_finishes_it(
+    platform_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mlplatform.orchestration import jobs
+    from mlplatform.registry import rollback, verify_export
+
+    monkeypatch.setattr(config, "PROMOTION", lenient_criteria())
+    with dg.instance_for_test() as instance:
+        defs = build_definitions(small_overrides())
+        assert run_pipeline(defs, instance, small_run_config(n_trials=2)).success
+        promote = {"ops": {"production_model": {"config": {"reason": "first"}}}}
+        assert _materialize(defs, instance, "production_model", run_config=promote).success
+        retrain = {"ops": {"staging_model": {"config": {"seed": 5}}}}
+        assert _materialize(defs, instance, "staging_model", run_config=retrain).success
+        override = {"ops": {"production_model": {"config": {"override": True, "reason": "t"}}}}
+        assert _materialize(defs, instance, "production_model", run_config=override).success
+
+        def crash(point: str) -> None:
+            if point == "after_alias":
+                raise RuntimeError("store went away after the alias move")
+
+        monkeypatch.setattr(jobs, "rollback", lambda **kw: rollback(**kw, fault=crash))
+        half = defs.resolve_job_def("rollback_job").execute_in_process(
+            instance=instance, raise_on_error=False
+        )
+        assert not half.success
+        message = "\n".join(
+            e.step_failure_data.error.message for e in half.all_events if e.is_step_failure
+        )
+        assert "stopped half way" in message and "make repair" in message
+
+        repaired = defs.resolve_job_def("repair_export_job").execute_in_process(instance=instance)
+        assert repaired.output_for_node("repair_production")["version"] == "1"
+    stores = defs.resources["stores"]
+    assert str(verify_export(Path(stores.models_dir) / "production")["model_version"]) == "1"

@@ -3,10 +3,11 @@
 import dagster as dg
 from pydantic import Field
 
+from mlplatform.config import PRODUCTION_ALIAS
 from mlplatform.notifications import Notification, NotificationKind
 from mlplatform.orchestration.assets.deployment import launching_user
 from mlplatform.orchestration.resources import Notifier, PlatformStores
-from mlplatform.registry import rollback
+from mlplatform.registry import get_alias_version, repair_production_export, rollback
 
 retrain_job = dg.define_asset_job(
     name="retrain_job",
@@ -42,6 +43,7 @@ def rollback_production(
     notifier: Notifier,
 ) -> dict:
     actor = launching_user(context, config.actor)
+    before = get_alias_version(stores.tracking_uri, stores.model_name, PRODUCTION_ALIAS)
     try:
         record = rollback(
             tracking_uri=stores.tracking_uri,
@@ -53,6 +55,14 @@ def rollback_production(
             run_id=context.run_id,
         )
     except Exception as exc:
+        after = get_alias_version(stores.tracking_uri, stores.model_name, PRODUCTION_ALIAS)
+        if after is not None and (before is None or after.version != before.version):
+            raise dg.Failure(
+                description=f"rollback stopped half way: the production alias now points at "
+                f"v{after.version} but the export was not finished ({exc}); run repair_export_job "
+                "(`make repair`) to bring models/production in line, do not roll back again",
+                allow_retries=False,
+            ) from exc
         raise dg.Failure(description=f"rollback refused: {exc}", allow_retries=False) from exc
     details = record.to_dict()
     context.log_event(
@@ -81,3 +91,17 @@ def rollback_production(
 @dg.job(description="Move production back to an archived version (default: the previous one).")
 def rollback_job() -> None:
     rollback_production()
+
+
+@dg.op(description="Rewrite models/production from the version the production alias points at.")
+def repair_production(context: dg.OpExecutionContext, stores: PlatformStores) -> dict:
+    report = repair_production_export(
+        tracking_uri=stores.tracking_uri, name=stores.model_name, export_root=stores.models_path
+    )
+    context.log.info(f"repair: {report}")
+    return report
+
+
+@dg.job(description="After a crash: make the models/production export match the production alias.")
+def repair_export_job() -> None:
+    repair_production()
