@@ -49,18 +49,31 @@ def pipeline_selection() -> dg.AssetSelection:
     return dg.AssetSelection.all() - dg.AssetSelection.assets("production_model")
 
 
+def execute(
+    defs: dg.Definitions,
+    instance: dg.DagsterInstance,
+    *,
+    trigger: str,
+    job: str | None = None,
+    assets: list[dg.AssetKey] | None = None,
+    run_config: dict | None = None,
+) -> dg.ExecuteInProcessResult:
+    """Run a named job, or the given assets, in process on `instance`, tagged with its trigger."""
+    job_def = defs.resolve_job_def(job) if job else defs.resolve_implicit_global_asset_job_def()
+    return job_def.execute_in_process(
+        instance=instance,
+        asset_selection=assets,
+        run_config=run_config or {},
+        raise_on_error=False,
+        tags={"mlplatform/trigger": trigger},
+    )
+
+
 def run_pipeline(
     defs: dg.Definitions, instance: dg.DagsterInstance, run_config: dict | None = None
 ) -> dg.ExecuteInProcessResult:
-    job = defs.resolve_implicit_global_asset_job_def()
     keys = pipeline_selection().resolve(defs.resolve_asset_graph())
-    return job.execute_in_process(
-        instance=instance,
-        asset_selection=list(keys),
-        run_config=run_config or {},
-        raise_on_error=False,
-        tags={"mlplatform/trigger": "cli_run"},
-    )
+    return execute(defs, instance, trigger="cli_run", assets=list(keys), run_config=run_config)
 
 
 def pipeline_errors(result: dg.ExecuteInProcessResult) -> list[str]:
@@ -178,21 +191,13 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_promote(args: argparse.Namespace) -> int:
     from mlplatform.definitions import build_definitions
 
-    instance = _instance()
-    defs = build_definitions()
-    job = defs.resolve_implicit_global_asset_job_def()
-    result = job.execute_in_process(
-        instance=instance,
-        asset_selection=[dg.AssetKey("production_model")],
-        run_config={
-            "ops": {
-                "production_model": {
-                    "config": {"reason": args.reason or "", "override": bool(args.override)}
-                }
-            }
-        },
-        raise_on_error=False,
-        tags={"mlplatform/trigger": "cli_promote"},
+    promotion = {"reason": args.reason or "", "override": bool(args.override)}
+    result = execute(
+        build_definitions(),
+        _instance(),
+        trigger="cli_promote",
+        assets=[dg.AssetKey("production_model")],
+        run_config={"ops": {"production_model": {"config": promotion}}},
     )
     return _report_single(result, "promotion")
 
@@ -200,19 +205,13 @@ def cmd_promote(args: argparse.Namespace) -> int:
 def cmd_rollback(args: argparse.Namespace) -> int:
     from mlplatform.definitions import build_definitions
 
-    instance = _instance()
-    job = build_definitions().resolve_job_def("rollback_job")
-    result = job.execute_in_process(
-        instance=instance,
-        run_config={
-            "ops": {
-                "rollback_production": {
-                    "config": {"to_version": args.version or "", "reason": args.reason or ""}
-                }
-            }
-        },
-        raise_on_error=False,
-        tags={"mlplatform/trigger": "cli_rollback"},
+    target = {"to_version": args.version or "", "reason": args.reason or ""}
+    result = execute(
+        build_definitions(),
+        _instance(),
+        trigger="cli_rollback",
+        job="rollback_job",
+        run_config={"ops": {"rollback_production": {"config": target}}},
     )
     return _report_single(result, "rollback")
 
@@ -220,15 +219,12 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 def cmd_repair(args: argparse.Namespace) -> int:
     from mlplatform.definitions import build_definitions
 
-    instance = _instance()
-    job = build_definitions().resolve_job_def("repair_export_job")
-    result = job.execute_in_process(
-        instance=instance, raise_on_error=False, tags={"mlplatform/trigger": "cli_repair"}
+    result = execute(
+        build_definitions(), _instance(), trigger="cli_repair", job="repair_export_job"
     )
     if not result.success:
         return _report_single(result, "repair")
-    report = result.output_for_node("repair_production")
-    print(f"repair done: {report}")
+    print(f"repair done: {result.output_for_node('repair_production')}")
     return 0
 
 

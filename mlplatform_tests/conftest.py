@@ -35,6 +35,32 @@ SMALL_VALIDATION = {"n_folds": 2, "min_train_days": 120, "embargo_days": 2}
 SMALL_TUNING = {"n_trials": 6, "timeout_s": 300.0}
 
 
+def materialize(
+    defs: object, instance: object, *keys: str, run_config: dict | None = None
+) -> object:
+    """The assets `keys`, in process, through the same helper the CLI uses."""
+    import dagster as dg
+
+    from mlplatform.cli import execute
+
+    return execute(
+        defs,  # type: ignore[arg-type]
+        instance,  # type: ignore[arg-type]
+        trigger="test",
+        assets=[dg.AssetKey(key) for key in keys],
+        run_config=run_config,
+    )
+
+
+def failure_message(result: object) -> str:
+    """Every step failure's message in one string."""
+    return "\n".join(
+        event.step_failure_data.error.message
+        for event in result.all_events  # type: ignore[attr-defined]
+        if event.is_step_failure
+    )
+
+
 def lenient_criteria():
     """Promotion criteria every candidate passes: lets a test reach promotion deterministically."""
     import dataclasses

@@ -14,6 +14,7 @@ from mlplatform.definitions import build_definitions, defs
 from mlplatform_tests.conftest import (
     WebhookReceiver,
     lenient_criteria,
+    materialize,
     small_overrides,
     small_run_config,
 )
@@ -94,13 +95,7 @@ def _tick(
 
 def _refresh(instance: dg.DagsterInstance, as_of: str) -> dg.Definitions:
     defs_ = build_definitions(small_overrides(as_of=as_of, **DRIFT_MARKET))
-    job = defs_.resolve_implicit_global_asset_job_def()
-    result = job.execute_in_process(
-        instance=instance,
-        asset_selection=[dg.AssetKey("raw_prices"), dg.AssetKey("features")],
-        raise_on_error=False,
-    )
-    assert result.success
+    assert materialize(defs_, instance, "raw_prices", "features").success
     return defs_
 
 
@@ -122,10 +117,7 @@ def test_drift_sensor_requests_exactly_one_retrain_after_regime_change(
         assert not data.run_requests
         assert "no new features" in data.skip_message
 
-        prices_only = before.resolve_implicit_global_asset_job_def().execute_in_process(
-            instance=instance, asset_selection=[dg.AssetKey("raw_prices")]
-        )
-        assert prices_only.success
+        assert materialize(before, instance, "raw_prices").success
         data = _tick(before, instance, data.cursor)  # new bars, features not recomputed yet
         assert not data.run_requests and "materialize features" in data.skip_message
 
@@ -155,10 +147,7 @@ def test_failed_run_is_notified_by_webhook(
     missing = str(platform_home / "no-such-prices.csv")
     defs_ = build_definitions({"market_data": MarketDataSource(kind="file", path=missing)})
     with dg.instance_for_test() as instance:
-        job = defs_.resolve_implicit_global_asset_job_def()
-        failed = job.execute_in_process(
-            instance=instance, asset_selection=[dg.AssetKey("raw_prices")], raise_on_error=False
-        )
+        failed = materialize(defs_, instance, "raw_prices")
         assert not failed.success
         run = instance.get_run_by_id(failed.run_id)
         failure = next(e for e in failed.all_events if e.event_type_value == "PIPELINE_FAILURE")

@@ -8,15 +8,22 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import dagster as dg
+import optuna
 import pytest
 from mlflow.tracking import MlflowClient
 
 from mlplatform import config
-from mlplatform.cli import run_pipeline
+from mlplatform.cli import execute, run_pipeline
 from mlplatform.definitions import build_definitions
 from mlplatform.evaluation.promotion import BLOCKING_CRITERIA, WARNING_CRITERIA
 from mlplatform.registry import verify_export
-from mlplatform_tests.conftest import lenient_criteria, small_overrides, small_run_config
+from mlplatform_tests.conftest import (
+    failure_message,
+    lenient_criteria,
+    materialize,
+    small_overrides,
+    small_run_config,
+)
 
 LENIENT = lenient_criteria()
 
@@ -24,27 +31,11 @@ LENIENT = lenient_criteria()
 def materialize_production(
     defs: dg.Definitions, instance: dg.DagsterInstance, **promotion: object
 ) -> dg.ExecuteInProcessResult:
-    job = defs.resolve_implicit_global_asset_job_def()
-    return job.execute_in_process(
-        instance=instance,
-        asset_selection=[dg.AssetKey("production_model")],
+    return materialize(
+        defs,
+        instance,
+        "production_model",
         run_config={"ops": {"production_model": {"config": promotion}}},
-        raise_on_error=False,
-    )
-
-
-def materialize(
-    defs: dg.Definitions, instance: dg.DagsterInstance, key: str, **kwargs: object
-) -> dg.ExecuteInProcessResult:
-    job = defs.resolve_implicit_global_asset_job_def()
-    return job.execute_in_process(
-        instance=instance, asset_selection=[dg.AssetKey(key)], raise_on_error=False, **kwargs
-    )
-
-
-def failure_message(result: dg.ExecuteInProcessResult) -> str:
-    return "\n".join(
-        e.step_failure_data.error.message for e in result.all_events if e.is_step_failure
     )
 
 
@@ -197,10 +188,12 @@ def test_rollback_job_restores_previous(pipeline: SimpleNamespace) -> None:
     second = client.get_model_version_by_alias(config.MODEL_NAME, config.PRODUCTION_ALIAS)
     assert second.version != first.version
     assert second.tags.get("override") == "true"
-    rolled = pipeline.defs.resolve_job_def("rollback_job").execute_in_process(
-        instance=pipeline.instance,
+    rolled = execute(
+        pipeline.defs,
+        pipeline.instance,
+        trigger="test",
+        job="rollback_job",
         run_config={"ops": {"rollback_production": {"config": {"reason": "test"}}}},
-        raise_on_error=False,
     )
     assert rolled.success, failure_message(rolled)
     now = client.get_model_version_by_alias(config.MODEL_NAME, config.PRODUCTION_ALIAS)
@@ -211,14 +204,34 @@ def test_rollback_job_restores_previous(pipeline: SimpleNamespace) -> None:
     assert latest.asset_materialization.metadata["production_version"].value == str(first.version)
 
 
-def test_bad_tuning_config_refused_before_work(pipeline: SimpleNamespace) -> None:
+@pytest.mark.parametrize(
+    ("bad", "field"), [({"n_trials": 0}, "n_trials"), ({"timeout_s": -5.0}, "timeout_s")]
+)
+def test_bad_tuning_config_refused_before_work(
+    pipeline: SimpleNamespace, bad: dict, field: str
+) -> None:
+    studies_before = len(
+        optuna.study.get_all_study_summaries(pipeline.defs.resources["stores"].optuna_storage)
+    )
     result = materialize(
-        pipeline.defs, pipeline.instance, "tuned_params", run_config=small_run_config(n_trials=0)
+        pipeline.defs, pipeline.instance, "tuned_params", run_config=small_run_config(**bad)
     )
     assert not result.success
-    assert "n_trials" in failure_message(result)
+    assert field in failure_message(result)
     retries = [e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]
     assert not retries  # bad config is never retried
+    studies = optuna.study.get_all_study_summaries(pipeline.defs.resources["stores"].optuna_storage)
+    assert len(studies) == studies_before  # refused before any study was touched
+
+
+def test_unknown_pruner_is_refused_by_the_launchpad_config(pipeline: SimpleNamespace) -> None:
+    with pytest.raises(dg.DagsterInvalidConfigError, match="pruner"):
+        materialize(
+            pipeline.defs,
+            pipeline.instance,
+            "tuned_params",
+            run_config=small_run_config(pruner="sometimes"),
+        )
 
 
 def test_bad_validation_scheme_names_the_field() -> None:

@@ -12,13 +12,15 @@ from mlflow.tracking import MlflowClient
 from sqlalchemy.exc import OperationalError
 
 from mlplatform import config
-from mlplatform.cli import run_pipeline
+from mlplatform.cli import execute, run_pipeline
 from mlplatform.definitions import build_definitions
 from mlplatform.orchestration.assets import training as training_assets
 from mlplatform.registry import register_candidate
 from mlplatform_tests.conftest import (
     WebhookReceiver,
+    failure_message,
     lenient_criteria,
+    materialize,
     small_overrides,
     small_run_config,
 )
@@ -28,16 +30,6 @@ def _statuses(tracking_uri: str) -> list[str]:
     client = MlflowClient(tracking_uri=tracking_uri)
     experiments = [e.experiment_id for e in client.search_experiments()]
     return [r.info.status for r in client.search_runs(experiments, max_results=1000)]
-
-
-def _materialize(defs: dg.Definitions, instance: dg.DagsterInstance, *keys: str, **kw: Any):
-    job = defs.resolve_implicit_global_asset_job_def()
-    return job.execute_in_process(
-        instance=instance,
-        asset_selection=[dg.AssetKey(k) for k in keys],
-        raise_on_error=False,
-        **kw,
-    )
 
 
 def test_ready_for_review_is_sent_when_every_criterion_passes(
@@ -78,7 +70,7 @@ def test_failure_after_alias_move_leaves_registry_export_and_mlflow_clean(
             return register_candidate(*args, **{**kwargs, "fault": crash})
 
         monkeypatch.setattr(training_assets, "register_candidate", crashing_register)
-        failed = _materialize(
+        failed = materialize(
             defs,
             instance,
             "staging_model",
@@ -99,7 +91,7 @@ def test_transient_store_error_is_retried_with_backoff(
 ) -> None:
     with dg.instance_for_test() as instance:
         defs = build_definitions(small_overrides())
-        assert _materialize(defs, instance, "raw_prices", "features").success
+        assert materialize(defs, instance, "raw_prices", "features").success
         real = training_assets.get_alias_version
         calls = {"n": 0}
 
@@ -110,7 +102,7 @@ def test_transient_store_error_is_retried_with_backoff(
             return real(*args, **kwargs)
 
         monkeypatch.setattr(training_assets, "get_alias_version", flaky)
-        result = _materialize(
+        result = materialize(
             defs, instance, "tuned_params", run_config=small_run_config(n_trials=2)
         )
     assert result.success
@@ -130,7 +122,7 @@ def test_same_seed_and_data_give_identical_model(
         monkeypatch.setenv(config.MODELS_DIR_ENV, str(tmp_path / attempt / "models"))
         with dg.instance_for_test() as instance:
             defs = build_definitions(small_overrides())
-            result = _materialize(
+            result = materialize(
                 defs,
                 instance,
                 "raw_prices",
@@ -161,27 +153,24 @@ def test_rollback_that_stops_half_way_says_so_and_repair_finishes_it(
         defs = build_definitions(small_overrides())
         assert run_pipeline(defs, instance, small_run_config(n_trials=2)).success
         promote = {"ops": {"production_model": {"config": {"reason": "first"}}}}
-        assert _materialize(defs, instance, "production_model", run_config=promote).success
+        assert materialize(defs, instance, "production_model", run_config=promote).success
         retrain = {"ops": {"staging_model": {"config": {"seed": 5}}}}
-        assert _materialize(defs, instance, "staging_model", run_config=retrain).success
+        assert materialize(defs, instance, "staging_model", run_config=retrain).success
         override = {"ops": {"production_model": {"config": {"override": True, "reason": "t"}}}}
-        assert _materialize(defs, instance, "production_model", run_config=override).success
+        assert materialize(defs, instance, "production_model", run_config=override).success
 
         def crash(point: str) -> None:
             if point == "after_alias":
                 raise RuntimeError("store went away after the alias move")
 
         monkeypatch.setattr(jobs, "rollback", lambda **kw: rollback(**kw, fault=crash))
-        half = defs.resolve_job_def("rollback_job").execute_in_process(
-            instance=instance, raise_on_error=False
-        )
+        half = execute(defs, instance, trigger="test", job="rollback_job")
         assert not half.success
-        message = "\n".join(
-            e.step_failure_data.error.message for e in half.all_events if e.is_step_failure
-        )
+        message = failure_message(half)
         assert "stopped half way" in message and "make repair" in message
 
-        repaired = defs.resolve_job_def("repair_export_job").execute_in_process(instance=instance)
+        repaired = execute(defs, instance, trigger="test", job="repair_export_job")
+        assert repaired.success
         assert repaired.output_for_node("repair_production")["version"] == "1"
     stores = defs.resources["stores"]
     assert str(verify_export(Path(stores.models_dir) / "production")["model_version"]) == "1"

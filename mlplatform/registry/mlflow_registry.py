@@ -5,8 +5,8 @@ explicitly and works through `MlflowClient(tracking_uri)`. The one exception is
 `mlflow.lightgbm.log_model`, which only reads the process-global tracking URI; it runs inside
 `_global_tracking_uri`, which sets and restores that global under a lock, and is given the run
 id and a pre-created LoggedModel so it never consults the fluent "active run". The SQL registry
-store's `create_model_version` also resolves `models:/m-…` through the global URI (an MLflow
-TODO in its source), so it runs inside the same context.
+store's `create_model_version` also resolves `models:/m-…` through the global URI (a limitation
+MLflow's own source acknowledges), so it runs inside the same context.
 
 A Booster is stored by the MLflow lightgbm flavor as `model.lgb`, LightGBM's native text format.
 `load_booster` reads that file itself (after checking the MLmodel flavor says Booster) instead of
