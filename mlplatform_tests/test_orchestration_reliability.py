@@ -13,6 +13,7 @@ from sqlalchemy.exc import OperationalError
 
 from mlplatform import config
 from mlplatform.cli import execute, run_pipeline
+from mlplatform.data import generate_market
 from mlplatform.definitions import build_definitions
 from mlplatform.orchestration.assets import training as training_assets
 from mlplatform.registry import register_candidate
@@ -174,3 +175,31 @@ def test_rollback_that_stops_half_way_says_so_and_repair_finishes_it(
         assert repaired.output_for_node("repair_production")["version"] == "1"
     stores = defs.resources["stores"]
     assert str(verify_export(Path(stores.models_dir) / "production")["model_version"]) == "1"
+
+
+def test_bad_input_file_names_the_place_and_changes_nothing(platform_home: Path) -> None:
+    from mlplatform.orchestration.resources import MarketDataSource
+
+    good = platform_home.parent / "good.csv"
+    generate_market(seed=2, n_tickers=3, years=2, as_of="2026-06-30").prices.to_csv(
+        good, index=False
+    )
+    bad = platform_home.parent / "bad.csv"
+    lines = good.read_text().splitlines()
+    lines[5] = lines[5].replace(lines[5].split(",")[0], "not-a-date", 1)
+    bad.write_text("\n".join(lines) + "\n")
+    with dg.instance_for_test() as instance:
+        ok = build_definitions({"market_data": MarketDataSource(kind="file", path=str(good))})
+        assert materialize(ok, instance, "raw_prices").success
+        before = instance.fetch_materializations(dg.AssetKey("raw_prices"), limit=1).records
+        stored = (platform_home / "io" / "raw_prices").read_bytes()
+
+        broken = build_definitions({"market_data": MarketDataSource(kind="file", path=str(bad))})
+        result = materialize(broken, instance, "raw_prices", "features")
+        assert not result.success
+        message = failure_message(result)
+        assert "bad.csv" in message and "not-a-date" in message
+        assert not result.get_asset_materialization_events()
+        after = instance.fetch_materializations(dg.AssetKey("raw_prices"), limit=1).records
+        assert after[0].storage_id == before[0].storage_id
+        assert (platform_home / "io" / "raw_prices").read_bytes() == stored
