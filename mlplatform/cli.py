@@ -60,10 +60,11 @@ def execute(
 ) -> dg.ExecuteInProcessResult:
     """Run a named job, or the given assets, in process on `instance`, tagged with its trigger."""
     job_def = defs.resolve_job_def(job) if job else defs.resolve_implicit_global_asset_job_def()
+    quiet = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}  # no per-event DEBUG
     return job_def.execute_in_process(
         instance=instance,
         asset_selection=assets,
-        run_config=run_config or {},
+        run_config={**quiet, **(run_config or {})},
         raise_on_error=False,
         tags={"mlplatform/trigger": trigger},
     )
@@ -77,27 +78,19 @@ def run_pipeline(
 
 
 def pipeline_errors(result: dg.ExecuteInProcessResult) -> list[str]:
-    """Step failures other than a blocking promotion check: a failed gate is a verdict on the
-    candidate, not a broken pipeline."""
+    """Every step failure (a failed promotion criterion is a check result, not a failure)."""
     return [
         f"step {e.step_key} failed: {e.step_failure_data.error.message.strip()[:500]}"
         for e in result.all_events
-        if e.is_step_failure
-        and e.step_failure_data.error is not None
-        and e.step_failure_data.error.cls_name != "DagsterAssetCheckFailedError"
+        if e.is_step_failure and e.step_failure_data.error is not None
     ]
 
 
 def _summary(result: dg.ExecuteInProcessResult) -> str:
-    from mlplatform.evaluation.promotion import BLOCKING_CRITERIA
+    from mlplatform.promotion import BLOCKING_CRITERIA
 
     errors = pipeline_errors(result)
-    if errors:
-        outcome = "FAILED"
-    elif result.success:
-        outcome = "succeeded"
-    else:
-        outcome = "succeeded; the candidate failed a promotion check"
+    outcome = "FAILED" if errors or not result.success else "succeeded"
     lines = ["", "=" * 78, f"mlplatform run {result.run_id[:8]}: {outcome}", "=" * 78]
     for event in result.get_asset_materialization_events():
         mat = event.event_specific_data.materialization  # type: ignore[union-attr]
@@ -111,7 +104,6 @@ def _summary(result: dg.ExecuteInProcessResult) -> str:
             "best_cv_log_loss",
             "staging_accuracy",
             "drift_share",
-            "bayes_optimal_accuracy",
         ):
             if key in meta:
                 value = meta[key].value
@@ -129,17 +121,16 @@ def _summary(result: dg.ExecuteInProcessResult) -> str:
     if backtest:
         lines += [
             "",
-            "Backtest on the held-out window (out of sample):",
+            "Walk-forward evaluation (every column out of sample):",
             str(backtest[-1].metadata["comparison"].value),
         ]
         meta = backtest[-1].metadata
-        if "bayes_realised_accuracy" in meta:
+        if "bayes_optimal_accuracy" in meta:
             lines.append(
                 "Synthetic market: the Bayes-optimal rule (the true P(up)) scores "
-                f"{meta['bayes_realised_accuracy'].value:.4f} on this window "
-                f"(expected {meta['bayes_expected_accuracy'].value:.4f}); "
-                f"staging scores {meta['staging_accuracy'].value:.4f}. "
-                "Nothing honest beats it; a model that does is leaking."
+                f"{meta['bayes_optimal_accuracy'].value:.4f} on these rows; staging scores "
+                f"{meta['staging_accuracy'].value:.4f}. Nothing honest beats it; a model that "
+                "does is leaking."
             )
     checks = result.get_asset_check_evaluations()
     promotion = [c for c in checks if c.check_name in BLOCKING_CRITERIA]
@@ -159,10 +150,14 @@ def _summary(result: dg.ExecuteInProcessResult) -> str:
                 "  CLI: make promote REASON='why this version'",
             ]
         else:
+            failed = sum(not c.passed for c in promotion)
             lines += [
                 "",
-                "Not promotable: a criterion failed. Override only with a reason:",
-                "  make promote OVERRIDE=1 REASON='why'",
+                f"Not promotable: {failed} of {len(promotion)} criteria failed (a verdict on the "
+                "candidate, not an error). To promote anyway, with a written reason:",
+                "  UI:  production_model → Materialize with Launchpad config "
+                "{override: true, reason: '...'}",
+                "  CLI: make promote OVERRIDE=1 REASON='why'",
             ]
     lines += [f"  ✗ {error}" for error in errors]
     lines += [

@@ -22,6 +22,7 @@ from mlplatform.orchestration.resources import (
     MarketDataSource,
     Notifier,
     PlatformStores,
+    PromotionPolicy,
     ValidationScheme,
     mlflow_tracking,
 )
@@ -50,6 +51,7 @@ def build_resources() -> dict[str, object]:
             reports_dir=str(config.reports_dir()),
         ),
         "validation": ValidationScheme(),
+        "policy": PromotionPolicy(),
         "notifier": Notifier(
             webhook_url=_env_or_none(config.WEBHOOK_URL_ENV),
             slack_token=_env_or_none(config.SLACK_TOKEN_ENV),

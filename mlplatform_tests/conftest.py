@@ -31,7 +31,13 @@ def platform_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[P
 
 # A market small enough for a whole pipeline run in well under a minute on two cores.
 SMALL_MARKET = {"seed": 7, "n_tickers": 6, "years": 3, "as_of": "2026-06-30"}
-SMALL_VALIDATION = {"n_folds": 2, "min_train_days": 120, "embargo_days": 2}
+SMALL_VALIDATION = {
+    "n_folds": 2,
+    "min_train_days": 120,
+    "embargo_days": 2,
+    "evaluation_months": 12,
+    "refit_months": 6,
+}
 SMALL_TUNING = {"n_trials": 6, "timeout_s": 300.0}
 
 
@@ -61,32 +67,37 @@ def failure_message(result: object) -> str:
     )
 
 
-def lenient_criteria():
-    """Promotion criteria every candidate passes: lets a test reach promotion deterministically."""
-    import dataclasses
+def lenient_policy(**criteria: float) -> object:
+    """Promotion criteria every candidate passes (unless `criteria` tighten one): lets a test
+    reach promotion deterministically on a market too small for the real criteria's power."""
+    from mlplatform.orchestration.resources import PromotionPolicy
 
-    return dataclasses.replace(
-        config.PROMOTION,
-        max_p_value=1.0,
-        min_sharpe=-1e9,
-        min_dsr=0.0,
-        min_class_share=0.0,
-        min_accuracy_delta=-1.0,
-        max_log_loss_increase=1.0,
-    )
+    lenient = {
+        "max_p_value": 1.0,
+        "min_sharpe": -1e9,
+        "min_dsr": 0.0,
+        "min_class_share": 0.0,
+        "min_accuracy_delta": -1.0,
+        "max_log_loss_increase": 1.0,
+    }
+    return PromotionPolicy(**{**lenient, **criteria})
 
 
 def small_run_config(**tuning: object) -> dict:
     return {"ops": {"tuned_params": {"config": {**SMALL_TUNING, **tuning}}}}
 
 
-def small_overrides(**market: object) -> dict[str, object]:
+def small_overrides(policy: object | None = None, **market: object) -> dict[str, object]:
+    """A small market and few folds; `policy` replaces the default promotion criteria."""
     from mlplatform.orchestration.resources import MarketDataSource, ValidationScheme
 
-    return {
+    overrides: dict[str, object] = {
         "market_data": MarketDataSource(**{**SMALL_MARKET, **market}),
         "validation": ValidationScheme(**SMALL_VALIDATION),
     }
+    if policy is not None:
+        overrides["policy"] = policy
+    return overrides
 
 
 @dataclass

@@ -34,7 +34,8 @@ def test_workflow_retrain_step_runs_locally_on_small_data(tmp_path: Path) -> Non
     command = next(s for s in steps if s.get("name") == "Retrain")["run"]
     assert "python -m mlplatform run" in command
     local = command.replace(".venv/bin/python", sys.executable)
-    prices = generate_market(seed=5, n_tickers=6, years=3, as_of="2026-06-30").prices
+    # five years: the default evaluation window (36 months) plus the minimum to tune on
+    prices = generate_market(seed=5, n_tickers=6, years=5, as_of="2026-06-30").prices
     data_file = tmp_path / "prices.csv"
     prices.to_csv(data_file, index=False)
     env = {

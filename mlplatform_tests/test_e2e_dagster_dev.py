@@ -25,7 +25,7 @@ from mlplatform.cli import prepare_home, run_pipeline
 from mlplatform.data import generate_market
 from mlplatform.definitions import build_definitions
 from mlplatform.orchestration.resources import MarketDataSource, ValidationScheme
-from mlplatform_tests.conftest import SMALL_VALIDATION, lenient_criteria, small_run_config
+from mlplatform_tests.conftest import SMALL_VALIDATION, small_run_config
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -83,7 +83,6 @@ def test_drift_to_retrain_lag_through_dagster_dev(
     data_file = platform_home.parent / "prices.csv"
     _write_market(data_file, as_of="2026-02-20")
     monkeypatch.setenv(config.DATA_PATH_ENV, str(data_file))
-    monkeypatch.setattr(config, "PROMOTION", lenient_criteria())
     dagster_home = prepare_home()
     instance = dg.DagsterInstance.get()
     file_source = MarketDataSource(kind="file", path=str(data_file))

@@ -191,7 +191,7 @@ def test_naive_baselines_definitions() -> None:
     assert tuple(base) == BASELINE_NAMES
     for s in base.values():
         assert s.index.equals(idx)
-    assert (base["majority_class"] == 0.75).all()
+    assert (base["training_majority"] == 0.75).all()
     assert (base["always_up"] == 1.0).all()
     assert (base["buy_and_hold"] == 1.0).all()
     # A: 10 → 11 (up) → 11 (flat counts as not up) → 10 (down); B: 5 → 4 → 6 → 7
@@ -217,9 +217,9 @@ def test_baselines_in_a_backtest() -> None:
     np.testing.assert_allclose(res.returns["buy_and_hold/long_flat"], market)
     assert bh["long_short_turnover"] == pytest.approx(1 / 30)
     assert bh["up_share"] == 1.0
-    # majority training class is down: majority_class never goes long in long_flat
-    assert res.metrics["majority_class"]["up_share"] == 0.0
-    assert (res.returns["majority_class/long_flat"] == 0.0).all()
+    # majority training class is down: training_majority never goes long in long_flat
+    assert res.metrics["training_majority"]["up_share"] == 0.0
+    assert (res.returns["training_majority/long_flat"] == 0.0).all()
     # baselines count as one trial when n_trials is per model: DSR == PSR(0)
     for name in BASELINE_NAMES:
         mm = res.metrics[name]

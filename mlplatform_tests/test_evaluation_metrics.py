@@ -33,7 +33,7 @@ def test_classification_metrics_by_hand() -> None:
     assert out["log_loss"] == pytest.approx(-np.mean(np.log([0.8, 0.55, 0.4, 0.5])))
     assert out["brier"] == pytest.approx(np.mean([0.04, 0.2025, 0.36, 0.25]))
     assert out["auc"] == pytest.approx(2 / 3)  # (pos, neg) pairs: 0.8>0.45, 0.4<0.45, 0.5>0.45
-    assert out["majority_rate"] == pytest.approx(0.75)
+    assert out["window_majority_rate"] == pytest.approx(0.75)
     assert out["up_share"] == pytest.approx(0.25)
     assert out["down_share"] == pytest.approx(0.75)
     assert out["n"] == 4

@@ -13,7 +13,7 @@ from mlplatform.cli import run_pipeline
 from mlplatform.definitions import build_definitions, defs
 from mlplatform_tests.conftest import (
     WebhookReceiver,
-    lenient_criteria,
+    lenient_policy,
     materialize,
     small_overrides,
     small_run_config,
@@ -94,7 +94,7 @@ def _tick(
 
 
 def _refresh(instance: dg.DagsterInstance, as_of: str) -> dg.Definitions:
-    defs_ = build_definitions(small_overrides(as_of=as_of, **DRIFT_MARKET))
+    defs_ = build_definitions(small_overrides(policy=lenient_policy(), as_of=as_of, **DRIFT_MARKET))
     assert materialize(defs_, instance, "raw_prices", "features").success
     return defs_
 
@@ -102,9 +102,10 @@ def _refresh(instance: dg.DagsterInstance, as_of: str) -> dg.Definitions:
 def test_drift_sensor_requests_exactly_one_retrain_after_regime_change(
     platform_home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(config, "PROMOTION", lenient_criteria())
     with dg.instance_for_test() as instance:
-        before = build_definitions(small_overrides(as_of="2026-02-20", **DRIFT_MARKET))
+        before = build_definitions(
+            small_overrides(policy=lenient_policy(), as_of="2026-02-20", **DRIFT_MARKET)
+        )
         trained = run_pipeline(before, instance, small_run_config(n_trials=3))
         assert trained.success
 

@@ -20,7 +20,7 @@ from mlplatform.registry import register_candidate
 from mlplatform_tests.conftest import (
     WebhookReceiver,
     failure_message,
-    lenient_criteria,
+    lenient_policy,
     materialize,
     small_overrides,
     small_run_config,
@@ -36,11 +36,12 @@ def _statuses(tracking_uri: str) -> list[str]:
 def test_ready_for_review_is_sent_when_every_criterion_passes(
     platform_home: Path, monkeypatch: pytest.MonkeyPatch, webhook: WebhookReceiver
 ) -> None:
-    monkeypatch.setattr(config, "PROMOTION", lenient_criteria())
     monkeypatch.setenv(config.WEBHOOK_URL_ENV, webhook.url)
     with dg.instance_for_test() as instance:
         result = run_pipeline(
-            build_definitions(small_overrides()), instance, small_run_config(n_trials=2)
+            build_definitions(small_overrides(policy=lenient_policy())),
+            instance,
+            small_run_config(n_trials=2),
         )
     assert result.success
     kinds = [payload["kind"] for payload in webhook.received]
@@ -52,9 +53,8 @@ def test_ready_for_review_is_sent_when_every_criterion_passes(
 def test_failure_after_alias_move_leaves_registry_export_and_mlflow_clean(
     platform_home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(config, "PROMOTION", lenient_criteria())
     with dg.instance_for_test() as instance:
-        defs = build_definitions(small_overrides())
+        defs = build_definitions(small_overrides(policy=lenient_policy()))
         first = run_pipeline(defs, instance, small_run_config(n_trials=2))
         assert first.success
         stores = defs.resources["stores"]
@@ -91,7 +91,7 @@ def test_transient_store_error_is_retried_with_backoff(
     platform_home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     with dg.instance_for_test() as instance:
-        defs = build_definitions(small_overrides())
+        defs = build_definitions(small_overrides(policy=lenient_policy()))
         assert materialize(defs, instance, "raw_prices", "features").success
         real = training_assets.get_alias_version
         calls = {"n": 0}
@@ -122,7 +122,7 @@ def test_same_seed_and_data_give_identical_model(
         monkeypatch.setenv(config.HOME_ENV, str(tmp_path / attempt / "home"))
         monkeypatch.setenv(config.MODELS_DIR_ENV, str(tmp_path / attempt / "models"))
         with dg.instance_for_test() as instance:
-            defs = build_definitions(small_overrides())
+            defs = build_definitions(small_overrides(policy=lenient_policy()))
             result = materialize(
                 defs,
                 instance,
@@ -149,9 +149,8 @@ def test_rollback_that_stops_half_way_says_so_and_repair_finishes_it(
     from mlplatform.orchestration import jobs
     from mlplatform.registry import rollback, verify_export
 
-    monkeypatch.setattr(config, "PROMOTION", lenient_criteria())
     with dg.instance_for_test() as instance:
-        defs = build_definitions(small_overrides())
+        defs = build_definitions(small_overrides(policy=lenient_policy()))
         assert run_pipeline(defs, instance, small_run_config(n_trials=2)).success
         promote = {"ops": {"production_model": {"config": {"reason": "first"}}}}
         assert materialize(defs, instance, "production_model", run_config=promote).success

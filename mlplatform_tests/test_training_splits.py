@@ -10,7 +10,6 @@ from hypothesis import strategies as st
 
 from mlplatform.training.splits import (
     SplitError,
-    holdout_split,
     rows_for,
     walk_forward_folds,
 )
@@ -64,45 +63,6 @@ def test_walk_forward_folds_are_purged_embargoed_and_forward(
     assert len(folds[0].train_dates) == min_train
     tiled = np.concatenate(blocks)
     assert (tiled == np.arange(min_train + horizon, n_dates)).all()
-
-
-@settings(max_examples=60, deadline=None)
-@given(months=st.integers(1, 12), horizon=st.integers(1, 20), n_dates=st.integers(300, 1200))
-def test_holdout_split_no_dev_label_reaches_backtest(
-    months: int, horizon: int, n_dates: int
-) -> None:
-    cal = CALENDAR[:n_dates]
-    dev, backtest = holdout_split(cal, backtest_months=months, horizon=horizon)
-    dev_pos, bt_pos = _pos(cal, dev), _pos(cal, backtest)
-    assert (dev_pos + horizon < bt_pos.min()).all()
-    assert bt_pos.max() == n_dates - 1 and (np.diff(bt_pos) == 1).all()
-    # exactly `horizon` dates are purged between dev and backtest
-    assert bt_pos.min() - dev_pos.max() - 1 == horizon
-    assert backtest[0] > cal[-1] - pd.DateOffset(months=months)
-    assert backtest[0] - pd.offsets.BDay(1) <= cal[-1] - pd.DateOffset(months=months)
-
-
-def test_holdout_split_accepts_unsorted_duplicated_dates() -> None:
-    dates = pd.DatetimeIndex(list(CALENDAR[:400]) * 3)[::-1]
-    dev, backtest = holdout_split(dates, backtest_months=3, horizon=2)
-    assert dev.is_monotonic_increasing and dev.is_unique
-    assert len(dev) + 2 + len(backtest) == 400
-
-
-@pytest.mark.parametrize(
-    ("kwargs", "field"),
-    [
-        ({"backtest_months": 0, "horizon": 1}, "backtest_months"),
-        ({"backtest_months": 120, "horizon": 1}, "backtest_months"),
-        ({"backtest_months": 1, "horizon": 30}, "horizon"),
-        ({"backtest_months": 1, "horizon": 0}, "horizon"),
-    ],
-)
-def test_holdout_split_errors_name_the_field(kwargs: dict, field: str) -> None:
-    with pytest.raises(SplitError) as err:
-        holdout_split(CALENDAR[:300], **kwargs)
-    assert err.value.field == field
-    assert str(err.value).startswith(field)
 
 
 @pytest.mark.parametrize(

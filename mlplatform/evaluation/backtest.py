@@ -51,13 +51,13 @@ CLASSIFICATION_METRICS: tuple[str, ...] = (
     "brier",
     "p_value_vs_majority",
     "p_value_by_date",
-    "majority_rate",
+    "window_majority_rate",
     "up_share",
     "down_share",
     "n",
 )
 BASELINE_NAMES: tuple[str, ...] = (
-    "majority_class",
+    "training_majority",
     "always_up",
     "previous_direction",
     "buy_and_hold",
@@ -147,7 +147,7 @@ def naive_baselines(
 ) -> dict[str, pd.Series]:
     """P(up) of the naive rules every model must beat, on `test_index`.
 
-    - majority_class: the training up-rate as a constant probability (so it predicts the training
+    - training_majority: the training up-rate as a constant probability (so it predicts the training
       majority; a rate of exactly 0.5 predicts "not up", like a tie everywhere).
     - always_up: 1.0.
     - previous_direction: 1.0 if close[t]/close[t−1] − 1 > 0 else 0.0 (known at close t); a row
@@ -181,7 +181,7 @@ def naive_baselines(
         return pd.Series(value, index=index, dtype=float)
 
     out = {
-        "majority_class": const(up_rate),
+        "training_majority": const(up_rate),
         "always_up": const(1.0),
         "previous_direction": prev_dir.astype(float),
         "buy_and_hold": const(1.0),

@@ -122,7 +122,7 @@ def classification_metrics(
     """Every directional metric of one model on one set of rows.
 
     Keys: accuracy, wilson_low, wilson_high, balanced_accuracy, auc, log_loss, brier,
-    p_value_vs_majority, majority_rate, up_share, down_share, n.
+    p_value_vs_majority, window_majority_rate, up_share, down_share, n.
     """
     y = _labels(y_true)
     p = np.asarray(proba, dtype=float)
@@ -149,7 +149,7 @@ def classification_metrics(
         "log_loss": clipped_log_loss(y, p),
         "brier": float(brier_score_loss(y, p, labels=[0, 1])),
         "p_value_vs_majority": binomial_p_value(k, n, maj),
-        "majority_rate": maj,
+        "window_majority_rate": maj,
         "up_share": up_share,
         "down_share": 1.0 - up_share,
         "n": float(n),

@@ -39,7 +39,7 @@ DEFAULT_METRICS: tuple[str, ...] = (
     "brier",
     "p_value_vs_majority",
     "p_value_by_date",
-    "majority_rate",
+    "window_majority_rate",
     "up_share",
     "n",
     "long_short_ann_return",

@@ -5,6 +5,7 @@ from mlplatform.monitoring.drift import DriftSummary, ScoreDrift, evidently_drif
 from mlplatform.monitoring.psi import (
     FeatureBins,
     ReferenceBins,
+    model_reference,
     psi,
     psi_drift_share,
     psi_from_proportions,
@@ -16,6 +17,7 @@ __all__ = [
     "ReferenceBins",
     "ScoreDrift",
     "evidently_drift",
+    "model_reference",
     "psi",
     "psi_drift_share",
     "psi_from_proportions",

@@ -363,3 +363,17 @@ def _evidently_bins(ref: np.ndarray, cur: np.ndarray) -> FeatureBins:
     inner = full[1:-1]  # the outer edges are the combined min/max: every value lies inside
     counts = _bin_counts(ref, inner)
     return FeatureBins("numeric", inner.astype(np.float64), counts)
+
+
+def model_reference(
+    X_train: pd.DataFrame, y_train: pd.Series, scores: pd.Series, n_bins: int
+) -> dict[str, Any]:
+    """What drift is measured against, stored with a model version: the training rows' feature
+    and label bins, and out-of-sample scores (live predictions look like those, not like the
+    more confident scores on training rows)."""
+    return {
+        "features": ReferenceBins.from_frame(X_train, n_bins=n_bins).to_dict(),
+        "score": ReferenceBins.from_series(scores.rename("score"), n_bins=n_bins).to_dict(),
+        "label": ReferenceBins.from_series(y_train.astype("float64").rename("label")).to_dict(),
+        "label_up_rate": float(y_train.mean()),
+    }

@@ -22,6 +22,7 @@ from pydantic import Field, model_validator
 
 from mlplatform import config
 from mlplatform.data import SyntheticMarket, generate_market, load_prices
+from mlplatform.data.synthetic import DEFAULT_SIGNAL_STRENGTH
 from mlplatform.features import make_labels
 from mlplatform.notifications import (
     Notification,
@@ -31,7 +32,7 @@ from mlplatform.notifications import (
     redact,
 )
 from mlplatform.orchestration.errors import FAILED_STEP_TAG
-from mlplatform.training import DevBacktestSplit, split_dataset
+from mlplatform.training import LabelledData, Windows, labelled_rows, plan_windows
 
 logger = logging.getLogger("mlplatform")
 
@@ -46,12 +47,22 @@ class MarketSnapshot:
 
 @functools.lru_cache(maxsize=2)
 def _synthetic_market(
-    seed: int, n_tickers: int, years: int, as_of: str, regime_change: str | None
+    seed: int,
+    n_tickers: int,
+    years: int,
+    as_of: str,
+    regime_change: str | None,
+    signal_strength: float,
 ) -> SyntheticMarket:
     """Deterministic for its arguments, so raw_prices and backtest_report (which needs the true
     P(up)) share one generation per process instead of simulating the market twice."""
     return generate_market(
-        seed=seed, n_tickers=n_tickers, years=years, as_of=as_of, regime_change=regime_change
+        seed=seed,
+        n_tickers=n_tickers,
+        years=years,
+        as_of=as_of,
+        regime_change=regime_change,
+        signal_strength=signal_strength,
     )
 
 
@@ -73,6 +84,12 @@ class MarketDataSource(dg.ConfigurableResource):
     regime_change: str | None = Field(
         default=None, description="Synthetic regime change date (volatility and drift shift)."
     )
+    signal_strength: float = Field(
+        default=DEFAULT_SIGNAL_STRENGTH,
+        ge=0,
+        le=3,
+        description="Synthetic planted signal (0 = a market nothing can predict).",
+    )
 
     def load(self) -> MarketSnapshot:
         if self.kind == "file":
@@ -87,10 +104,13 @@ class MarketDataSource(dg.ConfigurableResource):
             )
             return MarketSnapshot(prices=prices, source=f"file:{self.path}")
         as_of = self.as_of or pd.Timestamp.today().date().isoformat()
-        market = _synthetic_market(self.seed, self.n_tickers, self.years, as_of, self.regime_change)
+        market = _synthetic_market(
+            self.seed, self.n_tickers, self.years, as_of, self.regime_change, self.signal_strength
+        )
         return MarketSnapshot(
             prices=market.prices,
-            source=f"synthetic(seed={self.seed}, tickers={self.n_tickers}, years={self.years})",
+            source=f"synthetic(seed={self.seed}, tickers={self.n_tickers}, years={self.years}, "
+            f"signal={self.signal_strength})",
             prob_up=market.prob_up,
             bayes_accuracy=float(market.bayes_accuracy),
         )
@@ -200,33 +220,65 @@ def mlflow_tracking(init_context: dg.InitResourceContext) -> Iterator[MlFlow]:
 
 
 class ValidationScheme(dg.ConfigurableResource):
-    """How every stage splits time: one resource so tuning, training and backtest always agree."""
+    """How every stage splits time: one resource so tuning, training and evaluation agree."""
 
-    horizon: int = Field(default=config.VALIDATION.horizon, ge=1, description="Label horizon.")
-    backtest_months: int = Field(
-        default=config.VALIDATION.backtest_months,
-        ge=1,
-        description="Most recent months held out for the backtest; never tuned or trained on.",
+    horizon: int = Field(
+        default=config.VALIDATION.horizon, ge=1, le=63, description="Label horizon."
     )
-    n_folds: int = Field(default=config.VALIDATION.n_folds, ge=2)
-    embargo_days: int = Field(default=config.VALIDATION.embargo_days, ge=0)
+    evaluation_months: int = Field(
+        default=config.VALIDATION.evaluation_months,
+        ge=1,
+        le=240,
+        description="Most recent months on which the recipe is scored by walk-forward; never "
+        "tuned on.",
+    )
+    refit_months: int = Field(
+        default=config.VALIDATION.refit_months,
+        ge=1,
+        le=240,
+        description="Walk-forward cadence: each block of this many months is predicted by a "
+        "model trained only before it.",
+    )
+    n_folds: int = Field(default=config.VALIDATION.n_folds, ge=2, le=50)
+    embargo_days: int = Field(default=config.VALIDATION.embargo_days, ge=0, le=252)
     min_train_days: int = Field(default=config.VALIDATION.min_train_days, ge=20)
 
-    def split(self, features: pd.DataFrame, prices: pd.DataFrame) -> DevBacktestSplit:
-        """Labels for this horizon, and the development / held-out backtest split by date."""
-        return split_dataset(
-            features,
-            make_labels(prices, horizon=self.horizon),
-            backtest_months=self.backtest_months,
+    def labelled(self, features: pd.DataFrame, prices: pd.DataFrame) -> LabelledData:
+        """The feature rows whose label (for this horizon) is known."""
+        return labelled_rows(features, make_labels(prices, horizon=self.horizon))
+
+    def plan(self, data: LabelledData) -> Windows:
+        return plan_windows(
+            data.dates.unique(),
+            evaluation_months=self.evaluation_months,
+            refit_months=self.refit_months,
             horizon=self.horizon,
         )
 
     @model_validator(mode="after")
-    def _horizon_fits_backtest(self) -> "ValidationScheme":
-        window_days = self.backtest_months * 21
-        if self.horizon >= window_days:
+    def _horizon_fits_blocks(self) -> "ValidationScheme":
+        block_days = self.refit_months * 21
+        if self.horizon >= block_days:
             raise ValueError(
-                f"ValidationScheme.horizon={self.horizon} must be shorter than the backtest "
-                f"window (backtest_months={self.backtest_months} ≈ {window_days} business days)"
+                f"ValidationScheme.horizon={self.horizon} must be shorter than a walk-forward "
+                f"block (refit_months={self.refit_months} ≈ {block_days} business days)"
             )
         return self
+
+
+class PromotionPolicy(dg.ConfigurableResource):
+    """The promotion criteria: one resource, so the checks and the gate apply the same ones."""
+
+    max_p_value: float = Field(default=config.PROMOTION.max_p_value, gt=0, le=1)
+    max_log_loss_increase: float = Field(default=config.PROMOTION.max_log_loss_increase, ge=0)
+    min_accuracy_delta: float = Field(default=config.PROMOTION.min_accuracy_delta, ge=-1, le=1)
+    min_sharpe: float = config.PROMOTION.min_sharpe
+    min_dsr: float = Field(default=config.PROMOTION.min_dsr, ge=0, le=1)
+    min_class_share: float = Field(default=config.PROMOTION.min_class_share, ge=0, le=0.5)
+    leakage_alarm_accuracy: float = Field(
+        default=config.PROMOTION.leakage_alarm_accuracy, gt=0.5, le=1
+    )
+
+    @property
+    def criteria(self) -> config.PromotionCriteria:
+        return config.PromotionCriteria(**self.model_dump())

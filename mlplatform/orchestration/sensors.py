@@ -13,6 +13,7 @@ from mlplatform.notifications import Notification, NotificationKind
 from mlplatform.orchestration.assets.monitoring import monitored_version, recent_rows
 from mlplatform.orchestration.jobs import retrain_job
 from mlplatform.orchestration.resources import Notifier, PlatformStores
+from mlplatform.promotion import awaiting_review
 from mlplatform.registry import download_reference
 
 FEATURES_KEY = dg.AssetKey("features")
@@ -22,18 +23,6 @@ PRICES_KEY = dg.AssetKey("raw_prices")
 def _latest_features_record(instance: dg.DagsterInstance) -> dg.EventLogRecord | None:
     records = instance.fetch_materializations(FEATURES_KEY, limit=1).records
     return records[0] if records else None
-
-
-def _awaiting_review(cursor: dict, alias: str, version, stores: PlatformStores) -> bool:
-    """A drift retrain was requested and its answer awaits a person: the monitored model is the
-    one we asked about, or (nothing in production) the staging version the retrain produced."""
-    requested_for, requested_at = cursor.get("requested_for"), cursor.get("last_request_ts")
-    if requested_for is None or requested_at is None:
-        return False
-    if requested_for == f"{alias}:{version.version}":
-        return True
-    retrained = version.creation_timestamp / 1000 > requested_at
-    return alias == settings.STAGING_ALIAS and retrained
 
 
 @dg.sensor(
@@ -84,7 +73,13 @@ def drift_sensor(context: dg.SensorEvaluationContext, stores: PlatformStores) ->
             skip_reason=f"{figures}; below the retrain threshold {settings.DRIFT.drift_share:.0%}",
             cursor=json.dumps(cursor),
         )
-    if _awaiting_review(cursor, alias, version, stores):
+    if awaiting_review(
+        cursor.get("requested_for"),
+        cursor.get("last_request_ts"),
+        monitored=f"{alias}:{version.version}",
+        monitored_is_staging=alias == settings.STAGING_ALIAS,
+        monitored_created_at=version.creation_timestamp / 1000,
+    ):
         # The retrain this drift asked for gives a new staging version, but drift is measured
         # against the monitored model until a person promotes (or rolls back): asking again
         # every day would only stack retrains of the same data.

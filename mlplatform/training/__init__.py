@@ -12,8 +12,17 @@ import os
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from mlplatform.training.dataset import DevBacktestSplit, split_dataset
+from mlplatform.training.candidate import Candidate, build_candidate
+from mlplatform.training.dataset import (
+    Block,
+    DateWindow,
+    LabelledData,
+    Windows,
+    labelled_rows,
+    plan_windows,
+)
 from mlplatform.training.model import predict_up_proba, train_model
+from mlplatform.training.recipe import Recipe, walk_forward_predictions
 from mlplatform.training.search_space import (
     BASE_PARAMS,
     DEFAULT_PARAMS,
@@ -24,7 +33,6 @@ from mlplatform.training.search_space import (
 from mlplatform.training.splits import (
     Fold,
     SplitError,
-    holdout_split,
     rows_for,
     walk_forward_folds,
 )
@@ -35,29 +43,44 @@ from mlplatform.training.tuning import (
     run_study,
     validate_tuning_args,
 )
-from mlplatform.training.versioning import VersionFacts, next_version, params_hash
+from mlplatform.training.versioning import (
+    VersionFacts,
+    next_version,
+    params_hash,
+    recipe_from_tags,
+    recipe_tags,
+)
 
 __all__ = [
     "BASE_PARAMS",
     "DEFAULT_PARAMS",
     "SEARCH_SPACE",
-    "DevBacktestSplit",
+    "Block",
+    "Candidate",
+    "DateWindow",
     "Fold",
+    "LabelledData",
+    "Recipe",
     "SplitError",
     "TrialRecord",
     "TuningError",
     "TuningResult",
     "VersionFacts",
-    "holdout_split",
+    "Windows",
+    "build_candidate",
+    "labelled_rows",
     "next_version",
     "params_hash",
+    "plan_windows",
     "predict_up_proba",
+    "recipe_from_tags",
+    "recipe_tags",
     "rows_for",
     "run_study",
-    "split_dataset",
     "suggest_params",
     "to_lgb_params",
     "train_model",
     "validate_tuning_args",
     "walk_forward_folds",
+    "walk_forward_predictions",
 ]

@@ -1,57 +1,167 @@
-"""Aligns features with labels and cuts the held-out backtest window off, once, for every stage.
+"""Which dates each stage may use, decided once per run and passed on as structured values.
 
-Tuning, training and the backtest all call `split_dataset` with the same settings, so the window
-the backtest scores is by construction never seen by tuning or training.
+The recipe (features, label, tuned hyperparameters) is evaluated by walk-forward over the most
+recent `evaluation_months`, and the artifact that is registered is the same recipe refit on every
+labelled row. So there are three kinds of dates:
+
+- development: tuning only; it ends `horizon` dates before the evaluation window (purge), so no
+  development label reaches into it, and tuning never sees the evaluation window.
+- evaluation blocks of `refit_months` each: block k is predicted by a model trained on every
+  labelled date up to `train_end`, which is `horizon` dates before the block starts (purge).
+- the refit: every labelled date.
+
+A date is "labelled" when close[t + horizon] exists; the calendar handed in holds only those.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date
+from typing import Any
 
+import numpy as np
 import pandas as pd
 
-from mlplatform.training.splits import holdout_split, rows_for
+from mlplatform.training.splits import SplitError, _calendar, _check_positive, _iso
 
 
 @dataclass(frozen=True)
-class DevBacktestSplit:
-    X_dev: pd.DataFrame
-    y_dev: pd.Series
-    X_backtest: pd.DataFrame
-    y_backtest: pd.Series
-    dev_dates: pd.DatetimeIndex
-    backtest_dates: pd.DatetimeIndex
+class DateWindow:
+    start: date
+    end: date
 
-    @property
-    def training_window(self) -> tuple[str, str]:
-        return (self.dev_dates.min().date().isoformat(), self.dev_dates.max().date().isoformat())
+    def __str__(self) -> str:
+        return f"{self.start.isoformat()} → {self.end.isoformat()}"
 
-    @property
-    def backtest_window(self) -> tuple[str, str]:
-        return (
-            self.backtest_dates.min().date().isoformat(),
-            self.backtest_dates.max().date().isoformat(),
+    def to_dict(self) -> dict[str, str]:
+        return {"start": self.start.isoformat(), "end": self.end.isoformat()}
+
+    @classmethod
+    def from_dict(cls, value: dict[str, str]) -> DateWindow:
+        return cls(date.fromisoformat(value["start"]), date.fromisoformat(value["end"]))
+
+    def contains(self, dates: pd.Index) -> np.ndarray:
+        days = pd.DatetimeIndex(dates)
+        return np.asarray(
+            (days >= pd.Timestamp(self.start)) & (days <= pd.Timestamp(self.end)), dtype=bool
         )
 
 
-def split_dataset(
-    features: pd.DataFrame, labels: pd.Series, *, backtest_months: int, horizon: int
-) -> DevBacktestSplit:
-    """Rows with both features and a known label, split by date into development and backtest."""
+@dataclass(frozen=True)
+class Block:
+    """One walk-forward step: train on labelled dates up to `train_end`, predict `test`."""
+
+    train_end: date
+    test: DateWindow
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"train_end": self.train_end.isoformat(), "test": self.test.to_dict()}
+
+    @classmethod
+    def from_dict(cls, value: dict[str, Any]) -> Block:
+        return cls(date.fromisoformat(value["train_end"]), DateWindow.from_dict(value["test"]))
+
+
+@dataclass(frozen=True)
+class Windows:
+    horizon: int
+    development: DateWindow
+    evaluation: DateWindow
+    blocks: tuple[Block, ...]
+    refit: DateWindow  # every labelled date: what the registered model trains on
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "horizon": self.horizon,
+            "development": self.development.to_dict(),
+            "evaluation": self.evaluation.to_dict(),
+            "blocks": [b.to_dict() for b in self.blocks],
+            "refit": self.refit.to_dict(),
+        }
+
+    @classmethod
+    def from_dict(cls, value: dict[str, Any]) -> Windows:
+        return cls(
+            horizon=int(value["horizon"]),
+            development=DateWindow.from_dict(value["development"]),
+            evaluation=DateWindow.from_dict(value["evaluation"]),
+            blocks=tuple(Block.from_dict(b) for b in value["blocks"]),
+            refit=DateWindow.from_dict(value["refit"]),
+        )
+
+
+def _window(cal: pd.DatetimeIndex) -> DateWindow:
+    return DateWindow(cal[0].date(), cal[-1].date())
+
+
+def plan_windows(
+    labelled_dates: pd.Index | np.ndarray | list,
+    *,
+    evaluation_months: int,
+    refit_months: int,
+    horizon: int,
+) -> Windows:
+    """Development, evaluation blocks and refit windows over the labelled calendar."""
+    _check_positive("evaluation_months", evaluation_months, 1)
+    _check_positive("refit_months", refit_months, 1)
+    _check_positive("horizon", horizon, 1)
+    if refit_months > evaluation_months:
+        raise SplitError(
+            "refit_months",
+            f"{refit_months} is longer than the evaluation window ({evaluation_months} months)",
+        )
+    cal = _calendar(labelled_dates)
+    if len(cal) == 0:
+        raise SplitError("dates", "no labelled dates to split")
+    cutoff = cal[-1] - pd.DateOffset(months=int(evaluation_months))
+    start = int(cal.searchsorted(cutoff, side="right"))
+    dev_end = start - int(horizon)
+    if dev_end <= 0:
+        raise SplitError(
+            "evaluation_months",
+            f"the {evaluation_months}-month evaluation window leaves no development dates "
+            f"before it ({len(cal)} labelled dates, {_iso(cal[0])}..{_iso(cal[-1])})",
+        )
+    blocks: list[Block] = []
+    block_start = start
+    while block_start < len(cal):
+        boundary = cal[block_start] + pd.DateOffset(months=int(refit_months))
+        block_end = int(cal.searchsorted(boundary, side="left"))  # first date of the next block
+        train_end = block_start - int(horizon) - 1
+        blocks.append(Block(cal[train_end].date(), _window(cal[block_start:block_end])))
+        block_start = block_end
+    return Windows(
+        horizon=int(horizon),
+        development=_window(cal[:dev_end]),
+        evaluation=_window(cal[start:]),
+        blocks=tuple(blocks),
+        refit=_window(cal),
+    )
+
+
+@dataclass(frozen=True)
+class LabelledData:
+    """Feature rows whose label is known, aligned with their labels."""
+
+    X: pd.DataFrame
+    y: pd.Series
+
+    @property
+    def dates(self) -> pd.DatetimeIndex:
+        return pd.DatetimeIndex(self.X.index.get_level_values("date"))
+
+    def within(self, window: DateWindow) -> LabelledData:
+        mask = window.contains(self.dates)
+        return LabelledData(self.X[mask], self.y[mask])
+
+    def until(self, last: date) -> LabelledData:
+        mask = np.asarray(self.dates <= pd.Timestamp(last), dtype=bool)
+        return LabelledData(self.X[mask], self.y[mask])
+
+
+def labelled_rows(features: pd.DataFrame, labels: pd.Series) -> LabelledData:
+    """The rows that have both features and a known label."""
     index = features.index.intersection(labels.index)
-    X = features.loc[index]
-    y = labels.loc[index]
-    dates = pd.DatetimeIndex(X.index.get_level_values("date").unique()).sort_values()
-    dev_dates, backtest_dates = holdout_split(
-        dates, backtest_months=backtest_months, horizon=horizon
-    )
-    dev_mask = rows_for(X.index, dev_dates)
-    backtest_mask = rows_for(X.index, backtest_dates)
-    return DevBacktestSplit(
-        X_dev=X[dev_mask],
-        y_dev=y[dev_mask],
-        X_backtest=X[backtest_mask],
-        y_backtest=y[backtest_mask],
-        dev_dates=pd.DatetimeIndex(dev_dates),
-        backtest_dates=pd.DatetimeIndex(backtest_dates),
-    )
+    if len(index) == 0:
+        raise SplitError("dates", "no row has both features and a known label")
+    return LabelledData(features.loc[index], labels.loc[index])

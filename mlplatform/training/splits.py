@@ -80,45 +80,6 @@ def _check_positive(field: str, value: int, minimum: int) -> None:
         raise SplitError(field, f"must be an integer >= {minimum}, got {value!r}")
 
 
-def holdout_split(
-    dates: pd.Index | np.ndarray | list, *, backtest_months: int, horizon: int
-) -> tuple[pd.DatetimeIndex, pd.DatetimeIndex]:
-    """Split the calendar into (dev_dates, backtest_dates).
-
-    The backtest window holds the dates after `last date - backtest_months` (the most recent
-    slice). The last `horizon` dev dates before its start are purged, so no dev label window
-    [t, t+horizon] reaches a backtest date.
-    """
-    _check_positive("backtest_months", backtest_months, 1)
-    _check_positive("horizon", horizon, 1)
-    cal = _calendar(dates)
-    if len(cal) == 0:
-        raise SplitError("dates", "no dates to split")
-    cutoff = cal[-1] - pd.DateOffset(months=int(backtest_months))
-    start = int(cal.searchsorted(cutoff, side="right"))  # first date after the cutoff
-    backtest = cal[start:]
-    if start == 0:
-        raise SplitError(
-            "backtest_months",
-            f"the {backtest_months}-month backtest window covers all {len(cal)} dates "
-            f"({_iso(cal[0])}..{_iso(cal[-1])}); nothing is left for development",
-        )
-    if horizon >= len(backtest):
-        raise SplitError(
-            "horizon",
-            f"horizon {horizon} >= the {len(backtest)} dates of the backtest window; "
-            "no backtest label could be scored",
-        )
-    dev = cal[: max(start - int(horizon), 0)]
-    if len(dev) == 0:
-        raise SplitError(
-            "backtest_months",
-            f"only {start} dates precede the backtest window and the purge of horizon "
-            f"{horizon} removes them all",
-        )
-    return dev, backtest
-
-
 def walk_forward_folds(
     dev_dates: pd.Index | np.ndarray | list,
     *,

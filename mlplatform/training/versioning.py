@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from mlplatform.training.recipe import Recipe
+
 FIRST_VERSION = "1.0.0"
 # Keys that change how fast or how loudly LightGBM runs, not the model it builds.
 NON_MODEL_KEYS = frozenset({"verbosity", "verbose", "num_threads", "n_jobs", "nthread"})
@@ -95,3 +97,30 @@ def next_version(previous: VersionFacts | None, current: VersionFacts) -> str:
     if kind == "minor":
         return f"{major}.{minor + 1}.0"
     return f"{major}.{minor}.{patch + 1}"
+
+
+# Registry tags that hold a version's recipe, so production's can be walked forward again.
+RECIPE_TAGS = ("params", "num_boost_round", "feature_schema_hash", "label_definition")
+
+
+def recipe_tags(recipe: Recipe) -> dict[str, str]:
+    return {
+        "params": json.dumps(recipe.params, sort_keys=True, default=str),
+        "num_boost_round": str(recipe.num_boost_round),
+        "feature_schema_hash": recipe.feature_schema_hash,
+        "label_definition": recipe.label_definition,
+        "params_hash": params_hash({**recipe.params, "num_boost_round": recipe.num_boost_round}),
+        "recipe_key": recipe.key,
+    }
+
+
+def recipe_from_tags(tags: Mapping[str, str]) -> Recipe | None:
+    """The recipe a registry version was built from, or None when its tags do not record one."""
+    if any(key not in tags for key in RECIPE_TAGS):
+        return None
+    return Recipe(
+        params=json.loads(tags["params"]),
+        num_boost_round=int(tags["num_boost_round"]),
+        feature_schema_hash=tags["feature_schema_hash"],
+        label_definition=tags["label_definition"],
+    )

@@ -7,11 +7,11 @@ from mlflow.exceptions import MlflowException
 from pydantic import Field
 
 from mlplatform import config as settings
-from mlplatform.evaluation.promotion import BLOCKING_CRITERIA
 from mlplatform.notifications import Notification, NotificationKind
 from mlplatform.orchestration.metadata import mlflow_model_url
-from mlplatform.orchestration.promotion_gate import check_promotion_gate
+from mlplatform.orchestration.promotion_facts import promotion_facts
 from mlplatform.orchestration.resources import Notifier, PlatformStores
+from mlplatform.promotion import decide_promotion
 from mlplatform.registry import RegistryError, get_alias_version, promote
 
 
@@ -36,7 +36,7 @@ def launching_user(context: dg.AssetExecutionContext | dg.OpExecutionContext, gi
     kinds={"mlflow"},
     description="Alias `production` and the models/production export. Materialize it by hand to "
     "promote the current staging version; it refuses unless every promotion check passed for "
-    "exactly that version.",
+    "exactly that version (override: true with a reason promotes anyway, recorded).",
 )
 def production_model(
     context: dg.AssetExecutionContext,
@@ -44,63 +44,36 @@ def production_model(
     stores: PlatformStores,
     notifier: Notifier,
 ) -> dg.Output[dict]:
-    staging = get_alias_version(stores.tracking_uri, stores.model_name, settings.STAGING_ALIAS)
-    if staging is None:
+    decision = decide_promotion(
+        promotion_facts(context.instance, stores), override=config.override, reason=config.reason
+    )
+    if not decision.allowed:
         raise dg.Failure(
-            description="no staging model to promote: materialize staging_model and "
-            "backtest_report first",
+            description=decision.message(),
+            metadata={"problems": len(decision.problems) + len(decision.refusals)},
             allow_retries=False,
         )
-    production = get_alias_version(
-        stores.tracking_uri, stores.model_name, settings.PRODUCTION_ALIAS
-    )
-    gate = check_promotion_gate(
-        context.instance,
-        str(staging.version),
-        BLOCKING_CRITERIA,
-        production_version=None if production is None else str(production.version),
-    )
-    problems = list(gate.problems)
-    if production is not None and production.tags.get("rollback_from_version") == str(
-        staging.version
-    ):
-        problems.append(
-            f"v{staging.version} was rolled back out of production (now v{production.version}); "
-            "promoting it again needs override with a reason"
-        )
-    overridden = False
-    if problems:
-        if not config.override:
-            raise dg.Failure(
-                description=f"refusing to promote staging v{staging.version}:\n- "
-                + "\n- ".join(problems),
-                metadata={"failing_or_stale_checks": len(problems)},
-                allow_retries=False,
-            )
-        if not config.reason.strip():
-            raise dg.Failure(
-                description="override=True needs a written reason in the `reason` field",
-                allow_retries=False,
-            )
-        overridden = True
-        context.log.warning("promotion override: " + config.reason + " | " + "; ".join(problems))
+    version = str(decision.staging_version)
+    reason = decision.reason or "manual promotion"
+    if decision.overridden:
+        context.log.warning(f"promotion override: {reason} | " + "; ".join(decision.problems))
     actor = launching_user(context, config.actor)
     try:
         record = promote(
             tracking_uri=stores.tracking_uri,
             name=stores.model_name,
-            version=str(staging.version),
+            version=version,
             export_root=stores.models_path,
             actor=actor,
-            reason=config.reason or "manual promotion",
+            reason=reason,
             run_id=context.run_id,
-            override=overridden,
+            override=decision.overridden,
         )
     except (RegistryError, MlflowException) as exc:
         now = get_alias_version(stores.tracking_uri, stores.model_name, settings.PRODUCTION_ALIAS)
-        moved = now is not None and str(now.version) == str(staging.version)
+        moved = now is not None and str(now.version) == version
         raise dg.Failure(
-            description=f"promotion of v{staging.version} failed: {exc}. "
+            description=f"promotion of v{version} failed: {exc}. "
             + (
                 "The production alias already points at it: materialize production_model "
                 "again to finish the export."
@@ -113,31 +86,29 @@ def production_model(
     notifier.send(
         Notification(
             NotificationKind.PROMOTED,
-            f"{stores.model_name} v{staging.version} promoted to production by {actor}",
+            f"{stores.model_name} v{version} promoted to production by {actor}",
             fields={
                 "previous_production": details.get("previous_version"),
-                "reason": config.reason or "manual promotion",
-                "override": overridden,
+                "reason": reason,
+                "override": decision.overridden,
             },
         )
     )
     return dg.Output(
         details,
         metadata={
-            "production_version": str(staging.version),
+            "production_version": version,
             "semver": str(details.get("semver")),
             "previous_version": str(details.get("previous_version")),
             "promoted_by": actor,
             "promoted_at": str(details.get("promoted_at")),
             "promotion_run_id": context.run_id,
-            "reason": config.reason or "manual promotion",
-            "override": overridden,
+            "reason": reason,
+            "override": decision.overridden,
             "override_problems": dg.MetadataValue.md(
-                "\n".join(f"- {p}" for p in problems) or "_none_"
+                "\n".join(f"- {p}" for p in decision.problems) if decision.overridden else "_none_"
             ),
-            "model_version": dg.MetadataValue.url(
-                mlflow_model_url(stores.model_name, staging.version)
-            ),
+            "model_version": dg.MetadataValue.url(mlflow_model_url(stores.model_name, version)),
             "export": dg.MetadataValue.path(str(stores.models_path / "production")),
         },
     )

@@ -10,15 +10,8 @@ from dagster_mlflow.resources import MlFlow
 from pydantic import Field
 
 from mlplatform import config as settings
-from mlplatform.evaluation import markdown_table, naive_baselines, run_backtest, write_html
-from mlplatform.evaluation.promotion import (
-    BLOCKING_CRITERIA,
-    CRITERION_DESCRIPTIONS,
-    PRODUCTION,
-    STAGING,
-    evaluate_promotion,
-)
-from mlplatform.features import feature_schema_hash, forward_returns, hold_returns
+from mlplatform.evaluation import markdown_table, write_html
+from mlplatform.evaluation.walk_forward import evaluate_candidate
 from mlplatform.notifications import Notification, NotificationKind
 from mlplatform.orchestration.errors import STORE_RETRY_POLICY, step_guard
 from mlplatform.orchestration.metadata import mlflow_model_url, run_link
@@ -26,10 +19,19 @@ from mlplatform.orchestration.resources import (
     MarketDataSource,
     Notifier,
     PlatformStores,
+    PromotionPolicy,
     ValidationScheme,
 )
-from mlplatform.registry import get_alias_version, load_booster
-from mlplatform.training import predict_up_proba
+from mlplatform.promotion import (
+    CRITERION_DESCRIPTIONS,
+    NO_PRODUCTION,
+    PRODUCTION,
+    STAGING,
+    comparable_production,
+    evaluate_criteria,
+)
+from mlplatform.registry import get_alias_version
+from mlplatform.training import Recipe, Windows, recipe_from_tags
 
 # Numbers plotted across materializations in the UI's Plots tab.
 PLOTTED = ("accuracy", "auc", "log_loss", "brier", "long_short_sharpe", "long_short_dsr")
@@ -41,46 +43,17 @@ class BacktestConfig(dg.Config):
     )
 
 
-def _bayes_rows(
-    market_data: MarketDataSource, index: pd.MultiIndex, labels: pd.Series
-) -> dict[str, float]:
-    """On synthetic data: what the best possible model (the true P(up)) scores on the window."""
-    if market_data.kind != "synthetic":
-        return {}
-    snapshot = market_data.load()
-    if snapshot.prob_up is None:
-        return {}
-    prob = snapshot.prob_up.reindex(index).dropna()
-    if prob.empty:
-        return {}
-    realised = labels.reindex(prob.index)
-    return {
-        "bayes_expected_accuracy": float(np.maximum(prob, 1 - prob).mean()),
-        "bayes_realised_accuracy": float(((prob > 0.5).astype(int) == realised).mean()),
-    }
-
-
-def _not_comparable(tags: dict[str, str], backtest_start: pd.Timestamp) -> str | None:
-    """Why a registry version cannot be scored on a window starting at `backtest_start`."""
-    if tags.get("feature_schema_hash") != feature_schema_hash():
-        return "it was trained on another feature schema"
-    window = tags.get("training_window", "")
-    if "/" not in window:
-        return "it records no training window"
-    trained_until = pd.Timestamp(window.split("/")[1])
-    if trained_until >= backtest_start:
-        return (
-            f"it was trained on data up to {trained_until.date()}, inside the backtest window "
-            f"that starts {backtest_start.date()}"
-        )
-    return None
+def _truth(market_data: MarketDataSource) -> pd.Series | None:
+    """The synthetic market's true P(up): what the Bayes-optimal rule predicts."""
+    return market_data.load().prob_up if market_data.kind == "synthetic" else None
 
 
 @dg.asset(
     group_name="evaluation",
     kinds={"mlflow"},
     retry_policy=STORE_RETRY_POLICY,
-    description="Staging vs production vs naive baselines on the held-out window neither saw.",
+    description="Staging's recipe vs production's recipe vs naive baselines, all walked forward "
+    "over the same evaluation window that tuning never saw.",
 )
 def backtest_report(
     context: dg.AssetExecutionContext,
@@ -88,73 +61,45 @@ def backtest_report(
     features: pd.DataFrame,
     raw_prices: pd.DataFrame,
     staging_model: dict,
-    tuned_params: dict,
     mlflow_tracking: dg.ResourceParam[MlFlow],
     stores: PlatformStores,
     validation: ValidationScheme,
     market_data: MarketDataSource,
+    policy: PromotionPolicy,
 ) -> dg.Output[dict]:
     with step_guard(context):
-        split = validation.split(features, raw_prices)
-        X = split.X_backtest
-        backtest_start = split.backtest_dates.min()
-        client = stores.client
-        staging = client.get_model_version(staging_model["name"], str(staging_model["version"]))
-        staging_problem = _not_comparable(staging.tags, backtest_start)
-        if staging_problem:
-            raise dg.Failure(
-                description=f"staging v{staging.version} cannot be scored on this window: "
-                f"{staging_problem}; materialize staging_model again with the current "
-                "validation settings",
-                allow_retries=False,
-            )
-        staging_booster = load_booster(stores.tracking_uri, staging.name, staging.version)
-        predictions = {
-            STAGING: pd.Series(predict_up_proba(staging_booster, X), index=X.index),
-        }
+        data = validation.labelled(features, raw_prices)
+        windows = Windows.from_dict(staging_model["windows"])  # the blocks staging was scored on
+        staging = stores.client.get_model_version(staging_model["name"], staging_model["version"])
         production = get_alias_version(
             stores.tracking_uri, stores.model_name, settings.PRODUCTION_ALIAS
         )
-        production_version = production.version if production is not None else None
-        production_excluded = None
-        if production is not None:
-            production_excluded = _not_comparable(production.tags, backtest_start)
-        if production is not None and not production_excluded:
-            production_booster = load_booster(
-                stores.tracking_uri, stores.model_name, production.version
-            )
-            predictions[PRODUCTION] = pd.Series(
-                predict_up_proba(production_booster, X), index=X.index
-            )
-        elif production_excluded:
-            context.log.warning(f"production v{production_version} left out: {production_excluded}")
-        predictions.update(naive_baselines(split.y_dev, X.index, raw_prices))
-        # N and the trials' Sharpes come from the study that produced this staging version.
-        n_trials = int(staging.tags.get("tuning_trials", tuned_params.get("n_trials_total", 1)))
-        trial_sharpes = (
-            json.loads(staging.tags["trial_sharpes"])
-            if "trial_sharpes" in staging.tags
-            else tuned_params.get("trial_sharpes")
+        production_recipe = None if production is None else recipe_from_tags(production.tags)
+        left_out = (
+            None
+            if production is None
+            else comparable_production(Recipe(**staging_model["recipe"]), production_recipe)
         )
-        result = run_backtest(
-            predictions,
-            split.y_backtest,
-            forward_returns(raw_prices, horizon=validation.horizon),
+        if left_out:
+            context.log.warning(f"production v{production.version} left out: {left_out}")
+        evaluation = evaluate_candidate(
+            data,
+            windows,
+            raw_prices,
+            staging=staging_model["out_of_sample"],
+            production=production_recipe,
+            production_left_out_because=left_out,
             cost_bps=config.cost_bps,
-            n_trials={STAGING: n_trials},
-            # Per-period out-of-fold Sharpes of the study's trials (< 2: the DSR's fallback).
-            trial_sharpes=trial_sharpes,
-            periods_per_year=settings.BACKTEST.periods_per_year,
-            hold_returns=hold_returns(raw_prices, horizon=validation.horizon),
-            horizon=validation.horizon,
+            # N and the trials' Sharpes come from the study that produced this staging version.
+            n_trials=int(staging.tags["tuning_trials"]),
+            trial_sharpes=json.loads(staging.tags["trial_sharpes"]),
+            truth=_truth(market_data),
         )
-        bayes = _bayes_rows(market_data, X.index, split.y_backtest)
-        table = markdown_table(result)
+        result = evaluation.result
         html_path = write_html(
             result,
-            stores.reports_path / f"backtest_v{staging_model['version']}.html",
-            title=f"Backtest of {staging_model['name']} v{staging_model['version']}",
-            extra=bayes or None,
+            stores.reports_path / f"backtest_v{staging.version}.html",
+            title=f"Walk-forward evaluation of {staging.name} v{staging.version}",
         )
         run = mlflow_tracking.active_run()
         mlflow.log_artifact(str(html_path), artifact_path="backtest")
@@ -166,66 +111,64 @@ def backtest_report(
                 if staging_metrics.get(key) is not None
             }
         )
-    verdicts = evaluate_promotion(result.metrics)
-    summary = result.to_dict(include_equity=False)
+    verdicts = evaluate_criteria(result.metrics, policy.criteria)
+    compared = PRODUCTION in result.metrics
     report = {
-        "staging_version": str(staging_model["version"]),
+        "staging_version": str(staging.version),
         "staging_semver": staging_model.get("semver"),
-        "production_version": None if production_version is None else str(production_version),
-        "window": list(split.backtest_window),
-        "metrics": summary["metrics"],
-        "mcnemar": summary.get("mcnemar"),
-        "bayes": bayes,
+        "production_version": NO_PRODUCTION if production is None else str(production.version),
+        "windows": windows.to_dict(),
+        "metrics": result.to_dict(include_equity=False)["metrics"],
         "html": str(html_path),
-        "verdicts": {v.name: v.passed for v in verdicts},
     }
     metadata: dict[str, dg.RawMetadataValue] = {
-        "staging_version": str(staging_model["version"]),
-        "production_version": "none" if production_version is None else str(production_version),
-        "production_compared": production_version is not None and not production_excluded,
-        "production_left_out_because": production_excluded or "",
-        "dsr_trials": n_trials,
-        "window": f"{split.backtest_window[0]} → {split.backtest_window[1]}",
-        "rows": int(result.n_rows),
-        "comparison": dg.MetadataValue.md(table),
-        "report": dg.MetadataValue.path(str(html_path)),
-        "staging_model": dg.MetadataValue.url(
-            mlflow_model_url(staging_model["name"], staging_model["version"])
-        ),
-        "mlflow_run": run_link(run),
-        "promotion_criteria_passed": all(v.passed for v in verdicts if v.blocking),
+        f"staging_{key}": round(float(staging_metrics[key]), 4)
+        for key in PLOTTED
+        if staging_metrics.get(key) is not None and np.isfinite(staging_metrics[key])
     }
-    for key in PLOTTED:
-        value = staging_metrics.get(key)
-        if value is not None and np.isfinite(value):
-            metadata[f"staging_{key}"] = float(value)
+    metadata.update(
+        {
+            "promotion_criteria_passed": all(v.passed for v in verdicts if v.blocking),
+            "staging_version": str(staging.version),
+            "production_version": report["production_version"],
+            "production_compared": compared,
+            "production_left_out_because": evaluation.production_left_out_because or "",
+            "evaluation_window": str(windows.evaluation),
+            "walk_forward_blocks": len(windows.blocks),
+            "rows": int(result.n_rows),
+            "dsr_trials": int(staging.tags["tuning_trials"]),
+            "comparison": dg.MetadataValue.md(markdown_table(result)),
+            "report": dg.MetadataValue.path(str(html_path)),
+            "staging_model": dg.MetadataValue.url(mlflow_model_url(staging.name, staging.version)),
+            "mlflow_run": run_link(run),
+        }
+    )
     for name, metrics in result.metrics.items():
         if name != STAGING and metrics.get("accuracy") is not None:
-            metadata[f"{name}_accuracy"] = float(metrics["accuracy"])
-    for key, value in bayes.items():
-        metadata[key] = value
+            metadata[f"{name}_accuracy"] = round(float(metrics["accuracy"]), 4)
     if result.mcnemar is not None:
-        metadata["mcnemar_p_value_vs_production"] = float(result.mcnemar["p_value"])
+        metadata["mcnemar_p_value_vs_production"] = round(float(result.mcnemar["p_value"]), 4)
     return dg.Output(report, metadata=metadata)
 
 
+# Not `blocking=True`: Dagster's blocking only stops downstream steps of the same run and marks
+# the run failed, and production_model is never in a retrain run. A failed criterion is a verdict
+# on the candidate, so the retrain run succeeds and the check shows red; the gate that blocks
+# promotion is production_model, which re-reads these evaluations (mlplatform.promotion).
 PROMOTION_CHECK_SPECS = [
-    dg.AssetCheckSpec(
-        name=name,
-        asset="backtest_report",
-        blocking=name in BLOCKING_CRITERIA,
-        description=description,
-    )
+    dg.AssetCheckSpec(name=name, asset="backtest_report", description=description)
     for name, description in CRITERION_DESCRIPTIONS.items()
 ]
-PROMOTION_CHECK_NAMES = tuple(spec.name for spec in PROMOTION_CHECK_SPECS)
 
 
 @dg.multi_asset_check(specs=PROMOTION_CHECK_SPECS, description="The promotion criteria.")
 def promotion_criteria(
-    context: dg.AssetCheckExecutionContext, backtest_report: dict, notifier: Notifier
+    context: dg.AssetCheckExecutionContext,
+    backtest_report: dict,
+    notifier: Notifier,
+    policy: PromotionPolicy,
 ):
-    verdicts = evaluate_promotion(backtest_report["metrics"])
+    verdicts = evaluate_criteria(backtest_report["metrics"], policy.criteria)
     for verdict in verdicts:
         yield dg.AssetCheckResult(
             check_name=verdict.name,
@@ -237,7 +180,7 @@ def promotion_criteria(
             description=verdict.description,
             metadata={
                 "staging_version": backtest_report["staging_version"],
-                **{k: float(v) for k, v in verdict.numbers.items() if v is not None},
+                **{k: round(float(v), 4) for k, v in verdict.numbers.items() if v is not None},
             },
         )
     if all(v.passed for v in verdicts if v.blocking):

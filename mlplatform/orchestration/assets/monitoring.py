@@ -1,5 +1,7 @@
 """Group `monitoring`: how far the recent market has moved from what the model learned on."""
 
+import json
+
 import dagster as dg
 import mlflow
 import numpy as np
@@ -20,7 +22,7 @@ from mlplatform.orchestration.errors import STORE_RETRY_POLICY, step_guard
 from mlplatform.orchestration.metadata import run_link, table_markdown
 from mlplatform.orchestration.resources import PlatformStores, ValidationScheme
 from mlplatform.registry import download_reference, get_alias_version, load_booster
-from mlplatform.training import predict_up_proba
+from mlplatform.training import DateWindow, predict_up_proba
 
 
 class DriftConfig(dg.Config):
@@ -48,9 +50,9 @@ def recent_rows(features: pd.DataFrame, business_days: int) -> pd.DataFrame:
 
 
 def training_rows(features: pd.DataFrame, training_window: str) -> pd.DataFrame:
-    start, end = (pd.Timestamp(part) for part in training_window.split("/"))
-    dates = features.index.get_level_values("date")
-    return features[(dates >= start) & (dates <= end)]
+    """The rows a version trained on (its `training_window` tag, a DateWindow as JSON)."""
+    window = DateWindow.from_dict(json.loads(training_window))
+    return features[window.contains(features.index.get_level_values("date"))]
 
 
 @dg.asset(

@@ -1,5 +1,6 @@
 """Group `training`: tuned hyperparameters (Optuna) and the registered staging model (LightGBM)."""
 
+import dataclasses
 import json
 import math
 import time
@@ -15,7 +16,7 @@ from pydantic import Field
 from mlplatform import config as settings
 from mlplatform.data import fingerprint
 from mlplatform.features import LABEL_DEFINITION, feature_schema_hash, forward_returns
-from mlplatform.monitoring import ReferenceBins
+from mlplatform.monitoring import model_reference
 from mlplatform.orchestration.errors import STORE_RETRY_POLICY, step_guard
 from mlplatform.orchestration.metadata import mlflow_model_url, run_link, table_markdown
 from mlplatform.orchestration.resources import PlatformStores, ValidationScheme
@@ -27,13 +28,14 @@ from mlplatform.registry import (
 )
 from mlplatform.training import (
     BASE_PARAMS,
+    Recipe,
     TrialRecord,
     VersionFacts,
+    Windows,
+    build_candidate,
     next_version,
-    params_hash,
-    predict_up_proba,
+    recipe_tags,
     run_study,
-    train_model,
     validate_tuning_args,
     walk_forward_folds,
 )
@@ -122,9 +124,11 @@ def tuned_params(
         validate_tuning_args(
             n_trials=config.n_trials, timeout_s=config.timeout_s, pruner=config.pruner
         )
-        split = validation.split(features, raw_prices)
+        data = validation.labelled(features, raw_prices)
+        windows = validation.plan(data)  # the one split of this run; later steps read it
+        dev = data.within(windows.development)
         folds = walk_forward_folds(
-            split.dev_dates,
+            dev.dates.unique(),
             n_folds=validation.n_folds,
             horizon=validation.horizon,
             embargo_days=validation.embargo_days,
@@ -133,15 +137,15 @@ def tuned_params(
         warm_start = _production_params(stores) if config.warm_start else None
         # One resumable study per model and development data: trial values on other data are not
         # comparable, so a retrain on new bars starts a new study, warm-started from production.
-        dev_prices = raw_prices[raw_prices["date"] <= split.dev_dates.max()]
+        dev_prices = raw_prices[raw_prices["date"] <= pd.Timestamp(windows.development.end)]
         study_name = f"{stores.model_name}:{fingerprint(dev_prices)[:12]}"
         if config.max_tuning_rows is not None or config.max_tuning_test_rows is not None:
             # Trials on another row sample are not comparable either: one study per sample.
             study_name += f":rows{config.max_tuning_rows}x{config.max_tuning_test_rows}"
         started = time.perf_counter()
         result = run_study(
-            split.X_dev,
-            split.y_dev,
+            dev.X,
+            dev.y,
             folds,
             study_name=study_name,
             storage_url=stores.optuna_storage,
@@ -154,10 +158,10 @@ def tuned_params(
             max_train_rows=config.max_tuning_rows,
             max_test_rows=config.max_tuning_test_rows,
             # Each trial's out-of-fold long/short Sharpe (tuning folds only, never the backtest
-            # window): their dispersion is the V[SR_n] of the backtest's Deflated Sharpe.
+            # window): their dispersion is the V[SR_n] of the evaluation's Deflated Sharpe.
             # The backtest trades horizon 1 only, so only then is a trial's Sharpe comparable.
             returns=(
-                forward_returns(raw_prices, horizon=1).reindex(split.X_dev.index)
+                forward_returns(raw_prices, horizon=1).reindex(dev.X.index)
                 if validation.horizon == 1
                 else None
             ),
@@ -189,6 +193,7 @@ def tuned_params(
         "tuning_train_rows": result.tuning_train_rows,
         "tuning_test_rows": result.tuning_test_rows,
         "trial_sharpes": result.trial_sharpes,
+        "windows": windows.to_dict(),
     }
     trial_sharpe_sd = (
         float(np.std(result.trial_sharpes, ddof=1)) if len(result.trial_sharpes) >= 2 else math.nan
@@ -225,7 +230,8 @@ def tuned_params(
                 )
             ),
             "max_tuning_rows": str(config.max_tuning_rows),
-            "dev_window": f"{split.training_window[0]} → {split.training_window[1]}",
+            "development_window": str(windows.development),
+            "evaluation_window": str(windows.evaluation),
             "parameter_importances": dg.MetadataValue.md(table_markdown(importances)),
             "best_params": dg.MetadataValue.md(table_markdown(params)),
             "mlflow_run": run_link(run),
@@ -237,8 +243,9 @@ def tuned_params(
     group_name="training",
     kinds={"lightgbm", "mlflow"},
     retry_policy=STORE_RETRY_POLICY,
-    description="LightGBM on all history before the backtest window; a new registry version "
-    "with alias `staging` and the models/staging export.",
+    description="The tuned recipe walked forward over the evaluation window (out-of-sample "
+    "predictions for backtest_report), then refit on every labelled row up to the latest bar: a "
+    "new registry version with alias `staging` and the models/staging export.",
 )
 def staging_model(
     context: dg.AssetExecutionContext,
@@ -251,28 +258,20 @@ def staging_model(
     validation: ValidationScheme,
 ) -> dg.Output[dict]:
     with step_guard(context):
-        split = validation.split(features, raw_prices)
-        params = {**BASE_PARAMS, **tuned_params["params"], "seed": config.seed}
-        num_boost_round = int(tuned_params["num_boost_round"])
-        booster = train_model(split.X_dev, split.y_dev, params, num_boost_round)
-        # Out-of-sample scores (the held-out window) are what live predictions look like; scores
-        # on the training rows are more confident and would make every live window look drifted.
-        scores = pd.Series(predict_up_proba(booster, split.X_backtest), name="score")
-        reference = {
-            "features": ReferenceBins.from_frame(
-                split.X_dev, n_bins=settings.DRIFT.n_bins
-            ).to_dict(),
-            "score": ReferenceBins.from_series(scores, n_bins=settings.DRIFT.n_bins).to_dict(),
-            "label": ReferenceBins.from_series(
-                split.y_dev.astype("float64").rename("label")
-            ).to_dict(),
-            "label_up_rate": float(split.y_dev.mean()),
-        }
-        facts = VersionFacts(
-            version=None,
+        data = validation.labelled(features, raw_prices)
+        recipe = Recipe(
+            params={**BASE_PARAMS, **tuned_params["params"], "seed": config.seed},
+            num_boost_round=int(tuned_params["num_boost_round"]),
             feature_schema_hash=feature_schema_hash(),
             label_definition=label_definition(validation.horizon),
-            params_hash=params_hash({**params, "num_boost_round": num_boost_round}),
+        )
+        candidate = build_candidate(recipe, data, Windows.from_dict(tuned_params["windows"]))
+        refit = data.within(candidate.windows.refit)
+        facts = VersionFacts(
+            version=None,
+            feature_schema_hash=recipe.feature_schema_hash,
+            label_definition=recipe.label_definition,
+            params_hash=recipe_tags(recipe)["params_hash"],
             data_fingerprint=fingerprint(raw_prices),
         )
         latest = latest_version(stores.tracking_uri, stores.model_name)
@@ -285,53 +284,57 @@ def staging_model(
         )
         semver = next_version(previous, facts)
         run = mlflow_tracking.active_run()
-        mlflow.log_params({f"lgbm_{k}": v for k, v in params.items()})
+        mlflow.log_params({f"lgbm_{k}": v for k, v in recipe.params.items()})
         tags = {
+            **recipe_tags(recipe),
             "semver": semver,
-            "feature_schema_hash": facts.feature_schema_hash,
-            "label_definition": facts.label_definition,
-            "params_hash": facts.params_hash,
             "data_fingerprint": facts.data_fingerprint,
-            "training_window": f"{split.training_window[0]}/{split.training_window[1]}",
-            "backtest_window": f"{split.backtest_window[0]}/{split.backtest_window[1]}",
-            "params": json.dumps(params, sort_keys=True, default=str),
-            "num_boost_round": str(num_boost_round),
+            "training_window": json.dumps(candidate.windows.refit.to_dict()),
+            "evaluation_window": json.dumps(candidate.windows.evaluation.to_dict()),
             "dagster_run_id": context.run_id,
-            # The backtest's Deflated Sharpe Ratio is taken against this version's own study.
-            "tuning_study": str(tuned_params.get("study_name", "")),
-            "tuning_trials": str(int(tuned_params.get("n_trials_total", 1))),
-            "trial_sharpes": json.dumps(sharpe_summary(tuned_params.get("trial_sharpes", []))),
-        }
-        metadata_doc = {
-            **tags,
-            "params": params,
-            "features": list(split.X_dev.columns),
-            "training_rows": len(split.X_dev),
-            "horizon": validation.horizon,
+            # The evaluation's Deflated Sharpe Ratio is taken against this version's own study.
+            "tuning_study": str(tuned_params["study_name"]),
+            "tuning_trials": str(int(tuned_params["n_trials_total"])),
+            "trial_sharpes": json.dumps(sharpe_summary(tuned_params["trial_sharpes"])),
         }
         handle = register_candidate(
-            booster,
+            candidate.booster,
             tracking_uri=stores.tracking_uri,
             run_id=run.info.run_id,
             name=stores.model_name,
             semver=semver,
             tags=tags,
-            input_example=split.X_dev.head(5),
-            reference=reference,
-            metadata=metadata_doc,
+            input_example=refit.X.head(5),
+            reference=model_reference(
+                refit.X, refit.y, candidate.out_of_sample, settings.DRIFT.n_bins
+            ),
+            metadata={
+                **tags,
+                "params": recipe.params,
+                "features": list(refit.X.columns),
+                "training_rows": candidate.training_rows,
+                "horizon": validation.horizon,
+            },
             export_root=stores.models_path,
         )
     context.log.info(f"registered {handle.name} v{handle.version} ({semver}) as staging")
     return dg.Output(
-        handle.to_dict(),
+        {
+            **handle.to_dict(),
+            "recipe": dataclasses.asdict(recipe),
+            "windows": candidate.windows.to_dict(),
+            "out_of_sample": candidate.out_of_sample,
+        },
         metadata={
             "model_version": dg.MetadataValue.url(mlflow_model_url(handle.name, handle.version)),
             "registry_version": int(handle.version),
             "semver": semver,
             "uri": handle.uri,
-            "training_window": tags["training_window"],
-            "training_rows": len(split.X_dev),
-            "boosting_rounds": num_boost_round,
+            "training_window": str(candidate.windows.refit),
+            "evaluation_window": str(candidate.windows.evaluation),
+            "training_rows": candidate.training_rows,
+            "walk_forward_blocks": len(candidate.windows.blocks),
+            "boosting_rounds": recipe.num_boost_round,
             "export": dg.MetadataValue.path(str(stores.models_path / "staging")),
             "mlflow_run": run_link(run),
         },

@@ -1,7 +1,7 @@
-"""The promotion criteria, applied to a backtest's metrics. Each criterion is one blocking check.
+"""The promotion criteria, applied to the walk-forward evaluation's metrics: one check each.
 
-Pure: takes the per-model metric dicts a backtest produced and the thresholds from
-`mlplatform.config.PROMOTION`, returns one verdict per criterion with the numbers behind it.
+Pure: takes the per-model metric dicts the evaluation produced and the thresholds (a
+PromotionCriteria), returns one verdict per criterion with the numbers behind it.
 """
 
 from __future__ import annotations
@@ -9,7 +9,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from mlplatform import config
 from mlplatform.config import PromotionCriteria
 
 STAGING = "staging"
@@ -42,7 +41,8 @@ BLOCKING_CRITERIA = (
 )
 WARNING_CRITERIA = (LEAKAGE_ALARM,)
 CRITERION_DESCRIPTIONS = {
-    BEATS_MAJORITY: "Accuracy significantly above the majority-class rate (one-sided binomial).",
+    BEATS_MAJORITY: "Accuracy above the window's majority-class rate with p < max_p_value, "
+    "both by row (binomial) and by date (t-test of the daily edge).",
     LOG_LOSS_VS_PRODUCTION: "Log loss no worse than the production model's on the same rows.",
     ACCURACY_VS_PRODUCTION: "Accuracy at least production's plus the minimum delta.",
     SHARPE_AFTER_COSTS: "Long/short Sharpe after costs above the floor, Deflated Sharpe high.",
@@ -55,11 +55,10 @@ def _f(value: Any) -> float:
     return float("nan") if value is None else float(value)
 
 
-def evaluate_promotion(
-    metrics: dict[str, dict[str, Any]], criteria: PromotionCriteria | None = None
+def evaluate_criteria(
+    metrics: dict[str, dict[str, Any]], criteria: PromotionCriteria
 ) -> list[Verdict]:
     """One verdict per criterion for the `staging` model against `production` (when present)."""
-    criteria = criteria or config.PROMOTION
     if STAGING not in metrics:
         raise ValueError(f"backtest metrics have no '{STAGING}' entry: {sorted(metrics)}")
     s = metrics[STAGING]
@@ -75,12 +74,12 @@ def evaluate_promotion(
             p_value < criteria.max_p_value and p_by_date < criteria.max_p_value,
             f"p = {p_value:.4g} by row, {p_by_date:.4g} by date (each needs < "
             f"{criteria.max_p_value}); accuracy {_f(s.get('accuracy')):.4f} vs majority rate "
-            f"{_f(s.get('majority_rate')):.4f}",
+            f"{_f(s.get('window_majority_rate')):.4f}",
             numbers={
                 "p_value": p_value,
                 "p_value_by_date": p_by_date,
                 "accuracy": _f(s.get("accuracy")),
-                "majority_rate": _f(s.get("majority_rate")),
+                "window_majority_rate": _f(s.get("window_majority_rate")),
                 "max_p_value": criteria.max_p_value,
             },
         )

@@ -1,0 +1,72 @@
+"""The facts the promotion decision needs, read from the Dagster instance and the registry.
+
+A promotion check only says something about the staging version the backtest_report it evaluated
+had scored; that materialization's metadata records which staging and production versions it
+compared. Decisions are made in mlplatform.promotion, never here.
+"""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from mlplatform import config as settings
+from mlplatform.orchestration.resources import PlatformStores
+from mlplatform.promotion import BLOCKING_CRITERIA, CheckEvidence, CheckStatus, PromotionFacts
+from mlplatform.registry import get_alias_version
+
+BACKTEST_KEY = dg.AssetKey("backtest_report")
+
+
+def _scored_versions(
+    instance: dg.DagsterInstance, storage_id: int
+) -> tuple[str | None, str | None]:
+    """(staging, production) versions that one backtest_report materialization compared."""
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=BACKTEST_KEY, storage_ids=[storage_id]), limit=1
+    ).records
+    if not records or records[0].asset_materialization is None:
+        return None, None
+    metadata = records[0].asset_materialization.metadata
+    staging, production = metadata.get("staging_version"), metadata.get("production_version")
+    return (
+        None if staging is None else str(staging.value),
+        None if production is None else str(production.value),
+    )
+
+
+def check_evidence(instance: dg.DagsterInstance, name: str) -> CheckEvidence:
+    record = instance.get_latest_asset_check_evaluation_record(dg.AssetCheckKey(BACKTEST_KEY, name))
+    if record is None:
+        return CheckEvidence(name, CheckStatus.NOT_EVALUATED)
+    evaluation = record.evaluation  # the planned event while running, skipped or crashed
+    if (
+        not isinstance(evaluation, dg.AssetCheckEvaluation)
+        or evaluation.target_materialization_data is None
+    ):
+        return CheckEvidence(name, CheckStatus.UNFINISHED, run_id=record.run_id)
+    storage_id = evaluation.target_materialization_data.storage_id
+    staging, production = _scored_versions(instance, storage_id)
+    return CheckEvidence(
+        name,
+        CheckStatus.PASSED if evaluation.passed else CheckStatus.FAILED,
+        description=evaluation.description or "",
+        run_id=record.run_id,
+        backtest_id=storage_id,
+        staging_version=staging,
+        production_version=production,
+    )
+
+
+def promotion_facts(instance: dg.DagsterInstance, stores: PlatformStores) -> PromotionFacts:
+    staging = get_alias_version(stores.tracking_uri, stores.model_name, settings.STAGING_ALIAS)
+    production = get_alias_version(
+        stores.tracking_uri, stores.model_name, settings.PRODUCTION_ALIAS
+    )
+    return PromotionFacts(
+        staging_version=None if staging is None else str(staging.version),
+        production_version=None if production is None else str(production.version),
+        rolled_back_version=None
+        if production is None
+        else production.tags.get("rollback_from_version"),
+        checks=tuple(check_evidence(instance, name) for name in BLOCKING_CRITERIA),
+    )

@@ -1,0 +1,66 @@
+"""A recipe is what the platform evaluates: features, label and tuned LightGBM parameters.
+
+It is scored by walk-forward (each evaluation block predicted by the recipe trained only on
+labelled rows before that block, purged by the label horizon) and deployed as a refit on every
+labelled row, so production never serves a model months older than its data.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import lightgbm as lgb
+import pandas as pd
+
+from mlplatform.training.dataset import LabelledData, Windows
+from mlplatform.training.model import predict_up_proba, train_model
+
+
+@dataclass(frozen=True)
+class Recipe:
+    params: dict[str, Any]  # full LightGBM params, seed included
+    num_boost_round: int
+    feature_schema_hash: str
+    label_definition: str
+
+    @property
+    def key(self) -> str:
+        """Identifies the recipe: same key, same model on the same rows (LightGBM is seeded)."""
+        doc = json.dumps(
+            [self.params, self.num_boost_round, self.feature_schema_hash, self.label_definition],
+            sort_keys=True,
+            default=str,
+        )
+        return hashlib.sha256(doc.encode()).hexdigest()[:16]
+
+    def comparable_with(self, other: Recipe) -> str | None:
+        """Why two recipes cannot be scored on the same rows, or None when they can."""
+        if self.feature_schema_hash != other.feature_schema_hash:
+            return "it uses another feature schema"
+        if self.label_definition != other.label_definition:
+            return "it predicts another label"
+        return None
+
+    def fit(self, data: LabelledData) -> lgb.Booster:
+        return train_model(data.X, data.y, self.params, self.num_boost_round)
+
+
+def walk_forward_predictions(recipe: Recipe, data: LabelledData, windows: Windows) -> pd.Series:
+    """Out-of-sample P(up) for every labelled row of the evaluation window, block by block.
+
+    Block k's model sees only rows dated at or before its `train_end` (horizon dates before the
+    block, so no training label reaches into it); nothing it predicts was ever trained on.
+    """
+    parts = []
+    for block in windows.blocks:
+        test = data.within(block.test)
+        if test.X.empty:
+            continue
+        booster = recipe.fit(data.until(block.train_end))
+        parts.append(pd.Series(predict_up_proba(booster, test.X), index=test.X.index))
+    if not parts:
+        raise ValueError("the evaluation window has no labelled rows to predict")
+    return pd.concat(parts).rename("p_up")

@@ -1,0 +1,145 @@
+"""The one promotion decision: every rule, each problem named once, the next step spelled out."""
+
+from __future__ import annotations
+
+import pytest
+
+from mlplatform.promotion import (
+    BLOCKING_CRITERIA,
+    CheckEvidence,
+    CheckStatus,
+    PromotionFacts,
+    awaiting_review,
+    comparable_production,
+    decide_promotion,
+)
+from mlplatform.training import Recipe
+
+
+def _passed(name: str, staging: str = "5", production: str = "3", backtest: int = 42):
+    return CheckEvidence(
+        name,
+        CheckStatus.PASSED,
+        description="fine",
+        run_id="abcdef123456",
+        backtest_id=backtest,
+        staging_version=staging,
+        production_version=production,
+    )
+
+
+def _facts(*checks: CheckEvidence, staging="5", production="3", rolled_back=None):
+    by_name = {c.name: c for c in checks}
+    return PromotionFacts(
+        staging_version=staging,
+        production_version=production,
+        rolled_back_version=rolled_back,
+        checks=tuple(by_name.get(name, _passed(name)) for name in BLOCKING_CRITERIA),
+    )
+
+
+def test_every_check_passed_on_this_staging_version_promotes() -> None:
+    decision = decide_promotion(_facts(), override=False, reason="")
+    assert decision.allowed and not decision.overridden and not decision.problems
+
+
+def test_a_failed_check_refuses_once_with_count_and_next_steps() -> None:
+    failed = CheckEvidence(
+        "beats_majority_class",
+        CheckStatus.FAILED,
+        description="p = 0.2 by date",
+        backtest_id=42,
+        staging_version="5",
+        production_version="3",
+    )
+    decision = decide_promotion(_facts(failed), override=False, reason="")
+    assert not decision.allowed
+    message = decision.message()
+    assert message.count("beats_majority_class") == 1
+    assert "FAILED — p = 0.2 by date" in message
+    assert f"1 problem(s) with {len(BLOCKING_CRITERIA)} promotion checks" in message
+    assert "override: true" in message and 'make promote OVERRIDE=1 REASON="..."' in message
+
+
+def test_a_check_both_failed_and_stale_is_listed_once() -> None:
+    both = CheckEvidence(
+        "predictions_not_degenerate",
+        CheckStatus.FAILED,
+        description="up 99%",
+        backtest_id=42,
+        staging_version="4",
+        production_version="3",
+    )
+    decision = decide_promotion(_facts(both), override=False, reason="")
+    assert len(decision.problems) == 1
+    assert "FAILED" in decision.problems[0] and "stale" in decision.problems[0]
+
+
+@pytest.mark.parametrize(
+    ("check", "words"),
+    [
+        (CheckEvidence("accuracy_vs_production", CheckStatus.NOT_EVALUATED), "never evaluated"),
+        (
+            CheckEvidence("accuracy_vs_production", CheckStatus.UNFINISHED, run_id="r" * 12),
+            "did not finish",
+        ),
+        (_passed("accuracy_vs_production", staging="4"), "evaluated staging v4"),
+        (_passed("accuracy_vs_production", production="2"), "production is now v3"),
+        (_passed("accuracy_vs_production", production="none"), "compared against production none"),
+    ],
+)
+def test_unfinished_or_stale_evidence_refuses(check: CheckEvidence, words: str) -> None:
+    decision = decide_promotion(_facts(check), override=False, reason="")
+    assert not decision.allowed
+    assert len(decision.problems) == 1 and words in decision.problems[0]
+
+
+def test_re_promoting_production_is_not_stale() -> None:
+    facts = _facts(*(_passed(n, staging="5", production="3") for n in BLOCKING_CRITERIA))
+    facts = PromotionFacts("5", "5", None, facts.checks)
+    assert decide_promotion(facts, override=False, reason="").allowed
+
+
+def test_checks_of_different_backtests_refuse() -> None:
+    decision = decide_promotion(
+        _facts(_passed("accuracy_vs_production", backtest=43)), override=False, reason=""
+    )
+    assert not decision.allowed
+    assert "different backtest_report materializations" in decision.message()
+
+
+def test_a_rolled_back_version_needs_an_override() -> None:
+    facts = _facts(rolled_back="5")
+    refused = decide_promotion(facts, override=False, reason="")
+    assert not refused.allowed and "rolled back out of production" in refused.message()
+    forced = decide_promotion(facts, override=True, reason="the bug was in the data feed")
+    assert forced.allowed and forced.overridden
+
+
+def test_override_needs_a_reason_and_cannot_invent_a_staging_model() -> None:
+    failed = CheckEvidence("beats_majority_class", CheckStatus.FAILED, staging_version="5")
+    no_reason = decide_promotion(_facts(failed), override=True, reason="  ")
+    assert not no_reason.allowed and "written reason" in no_reason.message()
+    with_reason = decide_promotion(_facts(failed), override=True, reason="reviewed by hand")
+    assert with_reason.allowed and with_reason.overridden and with_reason.reason
+    nothing = PromotionFacts(None, None, None, ())
+    assert not decide_promotion(nothing, override=True, reason="please").allowed
+
+
+def test_production_recipe_is_compared_only_when_comparable() -> None:
+    recipe = Recipe({"seed": 1}, 10, "schema-a", "up [horizon=1]")
+    assert comparable_production(recipe, recipe) is None
+    other_schema = Recipe({"seed": 1}, 10, "schema-b", "up [horizon=1]")
+    assert "feature schema" in str(comparable_production(recipe, other_schema))
+    other_label = Recipe({"seed": 1}, 10, "schema-a", "up [horizon=5]")
+    assert "another label" in str(comparable_production(recipe, other_label))
+    assert "records no recipe" in str(comparable_production(recipe, None))
+
+
+def test_drift_retrain_awaits_a_person() -> None:
+    assert not awaiting_review(None, None, "production:3", False, 0.0)
+    assert awaiting_review("production:3", 100.0, "production:3", False, 0.0)
+    assert not awaiting_review("production:3", 100.0, "production:4", False, 200.0)
+    # nothing in production: the staging version the retrain produced is the one under review
+    assert awaiting_review("staging:3", 100.0, "staging:4", True, 200.0)
+    assert not awaiting_review("staging:3", 100.0, "staging:2", True, 50.0)

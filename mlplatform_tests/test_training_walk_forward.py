@@ -1,0 +1,191 @@
+"""Evaluate the recipe by walk-forward, deploy the refit: windows, leakage, pairing, refit."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from mlplatform.evaluation.walk_forward import evaluate_candidate, walk_forward_baselines
+from mlplatform.promotion import PRODUCTION, STAGING
+from mlplatform.training import (
+    DEFAULT_PARAMS,
+    LabelledData,
+    Recipe,
+    SplitError,
+    Windows,
+    build_candidate,
+    plan_windows,
+    walk_forward_predictions,
+)
+
+CALENDAR = pd.bdate_range("2016-01-01", periods=1500)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    months=st.integers(3, 36),
+    refit=st.integers(1, 12),
+    horizon=st.integers(1, 10),
+    n_dates=st.integers(900, 1500),
+)
+def test_windows_purge_every_block_and_tile_the_evaluation(
+    months: int, refit: int, horizon: int, n_dates: int
+) -> None:
+    cal = CALENDAR[:n_dates]
+    if refit > months:
+        with pytest.raises(SplitError, match="refit_months"):
+            plan_windows(cal, evaluation_months=months, refit_months=refit, horizon=horizon)
+        return
+    windows = plan_windows(cal, evaluation_months=months, refit_months=refit, horizon=horizon)
+    pos = {d.date(): i for i, d in enumerate(cal)}
+    start = pos[windows.evaluation.start]
+    # development ends `horizon` dates before the evaluation window: its labels never reach it
+    assert pos[windows.development.end] + horizon < start
+    assert pos[windows.development.end] == start - horizon - 1
+    expected = start
+    for block in windows.blocks:
+        first, last = pos[block.test.start], pos[block.test.end]
+        assert first == expected and last >= first  # contiguous, no gap, no overlap
+        # purge: the label window [t, t+h] of every training date ends before the block
+        assert pos[block.train_end] + horizon < first
+        assert pos[block.train_end] == first - horizon - 1
+        expected = last + 1
+    assert expected == n_dates  # the blocks tile the window up to the last labelled date
+    assert windows.refit.start == cal[0].date() and windows.refit.end == cal[-1].date()
+    assert Windows.from_dict(windows.to_dict()) == windows
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"evaluation_months": 0, "refit_months": 1}, "evaluation_months"),
+        ({"evaluation_months": 120, "refit_months": 3}, "evaluation_months"),
+        ({"evaluation_months": 6, "refit_months": 0}, "refit_months"),
+        ({"evaluation_months": 6, "refit_months": 7}, "refit_months"),
+    ],
+)
+def test_window_errors_name_the_field(kwargs: dict, field: str) -> None:
+    with pytest.raises(SplitError) as info:
+        plan_windows(CALENDAR[:600], horizon=1, **kwargs)
+    assert info.value.field == field
+
+
+def _data(n_dates: int = 400, seed: int = 0) -> LabelledData:
+    rng = np.random.default_rng(seed)
+    index = pd.MultiIndex.from_product(
+        [pd.bdate_range("2020-01-01", periods=n_dates), ["A", "B", "C"]], names=["date", "ticker"]
+    )
+    X = pd.DataFrame(rng.standard_normal((len(index), 3)), index=index, columns=["f1", "f2", "f3"])
+    y = pd.Series(
+        (X["f1"].to_numpy() + rng.standard_normal(len(index)) > 0).astype("int8"),
+        index=index,
+        name="label",
+    )
+    return LabelledData(X, y)
+
+
+RECIPE = Recipe(
+    params={**DEFAULT_PARAMS, "seed": 7, "deterministic": True, "num_threads": 1},
+    num_boost_round=15,
+    feature_schema_hash="schema",
+    label_definition="up [horizon=2]",
+)
+
+
+def _windows(data: LabelledData) -> Windows:
+    return plan_windows(data.dates.unique(), evaluation_months=6, refit_months=2, horizon=2)
+
+
+def _poison(data: LabelledData, rows: np.ndarray, keep_features: np.ndarray) -> LabelledData:
+    """Flip the labels of `rows` and scramble their features (except `keep_features` rows)."""
+    X, y = data.X.copy(), data.y.copy()
+    y[rows] = 1 - y[rows]
+    X.loc[rows & ~keep_features] = -X.loc[rows & ~keep_features].to_numpy()
+    return LabelledData(X, y)
+
+
+def test_no_block_is_predicted_by_a_model_that_saw_its_future() -> None:
+    data = _data()
+    windows = _windows(data)
+    scores = walk_forward_predictions(RECIPE, data, windows)
+    assert len(windows.blocks) >= 3
+    dates = np.asarray(data.dates)
+    for block in windows.blocks:
+        in_block = block.test.contains(data.dates)
+        # Every label after the block's training end (its own included) and every later
+        # feature row: if the block's model had seen any of them, its predictions would move.
+        after = dates > np.datetime64(block.train_end)
+        scored = block.test.contains(scores.index.get_level_values("date"))
+        poisoned = walk_forward_predictions(RECIPE, _poison(data, after, in_block), windows)
+        np.testing.assert_array_equal(poisoned[scored].to_numpy(), scores[scored].to_numpy())
+        # control: the same poison on the dates it does train on changes them
+        before = ~after
+        control = walk_forward_predictions(RECIPE, _poison(data, before, in_block), windows)
+        assert not np.array_equal(control[scored].to_numpy(), scores[scored].to_numpy())
+
+
+def test_walk_forward_covers_exactly_the_evaluation_rows() -> None:
+    data = _data()
+    windows = _windows(data)
+    scores = walk_forward_predictions(RECIPE, data, windows)
+    assert scores.index.equals(data.within(windows.evaluation).X.index)
+    assert scores.between(0, 1).all()
+
+
+def test_refit_trains_through_the_last_labelled_date() -> None:
+    data = _data()
+    candidate = build_candidate(RECIPE, data, _windows(data))
+    assert candidate.training_rows == len(data.X)
+    assert candidate.windows.refit.end == data.dates.max().date()
+    # the registered model is the recipe on every row, not the last block's model
+    assert (
+        candidate.booster.model_to_string()
+        == RECIPE.fit(data).model_to_string()
+        != RECIPE.fit(data.until(candidate.windows.blocks[-1].train_end)).model_to_string()
+    )
+
+
+def _prices(data: LabelledData) -> pd.DataFrame:
+    rng = np.random.default_rng(1)
+    frame = data.X.index.to_frame(index=False)
+    frame["close"] = 100 * np.exp(rng.standard_normal(len(frame)).cumsum() * 0.01)
+    frame["open"] = frame["close"] * (1 + 0.001 * rng.standard_normal(len(frame)))
+    frame["high"] = frame[["open", "close"]].max(axis=1) * 1.01
+    frame["low"] = frame[["open", "close"]].min(axis=1) * 0.99
+    frame["volume"] = 1000.0
+    return frame.sort_values(["ticker", "date"]).reset_index(drop=True)
+
+
+def test_staging_and_production_are_scored_on_identical_rows() -> None:
+    data = _data()
+    windows = plan_windows(data.dates.unique(), evaluation_months=6, refit_months=2, horizon=1)
+    staging = walk_forward_predictions(RECIPE, data, windows)
+    production = Recipe(**{**RECIPE.__dict__, "num_boost_round": 5})
+    evaluation = evaluate_candidate(
+        data,
+        windows,
+        _prices(data),
+        staging=staging,
+        production=production,
+        production_left_out_because=None,
+        cost_bps=5.0,
+        n_trials=10,
+        trial_sharpes=[0.01, 0.02, 0.03],
+    )
+    metrics = evaluation.result.metrics
+    assert metrics[STAGING]["n"] == metrics[PRODUCTION]["n"] == evaluation.result.n_rows
+    assert evaluation.result.mcnemar is not None  # a paired comparison
+    assert {"training_majority", "always_up", "previous_direction"} <= set(metrics)
+
+
+def test_training_majority_is_walked_forward() -> None:
+    data = _data()
+    windows = _windows(data)
+    majority = walk_forward_baselines(data, windows, _prices(data))["training_majority"]
+    for block in windows.blocks:
+        in_block = block.test.contains(majority.index.get_level_values("date"))
+        seen = data.until(block.train_end).y.mean()
+        assert np.allclose(majority[in_block], seen)
