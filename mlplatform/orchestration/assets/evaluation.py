@@ -20,7 +20,7 @@ from mlplatform.evaluation.promotion import (
 )
 from mlplatform.features import feature_schema_hash, forward_returns, hold_returns
 from mlplatform.notifications import Notification, NotificationKind
-from mlplatform.orchestration.errors import STORE_RETRY_POLICY, step_guard
+from mlplatform.orchestration.errors import STORE_RETRY_POLICY, CheckedConfig, step_guard
 from mlplatform.orchestration.metadata import mlflow_model_url, run_link
 from mlplatform.orchestration.resources import (
     MarketDataSource,
@@ -35,9 +35,12 @@ from mlplatform.training import predict_up_proba
 PLOTTED = ("accuracy", "auc", "log_loss", "brier", "long_short_sharpe", "long_short_dsr")
 
 
-class BacktestConfig(dg.Config):
+class BacktestConfig(CheckedConfig):
     cost_bps: float = Field(
-        default=settings.BACKTEST.cost_bps, description="One-way transaction cost, basis points."
+        default=settings.BACKTEST.cost_bps,
+        ge=0,
+        le=settings.BACKTEST.max_cost_bps,
+        description="One-way transaction cost, basis points.",
     )
 
 
