@@ -357,3 +357,33 @@ def test_bad_run_config_fails_at_once_naming_the_field(
         assert retried == []
         materialized = {e.asset_key for e in result.get_asset_materialization_events()}
         assert dg.AssetKey(asset) not in materialized
+
+
+def test_optuna_database_removed_mid_study_names_the_storage(tmp_path: Path) -> None:
+    from mlplatform.training import TuningError, run_study, walk_forward_folds
+    from mlplatform_tests.test_training_tuning import FAST, small_frame
+
+    X, y = small_frame(n_dates=200, n_tickers=4)
+    dates = X.index.get_level_values("date").unique()
+    folds = walk_forward_folds(dates, n_folds=2, horizon=1, embargo_days=2, min_train_days=100)
+    db = tmp_path / "optuna.db"
+
+    def remove_database(_record: object) -> None:  # the fault: someone deletes the file
+        db.unlink(missing_ok=True)
+
+    with pytest.raises(TuningError) as caught:
+        run_study(
+            X,
+            y,
+            folds,
+            study_name="gone",
+            storage_url=f"sqlite:///{db}",
+            n_trials=4,
+            timeout_s=600.0,
+            pruner="none",
+            seed=1,
+            trial_callback=remove_database,
+            **FAST,
+        )
+    assert f"storage sqlite:///{db} disappeared while the study ran" in str(caught.value)
+    assert "Should not reach" not in str(caught.value)
