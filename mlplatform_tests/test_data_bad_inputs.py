@@ -387,3 +387,20 @@ def test_optuna_database_removed_mid_study_names_the_storage(tmp_path: Path) -> 
         )
     assert f"storage sqlite:///{db} disappeared while the study ran" in str(caught.value)
     assert "Should not reach" not in str(caught.value)
+
+
+def test_date_format_from_the_environment_loads_day_first_files(
+    platform_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mlplatform import config
+
+    path = platform_home.parent / "prices.csv"
+    prices = generate_market(seed=4, n_tickers=2, years=1, as_of="2026-06-30").prices
+    _day_first_text(prices).to_csv(path, index=False)
+    monkeypatch.setenv(config.DATA_PATH_ENV, str(path))
+    monkeypatch.setenv(config.DATE_FORMAT_ENV, "%d/%m/%Y")
+    with dg.instance_for_test() as instance:
+        result = materialize(build_definitions(), instance, "raw_prices")
+        assert result.success
+        stored = result.output_for_node("raw_prices")
+    pd.testing.assert_frame_equal(stored, prices)
