@@ -193,7 +193,7 @@ def _check_finite(prices: pd.DataFrame) -> None:
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
             raise DataValidationError(
-                f"{name} is {prices[name].iloc[i]!r}, not a finite number",
+                f"{name} is {float(prices[name].iloc[i])!r}, not a finite number",
                 ticker=prices["ticker"].iloc[i],
                 date=pd.Timestamp(prices["date"].iloc[i]),
                 column=name,
