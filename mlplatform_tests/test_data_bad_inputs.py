@@ -329,16 +329,11 @@ def test_every_run_config_range_is_checked() -> None:
     assert TuningConfig(max_tuning_rows=None).max_tuning_rows is None
 
 
-@pytest.mark.parametrize(
-    ("asset", "config", "field"),
-    [
-        ("tuned_params", {"max_tuning_rows": 0}, "max_tuning_rows=0"),
-        ("drift_report", {"recent_business_days": 0}, "recent_business_days=0"),
-    ],
-)
-def test_bad_run_config_fails_at_once_naming_the_field(
-    platform_home: Path, asset: str, config: dict, field: str
-) -> None:
+def test_bad_run_config_fails_at_once_naming_the_field(platform_home: Path) -> None:
+    bad = {
+        "tuned_params": ({"max_tuning_rows": 0}, "max_tuning_rows=0"),
+        "drift_report": ({"recent_business_days": 0}, "recent_business_days=0"),
+    }
     defs = build_definitions(small_overrides())
     with dg.instance_for_test() as instance:
         result = materialize(
@@ -346,17 +341,18 @@ def test_bad_run_config_fails_at_once_naming_the_field(
             instance,
             "raw_prices",
             "features",
-            asset,
-            run_config={"ops": {asset: {"config": config}}},
+            *bad,
+            run_config={"ops": {asset: {"config": config} for asset, (config, _) in bad.items()}},
         )
-        assert not result.success
-        message = failure_message(result)
-        assert field in message and "Exceeded max_retries" not in message
-        assert "max_train_rows" not in message
-        retried = [e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]
-        assert retried == []
-        materialized = {e.asset_key for e in result.get_asset_materialization_events()}
-        assert dg.AssetKey(asset) not in materialized
+    assert not result.success
+    message = failure_message(result)
+    for _config, field in bad.values():
+        assert field in message, message
+    assert "Exceeded max_retries" not in message and "max_train_rows" not in message
+    retried = [e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]
+    assert retried == []
+    materialized = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
+    assert materialized == {"raw_prices", "features"}
 
 
 def test_optuna_database_removed_mid_study_names_the_storage(tmp_path: Path) -> None:
