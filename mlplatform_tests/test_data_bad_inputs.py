@@ -66,6 +66,21 @@ def test_dates_not_matching_the_configured_format_are_named(tmp_path: Path) -> N
     assert "line 7" in str(caught.value)
 
 
+@pytest.mark.parametrize(
+    ("date_format", "words"),
+    [("dd/mm/yyyy", "has no strftime codes (e.g. '%d/%m/%Y')"), ("%d/%Q", "is not usable")],
+)
+def test_an_unusable_date_format_says_so(tmp_path: Path, date_format: str, words: str) -> None:
+    with pytest.raises(DataValidationError) as caught:
+        load_prices(_day_first(tmp_path, "%d/%m/%Y"), min_history_days=MIN, date_format=date_format)
+    assert f"date_format {date_format!r} {words}" in caught.value.reason
+
+
+def test_an_unreadable_as_of_says_so(tmp_path: Path) -> None:
+    with pytest.raises(DataValidationError, match="as_of 'soon' is not a date"):
+        load_prices(write_csv(tmp_path / "p.csv", bars()), min_history_days=MIN, as_of="soon")
+
+
 @pytest.mark.parametrize("fmt", ["%Y-%m-%d", "%d %b %Y", "%b %d, %Y", "%Y/%m/%d"])
 def test_unambiguous_date_forms_still_load(tmp_path: Path, fmt: str) -> None:
     loaded = load_prices(_day_first(tmp_path, fmt), min_history_days=MIN)

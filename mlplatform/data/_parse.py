@@ -93,6 +93,10 @@ def parse_dates(
 
 def _parse_with_format(text: pd.Series, date_format: str) -> tuple[pd.Series, Problem | None]:
     """Every date in the one configured format; the first that does not fit is the problem."""
+    if "%" not in date_format:  # "dd/mm/yyyy" would match nothing, line after line
+        return text, Problem(
+            0, text.iloc[0], f"date_format {date_format!r} has no strftime codes (e.g. '%d/%m/%Y')"
+        )
     try:
         parsed = pd.to_datetime(text, format=date_format, errors="coerce")
     except (ValueError, TypeError) as err:  # a format pandas cannot use at all

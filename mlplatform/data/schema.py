@@ -149,7 +149,10 @@ def latest_allowed_date(as_of: str | date | None = None) -> pd.Timestamp:
     """The last date a bar may carry: `as_of`, or today where the calendar is furthest ahead
     (UTC+14), so an exchange east of this machine never has its today's bar refused."""
     if as_of is not None:
-        return pd.Timestamp(as_of).normalize()
+        try:
+            return pd.Timestamp(as_of).normalize()
+        except (ValueError, TypeError):
+            raise DataValidationError(f"as_of {as_of!r} is not a date (YYYY-MM-DD)") from None
     return (pd.Timestamp.now(tz="UTC") + pd.Timedelta(hours=14)).tz_localize(None).normalize()
 
 
