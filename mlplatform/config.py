@@ -17,6 +17,7 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 HOME_ENV = "MLPLATFORM_HOME"
 MODELS_DIR_ENV = "MLPLATFORM_MODELS_DIR"
 DATA_PATH_ENV = "MLPLATFORM_DATA_PATH"
+DATE_FORMAT_ENV = "MLPLATFORM_DATE_FORMAT"  # e.g. %d/%m/%Y; unset = ISO or unambiguous
 SLACK_TOKEN_ENV = "MLPLATFORM_SLACK_TOKEN"
 SLACK_CHANNEL_ENV = "MLPLATFORM_SLACK_CHANNEL"
 WEBHOOK_URL_ENV = "MLPLATFORM_WEBHOOK_URL"
@@ -93,6 +94,12 @@ MIN_HISTORY_DAYS = 126  # six months of business days per ticker
 STALE_AFTER_BUSINESS_DAYS = 5
 EXTREME_RETURN_ABS = 0.5  # a 50 % one-day move is flagged (warning)
 MAX_GAP_BUSINESS_DAYS = 5
+# Bars beyond these are refused at load: features square prices and volumes (rolling variance)
+# and are kept as float32, so values near 1e300 overflow and the ticker silently drops out.
+MAX_PRICE = 1e12
+MAX_VOLUME = 1e18
+# High/low may sit this far (relative) on the wrong side of open/close: float32 rounding noise.
+OHLC_REL_TOLERANCE = 1e-6
 
 
 # --- labels, validation splits, tuning ----------------------------------------------------------
@@ -139,6 +146,7 @@ PRUNERS = ("median", "hyperband", "none")
 @dataclass(frozen=True)
 class BacktestDefaults:
     cost_bps: float = 5.0  # one-way transaction cost in basis points
+    max_cost_bps: float = 1000.0  # 10 % per trade: anything above is a typo, not a cost
     periods_per_year: int = 252
 
 

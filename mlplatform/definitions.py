@@ -38,7 +38,11 @@ def _env_or_none(name: str) -> dg.EnvVar | None:
 def build_resources() -> dict[str, object]:
     home = config.home_dir()
     market_data = (
-        MarketDataSource(kind="file", path=dg.EnvVar(config.DATA_PATH_ENV))
+        MarketDataSource(
+            kind="file",
+            path=dg.EnvVar(config.DATA_PATH_ENV),
+            date_format=os.environ.get(config.DATE_FORMAT_ENV) or None,
+        )
         if os.environ.get(config.DATA_PATH_ENV)
         else MarketDataSource()
     )

@@ -289,7 +289,7 @@ BAD_CASES = {
     "high below close": (
         _with(_set(0, "high", 99.9)),
         {"ticker": "AAPL", "date": "2024-03-04", "column": "high"},
-        "high 99.9 is below max(open, close) 100",
+        "high 99.9 is below max(open, close) 100.0",
     ),
     "low above open": (
         _with(_set(2, "low", 101.8)),

@@ -6,6 +6,7 @@ that failed, so the caller can raise a `DataValidationError` naming file, ticker
 
 from __future__ import annotations
 
+import re
 import warnings
 from dataclasses import dataclass
 
@@ -14,6 +15,8 @@ import pandas as pd
 
 # The one tolerated spread of UTC offsets inside one file: a daylight-saving shift.
 _MAX_OFFSET_SPREAD = pd.Timedelta(hours=1)
+# Day and month as numbers before the year (03/05/2024, 03.05.2024, 3-5-24): the order is unknown.
+_NUMERIC_DATE = re.compile(r"^(\d{1,2})([/.\-])(\d{1,2})\2(\d{2}|\d{4})$")
 
 
 @dataclass(frozen=True)
@@ -47,14 +50,17 @@ def to_float64(values: pd.Series) -> tuple[np.ndarray, Problem | None]:
     return numbers, None
 
 
-def parse_dates(values: pd.Series) -> tuple[pd.Series, Problem | None]:
+def parse_dates(
+    values: pd.Series, date_format: str | None = None
+) -> tuple[pd.Series, Problem | None]:
     """Trading dates as datetime64[ns], tz-naive, normalised to midnight.
 
     Time-zone-aware stamps keep their own wall-clock date (a bar stamped
     `2024-03-05T00:00:00-05:00` is the 5 March session), offsets in one column may differ by at
     most the one-hour daylight-saving shift, and naive and aware stamps may not be mixed. Text is
-    parsed as ISO 8601 (fast path) or, failing that, element by element by dateutil (US
-    month-first for `03/05/2024`).
+    parsed with `date_format` (strftime codes) when given; else as ISO 8601 (fast path) or, failing
+    that, element by element by dateutil. Without a format, a numeric day and month before the year
+    that could be either (`03/05/2024`) is a problem, never a guess.
     """
     values = values.reset_index(drop=True)
     if pd.api.types.is_datetime64_any_dtype(values.dtype):
@@ -72,6 +78,8 @@ def parse_dates(values: pd.Series) -> tuple[pd.Series, Problem | None]:
         position = int(missing.argmax())
         return values, Problem(position, "", "date is missing")
     text = values.astype(str).str.strip()
+    if date_format is not None:
+        return _parse_with_format(text, date_format)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", FutureWarning)  # mixed offsets: take the slow path
@@ -83,12 +91,78 @@ def parse_dates(values: pd.Series) -> tuple[pd.Series, Problem | None]:
         return _parse_dates_slowly(text)
 
 
+def _parse_with_format(text: pd.Series, date_format: str) -> tuple[pd.Series, Problem | None]:
+    """Every date in the one configured format; the first that does not fit is the problem."""
+    if "%" not in date_format:  # "dd/mm/yyyy" would match nothing, line after line
+        return text, Problem(
+            0, text.iloc[0], f"date_format {date_format!r} has no strftime codes (e.g. '%d/%m/%Y')"
+        )
+    try:
+        parsed = pd.to_datetime(text, format=date_format, errors="coerce")
+    except (ValueError, TypeError) as err:  # a format pandas cannot use at all
+        return text, Problem(0, text.iloc[0], f"date_format {date_format!r} is not usable ({err})")
+    bad = parsed.isna().to_numpy()
+    if bad.any():
+        position = int(bad.argmax())
+        return text, Problem(
+            position,
+            text.iloc[position],
+            f"date does not match date_format {date_format!r} (or is out of range)",
+        )
+    if getattr(parsed.dt, "tz", None) is not None:
+        parsed = parsed.dt.tz_localize(None)
+    return parsed.astype("datetime64[ns]").dt.normalize(), None
+
+
+def _numeric_order_problem(text: pd.Series, distinct: np.ndarray) -> Problem | None:
+    """A day/month-or-month/day date that only a configured date_format can settle."""
+    parts = pd.Series(distinct, dtype=object).str.extract(_NUMERIC_DATE)
+    matched = parts[0].notna().to_numpy()
+    if not matched.any():
+        return None
+    first = parts[0][matched].astype(int).to_numpy()
+    second = parts[2][matched].astype(int).to_numpy()
+    items = distinct[matched]
+    day_first = items[first > 12]
+    month_first = items[second > 12]
+    ambiguous = items[(first <= 12) & (second <= 12) & (first != second)]
+    separator = parts[1][matched].iloc[0]
+    year = "%Y" if len(parts[3][matched].iloc[0]) == 4 else "%y"
+    dmy = f"%d{separator}%m{separator}{year}"
+    mdy = f"%m{separator}%d{separator}{year}"
+    if len(day_first) and len(month_first):
+        position = int(text.isin(set(month_first)).to_numpy().argmax())
+        return Problem(
+            position,
+            text.iloc[position],
+            f"date reads month-first while {day_first[0]!r} reads day-first; set date_format "
+            f"({dmy!r} or {mdy!r}) and fix the dates that do not fit",
+        )
+    if not len(ambiguous):
+        return None
+    position = int(text.isin(set(ambiguous)).to_numpy().argmax())
+    if len(day_first):
+        hint = f"other dates read day-first (e.g. {day_first[0]!r}): set date_format {dmy!r}"
+    elif len(month_first):
+        hint = f"other dates read month-first (e.g. {month_first[0]!r}): set date_format {mdy!r}"
+    else:
+        hint = f"set date_format, e.g. {dmy!r} (day first) or {mdy!r} (month first)"
+    return Problem(
+        position, text.iloc[position], f"date is ambiguous (day-first or month-first?); {hint}"
+    )
+
+
 def _parse_dates_slowly(text: pd.Series) -> tuple[pd.Series, Problem | None]:
     """Per distinct string (there are few: one per trading date); finds the first bad row."""
+    distinct = pd.unique(text)
+    problem = _numeric_order_problem(text, distinct)
+    if problem is not None:
+        return text, problem
     local: dict[str, pd.Timestamp] = {}
     offset: dict[str, pd.Timedelta | None] = {}
     unparseable: set[str] = set()
-    for item in pd.unique(text):
+    out_of_range: set[str] = set()
+    for item in distinct:
         try:
             stamp = pd.Timestamp(item)
         except (ValueError, TypeError, OverflowError, ArithmeticError):
@@ -99,11 +173,18 @@ def _parse_dates_slowly(text: pd.Series) -> tuple[pd.Series, Problem | None]:
             continue
         offset[item] = stamp.utcoffset() if stamp.tz is not None else None
         local[item] = stamp.tz_localize(None) if stamp.tz is not None else stamp
+        try:
+            local[item].as_unit("ns")
+        except (ValueError, OverflowError):  # pandas' OutOfBoundsDatetime is a ValueError
+            out_of_range.add(item)
 
-    if unparseable:
-        bad = text.isin(unparseable).to_numpy()
-        position = int(bad.argmax())
-        return text, Problem(position, text.iloc[position], "date is not parseable")
+    for bad_items, reason in (
+        (unparseable, "date is not parseable"),
+        (out_of_range, "date is out of range (years 1677-2262)"),
+    ):
+        if bad_items:
+            position = int(text.isin(bad_items).to_numpy().argmax())
+            return text, Problem(position, text.iloc[position], reason)
 
     offsets = text.map(offset)
     aware = offsets.notna().to_numpy()
@@ -125,8 +206,5 @@ def _parse_dates_slowly(text: pd.Series) -> tuple[pd.Series, Problem | None]:
                 f"mixes time zones (UTC offset {offsets.iloc[position]} vs "
                 f"{offsets.iloc[0]} in row 1)",
             )
-    try:
-        stamps = pd.to_datetime(text.map(local)).astype("datetime64[ns]")
-    except (ValueError, TypeError, OverflowError):
-        return text, Problem(0, text.iloc[0], "date is out of range")
+    stamps = pd.to_datetime(text.map(local)).astype("datetime64[ns]")
     return stamps.dt.normalize(), None

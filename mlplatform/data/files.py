@@ -17,14 +17,25 @@ so each bar stays internally consistent and comparable across splits and dividen
 left as reported. `price_column="adj_close"` demands that column; `price_column="close"` uses the
 raw close and raw open/high/low unchanged.
 
+Dates: ISO 8601 or another unambiguous form; a numeric day and month that could be read either
+way (`04/01/2015`) is refused unless `date_format` (strftime codes, e.g. "%d/%m/%Y") is given.
+Bars dated after `as_of` (default: today) are refused, and so are prices above config.MAX_PRICE
+and volumes above config.MAX_VOLUME. Cells are text until parsed, so a ticker "NA" or "NULL" is
+a ticker; only an empty cell is a missing value.
+
 Every problem is a `DataValidationError` naming file, ticker, date and column where known.
 """
 
 from __future__ import annotations
 
 import csv
+import errno
+import gzip
 import re
+import warnings
+import zlib
 from collections.abc import Callable
+from datetime import date
 from pathlib import Path
 
 import numpy as np
@@ -78,18 +89,25 @@ def load_prices(
     *,
     price_column: str = "auto",
     min_history_days: int = config.MIN_HISTORY_DAYS,
+    date_format: str | None = None,
+    as_of: str | date | None = None,
 ) -> pd.DataFrame:
-    """The canonical prices frame (see mlplatform.data.schema) from a file or a folder."""
+    """The canonical prices frame (see mlplatform.data.schema) from a file or a folder.
+
+    `date_format`: strftime codes of the date column (None: ISO 8601 or unambiguous forms only).
+    `as_of`: no bar may be dated later (None: today, see schema.latest_allowed_date).
+    """
     if price_column not in PRICE_COLUMN_CHOICES:
         raise ValueError(
             f"price_column must be one of {PRICE_COLUMN_CHOICES}, not {price_column!r}"
         )
     path = Path(path)
-    if not path.exists():
-        raise DataValidationError("path does not exist", file=path)
+    _check_exists(path)
 
     if path.is_dir():
         files = sorted(p for p in path.iterdir() if not p.name.startswith(".") and not p.is_dir())
+        for file in files:
+            _check_exists(file)
         if not files:
             raise DataValidationError(
                 f"folder holds no price files (expected {', '.join(SUPPORTED_SUFFIXES)})",
@@ -102,7 +120,7 @@ def load_prices(
     ticker_sources: dict[str, str] = {}
     adjusted = False
     for file in files:
-        frame, was_adjusted = _read_one(file, price_column=price_column)
+        frame, was_adjusted = _read_one(file, price_column=price_column, date_format=date_format)
         adjusted |= was_adjusted
         for ticker in pd.unique(frame["ticker"]):
             if ticker in ticker_sources:
@@ -121,22 +139,61 @@ def load_prices(
         min_history_days=min_history_days,
         ticker_sources=ticker_sources,
         note=_ADJUST_NOTE if adjusted else "",
+        as_of=as_of,
     )
+
+
+def _check_exists(path: Path) -> None:
+    """A path that cannot be opened, with the reason the operating system gives."""
+    try:
+        path.stat()
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            raise DataValidationError(
+                "symbolic link loop (the link points back to itself)", file=path
+            ) from None
+        if err.errno == errno.ENOENT and path.is_symlink():
+            raise DataValidationError(
+                f"broken symbolic link (its target {path.readlink()} does not exist)", file=path
+            ) from None
+        if err.errno == errno.ENOENT:
+            raise DataValidationError("path does not exist", file=path) from None
+        raise DataValidationError(f"cannot be opened: {err.strerror}", file=path) from None
 
 
 def _read_raw(file: Path, suffix: str) -> pd.DataFrame:
     """The file's table with CSV cells as text; unreadable content becomes our error."""
     try:
         if suffix in CSV_SUFFIXES:
-            return pd.read_csv(
-                file, dtype=str, encoding="utf-8-sig", skip_blank_lines=True, low_memory=False
-            )
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", pd.errors.ParserWarning)
+                return pd.read_csv(
+                    file,
+                    dtype=str,
+                    encoding="utf-8-sig",
+                    skip_blank_lines=True,
+                    low_memory=False,
+                    # a trailing comma on every line is an empty last field, never the index
+                    index_col=False,
+                    # only an empty cell is missing: "NA", "NULL", "NAN" are real tickers
+                    keep_default_na=False,
+                    na_values=[""],
+                )
         table = pd.read_parquet(file)
     except pd.errors.EmptyDataError:
         raise DataValidationError("file is empty", file=file) from None
+    except pd.errors.ParserWarning:
+        raise DataValidationError(
+            "some lines have more values than the header has columns (they would be lost)",
+            file=file,
+        ) from None
+    except (EOFError, zlib.error) as err:
+        raise DataValidationError(f"truncated or corrupt gzip ({err})", file=file) from None
     except UnicodeError as err:
         raise DataValidationError(f"file is not UTF-8 text ({err.reason})", file=file) from None
     except (ValueError, OSError, csv.Error, OverflowError, pa.ArrowException) as err:
+        if isinstance(err, gzip.BadGzipFile):
+            raise DataValidationError(f"truncated or corrupt gzip ({err})", file=file) from None
         kind = "CSV" if suffix in CSV_SUFFIXES else "Parquet"
         detail = " ".join(str(err).split())[:300]
         raise DataValidationError(f"cannot be read as {kind}: {detail}", file=file) from None
@@ -145,7 +202,9 @@ def _read_raw(file: Path, suffix: str) -> pd.DataFrame:
     return table
 
 
-def _read_one(file: Path, *, price_column: str) -> tuple[pd.DataFrame, bool]:
+def _read_one(
+    file: Path, *, price_column: str, date_format: str | None
+) -> tuple[pd.DataFrame, bool]:
     """One file as (date, ticker, open, high, low, close, volume) with parsed values."""
     suffix = _suffix(file)
     if suffix is None:
@@ -221,7 +280,7 @@ def _read_one(file: Path, *, price_column: str) -> tuple[pd.DataFrame, bool]:
         tickers = pd.Series(stem, index=raw.index, dtype=object)
 
     # --- dates -----------------------------------------------------------------------------------
-    dates, problem = parse_dates(raw[columns["date"]])
+    dates, problem = parse_dates(raw[columns["date"]], date_format)
     if problem is not None:
         raise DataValidationError(
             f"{problem.reason}: {problem.text!r} ({where(problem.position)})",
@@ -272,8 +331,8 @@ def _adjust(
         if bad.any():
             position = int(bad.argmax())
             raise DataValidationError(
-                f"{name} {column[position]!r} must be a positive number to adjust the bar by "
-                f"adj_close/close ({where(position)})",
+                f"{name} {float(column[position])!r} must be a positive number to adjust the "
+                f"bar by adj_close/close ({where(position)})",
                 file=file,
                 ticker=frame["ticker"].iat[position],
                 date=frame["date"].iat[position],

@@ -3,15 +3,17 @@
 `PRICES_SCHEMA` is what Dagster shows as the asset's type (column descriptions and checks).
 `validate_prices` turns any frame with the right columns into the canonical frame or raises a
 `DataValidationError` that names source, ticker, date and column of the first violation. The
-checks run in a fixed order (columns, types, missing keys, duplicates, missing values, finiteness,
-positive prices, volume, OHLC consistency, history length), and within one check the first row in
-(ticker, date) order is reported. Everything is vectorised; the schema runs last as a guard so the
-function and the schema can never disagree about what a valid frame is.
+checks run in a fixed order (columns, types, missing keys, future dates, duplicates, missing
+values, finiteness, positive and plausible prices, volume, OHLC consistency, history length),
+and within one check the first row in (ticker, date) order is reported. Everything is vectorised;
+the schema runs last as a guard so the function and the schema can never disagree about what a
+valid frame is.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import date
 
 import numpy as np
 import pandas as pd
@@ -139,7 +141,19 @@ _GUARD_SCHEMA = PRICES_SCHEMA.update_column(
 
 
 def _fmt(value: float) -> str:
-    return f"{value:.10g}"
+    """Shortest text that reads back as the same float: 4676.69 and 4676.68994140625 differ."""
+    return repr(float(value))
+
+
+def latest_allowed_date(as_of: str | date | None = None) -> pd.Timestamp:
+    """The last date a bar may carry: `as_of`, or today where the calendar is furthest ahead
+    (UTC+14), so an exchange east of this machine never has its today's bar refused."""
+    if as_of is not None:
+        try:
+            return pd.Timestamp(as_of).normalize()
+        except (ValueError, TypeError):
+            raise DataValidationError(f"as_of {as_of!r} is not a date (YYYY-MM-DD)") from None
+    return (pd.Timestamp.now(tz="UTC") + pd.Timedelta(hours=14)).tz_localize(None).normalize()
 
 
 class _Locator:
@@ -171,14 +185,16 @@ def validate_prices(
     *,
     source: str,
     min_history_days: int = config.MIN_HISTORY_DAYS,
+    as_of: str | date | None = None,
 ) -> pd.DataFrame:
     """The canonical prices frame from `df`, or a DataValidationError naming the first problem.
 
     `df` needs the columns in PRICE_COLUMNS (extra columns are dropped). Dates may be datetimes
-    or text; tz-aware stamps keep their wall-clock date. Rows are sorted by ticker then date;
-    unsorted input is fine, a repeated (ticker, date) is not. `source` names the data in errors.
+    or text; tz-aware stamps keep their wall-clock date; none may be after `as_of` (default
+    today). Rows are sorted by ticker then date; unsorted input is fine, a repeated (ticker, date)
+    is not. `source` names the data in errors.
     """
-    return _validate(df, source=source, min_history_days=min_history_days)
+    return _validate(df, source=source, min_history_days=min_history_days, as_of=as_of)
 
 
 def _validate(
@@ -188,8 +204,10 @@ def _validate(
     min_history_days: int,
     ticker_sources: Mapping[str, str] | None = None,
     note: str = "",
+    as_of: str | date | None = None,
 ) -> pd.DataFrame:
-    """validate_prices plus a ticker -> file map, so errors in a folder name the right file."""
+    """validate_prices plus a ticker -> file map, so errors in a folder name the right file,
+    and the as-of date no bar may pass (see latest_allowed_date)."""
     if not isinstance(df, pd.DataFrame):
         raise DataValidationError(f"expected a DataFrame, got {type(df).__name__}", file=source)
     missing = [c for c in PRICE_COLUMNS if c not in df.columns]
@@ -242,6 +260,17 @@ def _validate(
     # --- order and uniqueness ------------------------------------------------------------------
     frame = frame.sort_values(["ticker", "date"], kind="mergesort", ignore_index=True)
     locate.frame = frame
+    latest = latest_allowed_date(as_of)
+    future = (frame["date"] > latest).to_numpy()
+    if future.any():
+        position = int(future.argmax())
+        since = "the as-of date" if as_of is not None else "today"
+        raise locate.error(
+            f"bar is dated after {since} {latest:%Y-%m-%d} ({int(future.sum())} future-dated "
+            "bars); a date typo or a shifted file?",
+            position,
+            "date",
+        )
     codes, _ = pd.factorize(frame["ticker"])
     dates_ns = frame["date"].to_numpy()
     same_ticker = np.r_[False, codes[1:] == codes[:-1]]
@@ -273,14 +302,40 @@ def _validate(
             position,
             column,
         )
+    huge = prices > config.MAX_PRICE
+    rows = huge.any(axis=1)
+    if rows.any():
+        position = int(rows.argmax())
+        column = OHLC_COLUMNS[int(huge[position].argmax())]
+        raise locate.error(
+            f"{column} {_fmt(prices[position, OHLC_COLUMNS.index(column)])} is implausibly large "
+            f"(above config.MAX_PRICE {_fmt(config.MAX_PRICE)}): features would overflow" + note,
+            position,
+            column,
+        )
     volume = values[:, 4]
     bad_volume = volume < 0
     if bad_volume.any():
         position = int(bad_volume.argmax())
         raise locate.error(f"volume {_fmt(volume[position])} is negative", position, "volume")
+    huge_volume = volume > config.MAX_VOLUME
+    if huge_volume.any():
+        position = int(huge_volume.argmax())
+        raise locate.error(
+            f"volume {_fmt(volume[position])} is implausibly large (above config.MAX_VOLUME "
+            f"{_fmt(config.MAX_VOLUME)}): features would overflow",
+            position,
+            "volume",
+        )
 
+    # High and low within float32 rounding of the wrong side are snapped onto open/close, so a
+    # float32 close beside a float64 high is not an error (and PRICES_SCHEMA holds exactly).
     open_, high, low, close = prices.T
     top = np.maximum(open_, close)
+    high = np.where((high < top) & (high >= top * (1 - config.OHLC_REL_TOLERANCE)), top, high)
+    bottom = np.minimum(open_, close)
+    low = np.where((low > bottom) & (low <= bottom * (1 + config.OHLC_REL_TOLERANCE)), bottom, low)
+    frame["high"], frame["low"] = high, low
     below = high < top
     if below.any():
         position = int(below.argmax())
@@ -289,7 +344,6 @@ def _validate(
             position,
             "high",
         )
-    bottom = np.minimum(open_, close)
     above = low > bottom
     if above.any():
         position = int(above.argmax())

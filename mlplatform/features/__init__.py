@@ -28,11 +28,11 @@ history, never from the future). `compute_features(prices, drop_warmup=False)` k
 NaN during warm-up, for the leakage tests. Bad frames (missing column, duplicate row, NaN/inf
 bar) raise mlplatform.data.DataValidationError.
 
-Public API: compute_features, make_labels, forward_returns (labels.py), FEATURE_COLUMNS,
-FEATURE_SPEC, FEATURE_VERSION, LABEL_DEFINITION, feature_schema_hash (schema.py).
+Public API: compute_features, dropped_tickers, make_labels, forward_returns (labels.py),
+FEATURE_COLUMNS, FEATURE_SPEC, FEATURE_VERSION, LABEL_DEFINITION, feature_schema_hash (schema.py).
 """
 
-from mlplatform.features.compute import compute_features
+from mlplatform.features.compute import compute_features, dropped_tickers
 from mlplatform.features.labels import forward_returns, hold_returns, make_labels
 from mlplatform.features.schema import (
     FEATURE_COLUMNS,
@@ -48,6 +48,7 @@ __all__ = [
     "FEATURE_VERSION",
     "LABEL_DEFINITION",
     "compute_features",
+    "dropped_tickers",
     "feature_schema_hash",
     "forward_returns",
     "hold_returns",

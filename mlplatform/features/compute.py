@@ -193,8 +193,41 @@ def _check_finite(prices: pd.DataFrame) -> None:
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
             raise DataValidationError(
-                f"{name} is {prices[name].iloc[i]!r}, not a finite number",
+                f"{name} is {float(prices[name].iloc[i])!r}, not a finite number",
                 ticker=prices["ticker"].iloc[i],
                 date=pd.Timestamp(prices["date"].iloc[i]),
                 column=name,
             )
+
+
+def dropped_tickers(
+    prices: pd.DataFrame,
+    features: pd.DataFrame,
+    spec: Mapping[str, Mapping[str, Any]] | None = None,
+) -> dict[str, str]:
+    """Tickers of `prices` without a row in `features`, each with the reason, in the user's words.
+
+    A ticker drops out when no bar has every feature finite: a history shorter than the longest
+    window, or values so large the features overflow.
+    """
+    spec = FEATURE_SPEC if spec is None else spec
+    kept = set(features.index.get_level_values("ticker").unique())
+    missing = sorted(set(prices["ticker"].unique()) - kept)
+    if not missing:
+        return {}
+    subset = prices[prices["ticker"].isin(missing)]
+    full = compute_features(subset, drop_warmup=False, spec=spec)
+    own = [name for name in full.columns if spec[name]["kind"] != "cross_sectional_rank"]
+    bars = subset.groupby("ticker")["date"].size()
+    reasons: dict[str, str] = {}
+    for ticker in missing:
+        rows = full.xs(ticker, level="ticker")[own].to_numpy(dtype=np.float64)
+        never = [
+            name for name, ok in zip(own, np.isfinite(rows).any(axis=0), strict=True) if not ok
+        ]
+        if never:
+            why = f"never finite: {', '.join(never)} (values too large, or history too short?)"
+        else:
+            why = "no bar has every feature finite (history shorter than the feature windows?)"
+        reasons[str(ticker)] = f"{int(bars[ticker])} bars; {why}"
+    return reasons

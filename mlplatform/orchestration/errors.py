@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import dagster as dg
 import mlflow
 from mlflow.exceptions import MlflowException
+from pydantic import ValidationError, model_validator
+from pydantic_core.core_schema import ValidatorFunctionWrapHandler
 from sqlalchemy.exc import OperationalError
 
 _TRANSIENT_WORDS = ("locked", "unavailable", "timed out", "timeout", "connection", "temporar")
@@ -22,6 +25,30 @@ def is_transient(exc: BaseException) -> bool:
     if isinstance(exc, MlflowException):
         return any(word in str(exc).lower() for word in _TRANSIENT_WORDS)
     return False
+
+
+class CheckedConfig(dg.Config):
+    """Run config whose out-of-range values fail the step at once, naming each field.
+
+    Dagster builds the Config inside the step, after launch: a plain pydantic error there would
+    be retried by STORE_RETRY_POLICY and surface only as "Exceeded max_retries of 3".
+    """
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _fail_without_retry(cls, data: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+        try:
+            return handler(data)
+        except ValidationError as err:
+            problems = "; ".join(
+                f"{'.'.join(str(part) for part in e['loc']) or cls.__name__}"
+                f"={e.get('input')!r}: {e['msg']}"
+                for e in err.errors()
+            )
+            raise dg.Failure(
+                description=f"invalid run config ({cls.__name__}): {problems}",
+                allow_retries=False,
+            ) from None
 
 
 FAILED_STEP_TAG = "mlplatform.failed_step."

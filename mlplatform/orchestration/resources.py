@@ -80,7 +80,16 @@ class MarketDataSource(dg.ConfigurableResource):
     seed: int = config.SYNTHETIC.seed
     n_tickers: int = Field(default=config.SYNTHETIC.n_tickers, ge=1)
     years: int = Field(default=config.SYNTHETIC.years, ge=1)
-    as_of: str | None = Field(default=None, description="Last synthetic bar (YYYY-MM-DD); today.")
+    date_format: str | None = Field(
+        default=None,
+        description="Date column format of the files, e.g. '%d/%m/%Y'; empty = ISO 8601 or "
+        "unambiguous dates only (04/01/2015 is refused).",
+    )
+    as_of: str | None = Field(
+        default=None,
+        description="Last synthetic bar, and the latest date a file's bar may carry "
+        "(YYYY-MM-DD); empty = today.",
+    )
     regime_change: str | None = Field(
         default=None, description="Synthetic regime change date (volatility and drift shift)."
     )
@@ -101,6 +110,8 @@ class MarketDataSource(dg.ConfigurableResource):
                 Path(self.path),
                 price_column=self.price_column,
                 min_history_days=self.min_history_days,
+                date_format=self.date_format,
+                as_of=self.as_of,
             )
             return MarketSnapshot(prices=prices, source=f"file:{self.path}")
         as_of = self.as_of or pd.Timestamp.today().date().isoformat()

@@ -234,6 +234,24 @@ def make_storage(storage_url: str) -> optuna.storages.RDBStorage:
         )
 
 
+def _raise_if_storage_lost(storage_url: str, exc: BaseException) -> None:
+    """Optuna's own words for a vanished database are "Should not reach." or a failed commit:
+    name the storage instead. Other errors (a locked database) pass through to be retried."""
+    url = make_url(storage_url)
+    where = url.render_as_string(hide_password=True)
+    database = url.database if url.get_backend_name() == "sqlite" else None
+    if database and database != ":memory:" and not Path(database).expanduser().exists():
+        raise TuningError(
+            f"the Optuna study storage {where} disappeared while the study ran (its database "
+            "file was deleted or moved); run tuning again to start a new study"
+        ) from exc
+    if isinstance(exc, AssertionError):
+        raise TuningError(
+            f"the Optuna study storage {where} is in a state Optuna cannot read "
+            f"({type(exc).__name__}: {exc}); was it changed or removed during the study?"
+        ) from exc
+
+
 def _ticker_prefix(
     rank: np.ndarray, codes: np.ndarray, mask: np.ndarray, max_rows: int | None
 ) -> int:
@@ -558,14 +576,18 @@ def run_study(
             except Exception:  # logging a trial must not abort the search
                 logger.exception("trial_callback failed for trial %d", trial.number)
 
-    study.optimize(
-        objective,
-        n_jobs=1,  # the reused Datasets must not be shared between threads
-        n_trials=int(n_trials),
-        timeout=None if math.isinf(timeout_s) else float(timeout_s),
-        catch=(Exception,),
-        callbacks=[on_trial_end],
-    )
+    try:
+        study.optimize(
+            objective,
+            n_jobs=1,  # the reused Datasets must not be shared between threads
+            n_trials=int(n_trials),
+            timeout=None if math.isinf(timeout_s) else float(timeout_s),
+            catch=(Exception,),
+            callbacks=[on_trial_end],
+        )
+    except Exception as exc:
+        _raise_if_storage_lost(storage_url, exc)
+        raise
 
     states = [t.state for t in finished]
     n_complete = states.count(TrialState.COMPLETE)

@@ -14,7 +14,12 @@ from mlplatform.data import (
     fingerprint,
     staleness_business_days,
 )
-from mlplatform.features import FEATURE_COLUMNS, compute_features, feature_schema_hash
+from mlplatform.features import (
+    FEATURE_COLUMNS,
+    compute_features,
+    dropped_tickers,
+    feature_schema_hash,
+)
 from mlplatform.orchestration.metadata import frame_preview, table_markdown
 from mlplatform.orchestration.resources import MarketDataSource
 
@@ -95,6 +100,13 @@ def raw_prices_no_extreme_returns(raw_prices: pd.DataFrame) -> dg.AssetCheckResu
 )
 def features(context: dg.AssetExecutionContext, raw_prices: pd.DataFrame) -> dg.Output:
     matrix = compute_features(raw_prices)
+    dropped = dropped_tickers(raw_prices, matrix)
+    if dropped:  # training on fewer tickers than the user gave, silently, is wrong data
+        raise dg.Failure(
+            description="features: no usable row for "
+            + "; ".join(f"ticker {ticker} ({why})" for ticker, why in dropped.items()),
+            allow_retries=False,
+        )
     dates = matrix.index.get_level_values("date")
     schema = dg.TableSchema(columns=[dg.TableColumn(name, "float32") for name in FEATURE_COLUMNS])
     context.log.info(f"{matrix.shape[0]} rows x {matrix.shape[1]} features")

@@ -13,7 +13,7 @@ from mlplatform import config as settings
 from mlplatform.evaluation import markdown_table, write_html
 from mlplatform.evaluation.walk_forward import evaluate_candidate
 from mlplatform.notifications import Notification, NotificationKind
-from mlplatform.orchestration.errors import STORE_RETRY_POLICY, step_guard
+from mlplatform.orchestration.errors import STORE_RETRY_POLICY, CheckedConfig, step_guard
 from mlplatform.orchestration.metadata import mlflow_model_url, run_link
 from mlplatform.orchestration.resources import (
     MarketDataSource,
@@ -37,9 +37,12 @@ from mlplatform.training import Recipe, Windows, recipe_from_tags
 PLOTTED = ("accuracy", "auc", "log_loss", "brier", "long_short_sharpe", "long_short_dsr")
 
 
-class BacktestConfig(dg.Config):
+class BacktestConfig(CheckedConfig):
     cost_bps: float = Field(
-        default=settings.BACKTEST.cost_bps, description="One-way transaction cost, basis points."
+        default=settings.BACKTEST.cost_bps,
+        ge=0,
+        le=settings.BACKTEST.max_cost_bps,
+        description="One-way transaction cost, basis points.",
     )
 
 

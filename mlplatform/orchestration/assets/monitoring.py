@@ -18,19 +18,22 @@ from mlplatform.monitoring import (
     psi_drift_share,
     score_drift,
 )
-from mlplatform.orchestration.errors import STORE_RETRY_POLICY, step_guard
+from mlplatform.orchestration.errors import STORE_RETRY_POLICY, CheckedConfig, step_guard
 from mlplatform.orchestration.metadata import run_link, table_markdown
 from mlplatform.orchestration.resources import PlatformStores, ValidationScheme
 from mlplatform.registry import download_reference, get_alias_version, load_booster
 from mlplatform.training import DateWindow, predict_up_proba
 
 
-class DriftConfig(dg.Config):
+class DriftConfig(CheckedConfig):
     recent_business_days: int = Field(
-        default=settings.DRIFT.recent_business_days, ge=5, description="Window compared."
+        default=settings.DRIFT.recent_business_days, ge=5, le=1260, description="Window compared."
     )
     sample_rows: int = Field(
-        default=settings.DRIFT.evidently_sample_rows, ge=100, description="Evidently sample."
+        default=settings.DRIFT.evidently_sample_rows,
+        ge=100,
+        le=10_000_000,
+        description="Evidently sample.",
     )
 
 

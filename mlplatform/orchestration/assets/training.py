@@ -17,7 +17,7 @@ from mlplatform import config as settings
 from mlplatform.data import fingerprint
 from mlplatform.features import LABEL_DEFINITION, feature_schema_hash, forward_returns
 from mlplatform.monitoring import model_reference
-from mlplatform.orchestration.errors import STORE_RETRY_POLICY, step_guard
+from mlplatform.orchestration.errors import STORE_RETRY_POLICY, CheckedConfig, step_guard
 from mlplatform.orchestration.metadata import mlflow_model_url, run_link, table_markdown
 from mlplatform.orchestration.resources import PlatformStores, ValidationScheme
 from mlplatform.registry import (
@@ -41,31 +41,47 @@ from mlplatform.training import (
 )
 
 
-class TuningConfig(dg.Config):
+class TuningConfig(CheckedConfig):
     """Launchpad settings of the Optuna study."""
 
-    n_trials: int = Field(default=settings.TUNING.n_trials, description="Trials to run (≥ 1).")
-    timeout_s: float = Field(default=settings.TUNING.timeout_s, description="Study time limit, s.")
+    n_trials: int = Field(
+        default=settings.TUNING.n_trials, ge=1, le=100_000, description="Trials to run (≥ 1)."
+    )
+    timeout_s: float = Field(
+        default=settings.TUNING.timeout_s,
+        gt=0,
+        le=7 * 24 * 3600,
+        description="Study time limit, s.",
+    )
     pruner: Literal["median", "hyperband", "none"] = Field(
         default="median", description="Optuna pruner that stops weak trials early."
     )
-    seed: int = Field(default=settings.TUNING.seed, description="TPE sampler seed.")
+    seed: int = Field(
+        default=settings.TUNING.seed, ge=0, le=2**31 - 1, description="TPE sampler seed."
+    )
     warm_start: bool = Field(
         default=True, description="Enqueue the production model's parameters as a first trial."
     )
     max_tuning_rows: int | None = Field(
         default=settings.TUNING.max_tuning_rows,
+        ge=1,
         description="Per fold, tune on a seeded ticker subset of at most this many training rows "
         "(staging still trains on all rows); empty = all rows.",
     )
     max_tuning_test_rows: int | None = Field(
         default=settings.TUNING.max_tuning_test_rows,
+        ge=1,
         description="Per fold, score on at most this many test rows (same tickers).",
     )
 
 
-class TrainingConfig(dg.Config):
-    seed: int = Field(default=settings.TUNING.seed, description="LightGBM seed (deterministic).")
+class TrainingConfig(CheckedConfig):
+    seed: int = Field(
+        default=settings.TUNING.seed,
+        ge=0,
+        le=2**31 - 1,
+        description="LightGBM seed (deterministic).",
+    )
 
 
 def label_definition(horizon: int) -> str:
