@@ -28,8 +28,13 @@ import optuna
 import pandas as pd
 
 from mlplatform import config
-from mlplatform.training import TrialRecord, holdout_split, run_study, walk_forward_folds
-from mlplatform.training.splits import rows_for
+from mlplatform.training import (
+    TrialRecord,
+    labelled_rows,
+    plan_windows,
+    run_study,
+    walk_forward_folds,
+)
 
 ROUNDS_SAVING_TARGET = 0.40
 BEST_VALUE_TOLERANCE = 0.01
@@ -57,15 +62,16 @@ def dataset(tickers: int, years: int, seed: int) -> tuple[pd.DataFrame, pd.Serie
     market = generate_market(seed=seed, n_tickers=tickers, years=years)
     features = compute_features(market.prices)
     labels = make_labels(market.prices, horizon=config.VALIDATION.horizon)
-    index = features.index.intersection(labels.index)
-    X, y = features.loc[index], labels.loc[index]
-    dates = X.index.get_level_values("date").unique()
-    dev_dates, _ = holdout_split(
-        dates, backtest_months=config.VALIDATION.backtest_months, horizon=config.VALIDATION.horizon
+    data = labelled_rows(features, labels)
+    windows = plan_windows(
+        data.dates.unique(),
+        evaluation_months=config.VALIDATION.evaluation_months,
+        refit_months=config.VALIDATION.refit_months,
+        horizon=config.VALIDATION.horizon,
     )
-    dev = rows_for(X.index, dev_dates)
+    dev = data.within(windows.development)
     source = f"generate_market(seed={seed}, n_tickers={tickers}, years={years}) + compute_features"
-    return X[dev], y[dev], source
+    return dev.X, dev.y, source
 
 
 def folds_for(X: pd.DataFrame) -> list:
