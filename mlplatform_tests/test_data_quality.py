@@ -11,8 +11,6 @@ from mlplatform.data import (
     extreme_returns,
     fingerprint,
     generate_market,
-    quality_summary,
-    stale_tickers,
     staleness_business_days,
 )
 
@@ -46,9 +44,6 @@ def test_staleness(prices: pd.DataFrame) -> None:
     assert staleness_business_days(prices, "2024-07-01") == 1
     assert staleness_business_days(prices, "2024-07-08") == 6
     assert staleness_business_days(prices, "2024-06-27") == -1
-    late = prices[~((prices["ticker"] == "T0001") & (prices["date"] > "2024-06-14"))]
-    out = stale_tickers(late, "2024-06-28")
-    assert out["ticker"].tolist() == ["T0001"] and out["stale_days"].iloc[0] == 10
 
 
 def test_business_day_gaps(prices: pd.DataFrame) -> None:
@@ -77,12 +72,3 @@ def test_extreme_returns(prices: pd.DataFrame) -> None:
     assert out["date"].tolist() == [pd.Timestamp("2024-05-15"), pd.Timestamp("2024-05-16")]
     assert out["ticker"].unique().tolist() == ["T0000"]
     assert out["return"].iloc[0] > 1.9 and out["return"].iloc[1] < -0.6
-
-
-def test_quality_summary_is_json_safe(prices: pd.DataFrame) -> None:
-    import json
-
-    summary = quality_summary(prices, "2024-07-02")
-    json.dumps(summary)
-    assert summary["staleness_business_days"] == 2
-    assert summary["n_tickers"] == 3 and summary["n_gaps"] == 0

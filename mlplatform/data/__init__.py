@@ -6,8 +6,6 @@ from mlplatform.data.fingerprint import fingerprint
 from mlplatform.data.quality import (
     business_day_gaps,
     extreme_returns,
-    quality_summary,
-    stale_tickers,
     staleness_business_days,
 )
 from mlplatform.data.schema import PRICE_COLUMNS, PRICES_SCHEMA, validate_prices
@@ -24,8 +22,6 @@ __all__ = [
     "fingerprint",
     "generate_market",
     "load_prices",
-    "quality_summary",
-    "stale_tickers",
     "staleness_business_days",
     "validate_prices",
 ]

@@ -33,17 +33,6 @@ def staleness_business_days(prices: pd.DataFrame, as_of: Any) -> int:
     return -int(np.busday_count(end + 1, last + 1))
 
 
-def stale_tickers(
-    prices: pd.DataFrame, as_of: Any, max_days: int = config.STALE_AFTER_BUSINESS_DAYS
-) -> pd.DataFrame:
-    """Tickers whose own last bar is more than `max_days` business days before `as_of`."""
-    last = prices.groupby("ticker", sort=True)["date"].max()
-    end = np.datetime64(pd.Timestamp(as_of).date(), "D")
-    lag = np.busday_count(_days(last.to_numpy()) + 1, end + 1)
-    out = pd.DataFrame({"ticker": last.index, "last_date": last.to_numpy(), "stale_days": lag})
-    return out[out["stale_days"] > max_days].reset_index(drop=True)
-
-
 def business_day_gaps(
     prices: pd.DataFrame, max_gap: int = config.MAX_GAP_BUSINESS_DAYS
 ) -> pd.DataFrame:
@@ -88,21 +77,3 @@ def extreme_returns(
             "return": ret.to_numpy()[hit],
         }
     )
-
-
-def quality_summary(prices: pd.DataFrame, as_of: Any) -> dict[str, Any]:
-    """JSON-safe numbers for asset metadata, thresholds from mlplatform.config."""
-    gaps = business_day_gaps(prices)
-    extremes = extreme_returns(prices)
-    return {
-        "n_rows": len(prices),
-        "n_tickers": int(prices["ticker"].nunique()),
-        "first_date": pd.Timestamp(prices["date"].min()).strftime("%Y-%m-%d"),
-        "last_date": pd.Timestamp(prices["date"].max()).strftime("%Y-%m-%d"),
-        "staleness_business_days": staleness_business_days(prices, as_of),
-        "stale_after_business_days": config.STALE_AFTER_BUSINESS_DAYS,
-        "n_gaps": len(gaps),
-        "max_gap_business_days": config.MAX_GAP_BUSINESS_DAYS,
-        "n_extreme_returns": len(extremes),
-        "extreme_return_abs": config.EXTREME_RETURN_ABS,
-    }

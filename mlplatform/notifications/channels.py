@@ -20,7 +20,6 @@ class NotificationKind(StrEnum):
     PROMOTED = "promoted"
     ROLLED_BACK = "rolled_back"
     RUN_FAILED = "run_failed"
-    DRIFT_DETECTED = "drift_detected"
 
 
 @dataclass(frozen=True)
