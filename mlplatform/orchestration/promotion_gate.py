@@ -9,7 +9,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import dagster as dg
-from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 
 BACKTEST_KEY = dg.AssetKey("backtest_report")
 
@@ -60,11 +59,13 @@ def check_promotion_gate(
             problems.append(f"{name}: never evaluated; materialize backtest_report first")
             continue
         evaluation = record.evaluation
-        if record.status != AssetCheckExecutionRecordStatus.SUCCEEDED or evaluation is None:
-            status = record.status.value if evaluation is None else "failed"
-            problems.append(f"{name}: latest evaluation {status} (run {record.run_id[:8]})")
-            if evaluation is None:
-                continue
+        # A failed or killed run leaves only the *planned* event (no `passed`): not evaluated.
+        if not isinstance(evaluation, dg.AssetCheckEvaluation):
+            problems.append(
+                f"{name}: latest evaluation never completed (status {record.status.value}, "
+                f"run {record.run_id[:8]})"
+            )
+            continue
         if not evaluation.passed:
             problems.append(f"{name}: FAILED — {evaluation.description or 'see the check'}")
         target = evaluation.target_materialization_data

@@ -31,6 +31,8 @@ from mlplatform.notifications import (
     redact,
 )
 from mlplatform.orchestration.errors import FAILED_STEP_TAG
+from mlplatform.orchestration.liveness import close_dead_runs
+from mlplatform.registry import owner_tags
 from mlplatform.training import DevBacktestSplit, split_dataset
 
 logger = logging.getLogger("mlplatform")
@@ -186,7 +188,9 @@ def mlflow_tracking(init_context: dg.InitResourceContext) -> Iterator[MlFlow]:
     tracking_uri = cfg["mlflow_tracking_uri"] or config.mlflow_tracking_uri()
     artifact_root = Path(cfg.get("artifact_location") or config.mlflow_artifact_root())
     ensure_experiment(tracking_uri, cfg["experiment_name"], artifact_root)
+    close_dead_runs(init_context.instance, tracking_uri)  # runs a killed process left RUNNING
     tracker = MlFlow(init_context)
+    mlflow.set_tags(owner_tags())  # so a later process can tell if this one died
     try:
         yield tracker
     finally:
