@@ -18,6 +18,7 @@ from mlplatform import config
 from mlplatform.registry.export import (
     ExportIntegrityError,
     archive_registry_version,
+    export_matches,
     leftovers,
     list_archive,
     verify_export,
@@ -29,7 +30,7 @@ from mlplatform.registry.mlflow_registry import (
     all_versions,
     client_for,
 )
-from mlplatform.registry.promotion import archive_root_of, export_matches, was_production
+from mlplatform.registry.promotion import archive_root_of, was_production
 
 OWNER_PID_TAG = "mlplatform.pid"
 OWNER_HOST_TAG = "mlplatform.host"

@@ -211,6 +211,15 @@ def verify_export(directory: Path) -> dict[str, Any]:
     return metadata
 
 
+def export_matches(folder: Path, name: str, version: str | int) -> bool:
+    """The folder verifies against its SHA256SUMS and its metadata names this version."""
+    try:
+        meta = verify_export(folder)
+    except ExportIntegrityError:
+        return False
+    return meta.get("model_name") == name and meta.get("model_version") == str(version)
+
+
 def load_export_booster(directory: Path) -> lgb.Booster:
     """Verify the folder, then parse model.txt with LightGBM's own text loader (never pickle)."""
     verify_export(directory)

@@ -37,7 +37,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
 
 from mlplatform import config
-from mlplatform.registry.export import RegistryError, write_export
+from mlplatform.registry.export import RegistryError, export_matches, remove_export, write_export
 from mlplatform.registry.journal import (
     Intent,
     clear_intent,
@@ -336,7 +336,7 @@ def register_candidate(
             )
         except Exception as exc:  # a KeyboardInterrupt leaves the intent to the next command
             try:
-                undo_registration(client, export_root, intent)
+                undo_registration(client, tracking_uri, export_root, intent)
             except Exception as undo_exc:
                 exc.add_note(
                     f"undoing the registration failed ({undo_exc!r}); the intent is kept in "
@@ -428,8 +428,11 @@ def pending_versions(client: MlflowClient, name: str, token: str | None = None) 
     ]
 
 
-def undo_registration(client: MlflowClient, export_root: Path, intent: Intent) -> None:
-    """Roll a registration back: staging to where it was, the new version(s) and model deleted.
+def undo_registration(
+    client: MlflowClient, tracking_uri: str, export_root: Path, intent: Intent
+) -> None:
+    """Roll a registration back: staging to where it was, the new version(s) and model deleted,
+    models/staging matching the restored alias.
 
     Idempotent (each step checks first), so a crash or a failure part way is finished by calling
     it again. The logged model stays with its run: the run is the record of what was tried.
@@ -453,6 +456,24 @@ def undo_registration(client: MlflowClient, export_root: Path, intent: Intent) -
         and not all_versions(client, name)
     ):
         client.delete_registered_model(name)
+    sync_staging_export(client, tracking_uri, export_root, name)
+
+
+def sync_staging_export(
+    client: MlflowClient, tracking_uri: str, export_root: Path, name: str
+) -> bool:
+    """models/staging as the staging alias says (rebuilt from the registry, or removed when the
+    alias is unset); True when it changed."""
+    staging = _alias_version(client, name, config.STAGING_ALIAS)
+    folder = Path(export_root) / config.STAGING_ALIAS
+    if staging is None:
+        existed = folder.exists()
+        remove_export(folder)
+        return existed
+    if export_matches(folder, name, staging.version):
+        return False
+    rebuild_alias_export(client, tracking_uri, staging, folder)
+    return True
 
 
 def finish_registration(

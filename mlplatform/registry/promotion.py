@@ -38,6 +38,7 @@ from mlplatform.registry.export import (
     RegistryError,
     archive_dirname,
     archive_registry_version,
+    export_matches,
     list_archive,
     load_export_booster,
     prune_archive,
@@ -192,15 +193,6 @@ def _write_production(source: Path, extra: dict[str, Any], export_root: Path) ->
         model_text=(source / MODEL_FILE).read_text(encoding="utf-8"),
         metadata=meta,
     )
-
-
-def export_matches(folder: Path, name: str, version: str | int) -> bool:
-    """The folder verifies against its SHA256SUMS and its metadata names this version."""
-    try:
-        meta = verify_export(folder)
-    except ExportIntegrityError:
-        return False
-    return meta.get("model_name") == name and meta.get("model_version") == str(version)
 
 
 def _apply_tags(client: MlflowClient, name: str, tags: dict[str, dict[str, str | None]]) -> None:

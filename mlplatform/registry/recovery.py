@@ -40,6 +40,7 @@ from mlplatform.registry.mlflow_registry import (
     now_utc,
     pending_versions,
     rebuild_alias_export,
+    sync_staging_export,
     undo_registration,
 )
 from mlplatform.registry.promotion import (
@@ -47,7 +48,6 @@ from mlplatform.registry.promotion import (
     TAG_ARCHIVED_AT,
     _read_metadata_unverified,
     archive_root_of,
-    export_matches,
     move_back,
     move_forward,
     sync_production_export,
@@ -85,7 +85,7 @@ def recover_locked(tracking_uri: str, name: str, export_root: Path) -> list[Reco
             finish_registration(client, tracking_uri, Path(export_root), intent)
             direction = "forward"
         else:
-            undo_registration(client, Path(export_root), intent)
+            undo_registration(client, tracking_uri, Path(export_root), intent)
             direction = "back"
     elif intent.op in ("promote", "rollback"):
         current = _alias_version(client, intent.name, config.PRODUCTION_ALIAS)
@@ -172,15 +172,8 @@ def repair(
                     name, mv.version, TAG_ARCHIVED_AT, now_utc().isoformat()
                 )
                 report.tags_fixed.append(f"v{mv.version}: archived=true")
-        staging = _alias_version(client, name, config.STAGING_ALIAS)
-        staging_dir = export_root / config.STAGING_ALIAS
-        if staging is None:
-            if staging_dir.exists():
-                remove_export(staging_dir)
-                report.removed.append(str(staging_dir))
-        elif not export_matches(staging_dir, name, staging.version):
-            rebuild_alias_export(client, tracking_uri, staging, staging_dir)
-            report.exports_rebuilt.append(f"staging (v{staging.version})")
+        if sync_staging_export(client, tracking_uri, export_root, name):
+            report.exports_rebuilt.append("staging")
         report.exports_rebuilt += _repair_archive(client, tracking_uri, name, export_root, report)
         _, rewritten, _ = sync_production_export(client, tracking_uri, export_root, name)
         if rewritten:
