@@ -106,11 +106,13 @@ def run_errors(result: dg.ExecuteInProcessResult) -> list[str]:
     failed_checks = [c for c in result.get_asset_check_evaluations() if not c.passed]
     if errors or result.success or failed_checks:
         return errors
-    messages = [
-        (e.message or "").strip()[:500]
-        for e in result.all_events
-        if e.is_failure or e.is_run_failure
-    ]
+    messages = []
+    for event in result.all_events:
+        error = getattr(event.event_specific_data, "error", None) if event.is_run_failure else None
+        while error is not None and error.cause is not None:  # the root cause names the store
+            error = error.cause
+        if error is not None:
+            messages.append(error.message.strip()[:500])
     materialized = len(result.get_asset_materialization_events())
     return [
         f"run failed with {materialized} asset(s) materialized: "

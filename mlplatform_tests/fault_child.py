@@ -3,8 +3,9 @@ test_registry_faults (`python -m mlplatform_tests.fault_child '<json spec>'`).
 
 A spec names the step as an attribute ("MlflowClient.create_model_version", "os.rename",
 "mlplatform.registry.promotion.clear_intent"), `when` (before/after the real call), which
-matching call (`nth`, `match` = regex on the first argument's basename) and the `action`:
-kill (SIGKILL this process), raise (an MlflowException, as a lost response would) or enospc.
+matching call (`nth`; `match` = regex on the first argument's basename, for os.rename) and the
+`action`: kill (SIGKILL this process), raise (an MlflowException, as a lost response
+would) or enospc.
 """
 
 from __future__ import annotations
@@ -46,12 +47,10 @@ def faulty(original: Callable, spec: dict[str, Any]) -> Callable:
 
     @functools.wraps(original)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        first = args[1] if spec["target"].startswith("MlflowClient.") else (args or [""])[0]
-        if pattern is None or re.fullmatch(pattern, Path(str(first)).name):
+        hit = False
+        if pattern is None or re.fullmatch(pattern, Path(str(args[0])).name):
             calls["n"] += 1
-        hit = calls["n"] == spec.get("nth", 1) and (
-            pattern is None or re.fullmatch(pattern, Path(str(first)).name)
-        )
+            hit = calls["n"] == spec.get("nth", 1)
         if hit and spec["when"] == "before":
             fire()
         result = original(*args, **kwargs)

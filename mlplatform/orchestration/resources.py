@@ -161,9 +161,10 @@ def ensure_experiment(tracking_uri: str, name: str, artifact_root: Path) -> str:
     artifact_root.mkdir(parents=True, exist_ok=True)
     try:
         return client.create_experiment(name, artifact_location=artifact_root.as_uri())
-    except mlflow.exceptions.MlflowException:  # created concurrently by another step
+    except mlflow.exceptions.MlflowException:  # created concurrently by another step?
         experiment = client.get_experiment_by_name(name)
-        assert experiment is not None
+        if experiment is None:
+            raise  # no: the store refused the write (read-only, locked): say so
         return experiment.experiment_id
 
 
