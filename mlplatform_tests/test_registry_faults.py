@@ -216,12 +216,12 @@ def test_the_next_register_cleans_the_orphan_of_a_killed_one(world: tuple[Store,
     )  # fmt: skip
     child.communicate(timeout=120)
     assert child.returncode == -9 and read_intent(export_root) is not None
-    assert "5" in {mv.version for mv in store.client.search_model_versions(f"name = '{NAME}'")}
+    assert "5" in {str(mv.version) for mv in store.client.search_model_versions(f"name = '{NAME}'")}
     child = _spawn(store, export_root, "register")
     out, err = child.communicate(timeout=120)
     assert child.returncode == 0, err[-2000:]
     assert out.strip() == "6" and _alias(store, config.STAGING_ALIAS) == "6"
-    versions = {mv.version for mv in store.client.search_model_versions(f"name = '{NAME}'")}
+    versions = {str(mv.version) for mv in store.client.search_model_versions(f"name = '{NAME}'")}
     assert versions == {"1", "2", "3", "4", "6"}  # the orphan v5 is gone
     repair(tracking_uri=store.uri, export_root=export_root)  # ends the killed run
     _assert_consistent(store, export_root)
@@ -300,7 +300,7 @@ def test_two_processes_registering_the_same_semver(world: tuple[Store, Path]) ->
         _out, err = child.communicate(timeout=180)
         assert child.returncode == 0, err[-2000:]
     semvers = {
-        mv.version: mv.tags["semver"]
+        str(mv.version): mv.tags["semver"]
         for mv in store.client.search_model_versions(f"name = '{NAME}'")
     }
     assert (semvers["5"], semvers["6"]) == ("1.3.0", "1.3.1")
