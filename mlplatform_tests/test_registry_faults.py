@@ -54,6 +54,8 @@ STEPS = [
     ("rollback", "os.rename", "after", 1, "production"),
     ("rollback", "mlplatform.registry.promotion.clear_intent", "before", 1, None),
 ]
+# Indices of STEPS after which the operation's alias has moved (its commit point).
+COMMITTED = {4, 5, 6, 8, 9, 10, 11, 12, 14, 15, 16}
 IDS = [f"{op}-{target.rsplit('.', 1)[1]}-{when}{nth}" for op, target, when, nth, _ in STEPS]
 
 
@@ -115,16 +117,22 @@ def _assert_consistent(store: Store, export_root: Path) -> None:
     assert running == []
 
 
-def _assert_outcome(store: Store, export_root: Path, op: str) -> None:
+def _assert_outcome(store: Store, export_root: Path, op: str, step_committed: bool = False) -> None:
     """The operation either happened completely or not at all."""
     staging, production = _alias(store, config.STAGING_ALIAS), _alias(store, "production")
     if op == "register":
         assert production == "3" and staging in {"4", "5"}
+        if step_committed:  # the staging alias had moved: the registration is finished
+            assert staging == "5"
         assert verify_export(export_root / "staging")["model_version"] == staging
     elif op == "promote":
         assert production in {"3", "4"}
+        if step_committed:
+            assert production == "4"
     else:
         assert production in {"3", "2"}
+        if step_committed:
+            assert production == "2"
     assert verify_export(export_root / "production")["model_version"] == production
 
 
@@ -145,6 +153,13 @@ def test_sigkill_at_each_step_then_repair(
     _assert_consistent(store, export_root)
     _assert_outcome(store, export_root, op)
     assert not repair(tracking_uri=store.uri, export_root=export_root).changed  # idempotent
+    # A kill after the commit point (the alias move) is rolled forward, never lost.
+    _assert_outcome(
+        store,
+        export_root,
+        op,
+        step_committed=STEPS.index((op, target, when, nth, match)) in COMMITTED,
+    )
 
 
 @pytest.mark.parametrize(("op", "target", "when", "nth", "match"), STEPS, ids=IDS)

@@ -55,8 +55,8 @@ def mlflow_run_alive(instance: dg.DagsterInstance | None) -> Callable[[Run], boo
         dagster_run_id = run.data.tags.get(MLFLOW_DAGSTER_RUN_TAG)
         if instance is not None and dagster_run_id:
             dagster_run = instance.get_run_by_id(dagster_run_id)
-            if dagster_run is None or dagster_run.is_finished:
-                return False
+            if dagster_run is not None and dagster_run.is_finished:
+                return False  # (a run unknown to this instance may belong to another one)
         return process_alive(run)
 
     return alive

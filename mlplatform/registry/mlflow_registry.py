@@ -482,10 +482,11 @@ def finish_registration(
     """Roll a registration whose staging alias moved forward: export it, drop the pending tag."""
     name = intent.name
     staging = _alias_version(client, name, config.STAGING_ALIAS)
-    assert staging is not None and staging.tags.get(TAG_PENDING) == intent.token
+    assert staging is not None
     version = str(staging.version)
-    rebuild_alias_export(client, tracking_uri, staging, export_root / config.STAGING_ALIAS)
-    client.delete_model_version_tag(name, version, TAG_PENDING)
+    sync_staging_export(client, tracking_uri, export_root, name)
+    if TAG_PENDING in staging.tags:
+        client.delete_model_version_tag(name, version, TAG_PENDING)
     for other in pending_versions(client, name, intent.token):
         if other != version:
             client.delete_model_version(name, other)

@@ -81,7 +81,11 @@ def recover_locked(tracking_uri: str, name: str, export_root: Path) -> list[Reco
     client = client_for(tracking_uri)
     if intent.op == "register":
         staging = _alias_version(client, intent.name, config.STAGING_ALIAS)
-        if staging is not None and staging.tags.get(TAG_PENDING) == intent.token:
+        moved = staging is not None and (
+            staging.tags.get(TAG_PENDING) == intent.token
+            or str(staging.version) == str(intent.data.get("version"))
+        )
+        if moved:
             finish_registration(client, tracking_uri, Path(export_root), intent)
             direction = "forward"
         else:
