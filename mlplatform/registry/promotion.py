@@ -240,10 +240,11 @@ def production_extra(mv: ModelVersion) -> dict[str, Any]:
     return extra
 
 
-def sync_production_export(client: MlflowClient, tracking_uri: str, export_root: Path, name: str):
+def sync_production_export(
+    client: MlflowClient, tracking_uri: str, export_root: Path, name: str
+) -> tuple[str | None, bool, Path | None]:
     """models/production as the production alias says: rewritten when stale, gone when no alias.
-
-    Returns (version or None, rewritten, archive folder or None)."""
+    Returns (production version or None, whether the folder changed, its archive folder)."""
     current = _alias_version(client, name, config.PRODUCTION_ALIAS)
     folder = production_dir_of(export_root)
     if current is None:

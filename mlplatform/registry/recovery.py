@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mlflow import MlflowClient
 from mlflow.entities import Run
 from mlflow.exceptions import MlflowException
 
@@ -189,7 +190,7 @@ def repair(
 
 
 def _repair_archive(
-    client, tracking_uri: str, name: str, export_root: Path, report: RepairReport
+    client: MlflowClient, tracking_uri: str, name: str, export_root: Path, report: RepairReport
 ) -> list[str]:
     """Rewrite corrupt archive folders from the registry; drop those naming no registry version."""
     rebuilt = []
