@@ -320,8 +320,8 @@ def register_candidate(
                 "version": None,
             },
         )
-        write_intent(export_root, intent)
         try:
+            write_intent(export_root, intent)
             mv = _register_steps(
                 client,
                 booster,

@@ -316,8 +316,8 @@ def move_back(client: MlflowClient, tracking_uri: str, export_root: Path, intent
 
 def _run_move(client: MlflowClient, tracking_uri: str, export_root: Path, intent: Intent) -> Path:
     """Record the intent, move; on a failure move back (production unchanged) if possible."""
-    write_intent(export_root, intent)
     try:
+        write_intent(export_root, intent)
         archive = move_forward(client, tracking_uri, export_root, intent)
     except Exception as exc:  # a KeyboardInterrupt leaves the intent to the next command
         what = intent.op
