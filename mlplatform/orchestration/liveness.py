@@ -3,7 +3,8 @@
 The daemon's run monitoring (enabled in the dagster.yaml the CLI writes) fails runs whose run
 worker died. Runs the CLI executes in process have no run worker to watch, so each carries its
 pid and host as tags; a STARTED run whose process is gone on this host is reported failed here.
-An MLflow run is over when its Dagster run is finished or its own process is gone.
+An MLflow run is over when its Dagster run is finished (close the dead Dagster runs first), or,
+when this instance does not know its Dagster run, when its own process is gone.
 """
 
 from __future__ import annotations
@@ -55,9 +56,9 @@ def mlflow_run_alive(instance: dg.DagsterInstance | None) -> Callable[[Run], boo
         dagster_run_id = run.data.tags.get(MLFLOW_DAGSTER_RUN_TAG)
         if instance is not None and dagster_run_id:
             dagster_run = instance.get_run_by_id(dagster_run_id)
-            if dagster_run is not None and dagster_run.is_finished:
-                return False  # (a run unknown to this instance may belong to another one)
-        return process_alive(run)
+            if dagster_run is not None:  # Dagster knows: its run status decides
+                return not dagster_run.is_finished
+        return process_alive(run)  # a run of another instance, or none: its own process
 
     return alive
 
