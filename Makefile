@@ -41,7 +41,7 @@ promote: install
 rollback: install
 	$(BIN)/python -m mlplatform rollback $(if $(VERSION),--version $(VERSION),) --reason "$(REASON)"
 
-# After a crash between the alias move and the export: rewrite models/production to match.
+# After any crash: finish or undo the unfinished registry operation, rebuild models/ from the registry.
 repair: install
 	$(BIN)/python -m mlplatform repair
 

@@ -173,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
         os.environ[config.MODELS_DIR_ENV] = str(root / "models")
         for name in (config.DATA_PATH_ENV, config.WEBHOOK_URL_ENV, config.SLACK_TOKEN_ENV):
             os.environ.pop(name, None)
-        from mlplatform.cli import pipeline_errors, prepare_home
+        from mlplatform.cli import run_errors, prepare_home
         from mlplatform.definitions import build_definitions
         from mlplatform.orchestration.resources import MarketDataSource, ValidationScheme
 
@@ -227,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.tracemalloc:
             tracemalloc.stop()
         maxrss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
-        errors = pipeline_errors(result)
+        errors = run_errors(result)
         checks = {c.check_name: bool(c.passed) for c in result.get_asset_check_evaluations()}
         meta = metadata_of(result)
 
@@ -318,7 +318,7 @@ def main(argv: list[str] | None = None) -> int:
         "timeout_s": args.timeout,
         "warm_stores": args.warm_stores,
         "success": bool(result.success),
-        "pipeline_errors": errors,
+        "run_errors": errors,
         "wall_s": round(wall_s, 2),
         "lightgbm_s": round(ml.get("lightgbm", 0.0), 2),
         "optuna_s": round(ml.get("optuna", 0.0), 2),

@@ -18,11 +18,19 @@ import dagster as dg
 import optuna
 
 from mlplatform import config
+from mlplatform.orchestration.liveness import process_tags
 
 DAGSTER_YAML = """\
 # Written by mlplatform on first use: SQLite storage under this folder, no telemetry.
 telemetry:
   enabled: false
+"""
+# The daemon (`make dev`) fails runs whose run worker died instead of leaving them STARTED.
+RUN_MONITORING_YAML = """\
+run_monitoring:
+  enabled: true
+  start_timeout_seconds: 180
+  poll_interval_seconds: 60
 """
 
 
@@ -34,7 +42,10 @@ def prepare_home() -> Path:
     config.mlflow_artifact_root().mkdir(parents=True, exist_ok=True)
     settings = dagster_home / "dagster.yaml"
     if not settings.exists():
-        settings.write_text(DAGSTER_YAML)
+        settings.write_text(DAGSTER_YAML + RUN_MONITORING_YAML)
+    elif "run_monitoring" not in settings.read_text():  # a home made before it was enabled
+        with settings.open("a") as fh:
+            fh.write(RUN_MONITORING_YAML)
     os.environ["DAGSTER_HOME"] = str(dagster_home)
     return dagster_home
 
@@ -66,7 +77,7 @@ def execute(
         asset_selection=assets,
         run_config={**quiet, **(run_config or {})},
         raise_on_error=False,
-        tags={"mlplatform/trigger": trigger},
+        tags={"mlplatform/trigger": trigger, **process_tags()},
     )
 
 
@@ -77,20 +88,35 @@ def run_pipeline(
     return execute(defs, instance, trigger="cli_run", assets=list(keys), run_config=run_config)
 
 
-def pipeline_errors(result: dg.ExecuteInProcessResult) -> list[str]:
-    """Every step failure (a failed promotion criterion is a check result, not a failure)."""
-    return [
+def run_errors(result: dg.ExecuteInProcessResult) -> list[str]:
+    """Every step failure, or the root cause of a run that failed outside any step (a resource
+    or store). A failed promotion criterion is a check result, never one of these."""
+    errors = [
         f"step {e.step_key} failed: {e.step_failure_data.error.message.strip()[:500]}"
         for e in result.all_events
         if e.is_step_failure and e.step_failure_data.error is not None
+    ]
+    if errors or result.success:
+        return errors
+    messages = []
+    for event in result.all_events:
+        error = getattr(event.event_specific_data, "error", None) if event.is_run_failure else None
+        while error is not None and error.cause is not None:  # the root cause names the store
+            error = error.cause
+        if error is not None:
+            messages.append(error.message.strip()[:500])
+    materialized = len(result.get_asset_materialization_events())
+    return [
+        f"run failed with {materialized} asset(s) materialized: "
+        + ("; ".join(m for m in messages if m) or "see the Dagster run's logs")
     ]
 
 
 def _summary(result: dg.ExecuteInProcessResult) -> str:
     from mlplatform.promotion import BLOCKING_CRITERIA
 
-    errors = pipeline_errors(result)
-    outcome = "FAILED" if errors or not result.success else "succeeded"
+    errors = run_errors(result)
+    outcome = "FAILED" if errors else "succeeded"
     lines = ["", "=" * 78, f"mlplatform run {result.run_id[:8]}: {outcome}", "=" * 78]
     for event in result.get_asset_materialization_events():
         mat = event.event_specific_data.materialization  # type: ignore[union-attr]
@@ -180,7 +206,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         run_config = {"ops": {"tuned_params": {"config": {"n_trials": args.trials}}}}
     result = run_pipeline(build_definitions(), instance, run_config)
     print(_summary(result))
-    return 1 if pipeline_errors(result) else 0
+    return 1 if run_errors(result) else 0
 
 
 def cmd_promote(args: argparse.Namespace) -> int:
@@ -219,7 +245,10 @@ def cmd_repair(args: argparse.Namespace) -> int:
     )
     if not result.success:
         return _report_single(result, "repair")
-    print(f"repair done: {result.output_for_node('repair_production')}")
+    output = result.output_for_node("repair_production")
+    print("repair done: registry, aliases, tags and models/ agree")
+    for line in output["lines"]:
+        print(f"  {line}")
     return 0
 
 
@@ -285,7 +314,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     rollback.add_argument("--version", default="", help="registry version (default: previous)")
     rollback.add_argument("--reason", default="")
     rollback.set_defaults(func=cmd_rollback)
-    repair = sub.add_parser("repair", help="make models/production match the production alias")
+    repair = sub.add_parser(
+        "repair", help="finish or undo a crashed registry operation; rebuild models/ exports"
+    )
     repair.set_defaults(func=cmd_repair)
     for name, func, port in (("dev", cmd_dev, 3000), ("mlflow-ui", cmd_mlflow_ui, 5000)):
         p = sub.add_parser(name)

@@ -169,6 +169,8 @@ class PromotionCriteria:
 PROMOTION = PromotionCriteria()
 ARCHIVE_RETENTION = 10  # archived exports kept on disk; registry versions are never deleted
 PROMOTION_LOCK_TIMEOUT_S = 120.0  # wait this long for models/.lock before refusing
+MAX_REASON_CHARS = 1_000  # promotion/rollback reasons are MLflow tags; refused above this
+MAX_ACTOR_CHARS = 200
 
 
 # --- drift --------------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from mlplatform.cli import execute, run_pipeline
 from mlplatform.data import generate_market
 from mlplatform.definitions import build_definitions
 from mlplatform.orchestration.assets import training as training_assets
-from mlplatform.registry import register_candidate
+from mlplatform.registry import mlflow_registry
 from mlplatform_tests.conftest import (
     WebhookReceiver,
     failure_message,
@@ -63,14 +63,10 @@ def test_failure_after_alias_move_leaves_registry_export_and_mlflow_clean(
         before_files = {p.name: p.read_bytes() for p in staging_dir.iterdir()}
         before_versions = [v.version for v in client.search_model_versions()]
 
-        def crash(point: str) -> None:
-            if point == "after_alias":
-                raise RuntimeError("injected crash between the alias move and the export")
+        def crash(*_args: Any, **_kwargs: Any) -> None:
+            raise RuntimeError("injected crash between the alias move and the export")
 
-        def crashing_register(*args: Any, **kwargs: Any):
-            return register_candidate(*args, **{**kwargs, "fault": crash})
-
-        monkeypatch.setattr(training_assets, "register_candidate", crashing_register)
+        monkeypatch.setattr(mlflow_registry, "write_export", crash)
         failed = materialize(
             defs,
             instance,
@@ -146,8 +142,7 @@ def test_same_seed_and_data_give_identical_model(
 def test_rollback_that_stops_half_way_says_so_and_repair_finishes_it(
     platform_home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from mlplatform.orchestration import jobs
-    from mlplatform.registry import rollback, verify_export
+    from mlplatform.registry import promotion, verify_export
 
     with dg.instance_for_test() as instance:
         defs = build_definitions(small_overrides(policy=lenient_policy()))
@@ -159,19 +154,20 @@ def test_rollback_that_stops_half_way_says_so_and_repair_finishes_it(
         override = {"ops": {"production_model": {"config": {"override": True, "reason": "t"}}}}
         assert materialize(defs, instance, "production_model", run_config=override).success
 
-        def crash(point: str) -> None:
-            if point == "after_alias":
-                raise RuntimeError("store went away after the alias move")
+        def store_went_away(*_args: object, **_kwargs: object) -> None:
+            raise OSError("store went away after the alias move")
 
-        monkeypatch.setattr(jobs, "rollback", lambda **kw: rollback(**kw, fault=crash))
-        half = execute(defs, instance, trigger="test", job="rollback_job")
+        with monkeypatch.context() as patch:  # the move fails after the alias, so does its undo
+            patch.setattr(promotion, "_write_production", store_went_away)
+            patch.setattr(promotion, "move_back", store_went_away)
+            half = execute(defs, instance, trigger="test", job="rollback_job")
         assert not half.success
         message = failure_message(half)
-        assert "stopped half way" in message and "make repair" in message
+        assert "failed half way" in message and "make repair" in message
 
         repaired = execute(defs, instance, trigger="test", job="repair_export_job")
         assert repaired.success
-        assert repaired.output_for_node("repair_production")["version"] == "1"
+        assert repaired.output_for_node("repair_production")["production_version"] == "1"
     stores = defs.resources["stores"]
     assert str(verify_export(Path(stores.models_dir) / "production")["model_version"]) == "1"
 

@@ -102,6 +102,7 @@ def test_load_export_booster_predicts_like_the_original(tmp_path: Path) -> None:
 def test_archive_dirname() -> None:
     assert archive_dirname("1.2.0", date(2026, 11, 26)) == "v1.2.0_2026-11-26"
     assert archive_dirname("v1.2.0", "2026-11-26") == "v1.2.0_2026-11-26"
+    assert archive_dirname("1.1.2", "2026-11-30", 5) == "v1.1.2-r5_2026-11-30"
     with pytest.raises(ValueError, match=r"MAJOR\.MINOR\.PATCH"):
         archive_dirname("1.2", date(2026, 11, 26))
 

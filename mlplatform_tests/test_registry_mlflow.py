@@ -8,6 +8,7 @@ from pathlib import Path
 import mlflow
 import numpy as np
 import pytest
+from mlflow import MlflowClient
 
 from mlplatform import config
 from mlplatform.registry import (
@@ -16,13 +17,13 @@ from mlplatform.registry import (
     get_alias_version,
     latest_version,
     load_booster,
+    read_intent,
     verify_export,
     version_facts,
 )
 from mlplatform_tests.registry_support import (
     Store,
     make_store,
-    snapshot,
     tiny_booster,
     tiny_frame,
 )
@@ -96,38 +97,28 @@ def test_register_inside_the_callers_active_run_keeps_it_active(
         mlflow.set_tracking_uri(None)
 
 
-@pytest.mark.parametrize("step", ["after_log", "after_version", "after_alias"])
-def test_failure_leaves_registry_alias_and_export_unchanged(
-    store: Store, tmp_path: Path, step: str
-) -> None:
+def test_a_colliding_semver_gets_the_next_patch(store: Store, tmp_path: Path) -> None:
+    """Two retrains that computed the same semver (raced) still register distinct ones."""
     export_root = tmp_path / "models"
-    store.register("1.0.0", seed=1, export_root=export_root)
-    before_export = snapshot(export_root)
-    before_versions = _versions(store)
-
-    def fault(at: str) -> None:
-        if at == step:
-            raise RuntimeError(f"injected {at}")
-
-    with pytest.raises(RuntimeError, match=f"injected {step}"):
-        store.register("1.0.1", seed=2, export_root=export_root, fault=fault)
-
-    assert _versions(store) == before_versions == ["1"]
-    staging = get_alias_version(store.uri, config.MODEL_NAME, config.STAGING_ALIAS)
-    assert staging is not None and str(staging.version) == "1"
-    assert snapshot(export_root) == before_export
-    assert get_alias_version(store.uri, config.MODEL_NAME, config.PRODUCTION_ALIAS) is None
+    first = store.register("1.1.2", seed=1, export_root=export_root)
+    second = store.register("1.1.2", seed=2, export_root=export_root)
+    assert (first.semver, second.semver) == ("1.1.2", "1.1.3")
+    assert version_facts(store.uri, config.MODEL_NAME, second.version)["version"] == "1.1.3"
+    assert download_model_metadata(store.uri, config.MODEL_NAME, second.version)["seed"] == 2
 
 
-def test_first_candidate_failing_leaves_no_registered_model(store: Store, tmp_path: Path) -> None:
-    def fault(at: str) -> None:
-        if at == "after_alias":
-            raise RuntimeError("injected")
+def test_first_candidate_failing_leaves_no_registered_model(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def failing_alias(*_args: object, **_kwargs: object) -> None:
+        raise RuntimeError("injected")
 
+    monkeypatch.setattr(MlflowClient, "set_registered_model_alias", failing_alias)
     with pytest.raises(RuntimeError, match="injected"):
-        store.register("1.0.0", seed=1, export_root=tmp_path / "models", fault=fault)
+        store.register("1.0.0", seed=1, export_root=tmp_path / "models")
     assert store.client.search_registered_models() == []
     assert not (tmp_path / "models" / "staging").exists()
+    assert read_intent(tmp_path / "models") is None
 
 
 def test_load_booster_never_unpickles(

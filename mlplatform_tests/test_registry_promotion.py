@@ -8,6 +8,7 @@ from pathlib import Path
 
 import cloudpickle
 import pytest
+from mlflow import MlflowClient
 
 from mlplatform import config
 from mlplatform.registry import (
@@ -19,7 +20,8 @@ from mlplatform.registry import (
     list_archive,
     load_export_booster,
     promote,
-    repair_production_export,
+    read_intent,
+    repair,
     rollback,
     verify_export,
 )
@@ -82,7 +84,7 @@ def test_first_promotion(store: Store, export_root: Path) -> None:
     meta = verify_export(export_root / "production")
     assert meta["alias"] == "production" and meta["promotion"]["promoted_by"] == "alice"
     archive = Path(record.archive_dir)
-    assert archive.name.startswith("v1.0.0_") and verify_export(archive)["model_version"] == "1"
+    assert archive.name.startswith("v1.0.0-r1_") and verify_export(archive)["model_version"] == "1"
     assert (archive / "model.txt").read_bytes() == (
         export_root / "production/model.txt"
     ).read_bytes()
@@ -101,8 +103,8 @@ def test_second_promotion_archives_the_previous(store: Store, export_root: Path)
     assert config.ARCHIVED_TAG not in new and new["previous_production_version"] == "1"
     assert new["override"] == "true"
     assert [p.name.split("_")[0] for p in list_archive(export_root / "archive")] == [
-        "v1.0.0",
-        "v1.1.0",
+        "v1.0.0-r1",
+        "v1.1.0-r2",
     ]
 
 
@@ -112,61 +114,68 @@ def test_promotion_refuses_override_without_reason(store: Store, export_root: Pa
     assert _production(store) is None and not export_root.joinpath("production").exists()
 
 
-def test_failure_before_alias_move_restores_tags(store: Store, export_root: Path) -> None:
+def test_failure_before_alias_move_restores_tags(
+    store: Store, export_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     _promote(store, export_root, "1")
     before = (_tags(store, "2"), snapshot(export_root))
 
-    def fault(step: str) -> None:
-        if step == "after_tags":
-            raise RuntimeError("injected")
+    def failing_alias(*_args: object, **_kwargs: object) -> None:
+        raise RuntimeError("injected")
 
-    with pytest.raises(RuntimeError):
-        _promote(store, export_root, "2", fault=fault)
-    assert _production(store) == "1"
+    monkeypatch.setattr(MlflowClient, "set_registered_model_alias", failing_alias)
+    with pytest.raises(PromotionError, match="undone: production is unchanged \\(v1\\)"):
+        _promote(store, export_root, "2")
+    assert _production(store) == "1" and read_intent(export_root) is None
     assert (_tags(store, "2"), snapshot(export_root)) == before
 
 
-@pytest.mark.parametrize("step", ["after_alias", "after_archive"])
-def test_crash_after_alias_then_rerun_repairs(store: Store, export_root: Path, step: str) -> None:
+def test_failure_after_alias_move_is_undone(
+    store: Store, export_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A full disk while writing models/production: the alias goes back, nothing half done."""
     _promote(store, export_root, "1")
+    before = (_tags(store, "1"), _tags(store, "2"), snapshot(export_root / "production"))
+    import mlplatform.registry.promotion as promotion_module
 
-    def crash(at: str) -> None:
-        if at == step:
-            raise RuntimeError("process died")
+    def full_disk(*_args: object, **_kwargs: object) -> None:
+        raise OSError(28, "No space left on device")
 
-    with pytest.raises(RuntimeError):
-        _promote(store, export_root, "2", fault=crash)
-    assert _production(store) == "2" and _exported_version(export_root) == "1"  # inconsistent
+    monkeypatch.setattr(promotion_module, "_write_production", full_disk)
+    with pytest.raises(PromotionError, match="No space left on device"):
+        _promote(store, export_root, "2")
+    assert _production(store) == "1" and read_intent(export_root) is None
+    after = (_tags(store, "1"), _tags(store, "2"), snapshot(export_root / "production"))
+    assert after == before
 
-    record = _promote(store, export_root, "2", actor="bob", reason="re-run")
-    assert record.repaired and record.export_rewritten and record.previous_version == "1"
-    assert record.actor == "alice"  # the record describes the promotion that moved the alias
-    assert _exported_version(export_root) == "2"
-    assert _tags(store, "1")[config.ARCHIVED_TAG] == "true"
-    again = _promote(store, export_root, "2")
+
+def test_promoting_the_production_version_again_resyncs_its_export(
+    store: Store, export_root: Path
+) -> None:
+    _promote(store, export_root, "1")
+    (export_root / "production" / "model.txt").write_text("tampered")
+    record = _promote(store, export_root, "1", actor="bob", reason="re-run")
+    assert record.repaired and record.export_rewritten and record.actor == "alice"
+    assert _exported_version(export_root) == "1"
+    again = _promote(store, export_root, "1")
     assert again.repaired and not again.export_rewritten  # idempotent
 
 
-def test_repair_production_export(store: Store, export_root: Path) -> None:
+def test_repair_rebuilds_a_missing_production_export(store: Store, export_root: Path) -> None:
     assert (
-        repair_production_export(tracking_uri=store.uri, name=NAME, export_root=export_root)[
-            "version"
-        ]
+        repair(tracking_uri=store.uri, name=NAME, export_root=export_root).production_version
         is None
     )
     _promote(store, export_root, "1")
+    _promote(store, export_root, "2")
+    import shutil
 
-    def crash(at: str) -> None:
-        if at == "after_alias":
-            raise RuntimeError("process died")
-
-    with pytest.raises(RuntimeError):
-        _promote(store, export_root, "2", fault=crash)
-    result = repair_production_export(tracking_uri=store.uri, name=NAME, export_root=export_root)
-    assert result["version"] == "2" and result["rewritten"] and result["source"] == "registry"
+    shutil.rmtree(export_root / "production")
+    shutil.rmtree(find_archive(export_root, NAME, "2"))
+    report = repair(tracking_uri=store.uri, name=NAME, export_root=export_root)
+    assert report.production_version == "2" and "production (2)" in report.exports_rebuilt
     assert _exported_version(export_root) == "2"
-    result = repair_production_export(tracking_uri=store.uri, name=NAME, export_root=export_root)
-    assert not result["rewritten"]
+    assert not repair(tracking_uri=store.uri, name=NAME, export_root=export_root).changed
 
 
 def test_racing_promotions_stay_consistent(store: Store, export_root: Path) -> None:
@@ -222,32 +231,32 @@ def test_rollback_to_previous(store: Store, export_root: Path) -> None:
     load_export_booster(export_root / "production")
 
 
-def test_rollback_refuses_a_corrupted_archive_and_changes_nothing(
+def test_rollback_rebuilds_a_corrupted_archive_from_the_registry(
     store: Store, export_root: Path
 ) -> None:
     _promote(store, export_root, "1")
     _promote(store, export_root, "2")
     archive_v1 = find_archive(export_root, NAME, "1")
     model = archive_v1 / "model.txt"
+    original = model.read_bytes()
     model.write_text(model.read_text().replace("Tree=0", "Tree=9", 1))
-    before = (_production(store), _tags(store, "1"), _tags(store, "2"), snapshot(export_root))
-    with pytest.raises(RollbackError, match=r"model\.txt: checksum mismatch"):
-        rollback(
-            tracking_uri=store.uri, name=NAME, export_root=export_root,
-            actor="carol", reason="r", run_id="rb",
-        )  # fmt: skip
-    after = (_production(store), _tags(store, "1"), _tags(store, "2"), snapshot(export_root))
-    assert after == before
+    rollback(
+        tracking_uri=store.uri, name=NAME, export_root=export_root,
+        actor="carol", reason="r", run_id="rb",
+    )  # fmt: skip
+    assert _production(store) == "1" == _exported_version(export_root)
+    assert (export_root / "production/model.txt").read_bytes() == original
+    verify_export(archive_v1)
 
 
-def test_rollback_refuses_without_an_archive(store: Store, export_root: Path) -> None:
+def test_rollback_refuses_a_version_never_in_production(store: Store, export_root: Path) -> None:
     _promote(store, export_root, "1")
     with pytest.raises(RollbackError, match="records no previous production"):
         rollback(
             tracking_uri=store.uri, name=NAME, export_root=export_root,
             actor="c", reason="r", run_id="rb",
         )  # fmt: skip
-    with pytest.raises(RollbackError, match="no archived export"):
+    with pytest.raises(RollbackError, match="never production"):
         rollback(
             tracking_uri=store.uri, name=NAME, to_version="3", export_root=export_root,
             actor="c", reason="r", run_id="rb",
@@ -255,14 +264,34 @@ def test_rollback_refuses_without_an_archive(store: Store, export_root: Path) ->
     assert _production(store) == "1"
 
 
+def test_rollback_validates_its_inputs_before_anything_moves(
+    store: Store, export_root: Path
+) -> None:
+    _promote(store, export_root, "1")
+    _promote(store, export_root, "2")
+    before = (_production(store), _tags(store, "1"), _tags(store, "2"), snapshot(export_root))
+    with pytest.raises(RollbackError, match="100,001 characters; the limit is 1,000"):
+        rollback(
+            tracking_uri=store.uri, name=NAME, export_root=export_root,
+            actor="c", reason="x" * 100_001, run_id="rb",
+        )  # fmt: skip
+    with pytest.raises(RollbackError, match="'v1' is not a registry version"):
+        rollback(
+            tracking_uri=store.uri, name=NAME, to_version="v1", export_root=export_root,
+            actor="c", reason="r", run_id="rb",
+        )  # fmt: skip
+    after = (_production(store), _tags(store, "1"), _tags(store, "2"), snapshot(export_root))
+    assert after == before
+
+
 def test_retention_prunes_old_archives(store: Store, export_root: Path) -> None:
     for version in ("1", "2"):
         _promote(store, export_root, version, retention=2)
     record = _promote(store, export_root, "3", retention=2)
-    assert [Path(p).name.split("_")[0] for p in record.pruned] == ["v1.0.0"]
+    assert [Path(p).name.split("_")[0] for p in record.pruned] == ["v1.0.0-r1"]
     assert [p.name.split("_")[0] for p in list_archive(export_root / "archive")] == [
-        "v1.1.0",
-        "v1.2.0",
+        "v1.1.0-r2",
+        "v1.2.0-r3",
     ]
 
 
@@ -284,7 +313,7 @@ def test_promotion_and_rollback_never_unpickle(
     assert _production(store) == "1"
 
 
-def test_rollback_refuses_an_unloadable_model_with_matching_checksums(
+def test_rollback_rebuilds_an_unloadable_model_with_matching_checksums(
     store: Store, export_root: Path
 ) -> None:
     """Checksums only prove the bytes are what was written; the model must also load."""
@@ -295,10 +324,9 @@ def test_rollback_refuses_an_unloadable_model_with_matching_checksums(
     archive_v1 = find_archive(export_root, NAME, "1")
     meta = verify_export(archive_v1)
     write_export(archive_v1, model_text="not a lightgbm model\n", metadata=meta)
-    before = (_production(store), snapshot(export_root / "production"))
-    with pytest.raises(RollbackError, match="LightGBM cannot parse"):
-        rollback(
-            tracking_uri=store.uri, name=NAME, export_root=export_root,
-            actor="c", reason="r", run_id="rb",
-        )  # fmt: skip
-    assert (_production(store), snapshot(export_root / "production")) == before
+    rollback(
+        tracking_uri=store.uri, name=NAME, export_root=export_root,
+        actor="c", reason="r", run_id="rb",
+    )  # fmt: skip
+    assert _production(store) == "1" == _exported_version(export_root)
+    load_export_booster(export_root / "production")

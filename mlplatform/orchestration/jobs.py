@@ -3,11 +3,17 @@
 import dagster as dg
 from pydantic import Field
 
-from mlplatform.config import PRODUCTION_ALIAS
 from mlplatform.notifications import Notification, NotificationKind
 from mlplatform.orchestration.assets.deployment import launching_user
+from mlplatform.orchestration.liveness import close_dead_dagster_runs, mlflow_run_alive
 from mlplatform.orchestration.resources import Notifier, PlatformStores
-from mlplatform.registry import get_alias_version, repair_production_export, rollback
+from mlplatform.registry import (
+    RegistryError,
+    UnfinishedOperation,
+    check_consistency,
+    repair,
+    rollback,
+)
 
 retrain_job = dg.define_asset_job(
     name="retrain_job",
@@ -43,7 +49,6 @@ def rollback_production(
     notifier: Notifier,
 ) -> dict:
     actor = launching_user(context, config.actor)
-    before = get_alias_version(stores.tracking_uri, stores.model_name, PRODUCTION_ALIAS)
     try:
         record = rollback(
             tracking_uri=stores.tracking_uri,
@@ -54,16 +59,18 @@ def rollback_production(
             reason=config.reason or "manual rollback",
             run_id=context.run_id,
         )
-    except Exception as exc:
-        after = get_alias_version(stores.tracking_uri, stores.model_name, PRODUCTION_ALIAS)
-        if after is not None and (before is None or after.version != before.version):
-            raise dg.Failure(
-                description=f"rollback stopped half way: the production alias now points at "
-                f"v{after.version} but the export was not finished ({exc}); run repair_export_job "
-                "(`make repair`) to bring models/production in line, do not roll back again",
-                allow_retries=False,
-            ) from exc
-        raise dg.Failure(description=f"rollback refused: {exc}", allow_retries=False) from exc
+    except UnfinishedOperation as exc:
+        raise dg.Failure(
+            description=f"rollback failed half way: {exc}", allow_retries=False
+        ) from exc
+    except RegistryError as exc:
+        # rollback() validates before it moves anything and undoes a failed move itself.
+        raise dg.Failure(description=f"rollback not done: {exc}", allow_retries=False) from exc
+    if record.finished_after_crash:
+        context.log.warning(
+            f"finished the rollback to v{record.to_version} that a dead process began; "
+            "not rolling back further"
+        )
     details = record.to_dict()
     context.log_event(
         dg.AssetMaterialization(
@@ -93,15 +100,38 @@ def rollback_job() -> None:
     rollback_production()
 
 
-@dg.op(description="Rewrite models/production from the version the production alias points at.")
+@dg.op(
+    description="After a crash: finish or undo the unfinished registry operation, rebuild "
+    "missing or corrupt exports from the registry, close runs of dead processes, then check."
+)
 def repair_production(context: dg.OpExecutionContext, stores: PlatformStores) -> dict:
-    report = repair_production_export(
-        tracking_uri=stores.tracking_uri, name=stores.model_name, export_root=stores.models_path
+    dagster_runs = close_dead_dagster_runs(context.instance)
+    report = repair(
+        tracking_uri=stores.tracking_uri,
+        name=stores.model_name,
+        export_root=stores.models_path,
+        run_alive=mlflow_run_alive(context.instance),
     )
-    context.log.info(f"repair: {report}")
-    return report
+    lines = report.lines() + [f"Dagster runs of dead processes failed: {r}" for r in dagster_runs]
+    for line in lines:
+        context.log.info(f"repair: {line}")
+    problems = check_consistency(
+        tracking_uri=stores.tracking_uri,
+        name=stores.model_name,
+        export_root=stores.models_path,
+        run_alive=mlflow_run_alive(context.instance),
+    )
+    if problems:
+        raise dg.Failure(
+            description="still inconsistent after repair:\n- " + "\n- ".join(map(str, problems)),
+            allow_retries=False,
+        )
+    return {"lines": lines, "production_version": report.production_version}
 
 
-@dg.job(description="After a crash: make the models/production export match the production alias.")
+@dg.job(
+    description="After a crash: bring registry, aliases, tags and every models/ export into "
+    "agreement (idempotent)."
+)
 def repair_export_job() -> None:
     repair_production()

@@ -32,6 +32,8 @@ from mlplatform.notifications import (
     redact,
 )
 from mlplatform.orchestration.errors import FAILED_STEP_TAG
+from mlplatform.orchestration.liveness import close_dead_runs
+from mlplatform.registry import owner_tags
 from mlplatform.training import LabelledData, Windows, labelled_rows, plan_windows
 
 logger = logging.getLogger("mlplatform")
@@ -190,9 +192,10 @@ def ensure_experiment(tracking_uri: str, name: str, artifact_root: Path) -> str:
     artifact_root.mkdir(parents=True, exist_ok=True)
     try:
         return client.create_experiment(name, artifact_location=artifact_root.as_uri())
-    except mlflow.exceptions.MlflowException:  # created concurrently by another step
+    except mlflow.exceptions.MlflowException:  # created concurrently by another step?
         experiment = client.get_experiment_by_name(name)
-        assert experiment is not None
+        if experiment is None:
+            raise  # no: the store refused the write (read-only, locked): say so
         return experiment.experiment_id
 
 
@@ -217,7 +220,9 @@ def mlflow_tracking(init_context: dg.InitResourceContext) -> Iterator[MlFlow]:
     tracking_uri = cfg["mlflow_tracking_uri"] or config.mlflow_tracking_uri()
     artifact_root = Path(cfg.get("artifact_location") or config.mlflow_artifact_root())
     ensure_experiment(tracking_uri, cfg["experiment_name"], artifact_root)
+    close_dead_runs(init_context.instance, tracking_uri)  # runs a killed process left RUNNING
     tracker = MlFlow(init_context)
+    mlflow.set_tags(owner_tags())  # so a later process can tell if this one died
     try:
         yield tracker
     finally:

@@ -1,5 +1,13 @@
-"""MLflow registry operations, the atomic models/ export, promotion and rollback (no dagster)."""
+"""MLflow registry operations, the atomic models/ export, promotion, rollback and their recovery
+(no dagster)."""
 
+from mlplatform.registry.consistency import (
+    Problem,
+    check_consistency,
+    end_orphaned_runs,
+    owner_tags,
+    process_alive,
+)
 from mlplatform.registry.export import (
     ExportIntegrityError,
     ExportLockTimeout,
@@ -11,6 +19,12 @@ from mlplatform.registry.export import (
     prune_archive,
     verify_export,
     write_export,
+)
+from mlplatform.registry.journal import (
+    Intent,
+    UnfinishedOperation,
+    read_intent,
+    registry_lock,
 )
 from mlplatform.registry.mlflow_registry import (
     ModelHandle,
@@ -33,24 +47,30 @@ from mlplatform.registry.promotion import (
     check_rollback_target,
     find_archive,
     promote,
-    repair_production_export,
     rollback,
 )
+from mlplatform.registry.recovery import RepairReport, repair
 
 __all__ = [
     "ExportIntegrityError",
     "ExportLockTimeout",
+    "Intent",
     "ModelHandle",
+    "Problem",
     "PromotionError",
     "PromotionRecord",
     "RegistryError",
+    "RepairReport",
     "RollbackError",
     "RollbackRecord",
+    "UnfinishedOperation",
     "archive_dirname",
+    "check_consistency",
     "check_rollback_target",
     "client_for",
     "download_model_metadata",
     "download_reference",
+    "end_orphaned_runs",
     "export_lock",
     "find_archive",
     "get_alias_version",
@@ -59,11 +79,15 @@ __all__ = [
     "list_archive",
     "load_booster",
     "load_export_booster",
+    "owner_tags",
+    "process_alive",
     "promote",
     "prune_archive",
+    "read_intent",
     "read_model_text",
     "register_candidate",
-    "repair_production_export",
+    "registry_lock",
+    "repair",
     "rollback",
     "verify_export",
     "version_facts",

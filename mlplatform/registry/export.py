@@ -19,7 +19,7 @@ import shutil
 import time
 import uuid
 from collections.abc import Iterator
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +33,10 @@ CHECKSUM_FILE = "SHA256SUMS"
 LOCK_FILE = ".lock"
 REQUIRED_FILES = (MODEL_FILE, METADATA_FILE)
 
-_ARCHIVE_RE = re.compile(r"^v(\d+)\.(\d+)\.(\d+)_(\d{4}-\d{2}-\d{2})$")
+# v<semver>[-r<registry version>]_<date>; folders written before the registry version was part
+# of the name have no -r part and are still read.
+_ARCHIVE_RE = re.compile(r"^v(\d+)\.(\d+)\.(\d+)(?:-r(\d+))?_(\d{4}-\d{2}-\d{2})$")
+_LEFTOVER_RE = re.compile(r"^\..+\.(tmp|old)-[0-9a-f]{12}$")
 
 
 class RegistryError(RuntimeError):
@@ -83,6 +86,10 @@ def export_lock(
             fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
         os.close(fd)
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat()
 
 
 def sha256_file(path: Path) -> str:
@@ -204,6 +211,15 @@ def verify_export(directory: Path) -> dict[str, Any]:
     return metadata
 
 
+def export_matches(folder: Path, name: str, version: str | int) -> bool:
+    """The folder verifies against its SHA256SUMS and its metadata names this version."""
+    try:
+        meta = verify_export(folder)
+    except ExportIntegrityError:
+        return False
+    return meta.get("model_name") == name and meta.get("model_version") == str(version)
+
+
 def load_export_booster(directory: Path) -> lgb.Booster:
     """Verify the folder, then parse model.txt with LightGBM's own text loader (never pickle)."""
     verify_export(directory)
@@ -214,8 +230,13 @@ def load_export_booster(directory: Path) -> lgb.Booster:
         raise ExportIntegrityError(f"{path}: LightGBM cannot parse it ({exc})", file=path) from exc
 
 
-def archive_dirname(semver: str, day: date | datetime | str) -> str:
-    """`archive_dirname("1.2.0", date(2026, 11, 26)) == "v1.2.0_2026-11-26"`."""
+def archive_dirname(
+    semver: str, day: date | datetime | str, registry_version: str | int | None = None
+) -> str:
+    """`archive_dirname("1.2.0", date(2026, 11, 26), 5) == "v1.2.0-r5_2026-11-26"`.
+
+    The registry version makes the name unique even if two versions ever shared a semver.
+    """
     semver = semver.removeprefix("v")
     if not re.fullmatch(r"\d+\.\d+\.\d+", semver):
         raise ValueError(f"semver {semver!r} is not MAJOR.MINOR.PATCH")
@@ -223,15 +244,22 @@ def archive_dirname(semver: str, day: date | datetime | str) -> str:
         day = day.date()
     day_str = day if isinstance(day, str) else day.isoformat()
     date.fromisoformat(day_str)  # validates
-    return f"v{semver}_{day_str}"
+    suffix = "" if registry_version is None else f"-r{int(registry_version)}"
+    return f"v{semver}{suffix}_{day_str}"
 
 
-def _archive_sort_key(name: str) -> tuple[str, int, int, int] | None:
+def archive_registry_version(folder: Path) -> str | None:
+    """The registry version in an archive folder's name, or None (older names lack it)."""
+    match = _ARCHIVE_RE.match(Path(folder).name)
+    return None if match is None or match.group(4) is None else match.group(4)
+
+
+def _archive_sort_key(name: str) -> tuple[str, int, int, int, int] | None:
     match = _ARCHIVE_RE.match(name)
     if match is None:
         return None
-    major, minor, patch, day = match.groups()
-    return (day, int(major), int(minor), int(patch))
+    major, minor, patch, version, day = match.groups()
+    return (day, int(major), int(minor), int(patch), int(version or 0))
 
 
 def list_archive(archive_root: Path) -> list[Path]:
@@ -269,3 +297,33 @@ def prune_archive(
         shutil.rmtree(path)
         removed.append(path)
     return removed
+
+
+def leftovers(folder: Path) -> list[Path]:
+    """The `.<name>.tmp-*` / `.<name>.old-*` entries an interrupted write left in `folder`."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if _LEFTOVER_RE.match(p.name))
+
+
+def remove_leftovers(folder: Path) -> list[Path]:
+    """Delete them (only ever called under the registry lock, so no write is in progress)."""
+    removed = leftovers(folder)
+    for path in removed:
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+    return removed
+
+
+def remove_export(dest: Path) -> None:
+    """Take an export folder away by rename first, so a reader never sees it half deleted."""
+    dest = Path(dest)
+    if not dest.exists():
+        return
+    old = dest.parent / f".{dest.name}.old-{uuid.uuid4().hex[:12]}"
+    os.rename(dest, old)
+    shutil.rmtree(old, ignore_errors=True)
+    _fsync_dir(dest.parent)

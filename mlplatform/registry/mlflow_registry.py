@@ -18,9 +18,10 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import tempfile
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
@@ -36,7 +37,14 @@ from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
 
 from mlplatform import config
-from mlplatform.registry.export import RegistryError, export_lock, write_export
+from mlplatform.registry.export import RegistryError, export_matches, remove_export, write_export
+from mlplatform.registry.journal import (
+    Intent,
+    clear_intent,
+    intent_path,
+    registry_lock,
+    write_intent,
+)
 
 # Model-version tags the semver rule reads (the keys match training.versioning.VersionFacts).
 TAG_SEMVER = "semver"
@@ -44,6 +52,10 @@ TAG_FEATURE_SCHEMA_HASH = "feature_schema_hash"
 TAG_LABEL_DEFINITION = "label_definition"
 TAG_PARAMS_HASH = "params_hash"
 TAG_DATA_FINGERPRINT = "data_fingerprint"
+# Set on a version (and its logged model) by the registration that creates it, removed when that
+# registration completes: a version still carrying it after its intent is gone is an orphan.
+TAG_PENDING = "mlplatform.pending"
+SEMVER_RE = re.compile(r"\d+\.\d+\.\d+")
 FACT_TAGS = (TAG_FEATURE_SCHEMA_HASH, TAG_LABEL_DEFINITION, TAG_PARAMS_HASH, TAG_DATA_FINGERPRINT)
 
 MODEL_ARTIFACT_NAME = "model"
@@ -51,8 +63,6 @@ REFERENCE_FILE = "reference.json"
 MODEL_METADATA_FILE = "metadata.json"
 EXTRA_FILES_DIR = "extra_files"  # where the lightgbm flavor puts `extra_files`
 BOOSTER_CLASS = "lightgbm.basic.Booster"
-
-Fault = Callable[[str], None]
 
 _GLOBAL_URI_LOCK = threading.RLock()
 
@@ -77,10 +87,6 @@ def client_for(tracking_uri: str) -> MlflowClient:
 
 def now_utc() -> datetime:
     return datetime.now(UTC)
-
-
-def _no_fault(_step: str) -> None:
-    return None
 
 
 @contextlib.contextmanager
@@ -247,6 +253,26 @@ def export_metadata(
 
 
 # --- registering a candidate -------------------------------------------------------------------
+def all_versions(client: MlflowClient, name: str) -> list[ModelVersion]:
+    try:
+        return client.search_model_versions(f"name = '{name}'")
+    except MlflowException as exc:
+        if _is_not_found(exc):
+            return []
+        raise
+
+
+def unique_semver(client: MlflowClient, name: str, semver: str) -> str:
+    """`semver`, or its next free patch if another version of `name` already carries it."""
+    if not SEMVER_RE.fullmatch(semver):
+        raise RegistryError(f"semver {semver!r} is not MAJOR.MINOR.PATCH")
+    used = {mv.tags.get(TAG_SEMVER) for mv in all_versions(client, name)}
+    major, minor, patch = (int(part) for part in semver.split("."))
+    while f"{major}.{minor}.{patch}" in used:
+        patch += 1
+    return f"{major}.{minor}.{patch}"
+
+
 def register_candidate(
     booster: lgb.Booster,
     *,
@@ -259,163 +285,238 @@ def register_candidate(
     reference: dict[str, Any],
     metadata: dict[str, Any],
     export_root: Path,
-    fault: Fault | None = None,
 ) -> ModelHandle:
     """Log the Booster to `run_id`, register a version, point `staging` at it, export it.
 
-    All or nothing: if any step raises, the new version is deleted, the `staging` alias is put
-    back where it was (or removed if there was none), a registered model this call created is
-    deleted, and `export_root/staging` is left as it was; then the exception propagates.
+    The protocol (see journal.py): validate; take the registry lock (registrations are
+    serialised); finish any operation a dead process left; pick a semver no other version of
+    `name` has (a collision gets the next patch); record the intent; log the model and create
+    the version tagged `mlplatform.pending`; move `staging` (the commit point); write
+    models/staging; drop the pending tag; clear the intent. If a step raises, the registration is
+    undone (version, alias, a registered model this call created); if the undo fails too (a
+    locked database) the intent stays and the next registry command or `repair` finishes it.
     The run is only written to, never started or ended, so a caller's active run stays active.
-    `fault(step)` is called after "after_log", "after_version" and "after_alias" for tests.
-    Holds the export lock (export_root/.lock) so alias and export change together.
     """
-    with export_lock(Path(export_root)):
-        return _register_locked(
-            booster,
-            tracking_uri=tracking_uri,
-            run_id=run_id,
-            name=name,
-            semver=semver,
-            tags=tags,
-            input_example=input_example,
-            reference=reference,
-            metadata=metadata,
-            export_root=Path(export_root),
-            fault=fault or _no_fault,
+    from mlplatform.registry import recovery  # recovery imports this module
+
+    export_root = Path(export_root)
+    if not SEMVER_RE.fullmatch(semver):
+        raise RegistryError(f"semver {semver!r} is not MAJOR.MINOR.PATCH")
+    client = client_for(tracking_uri)
+    run = client.get_run(run_id)
+    with registry_lock(export_root):
+        recovery.recover_locked(tracking_uri, name, export_root)
+        semver = unique_semver(client, name, semver)
+        previous_staging = _alias_version(client, name, config.STAGING_ALIAS)
+        intent = Intent(
+            "register",
+            name,
+            {
+                "run_id": run_id,
+                "semver": semver,
+                "previous_staging": None if previous_staging is None else previous_staging.version,
+                "model_existed": _registered_model_exists(client, name),
+                "logged_model_id": None,
+                "version": None,
+            },
         )
+        try:
+            write_intent(export_root, intent)
+            mv = _register_steps(
+                client,
+                booster,
+                intent,
+                tracking_uri=tracking_uri,
+                experiment_id=run.info.experiment_id,
+                tags=tags,
+                input_example=input_example,
+                reference=reference,
+                metadata=metadata if "semver" not in metadata else {**metadata, "semver": semver},
+                export_root=export_root,
+            )
+        except Exception as exc:  # a KeyboardInterrupt leaves the intent to the next command
+            try:
+                undo_registration(client, tracking_uri, export_root, intent)
+            except Exception as undo_exc:
+                exc.add_note(
+                    f"undoing the registration failed ({undo_exc!r}); the intent is kept in "
+                    f"{intent_path(export_root)}: the next registry command or `make repair` "
+                    "finishes the undo"
+                )
+            else:
+                clear_intent(export_root)
+            raise
+        clear_intent(export_root)
+    return _handle(mv)
 
 
-def _register_locked(
+def _register_steps(
+    client: MlflowClient,
     booster: lgb.Booster,
+    intent: Intent,
     *,
     tracking_uri: str,
-    run_id: str,
-    name: str,
-    semver: str,
+    experiment_id: str,
     tags: dict[str, str],
     input_example: pd.DataFrame,
     reference: dict[str, Any],
     metadata: dict[str, Any],
     export_root: Path,
-    fault: Fault,
-) -> ModelHandle:
-    client = client_for(tracking_uri)
-    run = client.get_run(run_id)
-    previous_staging = _alias_version(client, name, config.STAGING_ALIAS)
-    model_existed = _registered_model_exists(client, name)
-    version_tags = {str(k): str(v) for k, v in tags.items()} | {TAG_SEMVER: semver}
-    logged_model_id: str | None = None
-    new_version: str | None = None
-    try:
-        example = input_example.head(5)
-        signature = infer_signature(example, booster.predict(example))
-        with tempfile.TemporaryDirectory(prefix="mlplatform-reg-") as tmp:
-            ref_path = Path(tmp) / REFERENCE_FILE
-            meta_path = Path(tmp) / MODEL_METADATA_FILE
-            ref_path.write_text(json.dumps(reference, sort_keys=True, default=str))
-            meta_path.write_text(json.dumps(metadata, sort_keys=True, indent=2, default=str))
-            logged = client.create_logged_model(
-                experiment_id=run.info.experiment_id,
+) -> ModelVersion:
+    name, run_id, semver = intent.name, intent.data["run_id"], intent.data["semver"]
+    example = input_example.head(5)
+    signature = infer_signature(example, booster.predict(example))
+    with tempfile.TemporaryDirectory(prefix="mlplatform-reg-") as tmp:
+        ref_path = Path(tmp) / REFERENCE_FILE
+        meta_path = Path(tmp) / MODEL_METADATA_FILE
+        ref_path.write_text(json.dumps(reference, sort_keys=True, default=str))
+        meta_path.write_text(json.dumps(metadata, sort_keys=True, indent=2, default=str))
+        logged = client.create_logged_model(
+            experiment_id=experiment_id,
+            name=MODEL_ARTIFACT_NAME,
+            source_run_id=run_id,
+            tags={TAG_SEMVER: semver, TAG_PENDING: intent.token},
+        )
+        intent.data["logged_model_id"] = logged.model_id
+        write_intent(export_root, intent)
+        with _global_tracking_uri(tracking_uri):
+            info = mlflow.lightgbm.log_model(
+                booster,
                 name=MODEL_ARTIFACT_NAME,
-                source_run_id=run_id,
-                tags={TAG_SEMVER: semver},
-            )
-            logged_model_id = logged.model_id
-            with _global_tracking_uri(tracking_uri):
-                info = mlflow.lightgbm.log_model(
-                    booster,
-                    name=MODEL_ARTIFACT_NAME,
-                    signature=signature,
-                    input_example=example,
-                    run_id=run_id,
-                    model_id=logged_model_id,
-                    # Explicit requirements skip MLflow's slow import-tracing subprocess.
-                    pip_requirements=[f"lightgbm=={lgb.__version__}"],
-                    extra_files=[str(ref_path), str(meta_path)],
-                )
-        fault("after_log")
-        if not model_existed:
-            client.create_registered_model(
-                name, description="Next-day price direction (LightGBM, daily OHLCV)."
-            )
-        with _global_tracking_uri(tracking_uri):  # the SQL store resolves models:/m-… globally
-            mv = client.create_model_version(
-                name,
-                source=info.model_uri,
+                signature=signature,
+                input_example=example,
                 run_id=run_id,
-                tags=version_tags,
-                model_id=info.model_id,
+                model_id=logged.model_id,
+                # Explicit requirements skip MLflow's slow import-tracing subprocess.
+                pip_requirements=[f"lightgbm=={lgb.__version__}"],
+                extra_files=[str(ref_path), str(meta_path)],
             )
-        new_version = str(mv.version)
-        fault("after_version")
-        client.set_registered_model_alias(name, config.STAGING_ALIAS, new_version)
-        fault("after_alias")
-        mv = client.get_model_version(name, new_version)
-        write_export(
-            Path(export_root) / config.STAGING_ALIAS,
-            model_text=booster.model_to_string(),
-            metadata=export_metadata(mv, alias=config.STAGING_ALIAS, metadata=metadata),
+    if not intent.data["model_existed"] and not _registered_model_exists(client, name):
+        client.create_registered_model(
+            name, description="Next-day price direction (LightGBM, daily OHLCV)."
         )
-    except BaseException as exc:
-        _undo_registration(
-            client,
-            exc,
-            name=name,
-            new_version=new_version,
-            previous_staging=previous_staging,
-            model_existed=model_existed,
-            logged_model_id=logged_model_id,
+    version_tags = {str(k): str(v) for k, v in tags.items()} | {
+        TAG_SEMVER: semver,
+        TAG_PENDING: intent.token,
+    }
+    with _global_tracking_uri(tracking_uri):  # the SQL store resolves models:/m-… globally
+        mv = client.create_model_version(
+            name, source=info.model_uri, run_id=run_id, tags=version_tags, model_id=info.model_id
         )
-        raise
-    return _handle(mv)
+    intent.data["version"] = str(mv.version)
+    write_intent(export_root, intent)
+    client.set_registered_model_alias(name, config.STAGING_ALIAS, str(mv.version))  # commit
+    write_export(
+        export_root / config.STAGING_ALIAS,
+        model_text=booster.model_to_string(),
+        metadata=export_metadata(
+            client.get_model_version(name, str(mv.version)),
+            alias=config.STAGING_ALIAS,
+            metadata=metadata,
+        ),
+    )
+    client.delete_model_version_tag(name, str(mv.version), TAG_PENDING)
+    return client.get_model_version(name, str(mv.version))
 
 
-def _undo_registration(
-    client: MlflowClient,
-    exc: BaseException,
-    *,
-    name: str,
-    new_version: str | None,
-    previous_staging: ModelVersion | None,
-    model_existed: bool,
-    logged_model_id: str | None,
+def pending_versions(client: MlflowClient, name: str, token: str | None = None) -> list[str]:
+    """Versions a registration tagged pending (of one intent, or of any when token is None)."""
+    return [
+        str(mv.version)
+        for mv in all_versions(client, name)
+        if TAG_PENDING in mv.tags and (token is None or mv.tags[TAG_PENDING] == token)
+    ]
+
+
+def undo_registration(
+    client: MlflowClient, tracking_uri: str, export_root: Path, intent: Intent
 ) -> None:
-    """Best-effort restore; a step that fails is noted on the original exception, not raised."""
+    """Roll a registration back: staging to where it was, the new version(s) and model deleted,
+    models/staging matching the restored alias.
 
-    def attempt(what: str, fn: Callable[[], object]) -> None:
-        try:
-            fn()
-        except Exception as undo_exc:
-            exc.add_note(f"registry rollback step failed ({what}): {undo_exc!r}")
-
-    if new_version is not None:
-        current = _safe_alias(client, name, config.STAGING_ALIAS)
-        if current is not None and str(current.version) == new_version:
-            if previous_staging is not None:
-                attempt(
-                    "restore staging alias",
-                    lambda: client.set_registered_model_alias(
-                        name, config.STAGING_ALIAS, str(previous_staging.version)
-                    ),
-                )
-            else:
-                attempt(
-                    "remove staging alias",
-                    lambda: client.delete_registered_model_alias(name, config.STAGING_ALIAS),
-                )
-        attempt("delete model version", lambda: client.delete_model_version(name, new_version))
-    if not model_existed:
-        attempt(
-            "delete registered model",
-            lambda: _registered_model_exists(client, name) and client.delete_registered_model(name),
-        )
-    if logged_model_id is not None:
-        attempt("delete logged model", lambda: client.delete_logged_model(logged_model_id))
+    Idempotent (each step checks first), so a crash or a failure part way is finished by calling
+    it again. The logged model stays with its run: the run is the record of what was tried.
+    """
+    name = intent.name
+    created = set(pending_versions(client, name, intent.token))
+    if intent.data.get("version") and _version_exists(client, name, intent.data["version"]):
+        created.add(str(intent.data["version"]))
+    staging = _alias_version(client, name, config.STAGING_ALIAS)
+    if staging is not None and str(staging.version) in created:
+        previous = intent.data.get("previous_staging")
+        if previous and _version_exists(client, name, previous):
+            client.set_registered_model_alias(name, config.STAGING_ALIAS, str(previous))
+        else:
+            client.delete_registered_model_alias(name, config.STAGING_ALIAS)
+    for version in sorted(created, key=int):
+        client.delete_model_version(name, version)
+    if (
+        not intent.data.get("model_existed")
+        and _registered_model_exists(client, name)
+        and not all_versions(client, name)
+    ):
+        client.delete_registered_model(name)
+    sync_staging_export(client, tracking_uri, export_root, name)
 
 
-def _safe_alias(client: MlflowClient, name: str, alias: str) -> ModelVersion | None:
+def sync_staging_export(
+    client: MlflowClient, tracking_uri: str, export_root: Path, name: str
+) -> bool:
+    """models/staging as the staging alias says (rebuilt from the registry, or removed when the
+    alias is unset); True when it changed."""
+    staging = _alias_version(client, name, config.STAGING_ALIAS)
+    folder = Path(export_root) / config.STAGING_ALIAS
+    if staging is None:
+        existed = folder.exists()
+        remove_export(folder)
+        return existed
+    if export_matches(folder, name, staging.version):
+        return False
+    rebuild_alias_export(client, tracking_uri, staging, folder)
+    return True
+
+
+def finish_registration(
+    client: MlflowClient, tracking_uri: str, export_root: Path, intent: Intent
+) -> str:
+    """Roll a registration whose staging alias moved forward: export it, drop the pending tag."""
+    name = intent.name
+    staging = _alias_version(client, name, config.STAGING_ALIAS)
+    assert staging is not None
+    version = str(staging.version)
+    sync_staging_export(client, tracking_uri, export_root, name)
+    if TAG_PENDING in staging.tags:
+        client.delete_model_version_tag(name, version, TAG_PENDING)
+    for other in pending_versions(client, name, intent.token):
+        if other != version:
+            client.delete_model_version(name, other)
+    return version
+
+
+def rebuild_alias_export(
+    client: MlflowClient, tracking_uri: str, mv: ModelVersion, dest: Path, alias: str = ""
+) -> Path:
+    """Write an export folder (metadata alias = `alias`, default the folder's name) from what
+    the registry holds for `mv`."""
+    text = read_model_text(tracking_uri, mv.name, mv.version)
+    lgb.Booster(model_str=text)  # parses, or raises before anything is written
     try:
-        return _alias_version(client, name, alias)
-    except Exception:
-        return None
+        candidate_meta = download_model_metadata(tracking_uri, mv.name, mv.version)
+    except Exception:  # a version registered without metadata still exports
+        candidate_meta = {}
+    mv = client.get_model_version(mv.name, str(mv.version))
+    return write_export(
+        dest,
+        model_text=text,
+        metadata=export_metadata(mv, alias=alias or dest.name, metadata=candidate_meta),
+    )
+
+
+def _version_exists(client: MlflowClient, name: str, version: str | int) -> bool:
+    try:
+        client.get_model_version(name, str(version))
+    except MlflowException as exc:
+        if _is_not_found(exc):
+            return False
+        raise
+    return True

@@ -1,32 +1,24 @@
 """Promotion and rollback: move the `production` alias and keep models/ in step with it.
 
 The caller (the production_model asset, the rollback job) decides *whether* to promote; these
-functions do the move. Every alias change and export write happens under the exclusive lock
-export_root/.lock, so two promotions racing end with one production version whose export
-matches it.
+functions do the move, as one protocol (journal.py): validate every input, take the registry
+lock, finish whatever a dead process left, record the intent (from, to, every tag before and
+after), then move_forward: tags, alias `production` (the commit point), archive copies,
+models/production, pruning; then clear the intent. A failure in-process moves back (production
+unchanged); a crash leaves the intent, and the next command or `repair` moves forward if the
+alias already moved, else back. Both directions are idempotent.
 
-Order of a promotion, and what a crash at each point leaves:
-1. tag the new version promoted_by/at, promotion_run_id/reason, override and
-   previous_production_version (undone if the alias move fails);
-2. move the alias `production` — the commit point, one upsert in MLflow's SQL store;
-3. tag the version leaving production `archived=true` + archived_at;
-4. write models/archive/v<semver>_<date>/ for the promoted version (unless an intact copy of it
-   exists) and for the leaving version if it has none, then models/production/;
-5. prune the archive to `retention` folders (the two involved are never pruned).
-A crash after step 2 leaves the alias right and the export stale: running `promote` again for
-the same version (or `repair_production_export`) finishes steps 3–5 from the recorded tags.
-
-Archive policy: every promoted version gets an archive copy when it is promoted (dated that
-day), so rollback can verify the exact files it will serve; the registry version leaving
-production is tagged archived. Registry versions are never deleted, only old archive folders.
+Archive policy: every promoted version gets an archive copy (`v<semver>-r<version>_<date>`), so
+rollback can verify the exact files it will serve; a lost or corrupt copy is rebuilt from the
+registry. The version leaving production is tagged archived. Registry versions are never
+deleted, only old archive folders.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
+import os
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -45,21 +37,31 @@ from mlplatform.registry.export import (
     ExportIntegrityError,
     RegistryError,
     archive_dirname,
-    export_lock,
+    archive_registry_version,
+    export_matches,
     list_archive,
     load_export_booster,
     prune_archive,
+    remove_export,
     verify_export,
     write_export,
 )
+from mlplatform.registry.journal import (
+    Intent,
+    UnfinishedOperation,
+    clear_intent,
+    intent_path,
+    registry_lock,
+    write_intent,
+)
 from mlplatform.registry.mlflow_registry import (
+    TAG_PENDING,
     TAG_SEMVER,
     _alias_version,
+    all_versions,
     client_for,
-    download_model_metadata,
-    export_metadata,
     now_utc,
-    read_model_text,
+    rebuild_alias_export,
 )
 
 ARCHIVE_DIR = "archive"
@@ -75,8 +77,6 @@ TAG_ROLLED_BACK_AT = "rolled_back_at"
 TAG_ROLLBACK_REASON = "rollback_reason"
 TAG_ROLLBACK_RUN_ID = "rollback_run_id"
 TAG_ROLLBACK_FROM = "rollback_from_version"
-
-Fault = Callable[[str], None]
 
 
 class PromotionError(RegistryError):
@@ -127,13 +127,10 @@ class RollbackRecord:
     export_dir: str
     archive_dir: str
     duration_s: float = 0.0
+    finished_after_crash: bool = False  # this call completed a rollback a dead process began
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def _no_fault(_step: str) -> None:
-    return None
 
 
 def archive_root_of(export_root: Path) -> Path:
@@ -153,8 +150,10 @@ def _read_metadata_unverified(folder: Path) -> dict[str, Any] | None:
 
 
 def find_archive(export_root: Path, name: str, version: str | int) -> Path | None:
-    """Newest archive folder whose metadata names this model version (not verified here)."""
+    """Newest archive folder of this model version, by its name or its metadata (not verified)."""
     for folder in reversed(list_archive(archive_root_of(export_root))):
+        if archive_registry_version(folder) == str(version):
+            return folder
         meta = _read_metadata_unverified(folder)
         if meta and meta.get("model_name") == name and meta.get("model_version") == str(version):
             return folder
@@ -162,35 +161,27 @@ def find_archive(export_root: Path, name: str, version: str | int) -> Path | Non
 
 
 def _intact(folder: Path | None) -> bool:
+    """Checksums match and LightGBM parses the model (checksums alone only prove the bytes)."""
     if folder is None:
         return False
     try:
-        verify_export(folder)
+        load_export_booster(folder)
     except ExportIntegrityError:
         return False
     return True
 
 
-def _ensure_archive(
+def ensure_archive(
     client: MlflowClient, tracking_uri: str, mv: ModelVersion, export_root: Path, when: datetime
 ) -> Path:
-    """An intact archive copy of `mv`, written from the registry if none exists."""
+    """An intact archive copy of `mv`: the existing one, else rebuilt from the registry."""
     existing = find_archive(export_root, mv.name, mv.version)
     if _intact(existing):
         assert existing is not None
         return existing
-    text = read_model_text(tracking_uri, mv.name, mv.version)
-    lgb.Booster(model_str=text)  # parses, or raises before anything is written
-    try:
-        candidate_meta = download_model_metadata(tracking_uri, mv.name, mv.version)
-    except Exception:  # a version registered without metadata still archives
-        candidate_meta = {}
-    dest = archive_root_of(export_root) / archive_dirname(mv.tags.get(TAG_SEMVER, "0.0.0"), when)
-    return write_export(
-        dest,
-        model_text=text,
-        metadata=export_metadata(mv, alias=ARCHIVE_DIR, metadata=candidate_meta),
-    )
+    name = archive_dirname(mv.tags.get(TAG_SEMVER, "0.0.0"), when, mv.version)
+    dest = existing if existing is not None else archive_root_of(export_root) / name
+    return rebuild_alias_export(client, tracking_uri, mv, dest, alias=ARCHIVE_DIR)
 
 
 def _write_production(source: Path, extra: dict[str, Any], export_root: Path) -> Path:
@@ -204,26 +195,16 @@ def _write_production(source: Path, extra: dict[str, Any], export_root: Path) ->
     )
 
 
-def _production_export_matches(export_root: Path, name: str, version: str) -> bool:
-    try:
-        meta = verify_export(production_dir_of(export_root))
-    except ExportIntegrityError:
-        return False
-    return meta.get("model_name") == name and meta.get("model_version") == str(version)
-
-
-def _set_tags(client: MlflowClient, mv: ModelVersion, tags: dict[str, str]) -> None:
-    for key, value in tags.items():
-        client.set_model_version_tag(mv.name, str(mv.version), key, value)
-
-
-def _restore_tags(client: MlflowClient, mv: ModelVersion, before: dict[str, str | None]) -> None:
-    for key, value in before.items():
-        if value is None:
-            with contextlib.suppress(MlflowException):
-                client.delete_model_version_tag(mv.name, str(mv.version), key)
-        else:
-            client.set_model_version_tag(mv.name, str(mv.version), key, value)
+def _apply_tags(client: MlflowClient, name: str, tags: dict[str, dict[str, str | None]]) -> None:
+    """Set (or, for None, delete) model-version tags: {version: {key: value}}."""
+    for version, pairs in tags.items():
+        current = client.get_model_version(name, version).tags
+        for key, value in pairs.items():
+            if value is None:
+                if key in current:
+                    client.delete_model_version_tag(name, version, key)
+            elif current.get(key) != value:
+                client.set_model_version_tag(name, version, key, value)
 
 
 def _promotion_info(mv: ModelVersion) -> dict[str, Any]:
@@ -238,6 +219,137 @@ def _promotion_info(mv: ModelVersion) -> dict[str, Any]:
     }
 
 
+def _rollback_info(mv: ModelVersion) -> dict[str, str]:
+    tags = mv.tags
+    return {
+        "rolled_back_by": tags.get(TAG_ROLLED_BACK_BY, ""),
+        "rolled_back_at": tags.get(TAG_ROLLED_BACK_AT, ""),
+        "rollback_reason": tags.get(TAG_ROLLBACK_REASON, ""),
+        "rollback_run_id": tags.get(TAG_ROLLBACK_RUN_ID, ""),
+        "rollback_from_version": tags.get(TAG_ROLLBACK_FROM, ""),
+    }
+
+
+def production_extra(mv: ModelVersion) -> dict[str, Any]:
+    """What models/production/metadata.json says about how `mv` got there (from its tags)."""
+    extra: dict[str, Any] = {"promotion": _promotion_info(mv)}
+    if mv.tags.get(TAG_ROLLED_BACK_AT) and mv.tags.get(TAG_ROLLED_BACK_AT, "") >= mv.tags.get(
+        TAG_PROMOTED_AT, ""
+    ):
+        extra["rollback"] = _rollback_info(mv)
+    return extra
+
+
+def sync_production_export(
+    client: MlflowClient, tracking_uri: str, export_root: Path, name: str
+) -> tuple[str | None, bool, Path | None]:
+    """models/production as the production alias says: rewritten when stale, gone when no alias.
+    Returns (production version or None, whether the folder changed, its archive folder)."""
+    current = _alias_version(client, name, config.PRODUCTION_ALIAS)
+    folder = production_dir_of(export_root)
+    if current is None:
+        existed = folder.exists()
+        remove_export(folder)
+        return None, existed, None
+    archive = ensure_archive(client, tracking_uri, current, export_root, now_utc())
+    if export_matches(folder, name, current.version):
+        return str(current.version), False, archive
+    _write_production(archive, production_extra(current), export_root)
+    return str(current.version), True, archive
+
+
+# --- the move of `production` (promote and rollback share it) ----------------------------------
+def _check_text(what: str, value: str, limit: int, *, required: bool) -> None:
+    if required and not value.strip():
+        raise PromotionError(f"{what} is empty")
+    if len(value) > limit:
+        raise PromotionError(f"{what} is {len(value):,} characters; the limit is {limit:,}")
+
+
+def _usable_version(client: MlflowClient, name: str, version: str, err: type) -> ModelVersion:
+    if not version.isdigit():
+        raise err(f"version {version!r} is not a registry version number")
+    try:
+        mv = client.get_model_version(name, version)
+    except MlflowException as exc:
+        raise err(f"models:/{name}/{version} does not exist: {exc}") from exc
+    if mv.status != "READY":
+        raise err(f"models:/{name}/{version} is {mv.status}, not READY")
+    if TAG_PENDING in mv.tags:
+        raise err(f"models:/{name}/{version} is an unfinished registration, not a model")
+    return mv
+
+
+def move_forward(
+    client: MlflowClient, tracking_uri: str, export_root: Path, intent: Intent
+) -> Path:
+    """Apply a promote/rollback intent: tags, alias (commit), archive, production, pruning."""
+    data, name = intent.data, intent.name
+    _apply_tags(client, name, data["tags_after"])
+    client.set_registered_model_alias(name, config.PRODUCTION_ALIAS, data["to_version"])
+    when = datetime.fromisoformat(data["at"])
+    target = client.get_model_version(name, data["to_version"])
+    archive = ensure_archive(client, tracking_uri, target, export_root, when)
+    protect = [archive]
+    if data["from_version"] is not None:
+        leaving = client.get_model_version(name, data["from_version"])
+        protect.append(ensure_archive(client, tracking_uri, leaving, export_root, when))
+    if not export_matches(production_dir_of(export_root), name, data["to_version"]):
+        _write_production(archive, production_extra(target), export_root)
+    prune_archive(archive_root_of(export_root), keep=data["retention"], protect=protect)
+    return archive
+
+
+def move_back(client: MlflowClient, tracking_uri: str, export_root: Path, intent: Intent) -> None:
+    """Undo a promote/rollback intent: alias back, tags as they were, production re-synced."""
+    data, name = intent.data, intent.name
+    if data["from_version"] is None:
+        if _alias_version(client, name, config.PRODUCTION_ALIAS) is not None:
+            client.delete_registered_model_alias(name, config.PRODUCTION_ALIAS)
+    else:
+        current = _alias_version(client, name, config.PRODUCTION_ALIAS)
+        if current is None or str(current.version) != data["from_version"]:
+            client.set_registered_model_alias(name, config.PRODUCTION_ALIAS, data["from_version"])
+    _apply_tags(client, name, data["tags_before"])
+    sync_production_export(client, tracking_uri, export_root, name)
+
+
+def _run_move(client: MlflowClient, tracking_uri: str, export_root: Path, intent: Intent) -> Path:
+    """Record the intent, move; on a failure move back (production unchanged) if possible."""
+    try:
+        write_intent(export_root, intent)
+        archive = move_forward(client, tracking_uri, export_root, intent)
+    except Exception as exc:  # a KeyboardInterrupt leaves the intent to the next command
+        what = intent.op
+        try:
+            move_back(client, tracking_uri, export_root, intent)
+        except Exception as undo_exc:
+            raise UnfinishedOperation(
+                f"{what} to v{intent.data['to_version']} failed ({type(exc).__name__}: {exc}) "
+                f"and undoing it failed too ({type(undo_exc).__name__}: {undo_exc}); the intent "
+                f"is kept in {intent_path(export_root)}: run `make repair` (the next registry "
+                "command also finishes it)"
+            ) from exc
+        clear_intent(export_root)
+        before = intent.data["from_version"]
+        raise PromotionError(
+            f"{what} to v{intent.data['to_version']} failed ({type(exc).__name__}: {exc}); it was "
+            f"undone: production is unchanged ({'none' if before is None else 'v' + before})"
+        ) from exc
+    clear_intent(export_root)
+    return archive
+
+
+def _tags_before(
+    client: MlflowClient, name: str, after: dict[str, dict[str, str | None]]
+) -> dict[str, dict[str, str | None]]:
+    before: dict[str, dict[str, str | None]] = {}
+    for version, pairs in after.items():
+        tags = client.get_model_version(name, version).tags
+        before[version] = {key: tags.get(key) for key in pairs}
+    return before
+
+
 # --- promote -----------------------------------------------------------------------------------
 def promote(
     *,
@@ -250,89 +362,75 @@ def promote(
     run_id: str,
     override: bool = False,
     retention: int = config.ARCHIVE_RETENTION,
-    fault: Fault | None = None,
 ) -> PromotionRecord:
     """Make `version` production: alias, tags, archive copy, models/production, pruning.
 
-    Re-running it for the version that already holds the alias repairs whatever a crash left
-    undone (archive tag, archive copy, export) and changes nothing else (repaired=True).
+    Inputs are validated before anything changes; the move runs under the registry lock behind
+    an intent record (journal.py), after finishing any operation a dead process left. Calling it
+    for the version that already holds the alias only re-syncs the export (repaired=True).
     """
+    from mlplatform.registry import recovery  # recovery imports this module
+
     start = time.perf_counter()
-    fault = fault or _no_fault
-    version = str(version)
-    export_root = Path(export_root)
-    if not actor.strip():
-        raise PromotionError("promotion needs an actor (who is promoting)")
+    version, export_root = str(version), Path(export_root)
+    _check_text("the promotion's actor", actor, config.MAX_ACTOR_CHARS, required=True)
     if override and not reason.strip():
         raise PromotionError("an override promotion needs a written reason")
+    _check_text("the promotion reason", reason, config.MAX_REASON_CHARS, required=False)
+    if retention < 1:
+        raise PromotionError(f"retention must be at least 1, got {retention}")
     client = client_for(tracking_uri)
-    with export_lock(export_root):
-        try:
-            mv = client.get_model_version(name, version)
-        except MlflowException as exc:
-            raise PromotionError(f"models:/{name}/{version} does not exist: {exc}") from exc
-        if mv.status != "READY":
-            raise PromotionError(f"models:/{name}/{version} is {mv.status}, not READY")
+    with registry_lock(export_root):
+        recovery.recover_locked(tracking_uri, name, export_root)
+        mv = _usable_version(client, name, version, PromotionError)
         current = _alias_version(client, name, config.PRODUCTION_ALIAS)
-        now = now_utc()
         repaired = current is not None and str(current.version) == version
-        if not repaired:
-            previous_version = str(current.version) if current is not None else None
-            new_tags = {
-                TAG_PROMOTED_BY: actor,
-                TAG_PROMOTED_AT: now.isoformat(),
-                TAG_PROMOTION_RUN_ID: run_id,
-                TAG_PROMOTION_REASON: reason,
-                TAG_OVERRIDE: "true" if override else "false",
-                TAG_PREVIOUS_PRODUCTION: previous_version or "",
+        if repaired:
+            _, rewritten, archive = sync_production_export(client, tracking_uri, export_root, name)
+            pruned: list[Path] = []
+        else:
+            now = now_utc()
+            previous = None if current is None else str(current.version)
+            after: dict[str, dict[str, str | None]] = {
+                version: {
+                    TAG_PROMOTED_BY: actor,
+                    TAG_PROMOTED_AT: now.isoformat(),
+                    TAG_PROMOTION_RUN_ID: run_id,
+                    TAG_PROMOTION_REASON: reason,
+                    TAG_OVERRIDE: "true" if override else "false",
+                    TAG_PREVIOUS_PRODUCTION: previous or "",
+                    config.ARCHIVED_TAG: None,
+                }
             }
-            before = {key: mv.tags.get(key) for key in new_tags}
-            try:
-                _set_tags(client, mv, new_tags)
-                fault("after_tags")
-                client.set_registered_model_alias(name, config.PRODUCTION_ALIAS, version)
-            except BaseException as exc:
-                moved = _alias_version(client, name, config.PRODUCTION_ALIAS)
-                if moved is not None and str(moved.version) == version:
-                    # The upsert landed before the error: the promotion is committed; finish it
-                    # on a re-run rather than guess.
-                    exc.add_note("the production alias moved; re-run promote to finish")
-                else:
-                    _restore_tags(client, mv, before)
-                raise
-        fault("after_alias")
+            if previous is not None:
+                after[previous] = {config.ARCHIVED_TAG: "true", TAG_ARCHIVED_AT: now.isoformat()}
+            intent = Intent(
+                "promote",
+                name,
+                {
+                    "from_version": previous,
+                    "to_version": version,
+                    "tags_after": after,
+                    "tags_before": _tags_before(client, name, after),
+                    "at": now.isoformat(),
+                    "retention": retention,
+                },
+            )
+            before_listing = set(list_archive(archive_root_of(export_root)))
+            archive = _run_move(client, tracking_uri, export_root, intent)
+            pruned = sorted(before_listing - set(list_archive(archive_root_of(export_root))))
+            rewritten = True
         mv = client.get_model_version(name, version)
         info = _promotion_info(mv)
         previous_version = info["previous_production_version"]
-        previous = client.get_model_version(name, previous_version) if previous_version else None
-
-        # Steps 3-5: idempotent, so a re-run after a crash completes them.
-        if (
-            previous is not None
-            and previous.version != mv.version
-            and previous.tags.get(config.ARCHIVED_TAG) != "true"
-        ):
-            _set_tags(
-                client, previous, {config.ARCHIVED_TAG: "true", TAG_ARCHIVED_AT: now.isoformat()}
-            )
-        if mv.tags.get(config.ARCHIVED_TAG) is not None:
-            client.delete_model_version_tag(name, version, config.ARCHIVED_TAG)
-        archive = _ensure_archive(client, tracking_uri, mv, export_root, now)
-        protect = [archive]
-        if previous is not None:
-            protect.append(_ensure_archive(client, tracking_uri, previous, export_root, now))
-        fault("after_archive")
-        rewrite = not (repaired and _production_export_matches(export_root, name, version))
-        if rewrite:
-            _write_production(archive, {"promotion": info}, export_root)
-        pruned = prune_archive(archive_root_of(export_root), keep=retention, protect=protect)
+        previous_mv = client.get_model_version(name, previous_version) if previous_version else None
     return PromotionRecord(
         name=name,
         version=version,
         semver=mv.tags.get(TAG_SEMVER, ""),
         model_uri=f"models:/{name}/{version}",
         previous_version=previous_version,
-        previous_semver=previous.tags.get(TAG_SEMVER) if previous is not None else None,
+        previous_semver=previous_mv.tags.get(TAG_SEMVER) if previous_mv is not None else None,
         actor=info["promoted_by"],
         reason=info["promotion_reason"],
         run_id=info["promotion_run_id"],
@@ -342,22 +440,27 @@ def promote(
         archive_dir=str(archive),
         pruned=[str(p) for p in pruned],
         repaired=repaired,
-        export_rewritten=rewrite,
+        export_rewritten=rewritten,
         duration_s=time.perf_counter() - start,
     )
 
 
 # --- rollback ----------------------------------------------------------------------------------
+def was_production(mv: ModelVersion) -> bool:
+    return bool(mv.tags.get(TAG_PROMOTED_AT) or mv.tags.get(TAG_ROLLED_BACK_AT))
+
+
 def _previous_production(client: MlflowClient, current: ModelVersion) -> str | None:
     """The version `current` replaced, else the most recently archived other version."""
     recorded = current.tags.get(TAG_PREVIOUS_PRODUCTION)
     if recorded:
         return recorded
-    versions = client.search_model_versions(f"name = '{current.name}'")
     archived = [
         mv
-        for mv in versions
-        if mv.tags.get(config.ARCHIVED_TAG) == "true" and str(mv.version) != str(current.version)
+        for mv in all_versions(client, current.name)
+        if mv.tags.get(config.ARCHIVED_TAG) == "true"
+        and str(mv.version) != str(current.version)
+        and TAG_PENDING not in mv.tags
     ]
     if not archived:
         return None
@@ -373,25 +476,53 @@ def smoke_predict(booster: lgb.Booster) -> float:
     return float(pred.ravel()[0])
 
 
-def check_rollback_target(export_root: Path, name: str, version: str) -> Path:
-    """The verified archive folder of `version`; raises RollbackError saying what is wrong."""
-    archive = find_archive(export_root, name, version)
-    if archive is None:
+def check_rollback_target(
+    client: MlflowClient, tracking_uri: str, export_root: Path, mv: ModelVersion
+) -> Path:
+    """The verified archive folder of `mv` (rebuilt from the registry when lost or corrupt),
+    loaded and scored on one row; raises RollbackError saying what is wrong."""
+    name, version = mv.name, str(mv.version)
+    if not was_production(mv):
         raise RollbackError(
-            f"refusing rollback to models:/{name}/{version}: no archived export for it under "
-            f"{archive_root_of(export_root)}"
+            f"refusing rollback to models:/{name}/{version}: it was never production; promote "
+            "it instead (the promotion checks apply)"
         )
     try:
+        archive = ensure_archive(client, tracking_uri, mv, export_root, now_utc())
         meta = verify_export(archive)
         smoke_predict(load_export_booster(archive))
-    except (ExportIntegrityError, lgb.basic.LightGBMError) as exc:
+    except (RegistryError, MlflowException, OSError, lgb.basic.LightGBMError) as exc:
         raise RollbackError(
-            f"refusing rollback to models:/{name}/{version}: archive {archive.name} is not "
-            f"intact: {exc}"
+            f"refusing rollback to models:/{name}/{version}: its archived export is not intact "
+            f"and the registry cannot rebuild it: {exc}"
         ) from exc
-    if meta.get("model_name") != name or meta.get("model_version") != str(version):
+    if meta.get("model_name") != name or meta.get("model_version") != version:
         raise RollbackError(f"refusing rollback: {archive} does not describe {name} v{version}")
     return archive
+
+
+def _rollback_record(
+    client: MlflowClient, export_root: Path, intent: Intent, archive: Path, start: float
+) -> RollbackRecord:
+    data, name = intent.data, intent.name
+    target = client.get_model_version(name, data["to_version"])
+    leaving = client.get_model_version(name, data["from_version"])
+    info = _rollback_info(target)
+    return RollbackRecord(
+        name=name,
+        from_version=data["from_version"],
+        from_semver=leaving.tags.get(TAG_SEMVER, ""),
+        to_version=data["to_version"],
+        to_semver=target.tags.get(TAG_SEMVER, ""),
+        actor=info["rolled_back_by"],
+        reason=info["rollback_reason"],
+        run_id=info["rollback_run_id"],
+        rolled_back_at=info["rolled_back_at"],
+        export_dir=str(production_dir_of(export_root)),
+        archive_dir=str(archive),
+        duration_s=time.perf_counter() - start,
+        finished_after_crash=intent.pid != os.getpid() or intent.op != "rollback",
+    )
 
 
 def rollback(
@@ -403,22 +534,37 @@ def rollback(
     actor: str,
     reason: str,
     run_id: str,
-    fault: Fault | None = None,
 ) -> RollbackRecord:
-    """Point `production` back at an archived version after verifying its files.
+    """Point `production` back at a version that was production before, after verifying it.
 
-    `to_version=None` means the version the current production replaced. The target's archive
-    checksums are verified and the model is loaded and scored on one row *before* anything
-    changes; a refusal raises RollbackError and leaves alias, tags and export untouched.
-    Served from the archive copy: no MLflow artifact download.
+    `to_version=None` means the version the current production replaced. Inputs are checked,
+    and the target's archive is verified (rebuilt from the registry if lost or corrupt), loaded
+    and scored on one row, before anything moves; a refusal raises RollbackError and changes no
+    alias or tag. If an earlier rollback with the same target died half way, this call finishes
+    that one and returns it (finished_after_crash=True) instead of going one version further back.
     """
+    from mlplatform.registry import recovery  # recovery imports this module
+
     start = time.perf_counter()
-    fault = fault or _no_fault
     export_root = Path(export_root)
-    if not actor.strip():
-        raise RollbackError("rollback needs an actor (who is rolling back)")
+    try:
+        _check_text("the rollback's actor", actor, config.MAX_ACTOR_CHARS, required=True)
+        _check_text("the rollback reason", reason, config.MAX_REASON_CHARS, required=False)
+    except PromotionError as exc:
+        raise RollbackError(str(exc)) from None
+    if to_version is not None and not str(to_version).isdigit():
+        raise RollbackError(f"version {to_version!r} is not a registry version number")
     client = client_for(tracking_uri)
-    with export_lock(export_root):
+    with registry_lock(export_root):
+        for done in recovery.recover_locked(tracking_uri, name, export_root):
+            if (
+                done.intent.op == "rollback"
+                and done.direction == "forward"
+                and (to_version is None or str(to_version) == done.intent.data["to_version"])
+            ):
+                archive = find_archive(export_root, name, done.intent.data["to_version"])
+                assert archive is not None
+                return _rollback_record(client, export_root, done.intent, archive, start)
         current = _alias_version(client, name, config.PRODUCTION_ALIAS)
         if current is None:
             raise RollbackError(f"{name} has no production version to roll back from")
@@ -431,80 +577,34 @@ def rollback(
             )
         if target == str(current.version):
             raise RollbackError(f"models:/{name}/{target} is already production")
-        try:
-            target_mv = client.get_model_version(name, target)
-        except MlflowException as exc:
-            raise RollbackError(f"models:/{name}/{target} does not exist: {exc}") from exc
-        archive = check_rollback_target(export_root, name, target)
-
+        target_mv = _usable_version(client, name, target, RollbackError)
+        check_rollback_target(client, tracking_uri, export_root, target_mv)
         now = now_utc()
-        client.set_registered_model_alias(name, config.PRODUCTION_ALIAS, target)  # commit point
-        fault("after_alias")
-        rollback_info = {
-            "rolled_back_by": actor,
-            "rolled_back_at": now.isoformat(),
-            "rollback_reason": reason,
-            "rollback_run_id": run_id,
-            "rollback_from_version": str(current.version),
-        }
-        _set_tags(
-            client,
-            target_mv,
-            {
+        after: dict[str, dict[str, str | None]] = {
+            target: {
                 TAG_ROLLED_BACK_BY: actor,
                 TAG_ROLLED_BACK_AT: now.isoformat(),
                 TAG_ROLLBACK_REASON: reason,
                 TAG_ROLLBACK_RUN_ID: run_id,
                 TAG_ROLLBACK_FROM: str(current.version),
+                config.ARCHIVED_TAG: None,
+            },
+            str(current.version): {config.ARCHIVED_TAG: "true", TAG_ARCHIVED_AT: now.isoformat()},
+        }
+        intent = Intent(
+            "rollback",
+            name,
+            {
+                "from_version": str(current.version),
+                "to_version": target,
+                "tags_after": after,
+                "tags_before": _tags_before(client, name, after),
+                "at": now.isoformat(),
+                "retention": config.ARCHIVE_RETENTION,
             },
         )
-        if target_mv.tags.get(config.ARCHIVED_TAG) is not None:
-            client.delete_model_version_tag(name, target, config.ARCHIVED_TAG)
-        _set_tags(client, current, {config.ARCHIVED_TAG: "true", TAG_ARCHIVED_AT: now.isoformat()})
-        _write_production(archive, {"rollback": rollback_info}, export_root)
-    return RollbackRecord(
-        name=name,
-        from_version=str(current.version),
-        from_semver=current.tags.get(TAG_SEMVER, ""),
-        to_version=target,
-        to_semver=target_mv.tags.get(TAG_SEMVER, ""),
-        actor=actor,
-        reason=reason,
-        run_id=run_id,
-        rolled_back_at=now.isoformat(),
-        export_dir=str(production_dir_of(export_root)),
-        archive_dir=str(archive),
-        duration_s=time.perf_counter() - start,
-    )
-
-
-def repair_production_export(
-    *, tracking_uri: str, name: str = config.MODEL_NAME, export_root: Path
-) -> dict[str, Any]:
-    """Make models/production match the production alias (after a crash); report what it did.
-
-    Uses the intact archive copy when there is one, else writes it from the registry first.
-    """
-    export_root = Path(export_root)
-    client = client_for(tracking_uri)
-    with export_lock(export_root):
-        current = _alias_version(client, name, config.PRODUCTION_ALIAS)
-        if current is None:
-            return {"version": None, "rewritten": False, "source": None}
-        version = str(current.version)
-        if _production_export_matches(export_root, name, version):
-            return {"version": version, "rewritten": False, "source": None}
-        existing = find_archive(export_root, name, version)
-        source = "archive" if _intact(existing) else "registry"
-        archive = _ensure_archive(client, tracking_uri, current, export_root, now_utc())
-        extra: dict[str, Any] = {"promotion": _promotion_info(current), "repaired_at": now_utc()}
-        if current.tags.get(TAG_ROLLED_BACK_AT):
-            extra["rollback"] = {
-                "rolled_back_by": current.tags.get(TAG_ROLLED_BACK_BY, ""),
-                "rolled_back_at": current.tags.get(TAG_ROLLED_BACK_AT, ""),
-                "rollback_reason": current.tags.get(TAG_ROLLBACK_REASON, ""),
-                "rollback_run_id": current.tags.get(TAG_ROLLBACK_RUN_ID, ""),
-                "rollback_from_version": current.tags.get(TAG_ROLLBACK_FROM, ""),
-            }
-        _write_production(archive, extra, export_root)
-        return {"version": version, "rewritten": True, "source": source, "archive": str(archive)}
+        try:
+            archive = _run_move(client, tracking_uri, export_root, intent)
+        except PromotionError as exc:
+            raise RollbackError(str(exc)) from exc
+        return _rollback_record(client, export_root, intent, archive, start)

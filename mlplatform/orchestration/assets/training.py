@@ -333,6 +333,7 @@ def staging_model(
             },
             export_root=stores.models_path,
         )
+    semver = handle.semver  # the registry moves a semver another version holds to its next patch
     context.log.info(f"registered {handle.name} v{handle.version} ({semver}) as staging")
     return dg.Output(
         {
