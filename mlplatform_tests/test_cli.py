@@ -22,13 +22,16 @@ def test_run_promote_rollback_through_the_cli(
         data_file, index=False
     )
     monkeypatch.setenv(config.DATA_PATH_ENV, str(data_file))
-    monkeypatch.setenv("DAGSTER_HOME", str(platform_home / "unused"))  # restored after the test
+    users_dagster_home = platform_home.parent / "users-dagster-home"
+    users_dagster_home.mkdir()
+    monkeypatch.setenv("DAGSTER_HOME", str(users_dagster_home))  # the CLI must keep it
     monkeypatch.setattr(config, "PROMOTION", lenient_criteria())
 
     assert main(["run", "--trials", "2"]) == 0
     out = capsys.readouterr().out
     assert "Every criterion passed" in out and "make promote" in out
-    assert (config.dagster_home() / "dagster.yaml").exists()
+    assert any(users_dagster_home.iterdir())  # the run was recorded in the user's instance
+    assert not config.dagster_home().exists()
 
     assert main(["rollback"]) == 1  # nothing in production yet: refused, nothing changes
     assert "rollback refused" in capsys.readouterr().err

@@ -45,15 +45,16 @@ def rollback_production(
     actor = launching_user(context, config.actor)
     before = get_alias_version(stores.tracking_uri, stores.model_name, PRODUCTION_ALIAS)
     try:
-        record = rollback(
-            tracking_uri=stores.tracking_uri,
-            name=stores.model_name,
-            to_version=config.to_version or None,
-            export_root=stores.models_path,
-            actor=actor,
-            reason=config.reason or "manual rollback",
-            run_id=context.run_id,
-        )
+        with stores.registry_lock():
+            record = rollback(
+                tracking_uri=stores.tracking_uri,
+                name=stores.model_name,
+                to_version=config.to_version or None,
+                export_root=stores.models_path,
+                actor=actor,
+                reason=config.reason or "manual rollback",
+                run_id=context.run_id,
+            )
     except Exception as exc:
         after = get_alias_version(stores.tracking_uri, stores.model_name, PRODUCTION_ALIAS)
         if after is not None and (before is None or after.version != before.version):
@@ -95,9 +96,10 @@ def rollback_job() -> None:
 
 @dg.op(description="Rewrite models/production from the version the production alias points at.")
 def repair_production(context: dg.OpExecutionContext, stores: PlatformStores) -> dict:
-    report = repair_production_export(
-        tracking_uri=stores.tracking_uri, name=stores.model_name, export_root=stores.models_path
-    )
+    with stores.registry_lock():
+        report = repair_production_export(
+            tracking_uri=stores.tracking_uri, name=stores.model_name, export_root=stores.models_path
+        )
     context.log.info(f"repair: {report}")
     return report
 

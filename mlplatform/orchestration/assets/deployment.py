@@ -86,16 +86,17 @@ def production_model(
         context.log.warning("promotion override: " + config.reason + " | " + "; ".join(problems))
     actor = launching_user(context, config.actor)
     try:
-        record = promote(
-            tracking_uri=stores.tracking_uri,
-            name=stores.model_name,
-            version=str(staging.version),
-            export_root=stores.models_path,
-            actor=actor,
-            reason=config.reason or "manual promotion",
-            run_id=context.run_id,
-            override=overridden,
-        )
+        with stores.registry_lock():
+            record = promote(
+                tracking_uri=stores.tracking_uri,
+                name=stores.model_name,
+                version=str(staging.version),
+                export_root=stores.models_path,
+                actor=actor,
+                reason=config.reason or "manual promotion",
+                run_id=context.run_id,
+                override=overridden,
+            )
     except (RegistryError, MlflowException) as exc:
         now = get_alias_version(stores.tracking_uri, stores.model_name, settings.PRODUCTION_ALIAS)
         moved = now is not None and str(now.version) == str(staging.version)

@@ -60,6 +60,11 @@ class TuningConfig(dg.Config):
         default=settings.TUNING.max_tuning_test_rows,
         description="Per fold, score on at most this many test rows (same tickers).",
     )
+    workers: int = Field(
+        default=settings.TUNING.workers,
+        description="Optuna worker processes on the shared study (more than 1 wants a server "
+        "storage: Postgres, or journal+redis://).",
+    )
 
 
 class TrainingConfig(dg.Config):
@@ -120,7 +125,10 @@ def tuned_params(
 ) -> dg.Output[dict]:
     with step_guard(context):
         validate_tuning_args(
-            n_trials=config.n_trials, timeout_s=config.timeout_s, pruner=config.pruner
+            n_trials=config.n_trials,
+            timeout_s=config.timeout_s,
+            pruner=config.pruner,
+            workers=config.workers,
         )
         split = validation.split(features, raw_prices)
         folds = walk_forward_folds(
@@ -153,6 +161,7 @@ def tuned_params(
             trial_callback=_log_trial,
             max_train_rows=config.max_tuning_rows,
             max_test_rows=config.max_tuning_test_rows,
+            workers=config.workers,
             # Each trial's out-of-fold long/short Sharpe (tuning folds only, never the backtest
             # window): their dispersion is the V[SR_n] of the backtest's Deflated Sharpe.
             # The backtest trades horizon 1 only, so only then is a trial's Sharpe comparable.
@@ -309,18 +318,19 @@ def staging_model(
             "training_rows": len(split.X_dev),
             "horizon": validation.horizon,
         }
-        handle = register_candidate(
-            booster,
-            tracking_uri=stores.tracking_uri,
-            run_id=run.info.run_id,
-            name=stores.model_name,
-            semver=semver,
-            tags=tags,
-            input_example=split.X_dev.head(5),
-            reference=reference,
-            metadata=metadata_doc,
-            export_root=stores.models_path,
-        )
+        with stores.registry_lock():
+            handle = register_candidate(
+                booster,
+                tracking_uri=stores.tracking_uri,
+                run_id=run.info.run_id,
+                name=stores.model_name,
+                semver=semver,
+                tags=tags,
+                input_example=split.X_dev.head(5),
+                reference=reference,
+                metadata=metadata_doc,
+                export_root=stores.models_path,
+            )
     context.log.info(f"registered {handle.name} v{handle.version} ({semver}) as staging")
     return dg.Output(
         handle.to_dict(),
