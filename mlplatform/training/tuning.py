@@ -232,9 +232,11 @@ def make_storage(storage_url: str) -> optuna.storages.BaseStorage:
         path.parent.mkdir(parents=True, exist_ok=True)
         return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(path)))
     if storage_url.startswith(JOURNAL_REDIS):
-        backend = optuna.storages.journal.JournalRedisBackend(
-            "redis://" + storage_url[len(JOURNAL_REDIS) :]
-        )
+        with warnings.catch_warnings():  # "experimental" since Optuna 3.1
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            backend = optuna.storages.journal.JournalRedisBackend(
+                "redis://" + storage_url[len(JOURNAL_REDIS) :]
+            )
         return optuna.storages.JournalStorage(backend)
     storage_url = config.with_psycopg2(storage_url)
     url = make_url(storage_url)
@@ -251,7 +253,7 @@ def make_storage(storage_url: str) -> optuna.storages.BaseStorage:
             engine_kwargs=engine_kwargs,
             heartbeat_interval=interval,
             grace_period=3 * interval,
-            failed_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
+            heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
                 max_retry=config.TUNING.failed_trial_retries
             ),
         )
@@ -519,6 +521,7 @@ def optimize_trials(
 
     def objective(trial: optuna.Trial) -> float:
         counter = _RoundCounter()
+        trial.set_user_attr("worker", f"{spec.launch}.{spec.worker}")  # launch.worker
         try:
             params = suggest_params(trial, seed=spec.seed)
             score = cross_validate(
@@ -546,7 +549,6 @@ def optimize_trials(
             trial.set_user_attr("boosting_rounds", counter.rounds)
         trial.set_user_attr("fold_values", score.fold_values)
         trial.set_user_attr("best_iterations", score.best_iterations)
-        trial.set_user_attr("worker", f"{spec.launch}.{spec.worker}")
         if sharpe is not None and math.isfinite(sharpe):
             trial.set_user_attr("oof_sharpe", sharpe)
         return score.value
