@@ -32,7 +32,7 @@ from optuna.trial import TrialState
 
 from mlplatform import config
 from mlplatform.cli import create_database, execute, main
-from mlplatform.definitions import build_definitions
+from mlplatform.definitions import build_definitions, build_resources
 from mlplatform.orchestration.resources import (
     MarketDataSource,
     ValidationScheme,
@@ -264,6 +264,35 @@ def test_retrain_promote_rollback_with_every_store_on_the_servers(
     assert len(summaries) == 1 and summaries[0].n_trials == 2
 
 
+def test_store_urls_with_credentials_reach_resources_as_envvar_names(
+    platform_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What the UI shows of a resource is its config: the variable's name, never the URL."""
+    secret_url = "postgresql+psycopg2://mlplatform:s3cret@db:5432/optuna"
+    monkeypatch.setenv(config.MLFLOW_TRACKING_URI_ENV, "https://ops:s3cret@mlflow.internal")
+    monkeypatch.setenv(config.OPTUNA_STORAGE_ENV, secret_url)
+    monkeypatch.setenv(config.REGISTRY_LOCK_URL_ENV, secret_url)
+    monkeypatch.setenv(config.IO_DIR_ENV, str(platform_home / "shared-io"))
+    resources = build_resources()
+    stores = resources["stores"]
+    for value, name in (
+        (stores.tracking_uri, config.MLFLOW_TRACKING_URI_ENV),
+        (stores.optuna_storage, config.OPTUNA_STORAGE_ENV),
+        (stores.registry_lock_url, config.REGISTRY_LOCK_URL_ENV),
+    ):
+        assert isinstance(value, dg.EnvVar) and value == name
+    assert "s3cret" not in repr(resources)
+    # Unset, the embedded stores are plain paths under the home folder, as before.
+    for name in (config.MLFLOW_TRACKING_URI_ENV, config.OPTUNA_STORAGE_ENV):
+        monkeypatch.delenv(name)
+    monkeypatch.delenv(config.REGISTRY_LOCK_URL_ENV)
+    embedded = build_resources()["stores"]
+    assert (
+        embedded.tracking_uri == config.mlflow_tracking_uri() and "sqlite" in embedded.tracking_uri
+    )
+    assert embedded.registry_lock_url is None
+
+
 def _promote_in_process(
     tracking_uri: str, lock_url: str, model: str, version: str, export: str, barrier
 ) -> None:
@@ -477,7 +506,8 @@ def test_celery_executor_runs_a_retrain_on_a_worker_process(
         starts = instance.all_logs(run.run_id, of_type=dg.DagsterEventType.STEP_START)
         assert {r.step_key for r in starts} >= {"tuned_params", "staging_model", "backtest_report"}
         # Every step ran in the worker's process group, none in this process.
-        assert {os.getpgid(r.pid) for r in starts if r.pid} == {worker.pid}
+        pids = {r.dagster_event.pid for r in starts if r.dagster_event is not None}
+        assert pids and {os.getpgid(pid) for pid in pids} == {worker.pid}
         assert (shared / "tuned_params").exists()  # asset values on the shared path
         assert not (config.home_dir() / "io").exists()
     finally:
