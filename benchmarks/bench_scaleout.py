@@ -133,7 +133,7 @@ def retrain(root: Path, market: dict[str, Any], trials: int, dagster_yaml: Path 
     """Wall seconds of the retrain assets through Dagster on the stores the environment names."""
     import dagster as dg
 
-    from mlplatform.cli import execute
+    from mlplatform.cli import execute, pipeline_errors
     from mlplatform.definitions import build_definitions
     from mlplatform.orchestration.resources import MarketDataSource
 
@@ -152,9 +152,9 @@ def retrain(root: Path, market: dict[str, Any], trials: int, dagster_yaml: Path 
         run_config={"ops": {"tuned_params": {"config": {"n_trials": trials}}}},
     )
     wall = time.perf_counter() - started
-    failed = [e.step_key for e in result.all_events if e.is_step_failure]
-    if any(step != "backtest_report" for step in failed):  # a failed gate is not a failed run
-        raise RuntimeError(f"retrain failed in {failed}")
+    errors = pipeline_errors(result)  # a failed promotion gate is a verdict, not a failed run
+    if errors:
+        raise RuntimeError(f"retrain failed: {errors}")
     instance.dispose()
     return wall
 

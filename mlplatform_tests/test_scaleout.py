@@ -515,3 +515,29 @@ def test_celery_executor_runs_a_retrain_on_a_worker_process(
         worker.wait(timeout=30)
         worker_log.close()
         redis.Redis.from_url(BROKER_URL).flushdb()
+
+
+def test_multiprocess_executor_runs_the_step_in_another_process(platform_home: Path) -> None:
+    from mlplatform.cli import prepare_home
+
+    prepare_home()
+    instance = dg.DagsterInstance.get()
+    result = execute(
+        build_definitions(),
+        instance,
+        trigger="test",
+        job="repair_export_job",
+        executor="multiprocess",
+    )
+    assert result.success, failure_message(result)
+    (start,) = instance.all_logs(result.run_id, of_type=dg.DagsterEventType.STEP_START)
+    assert start.dagster_event is not None and start.dagster_event.pid != os.getpid()
+    assert (config.io_dir() / result.run_id / "repair_production" / "result").exists()
+
+
+def test_a_celery_run_without_a_shared_io_dir_is_refused_before_any_work(
+    platform_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["run", "--executor", "celery", "--trials", "1"]) == 2
+    assert config.IO_DIR_ENV in capsys.readouterr().err
+    assert dg.DagsterInstance.get().get_runs() == []
