@@ -60,6 +60,7 @@ bench: install
 	$(BIN)/python benchmarks/bench_promotion.py
 	$(BIN)/python benchmarks/bench_drift.py
 	$(BIN)/python benchmarks/bench_pipeline.py
+	$(BIN)/python benchmarks/bench_scaleout.py
 
 clean:
 	rm -rf .mlplatform models

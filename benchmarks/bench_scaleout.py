@@ -44,10 +44,10 @@ from bench_tuning import dataset, folds_for  # the same data as the tuning bench
 RETRAIN = ("raw_prices", "features", "tuned_params", "staging_model", "backtest_report")
 
 
-def new_database(server: str) -> str:
+def new_database(server: str, prefix: str) -> str:
     from mlplatform.cli import create_database
 
-    url = f"{server}/bench_scaleout_{uuid.uuid4().hex[:10]}"
+    url = f"{server}/{prefix}{uuid.uuid4().hex[:10]}"
     create_database(url)
     return url
 
@@ -60,11 +60,13 @@ def drop_database(server: str, url: str) -> None:
     engine.dispose()
 
 
-def tuning(X, y, folds, *, server: str, workers: int, trials: int, seed: int) -> dict[str, Any]:
+def tuning(
+    X, y, folds, *, server: str, prefix: str, workers: int, trials: int, seed: int
+) -> dict[str, Any]:
     from mlplatform.training import run_study
     from mlplatform.training.tuning import make_storage
 
-    url = new_database(server)
+    url = new_database(server, prefix)
     try:
         started = time.perf_counter()
         result = run_study(
@@ -170,6 +172,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--retrain-trials", type=int, default=10)
     parser.add_argument("--seed", type=int, default=config.TUNING.seed)
     parser.add_argument("--postgres", default="postgresql+psycopg2://postgres@127.0.0.1:5432")
+    parser.add_argument("--db-prefix", default="bench_scaleout_", help="databases made and dropped")
+    parser.add_argument("--skip-tuning", action="store_true", help="only the retrain comparison")
     args = parser.parse_args(argv)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     logging.getLogger("mlplatform").setLevel(logging.WARNING)
@@ -179,9 +183,16 @@ def main(argv: list[str] | None = None) -> int:
     print(f"tuning data: {source}: {len(X):,} dev rows, {len(folds)} folds")
     print(f"{args.trials} trials per worker count on one Postgres study each, seed {args.seed}")
     runs = []
-    for workers in args.workers:
+    for workers in [] if args.skip_tuning else args.workers:
         row = tuning(
-            X, y, folds, server=args.postgres, workers=workers, trials=args.trials, seed=args.seed
+            X,
+            y,
+            folds,
+            server=args.postgres,
+            prefix=args.db_prefix,
+            workers=workers,
+            trials=args.trials,
+            seed=args.seed,
         )
         runs.append(row)
         print(
@@ -204,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
         retrain_s["embedded"] = retrain(root / "embedded", market, args.retrain_trials, None)
         print(f"retrain, embedded (SQLite, no server): {retrain_s['embedded']:.1f} s")
 
-        databases = [new_database(args.postgres) for _ in range(3)]
+        databases = [new_database(args.postgres, args.db_prefix) for _ in range(3)]
         mlflow_db, optuna_db, dagster_db = databases
         server, url = start_mlflow_server(mlflow_db, root / "artifacts", root / "mlflow.log")
         try:
@@ -229,11 +240,14 @@ def main(argv: list[str] | None = None) -> int:
             print(f"retrain, Postgres stack + MLflow server: {retrain_s['postgres']:.1f} s")
         finally:
             os.killpg(server.pid, signal.SIGTERM)
-            server.wait(timeout=30)
+            try:
+                server.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(server.pid, signal.SIGKILL)
             for db in databases:
                 drop_database(args.postgres, db)
 
-    base = next((r for r in runs if r["workers"] == 1), runs[0])
+    base = next((r for r in runs if r["workers"] == 1), runs[0] if runs else None)
     summary = {
         "benchmark": "scaleout",
         "tuning_data": source,
@@ -244,6 +258,7 @@ def main(argv: list[str] | None = None) -> int:
         "speedup_vs_1_worker": {
             str(r["workers"]): round(r["distinct_per_min"] / base["distinct_per_min"], 2)
             for r in runs
+            if base is not None
         },
         "duplicates_total": sum(r["duplicates"] for r in runs),
         "retrain_market": market,

@@ -20,6 +20,7 @@ import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import dagster as dg
 import optuna
@@ -63,11 +64,10 @@ DAGSTER_YAML = config.PROJECT_ROOT / "deploy" / "dagster-postgres.yaml"
 
 def _require(service: str, url: str) -> None:
     """Skip (fail under CI=true) when `url`'s host:port does not accept a connection."""
-    parsed = sa.engine.make_url(url) if "+" in url.split(":")[0] else None
-    host = parsed.host if parsed else url.split("//")[1].split(":")[0]
-    port = parsed.port if parsed else int(url.split("//")[1].split(":")[1].split("/")[0])
+    parts = urlsplit(url)
+    host, port = parts.hostname or "127.0.0.1", parts.port
     try:
-        socket.create_connection((host, port or 5432), timeout=2).close()
+        socket.create_connection((host, port), timeout=2).close()
     except OSError as exc:
         message = f"{service} unreachable at {host}:{port} ({exc}); see README 'Scaling out'"
         if os.environ.get("CI") == "true":
