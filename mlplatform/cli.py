@@ -31,7 +31,8 @@ def prepare_home() -> Path:
     """Create the home folder; point DAGSTER_HOME at its dagster/ folder unless the user set one
     (e.g. a Postgres instance from deploy/dagster-postgres.yaml), which is used as it is."""
     (config.home_dir() / "optuna").mkdir(parents=True, exist_ok=True)
-    config.mlflow_artifact_root().mkdir(parents=True, exist_ok=True)
+    if not config.mlflow_tracking_uri().startswith(("http://", "https://")):  # a server keeps them
+        config.mlflow_artifact_root().mkdir(parents=True, exist_ok=True)
     if os.environ.get("DAGSTER_HOME"):
         return Path(os.environ["DAGSTER_HOME"])
     dagster_home = config.dagster_home()
