@@ -173,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
         os.environ[config.MODELS_DIR_ENV] = str(root / "models")
         for name in (config.DATA_PATH_ENV, config.WEBHOOK_URL_ENV, config.SLACK_TOKEN_ENV):
             os.environ.pop(name, None)
-        from mlplatform.cli import run_errors, prepare_home
+        from mlplatform.cli import prepare_home, run_errors
         from mlplatform.definitions import build_definitions
         from mlplatform.orchestration.resources import MarketDataSource, ValidationScheme
 

@@ -59,16 +59,17 @@ def production_model(
         context.log.warning(f"promotion override: {reason} | " + "; ".join(decision.problems))
     actor = launching_user(context, config.actor)
     try:
-        record = promote(
-            tracking_uri=stores.tracking_uri,
-            name=stores.model_name,
-            version=version,
-            export_root=stores.models_path,
-            actor=actor,
-            reason=reason,
-            run_id=context.run_id,
-            override=decision.overridden,
-        )
+        with stores.registry_lock():
+            record = promote(
+                tracking_uri=stores.tracking_uri,
+                name=stores.model_name,
+                version=version,
+                export_root=stores.models_path,
+                actor=actor,
+                reason=reason,
+                run_id=context.run_id,
+                override=decision.overridden,
+            )
     except (RegistryError, MlflowException) as exc:
         now = get_alias_version(stores.tracking_uri, stores.model_name, settings.PRODUCTION_ALIAS)
         moved = now is not None and str(now.version) == version

@@ -73,6 +73,11 @@ class TuningConfig(CheckedConfig):
         ge=1,
         description="Per fold, score on at most this many test rows (same tickers).",
     )
+    workers: int = Field(
+        default=settings.TUNING.workers,
+        description="Optuna worker processes on the shared study (more than 1 wants a server "
+        "storage: Postgres, or journal+redis://).",
+    )
 
 
 class TrainingConfig(CheckedConfig):
@@ -138,7 +143,10 @@ def tuned_params(
 ) -> dg.Output[dict]:
     with step_guard(context):
         validate_tuning_args(
-            n_trials=config.n_trials, timeout_s=config.timeout_s, pruner=config.pruner
+            n_trials=config.n_trials,
+            timeout_s=config.timeout_s,
+            pruner=config.pruner,
+            workers=config.workers,
         )
         data = validation.labelled(features, raw_prices)
         windows = validation.plan(data)  # the one split of this run; later steps read it
@@ -173,6 +181,7 @@ def tuned_params(
             trial_callback=_log_trial,
             max_train_rows=config.max_tuning_rows,
             max_test_rows=config.max_tuning_test_rows,
+            workers=config.workers,
             # Each trial's out-of-fold long/short Sharpe (tuning folds only, never the backtest
             # window): their dispersion is the V[SR_n] of the evaluation's Deflated Sharpe.
             # The backtest trades horizon 1 only, so only then is a trial's Sharpe comparable.
@@ -313,26 +322,27 @@ def staging_model(
             "tuning_trials": str(int(tuned_params["n_trials_total"])),
             "trial_sharpes": json.dumps(sharpe_summary(tuned_params["trial_sharpes"])),
         }
-        handle = register_candidate(
-            candidate.booster,
-            tracking_uri=stores.tracking_uri,
-            run_id=run.info.run_id,
-            name=stores.model_name,
-            semver=semver,
-            tags=tags,
-            input_example=refit.X.head(5),
-            reference=model_reference(
-                refit.X, refit.y, candidate.out_of_sample, settings.DRIFT.n_bins
-            ),
-            metadata={
-                **tags,
-                "params": recipe.params,
-                "features": list(refit.X.columns),
-                "training_rows": candidate.training_rows,
-                "horizon": validation.horizon,
-            },
-            export_root=stores.models_path,
-        )
+        with stores.registry_lock():
+            handle = register_candidate(
+                candidate.booster,
+                tracking_uri=stores.tracking_uri,
+                run_id=run.info.run_id,
+                name=stores.model_name,
+                semver=semver,
+                tags=tags,
+                input_example=refit.X.head(5),
+                reference=model_reference(
+                    refit.X, refit.y, candidate.out_of_sample, settings.DRIFT.n_bins
+                ),
+                metadata={
+                    **tags,
+                    "params": recipe.params,
+                    "features": list(refit.X.columns),
+                    "training_rows": candidate.training_rows,
+                    "horizon": validation.horizon,
+                },
+                export_root=stores.models_path,
+            )
     semver = handle.semver  # the registry moves a semver another version holds to its next patch
     context.log.info(f"registered {handle.name} v{handle.version} ({semver}) as staging")
     return dg.Output(
