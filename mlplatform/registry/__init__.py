@@ -1,5 +1,11 @@
 """MLflow registry operations, the atomic models/ export, promotion and rollback (no dagster)."""
 
+from mlplatform.registry.alias_audit import (
+    AliasMove,
+    audit_production_alias,
+    recorded_moves,
+    unrecorded_alias_move,
+)
 from mlplatform.registry.export import (
     ExportIntegrityError,
     ExportLockTimeout,
@@ -38,6 +44,7 @@ from mlplatform.registry.promotion import (
 )
 
 __all__ = [
+    "AliasMove",
     "ExportIntegrityError",
     "ExportLockTimeout",
     "ModelHandle",
@@ -47,6 +54,7 @@ __all__ = [
     "RollbackError",
     "RollbackRecord",
     "archive_dirname",
+    "audit_production_alias",
     "check_rollback_target",
     "client_for",
     "download_model_metadata",
@@ -62,9 +70,11 @@ __all__ = [
     "promote",
     "prune_archive",
     "read_model_text",
+    "recorded_moves",
     "register_candidate",
     "repair_production_export",
     "rollback",
+    "unrecorded_alias_move",
     "verify_export",
     "version_facts",
     "write_export",
