@@ -21,6 +21,7 @@ class NotificationKind(StrEnum):
     ROLLED_BACK = "rolled_back"
     RUN_FAILED = "run_failed"
     DRIFT_DETECTED = "drift_detected"
+    ALIAS_MOVED_OUTSIDE = "alias_moved_outside"
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from mlplatform.evaluation.promotion import (
 from mlplatform.features import feature_schema_hash, forward_returns, hold_returns
 from mlplatform.notifications import Notification, NotificationKind
 from mlplatform.orchestration.errors import STORE_RETRY_POLICY, step_guard
-from mlplatform.orchestration.metadata import mlflow_model_url, run_link
+from mlplatform.orchestration.metadata import mlflow_model_url, ownership, run_link
 from mlplatform.orchestration.resources import (
     MarketDataSource,
     Notifier,
@@ -78,6 +78,7 @@ def _not_comparable(tags: dict[str, str], backtest_start: pd.Timestamp) -> str |
 
 @dg.asset(
     group_name="evaluation",
+    **ownership("weekly"),
     kinds={"mlflow"},
     retry_policy=STORE_RETRY_POLICY,
     description="Staging vs production vs naive baselines on the held-out window neither saw.",
