@@ -32,7 +32,7 @@ import pytest
 from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright
 
 from mlplatform import config
-from mlplatform.cli import prepare_home, run_pipeline
+from mlplatform.cli import prepare_home
 from mlplatform.data import generate_market
 from mlplatform.definitions import build_definitions
 from mlplatform.orchestration.resources import MarketDataSource, ValidationScheme
@@ -58,6 +58,7 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 LOCATION = "mlplatform"
+TRAINED = ("raw_prices", "features", "tuned_params", "staging_model", "backtest_report")
 ARTIFACTS = config.PROJECT_ROOT / ".mlplatform-test-artifacts" / "browser"
 UI_TIMEOUT_MS = 30_000  # two busy cores: pages and their queries can take seconds
 RUN_TIMEOUT_MS = 120_000  # a run launched from the UI starts a worker process that imports it all
@@ -148,30 +149,8 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
         patch.setenv(config.MODELS_DIR_ENV, str(root / "models"))
         patch.setenv(config.DATA_PATH_ENV, str(data_file))
         dagster_home = prepare_home()
-        instance = dg.DagsterInstance.get()
-        defs = build_definitions(
-            {
-                "market_data": MarketDataSource(kind="file", path=str(data_file)),
-                "validation": ValidationScheme(**SMALL_VALIDATION),
-            }
-        )
-        # v1 passes every check and goes to production; v2 fails a check and waits as staging.
-        patch.setattr(config, "PROMOTION", lenient_criteria())
-        assert run_pipeline(defs, instance, small_run_config(n_trials=2)).success
-        promoted = materialize(defs, instance, "production_model")
-        assert promoted.success, failure_message(promoted)
-        patch.setattr(config, "PROMOTION", failing_criteria())
-        materialize(defs, instance, "staging_model", "backtest_report")
-        staging = get_alias_version(
-            config.mlflow_tracking_uri(), config.MODEL_NAME, config.STAGING_ALIAS
-        )
-        production = get_alias_version(
-            config.mlflow_tracking_uri(), config.MODEL_NAME, config.PRODUCTION_ALIAS
-        )
-        assert staging is not None and production is not None
-        assert str(staging.version) != str(production.version)
-
         port = _free_port()
+        # dagster dev boots (imports, code server) while this process fills the home folder.
         process = subprocess.Popen(
             [
                 str(Path(sys.executable).parent / "dagster"),
@@ -190,6 +169,26 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
             start_new_session=True,
         )
         try:
+            instance = dg.DagsterInstance.get()
+            defs = build_definitions(
+                {
+                    "market_data": MarketDataSource(kind="file", path=str(data_file)),
+                    "validation": ValidationScheme(**SMALL_VALIDATION),
+                }
+            )
+            # v1 passes every check and goes to production; v2 fails a check, waits as staging.
+            patch.setattr(config, "PROMOTION", lenient_criteria())
+            trained = materialize(defs, instance, *TRAINED, run_config=small_run_config(n_trials=1))
+            assert trained.success, failure_message(trained)
+            promoted = materialize(defs, instance, "production_model")
+            assert promoted.success, failure_message(promoted)
+            patch.setattr(config, "PROMOTION", failing_criteria())
+            materialize(defs, instance, "staging_model", "backtest_report")
+            uri = config.mlflow_tracking_uri()
+            staging = get_alias_version(uri, config.MODEL_NAME, config.STAGING_ALIAS)
+            production = get_alias_version(uri, config.MODEL_NAME, config.PRODUCTION_ALIAS)
+            assert staging is not None and production is not None
+            assert str(staging.version) != str(production.version)
             _wait_for_location(port, process, time.time() + 180)
             yield Platform(
                 url=f"http://127.0.0.1:{port}",
@@ -408,14 +407,9 @@ def test_switch_the_drift_sensor_on(ui: UI, platform: Platform) -> None:
     assert sensor_status(platform, "drift_sensor") == "STOPPED"
     ui.open("/automation")
     link = ui.page.locator("a[href$='/sensors/drift_sensor']")
-    # The row is the link's nearest ancestor holding checkboxes: selection box, then the switch
-    # (a hidden input under the toggle a person clicks).
-    switch = (
-        link.locator("xpath=ancestor::*[.//input[@type='checkbox']][1]")
-        .get_by_role("checkbox")
-        .last
-    )
-    toggle = switch.locator("xpath=..")
+    row = ui.page.locator("div[class*=ListItem_listItem]").filter(has=link)
+    toggle = row.locator("label[class*=formatSwitch]")  # the on/off switch a person clicks
+    switch = toggle.get_by_role("checkbox")
     expect(switch).not_to_be_checked()
     toggle.click()
     expect(switch).to_be_checked()

@@ -7,6 +7,7 @@ import math
 from pathlib import Path
 
 import dagster as dg
+import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
@@ -14,7 +15,12 @@ from mlplatform import config
 from mlplatform.cli import run_pipeline
 from mlplatform.definitions import build_definitions, defs
 from mlplatform.features import FEATURE_COLUMNS, LABEL_DEFINITION, feature_description
-from mlplatform.orchestration.metadata import mlflow_artifact_url, rounded, rounded_metadata
+from mlplatform.orchestration.metadata import (
+    mlflow_artifact_url,
+    rounded,
+    rounded_metadata,
+    table_metadata,
+)
 from mlplatform.orchestration.resources import mlflow_run_name
 from mlplatform_tests.conftest import (
     WebhookReceiver,
@@ -34,6 +40,27 @@ def test_rounded_keeps_significant_digits() -> None:
         {"acc": 0.5617424, "n": 7, "name": "x", "url": dg.MetadataValue.url("u")}
     )
     assert meta["acc"] == 0.5617 and meta["n"] == 7 and meta["name"] == "x"
+
+
+def test_table_metadata_has_a_schema_and_rounded_cells() -> None:
+    frame = pd.DataFrame(
+        {"accuracy": [0.5617424, float("nan")], "rows": [120, 80], "passed": [True, False]},
+        index=pd.Index(["staging", "production"], name="model"),
+    )
+    table = table_metadata(frame)
+    assert [(c.name, c.type) for c in table.schema.columns] == [
+        ("model", "string"),
+        ("accuracy", "float"),
+        ("rows", "int"),
+        ("passed", "bool"),
+    ]
+    assert table.records[0].data == {
+        "model": "staging",
+        "accuracy": 0.5617,
+        "rows": 120,
+        "passed": True,
+    }
+    assert table.records[1].data["accuracy"] is None
 
 
 def test_artifact_url_opens_the_run_artifact_page(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -70,6 +97,7 @@ def test_every_asset_has_owners_cadence_and_code_references() -> None:
         assert node.owners == list(config.ASSET_OWNERS), key
         assert node.tags["cadence"] in {"daily", "weekly", "manual"}, key
         assert "dagster/code_references" in node.metadata, key
+    assert graph.get(dg.AssetKey("features")).metadata["label"] == LABEL_DEFINITION
     for name in ("weekly_retrain_schedule", "daily_refresh_schedule"):
         assert "NFR" not in (defs.resolve_schedule_def(name).description or "")
 
@@ -97,7 +125,6 @@ def test_run_metadata_and_an_alias_moved_in_mlflow_is_called_out(
         meta = features.asset_materialization.metadata
         columns = {c.name: c.description for c in meta["dagster/column_schema"].value.columns}
         assert set(FEATURE_COLUMNS) <= set(columns) and all(columns.values())
-        assert meta["label"].value == LABEL_DEFINITION
 
         drift = instance.get_latest_materialization_event(dg.AssetKey("drift_report"))
         meta = drift.asset_materialization.metadata
@@ -106,6 +133,8 @@ def test_run_metadata_and_an_alias_moved_in_mlflow_is_called_out(
             meta["report"].value.endswith(".html") and "/artifacts/drift/" in meta["report"].value
         )
         assert "drift sensor acts on" in meta["about_the_two_drift_shares"].value
+        top = meta["top_drifted_features"].value
+        assert [c.name for c in top.schema.columns] == ["feature", "psi", "report_psi"]
         value = meta["drift_share"].value
         assert value == rounded(value)
 

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import dagster as dg
+import numpy as np
 import pandas as pd
 
 from mlplatform import config
@@ -56,6 +57,36 @@ def table_markdown(frame: pd.DataFrame, *, float_format: str = "{:.4g}") -> str:
                 cells.append(str(value))
         rows.append("| " + " | ".join(cells) + " |")
     return "\n".join([header, rule, *rows])
+
+
+def _cell(value: Any, digits: int) -> str | int | float | bool | None:
+    if isinstance(value, bool | np.bool_):
+        return bool(value)
+    if isinstance(value, int | np.integer):
+        return int(value)
+    if isinstance(value, float | np.floating):
+        return None if not math.isfinite(value) else rounded(float(value), digits)
+    if isinstance(value, pd.Timestamp):
+        return value.date().isoformat()
+    return None if value is None else str(value)
+
+
+def table_metadata(frame: pd.DataFrame, digits: int = 4) -> dg.TableMetadataValue:
+    """A DataFrame as Dagster table metadata (the UI renders a sortable table with a schema),
+    numbers rounded by `rounded`; a non-default index becomes the first column(s)."""
+    frame = frame.reset_index() if not isinstance(frame.index, pd.RangeIndex) else frame
+    kinds = {"b": "bool", "i": "int", "u": "int", "f": "float", "M": "date"}
+    schema = dg.TableSchema(
+        columns=[
+            dg.TableColumn(str(name), kinds.get(frame[name].dtype.kind, "string"))
+            for name in frame.columns
+        ]
+    )
+    records = [
+        dg.TableRecord({str(k): _cell(v, digits) for k, v in zip(frame.columns, row, strict=True)})
+        for row in frame.itertuples(index=False)
+    ]
+    return dg.MetadataValue.table(records=records, schema=schema)
 
 
 def frame_preview(frame: pd.DataFrame, rows: int = 5) -> str:

@@ -95,33 +95,36 @@ def raw_prices_no_extreme_returns(raw_prices: pd.DataFrame) -> dg.AssetCheckResu
     )
 
 
+# What each column means, shown on the asset's page even before its first materialization. The
+# label is not a column: training derives it from the bars (make_labels); its definition is shown.
+FEATURES_SCHEMA = dg.TableSchema(
+    columns=[
+        dg.TableColumn("date", "datetime", description="Row index: the close t of the bar."),
+        dg.TableColumn("ticker", "string", description="Row index: the instrument."),
+        *(
+            dg.TableColumn(n, "float32", description=feature_description(n))
+            for n in FEATURE_COLUMNS
+        ),
+    ]
+)
+
+
 @dg.asset(
     group_name="data",
     **ownership("daily"),
+    metadata={"dagster/column_schema": FEATURES_SCHEMA, "label": LABEL_DEFINITION},
     kinds={"pandas"},
     description="Leakage-free features per (date, ticker), from bars at or before each close.",
 )
 def features(context: dg.AssetExecutionContext, raw_prices: pd.DataFrame) -> dg.Output:
     matrix = compute_features(raw_prices)
     dates = matrix.index.get_level_values("date")
-    schema = dg.TableSchema(
-        columns=[
-            dg.TableColumn("date", "datetime", description="Row index: the close t of the bar."),
-            dg.TableColumn("ticker", "string", description="Row index: the instrument."),
-            *(
-                dg.TableColumn(n, "float32", description=feature_description(n))
-                for n in FEATURE_COLUMNS
-            ),
-        ]
-    )
     context.log.info(f"{matrix.shape[0]} rows x {matrix.shape[1]} features")
     return dg.Output(
         matrix,
         metadata={
             "dagster/row_count": len(matrix),
-            "dagster/column_schema": schema,
-            # The label is not a column here: training derives it from the bars (make_labels).
-            "label": LABEL_DEFINITION,
+            "dagster/column_schema": FEATURES_SCHEMA,
             "features": len(FEATURE_COLUMNS),
             "feature_schema_hash": feature_schema_hash(),
             "first_date": dates.min().date().isoformat(),

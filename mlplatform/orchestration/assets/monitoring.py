@@ -22,7 +22,7 @@ from mlplatform.orchestration.metadata import (
     ownership,
     rounded_metadata,
     run_link,
-    table_markdown,
+    table_metadata,
 )
 from mlplatform.orchestration.resources import PlatformStores, ValidationScheme
 from mlplatform.registry import (
@@ -174,7 +174,7 @@ def drift_report(
                 "recent_label_up_rate": label_up_rate,
                 "reference_label_up_rate": float(reference_doc.get("label_up_rate", float("nan"))),
                 "window": f"{current.index[0][0]:%Y-%m-%d} → {current.index[-1][0]:%Y-%m-%d}",
-                "top_drifted_features": dg.MetadataValue.md(table_markdown(top)),
+                "top_drifted_features": table_metadata(top),
                 "evidently_report_drift_share": float(summary.share_drifted),
                 "evidently_report_drifted_features": int(summary.n_drifted),
                 "about_the_two_drift_shares": dg.MetadataValue.md(
