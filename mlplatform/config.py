@@ -104,6 +104,7 @@ EXPERIMENT_NAME = "mlplatform"
 STAGING_ALIAS = "staging"
 PRODUCTION_ALIAS = "production"
 ARCHIVED_TAG = "archived"
+ASSET_OWNERS = ("team:ml-platform",)  # shown on every asset in the Dagster UI
 
 
 # --- data --------------------------------------------------------------------------------------
@@ -223,6 +224,6 @@ DRIFT = DriftDefaults()
 
 
 # --- automation ---------------------------------------------------------------------------------
-WEEKLY_RETRAIN_CRON = "0 2 * * 0"  # Sundays 02:00 UTC, as the NFR-010 plan had it
+WEEKLY_RETRAIN_CRON = "0 2 * * 0"  # Sundays 02:00 UTC
 DAILY_REFRESH_CRON = "30 22 * * 1-5"  # after the US close, UTC
 SCHEDULE_TIMEZONE = "UTC"

@@ -100,8 +100,11 @@ def build_resources() -> dict[str, object]:
 def build_definitions(overrides: dict[str, object] | None = None) -> dg.Definitions:
     """`overrides` replaces resources by key (tests use a small market and few folds)."""
     return dg.Definitions(
-        assets=dg.load_assets_from_modules([data, training, evaluation, deployment, monitoring]),
-        asset_checks=dg.load_asset_checks_from_modules([data, evaluation]),
+        # Code references: each asset's page links to the function that defines it.
+        assets=dg.with_source_code_references(
+            dg.load_assets_from_modules([data, training, evaluation, deployment, monitoring])
+        ),
+        asset_checks=dg.load_asset_checks_from_modules([data, evaluation, monitoring]),
         jobs=[retrain_job, data_refresh_job, rollback_job, repair_export_job],
         schedules=[weekly_retrain_schedule, daily_refresh_schedule],
         sensors=[drift_sensor, run_failure_notification_sensor],

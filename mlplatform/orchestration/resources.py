@@ -19,6 +19,7 @@ import pandas as pd
 from dagster_mlflow.resources import CONFIG_SCHEMA as MLFLOW_CONFIG_SCHEMA
 from dagster_mlflow.resources import MlFlow
 from mlflow.tracking import MlflowClient
+from mlflow.utils.mlflow_tags import MLFLOW_RUN_NAME
 from pydantic import Field, model_validator
 
 from mlplatform import config
@@ -215,6 +216,18 @@ def ensure_experiment(tracking_uri: str, name: str, artifact_root: Path) -> str:
         return experiment.experiment_id
 
 
+IMPLICIT_ASSET_JOB = "__ASSET_JOB"  # Dagster's job for materializations launched on assets
+
+
+def mlflow_run_name(run: dg.DagsterRun, shown: int = 3) -> str:
+    """What made the MLflow run: the job's name, or the assets a materialization selected."""
+    if not run.job_name.startswith(IMPLICIT_ASSET_JOB) or not run.asset_selection:
+        return run.job_name
+    names = sorted(key.to_user_string() for key in run.asset_selection)
+    more = f" +{len(names) - shown} more" if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more
+
+
 @dg.resource(
     config_schema={
         **MLFLOW_CONFIG_SCHEMA,
@@ -239,6 +252,8 @@ def mlflow_tracking(init_context: dg.InitResourceContext) -> Iterator[MlFlow]:
     close_dead_runs(init_context.instance, tracking_uri)  # runs a killed process left RUNNING
     tracker = MlFlow(init_context)
     mlflow.set_tags(owner_tags())  # so a later process can tell if this one died
+    # dagster-mlflow names every run after the job, `__ASSET_JOB` for a UI materialization.
+    mlflow.set_tag(MLFLOW_RUN_NAME, mlflow_run_name(init_context.dagster_run))
     try:
         yield tracker
     finally:

@@ -8,7 +8,7 @@ from pydantic import Field
 
 from mlplatform import config as settings
 from mlplatform.notifications import Notification, NotificationKind
-from mlplatform.orchestration.metadata import mlflow_model_url
+from mlplatform.orchestration.metadata import mlflow_model_url, ownership
 from mlplatform.orchestration.promotion_facts import promotion_facts
 from mlplatform.orchestration.resources import Notifier, PlatformStores
 from mlplatform.promotion import decide_promotion
@@ -32,6 +32,7 @@ def launching_user(context: dg.AssetExecutionContext | dg.OpExecutionContext, gi
 
 @dg.asset(
     group_name="deployment",
+    **ownership("manual"),
     deps=["backtest_report"],
     kinds={"mlflow"},
     description="Alias `production` and the models/production export. Materialize it by hand to "

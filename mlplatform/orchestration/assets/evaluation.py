@@ -14,7 +14,7 @@ from mlplatform.evaluation import markdown_table, write_html
 from mlplatform.evaluation.walk_forward import evaluate_candidate
 from mlplatform.notifications import Notification, NotificationKind
 from mlplatform.orchestration.errors import STORE_RETRY_POLICY, CheckedConfig, step_guard
-from mlplatform.orchestration.metadata import mlflow_model_url, run_link
+from mlplatform.orchestration.metadata import mlflow_model_url, ownership, run_link
 from mlplatform.orchestration.resources import (
     MarketDataSource,
     Notifier,
@@ -53,6 +53,7 @@ def _truth(market_data: MarketDataSource) -> pd.Series | None:
 
 @dg.asset(
     group_name="evaluation",
+    **ownership("weekly"),
     kinds={"mlflow"},
     retry_policy=STORE_RETRY_POLICY,
     description="Staging's recipe vs production's recipe vs naive baselines, all walked forward "

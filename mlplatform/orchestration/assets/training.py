@@ -18,7 +18,7 @@ from mlplatform.data import fingerprint
 from mlplatform.features import LABEL_DEFINITION, feature_schema_hash, forward_returns
 from mlplatform.monitoring import model_reference
 from mlplatform.orchestration.errors import STORE_RETRY_POLICY, CheckedConfig, step_guard
-from mlplatform.orchestration.metadata import mlflow_model_url, run_link, table_markdown
+from mlplatform.orchestration.metadata import mlflow_model_url, ownership, run_link, table_markdown
 from mlplatform.orchestration.resources import PlatformStores, ValidationScheme
 from mlplatform.registry import (
     get_alias_version,
@@ -128,6 +128,7 @@ def _log_trial(record: TrialRecord) -> None:
 
 @dg.asset(
     group_name="training",
+    **ownership("weekly"),
     kinds={"optuna", "mlflow"},
     retry_policy=STORE_RETRY_POLICY,
     description="Hyperparameters from an Optuna study on purged walk-forward folds.",
@@ -266,6 +267,7 @@ def tuned_params(
 
 @dg.asset(
     group_name="training",
+    **ownership("weekly"),
     kinds={"lightgbm", "mlflow"},
     retry_policy=STORE_RETRY_POLICY,
     description="The tuned recipe walked forward over the evaluation window (out-of-sample "
