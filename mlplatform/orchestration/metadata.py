@@ -38,27 +38,6 @@ def rounded_metadata(metadata: Mapping[str, Any], digits: int = 4) -> dict[str, 
     }
 
 
-def table_markdown(frame: pd.DataFrame, *, float_format: str = "{:.4g}") -> str:
-    """A markdown table without the optional `tabulate` dependency of DataFrame.to_markdown."""
-    if frame.empty:
-        return "_none_"
-    frame = frame.reset_index() if not isinstance(frame.index, pd.RangeIndex) else frame
-    header = "| " + " | ".join(str(c) for c in frame.columns) + " |"
-    rule = "| " + " | ".join("---" for _ in frame.columns) + " |"
-    rows = []
-    for record in frame.itertuples(index=False):
-        cells = []
-        for value in record:
-            if isinstance(value, float):
-                cells.append(float_format.format(value))
-            elif isinstance(value, pd.Timestamp):
-                cells.append(value.date().isoformat())
-            else:
-                cells.append(str(value))
-        rows.append("| " + " | ".join(cells) + " |")
-    return "\n".join([header, rule, *rows])
-
-
 def _cell(value: Any, digits: int) -> str | int | float | bool | None:
     if isinstance(value, bool | np.bool_):
         return bool(value)
@@ -87,10 +66,6 @@ def table_metadata(frame: pd.DataFrame, digits: int = 4) -> dg.TableMetadataValu
         for row in frame.itertuples(index=False)
     ]
     return dg.MetadataValue.table(records=records, schema=schema)
-
-
-def frame_preview(frame: pd.DataFrame, rows: int = 5) -> str:
-    return table_markdown(frame.head(rows))
 
 
 def mlflow_run_url(experiment_id: str, run_id: str) -> str:

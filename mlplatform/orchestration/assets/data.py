@@ -22,7 +22,7 @@ from mlplatform.features import (
     feature_description,
     feature_schema_hash,
 )
-from mlplatform.orchestration.metadata import frame_preview, ownership, table_markdown
+from mlplatform.orchestration.metadata import ownership, table_metadata
 from mlplatform.orchestration.resources import MarketDataSource
 
 PricesFrame = pandera_schema_to_dagster_type(PRICES_SCHEMA)
@@ -51,7 +51,7 @@ def raw_prices(context: dg.AssetExecutionContext, market_data: MarketDataSource)
         "first_date": prices["date"].min().date().isoformat(),
         "last_date": prices["date"].max().date().isoformat(),
         "fingerprint": fingerprint(prices),
-        "preview": dg.MetadataValue.md(frame_preview(prices)),
+        "preview": table_metadata(prices.head(5)),
     }
     if snapshot.bayes_accuracy is not None:
         metadata["bayes_optimal_accuracy"] = float(snapshot.bayes_accuracy)
@@ -77,7 +77,7 @@ def raw_prices_no_gaps(raw_prices: pd.DataFrame) -> dg.AssetCheckResult:
         severity=dg.AssetCheckSeverity.WARN,
         metadata={
             "gaps": len(gaps),
-            "largest_gaps": dg.MetadataValue.md(table_markdown(gaps.head(20))),
+            "largest_gaps": table_metadata(gaps.head(20)),
         },
     )
 
@@ -91,7 +91,7 @@ def raw_prices_no_extreme_returns(raw_prices: pd.DataFrame) -> dg.AssetCheckResu
         metadata={
             "extreme_returns": len(extremes),
             "threshold_abs_return": config.EXTREME_RETURN_ABS,
-            "examples": dg.MetadataValue.md(table_markdown(extremes.head(20))),
+            "examples": table_metadata(extremes.head(20)),
         },
     )
 
@@ -152,6 +152,6 @@ def features_finite(features: pd.DataFrame) -> dg.AssetCheckResult:
         passed=not bad.any(),
         metadata={
             "non_finite_values": int(bad.sum()),
-            "columns": dg.MetadataValue.md(table_markdown(offenders.rename("count").to_frame())),
+            "columns": table_metadata(offenders.rename("count").to_frame()),
         },
     )

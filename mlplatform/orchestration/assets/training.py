@@ -18,7 +18,7 @@ from mlplatform.data import fingerprint
 from mlplatform.features import LABEL_DEFINITION, feature_schema_hash, forward_returns
 from mlplatform.monitoring import model_reference
 from mlplatform.orchestration.errors import STORE_RETRY_POLICY, CheckedConfig, step_guard
-from mlplatform.orchestration.metadata import mlflow_model_url, ownership, run_link, table_markdown
+from mlplatform.orchestration.metadata import mlflow_model_url, ownership, run_link, table_metadata
 from mlplatform.orchestration.resources import PlatformStores, ValidationScheme
 from mlplatform.registry import (
     get_alias_version,
@@ -206,7 +206,14 @@ def tuned_params(
     importances = pd.DataFrame(
         {"importance": pd.Series(result.param_importances, dtype="float64")}
     ).rename_axis("parameter")
-    params = pd.DataFrame({"value": pd.Series(result.best_params, dtype="object")})
+    params = pd.DataFrame(
+        {
+            "value": {
+                k: f"{v:.4g}" if isinstance(v, float) else str(v)
+                for k, v in result.best_params.items()
+            }
+        }
+    ).rename_axis("parameter")
     value = {
         "params": result.best_params,
         "num_boost_round": int(result.best_num_boost_round),
@@ -258,8 +265,8 @@ def tuned_params(
             "max_tuning_rows": str(config.max_tuning_rows),
             "development_window": str(windows.development),
             "evaluation_window": str(windows.evaluation),
-            "parameter_importances": dg.MetadataValue.md(table_markdown(importances)),
-            "best_params": dg.MetadataValue.md(table_markdown(params)),
+            "parameter_importances": table_metadata(importances),
+            "best_params": table_metadata(params),
             "mlflow_run": run_link(run),
         },
     )
@@ -364,6 +371,12 @@ def staging_model(
             "training_rows": candidate.training_rows,
             "walk_forward_blocks": len(candidate.windows.blocks),
             "boosting_rounds": recipe.num_boost_round,
+            "feature_importance_gain": table_metadata(
+                pd.DataFrame(
+                    {"gain": candidate.booster.feature_importance("gain")},
+                    index=pd.Index(candidate.booster.feature_name(), name="feature"),
+                ).sort_values("gain", ascending=False)
+            ),
             "export": dg.MetadataValue.path(str(stores.models_path / "staging")),
             "mlflow_run": run_link(run),
         },
