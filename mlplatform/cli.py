@@ -25,6 +25,15 @@ DAGSTER_YAML = """\
 # Written by mlplatform on first use: SQLite storage under this folder, no telemetry.
 telemetry:
   enabled: false
+# Runs launched from the UI or by the schedule and sensor queue here: one retrain at a time.
+run_coordinator:
+  module: dagster.core.run_coordinator
+  class: QueuedRunCoordinator
+  config:
+    tag_concurrency_limits:
+      - key: mlplatform/pipeline
+        value: retrain
+        limit: 1
 """
 # The daemon (`make dev`) fails runs whose run worker died instead of leaving them STARTED.
 RUN_MONITORING_YAML = """\

@@ -121,3 +121,5 @@ def test_dagster_yaml_enables_run_monitoring(
     instance = dg.DagsterInstance.from_config(str(config.dagster_home()))
     assert instance.run_monitoring_enabled
     assert (config.dagster_home() / "dagster.yaml").read_text().count("run_monitoring") == 1
+    # the instance loads the run queue that lets one retrain run at a time
+    assert type(instance.run_coordinator).__name__ == "QueuedRunCoordinator"
