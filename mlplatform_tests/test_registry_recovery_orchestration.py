@@ -112,7 +112,7 @@ def test_dagster_yaml_enables_run_monitoring(
     from mlplatform.cli import DAGSTER_YAML, prepare_home
 
     monkeypatch.setenv(config.HOME_ENV, str(tmp_path / "home"))
-    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "unused"))  # restored after the test
+    monkeypatch.setenv("DAGSTER_HOME", "")  # unset for the CLI, restored after the test
     if existing:  # a home made before run monitoring was enabled
         config.dagster_home().mkdir(parents=True)
         (config.dagster_home() / "dagster.yaml").write_text(DAGSTER_YAML)
