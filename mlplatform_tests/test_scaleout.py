@@ -459,7 +459,8 @@ def test_celery_executor_runs_a_retrain_on_a_worker_process(
     from mlplatform.data import generate_market
 
     data_file = platform_home.parent / "prices.csv"
-    generate_market(**SMALL_MARKET).prices.to_csv(data_file, index=False)
+    # the CLI runs the default validation: five years fit the 36-month evaluation window
+    generate_market(**{**SMALL_MARKET, "years": 5}).prices.to_csv(data_file, index=False)
     shared = platform_home.parent / "shared-io"
     env = {
         config.DATA_PATH_ENV: str(data_file),
