@@ -61,6 +61,19 @@ def materialize(
     )
 
 
+def drift_sensor_tick(defs: object, instance: object, cursor: str | None) -> object:
+    """One evaluation of drift_sensor with the code location's resources, as the daemon runs it."""
+    import dagster as dg
+
+    context = dg.build_sensor_context(
+        instance=instance,  # type: ignore[arg-type]
+        definitions=defs,  # type: ignore[arg-type]
+        cursor=cursor,
+        resources={key: defs.resources[key] for key in ("stores", "notifier")},  # type: ignore[attr-defined]
+    )
+    return defs.resolve_sensor_def("drift_sensor").evaluate_tick(context)  # type: ignore[attr-defined]
+
+
 def failure_message(result: object) -> str:
     """Every step failure's message in one string."""
     return "\n".join(

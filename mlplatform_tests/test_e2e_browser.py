@@ -16,16 +16,13 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -44,6 +41,12 @@ from mlplatform_tests.conftest import (
     materialize,
     small_run_config,
 )
+from mlplatform_tests.dagster_dev_support import (
+    LOCATION,
+    free_port,
+    graphql,
+    wait_for_location,
+)
 
 CHROMIUM = Path("/usr/bin/chromium")
 # Without the background-networking flags Chromium waits on services the closed network drops.
@@ -57,7 +60,6 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-LOCATION = "mlplatform"
 TRAINED = ("raw_prices", "features", "tuned_params", "staging_model", "backtest_report")
 ARTIFACTS = config.PROJECT_ROOT / ".mlplatform-test-artifacts" / "browser"
 UI_TIMEOUT_MS = 30_000  # two busy cores: pages and their queries can take seconds
@@ -81,41 +83,6 @@ def failing_policy() -> PromotionPolicy:
     """Criteria no challenger of a production model meets (accuracy 100 points above it): a
     refusal, deterministically, on the one check FAILING_CHECK."""
     return PromotionPolicy(min_accuracy_delta=1.0)  # the default criteria, one made unreachable
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _graphql(port: int, query: str, variables: dict | None = None) -> dict:
-    body = json.dumps({"query": query, "variables": variables or {}}).encode()
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{port}/graphql", data=body, headers={"Content-Type": "application/json"}
-    )
-    with urllib.request.urlopen(request, timeout=30) as response:
-        payload = json.loads(response.read())
-    assert "errors" not in payload, payload
-    return payload["data"]
-
-
-def _wait_for_location(port: int, process: subprocess.Popen, deadline: float) -> None:
-    query = "{ workspaceOrError { ... on Workspace { locationEntries { name "
-    query += "locationOrLoadError { __typename } } } } }"
-    while time.time() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"dagster dev exited with {process.returncode}")
-        with contextlib.suppress(OSError):
-            entries = _graphql(port, query)["workspaceOrError"]["locationEntries"]
-            if any(
-                e["name"] == LOCATION
-                and (e["locationOrLoadError"] or {}).get("__typename") == "RepositoryLocation"
-                for e in entries
-            ):
-                return
-        time.sleep(1)
-    raise TimeoutError("dagster dev did not load the code location in time")
 
 
 @dataclasses.dataclass
@@ -152,7 +119,7 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
         patch.setenv(config.MODELS_DIR_ENV, str(root / "models"))
         patch.setenv(config.DATA_PATH_ENV, str(data_file))
         dagster_home = prepare_home()
-        port = _free_port()
+        port = free_port()
         # dagster dev boots (imports, code server) while this process fills the home folder.
         process = subprocess.Popen(
             [
@@ -188,7 +155,7 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
             production = get_alias_version(uri, config.MODEL_NAME, config.PRODUCTION_ALIAS)
             assert staging is not None and production is not None
             assert str(staging.version) != str(production.version)
-            _wait_for_location(port, process, time.time() + 180)
+            wait_for_location(port, process, time.time() + 180)
             yield Platform(
                 url=f"http://127.0.0.1:{port}",
                 port=port,
@@ -293,7 +260,7 @@ def sensor_status(platform: Platform, name: str) -> str:
         "repositoryName": "__repository__",
         "sensorName": name,
     }
-    data = _graphql(platform.port, query, {"s": selector})
+    data = graphql(platform.port, query, {"s": selector})
     return data["sensorOrError"]["sensorState"]["status"]
 
 

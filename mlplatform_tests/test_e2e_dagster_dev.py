@@ -10,11 +10,9 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import dagster as dg
@@ -26,28 +24,16 @@ from mlplatform.data import generate_market
 from mlplatform.definitions import build_definitions
 from mlplatform.orchestration.resources import MarketDataSource, ValidationScheme
 from mlplatform_tests.conftest import SMALL_VALIDATION, small_run_config
+from mlplatform_tests.dagster_dev_support import (
+    LOCATION,
+    free_port,
+    graphql,
+    wait_for_location,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
-LOCATION = "mlplatform"
 REGIME_CHANGE = "2026-03-02"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _graphql(port: int, query: str, variables: dict | None = None) -> dict:
-    body = json.dumps({"query": query, "variables": variables or {}}).encode()
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{port}/graphql", data=body, headers={"Content-Type": "application/json"}
-    )
-    with urllib.request.urlopen(request, timeout=30) as response:
-        payload = json.loads(response.read())
-    assert "errors" not in payload, payload
-    return payload["data"]
 
 
 def _write_market(path: Path, as_of: str) -> None:
@@ -55,26 +41,6 @@ def _write_market(path: Path, as_of: str) -> None:
         seed=3, n_tickers=10, years=3, as_of=as_of, regime_change=REGIME_CHANGE
     )
     market.prices.to_csv(path, index=False)
-
-
-def _wait_for_location(port: int, deadline: float) -> None:
-    query = "{ workspaceOrError { __typename ... on Workspace { locationEntries { name "
-    query += "locationOrLoadError { __typename } } } } }"
-    while time.time() < deadline:
-        try:
-            data = _graphql(port, query)
-            entries = data["workspaceOrError"]["locationEntries"]
-            if any(
-                e["name"] == LOCATION
-                and e["locationOrLoadError"]
-                and e["locationOrLoadError"]["__typename"] == "RepositoryLocation"
-                for e in entries
-            ):
-                return
-        except OSError:
-            pass
-        time.sleep(1)
-    raise TimeoutError("dagster dev did not load the code location in time")
 
 
 def test_drift_to_retrain_lag_through_dagster_dev(
@@ -95,7 +61,7 @@ def test_drift_to_retrain_lag_through_dagster_dev(
     )
     assert trained.success
 
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "DAGSTER_HOME": str(dagster_home)}
     process = subprocess.Popen(
         [
@@ -115,8 +81,8 @@ def test_drift_to_retrain_lag_through_dagster_dev(
         start_new_session=True,
     )
     try:
-        _wait_for_location(port, time.time() + 180)
-        started = _graphql(
+        wait_for_location(port, process, time.time() + 180)
+        started = graphql(
             port,
             """mutation($s: SensorSelector!) { startSensor(sensorSelector: $s) {
                  __typename ... on Sensor { sensorState { status } }
@@ -133,7 +99,7 @@ def test_drift_to_retrain_lag_through_dagster_dev(
         assert started["sensorState"]["status"] == "RUNNING"
 
         _write_market(data_file, as_of="2026-04-17")  # the vendor delivers bars past the change
-        launched = _graphql(
+        launched = graphql(
             port,
             """mutation($p: ExecutionParams!) { launchPipelineExecution(executionParams: $p) {
                  __typename ... on LaunchRunSuccess { run { runId } }

@@ -13,6 +13,7 @@ from mlplatform.cli import run_pipeline
 from mlplatform.definitions import build_definitions, defs
 from mlplatform_tests.conftest import (
     WebhookReceiver,
+    drift_sensor_tick,
     lenient_policy,
     materialize,
     small_overrides,
@@ -81,18 +82,6 @@ def test_retrain_job_selection() -> None:
     assert "beats_majority_class" in checks
 
 
-def _tick(
-    defs_: dg.Definitions, instance: dg.DagsterInstance, cursor: str | None
-) -> dg.SensorResult:
-    context = dg.build_sensor_context(
-        instance=instance,
-        definitions=defs_,
-        cursor=cursor,
-        resources={key: defs_.resources[key] for key in ("stores", "notifier")},
-    )
-    return defs_.resolve_sensor_def("drift_sensor").evaluate_tick(context)
-
-
 def _refresh(instance: dg.DagsterInstance, as_of: str) -> dg.Definitions:
     defs_ = build_definitions(small_overrides(policy=lenient_policy(), as_of=as_of, **DRIFT_MARKET))
     assert materialize(defs_, instance, "raw_prices", "features").success
@@ -109,33 +98,35 @@ def test_drift_sensor_requests_exactly_one_retrain_after_regime_change(
         trained = run_pipeline(before, instance, small_run_config(n_trials=3))
         assert trained.success
 
-        data = _tick(before, instance, None)
+        data = drift_sensor_tick(before, instance, None)
         assert not data.run_requests
         assert "drift share" in (data.skip_message or "")
         assert "below the retrain threshold" in data.skip_message
 
-        data = _tick(before, instance, data.cursor)  # nothing new: skip without work
+        data = drift_sensor_tick(before, instance, data.cursor)  # nothing new: skip without work
         assert not data.run_requests
         assert "no new features" in data.skip_message
 
         assert materialize(before, instance, "raw_prices").success
-        data = _tick(before, instance, data.cursor)  # new bars, features not recomputed yet
+        # new bars, features not recomputed yet
+        data = drift_sensor_tick(before, instance, data.cursor)
         assert not data.run_requests and "materialize features" in data.skip_message
 
         after = _refresh(instance, as_of="2026-04-17")  # about 35 business days past the change
-        data = _tick(after, instance, data.cursor)
+        data = drift_sensor_tick(after, instance, data.cursor)
         assert len(data.run_requests) == 1
         request = data.run_requests[0]
         assert request.run_key.endswith("2026-04-17")
         assert float(request.tags["mlplatform/drift_share"]) >= config.DRIFT.drift_share
 
-        data = _tick(after, instance, data.cursor)
+        data = drift_sensor_tick(after, instance, data.cursor)
         assert not data.run_requests
 
         again = _refresh(instance, as_of="2026-04-17")  # same window re-materialized
-        repeat = _tick(again, instance, data.cursor)
+        repeat = drift_sensor_tick(again, instance, data.cursor)
         assert not repeat.run_requests and "already requested" in repeat.skip_message
-        fresh_cursor = _tick(again, instance, None)  # even without the cooldown: same run key
+        # even without the cooldown: same run key
+        fresh_cursor = drift_sensor_tick(again, instance, None)
         assert fresh_cursor.run_requests[0].run_key == request.run_key
 
 

@@ -24,6 +24,7 @@ from mlplatform.orchestration.metadata import (
 from mlplatform.orchestration.resources import mlflow_run_name
 from mlplatform_tests.conftest import (
     WebhookReceiver,
+    drift_sensor_tick,
     lenient_policy,
     materialize,
     small_overrides,
@@ -102,16 +103,6 @@ def test_every_asset_has_owners_cadence_and_code_references() -> None:
         assert "NFR" not in (defs.resolve_schedule_def(name).description or "")
 
 
-def _tick(defs_: dg.Definitions, instance: dg.DagsterInstance, cursor: str | None):
-    context = dg.build_sensor_context(
-        instance=instance,
-        definitions=defs_,
-        cursor=cursor,
-        resources={key: defs_.resources[key] for key in ("stores", "notifier")},
-    )
-    return defs_.resolve_sensor_def("drift_sensor").evaluate_tick(context)
-
-
 def test_run_metadata_and_an_alias_moved_in_mlflow_is_called_out(
     platform_home: Path, monkeypatch: pytest.MonkeyPatch, webhook: WebhookReceiver
 ) -> None:
@@ -157,8 +148,8 @@ def test_run_metadata_and_an_alias_moved_in_mlflow_is_called_out(
         assert "production points at v2" in evaluation.description
         assert "promotion of v1" in evaluation.description
 
-        first = _tick(defs_, instance, None)
-        second = _tick(defs_, instance, first.cursor)
+        first = drift_sensor_tick(defs_, instance, None)
+        second = drift_sensor_tick(defs_, instance, first.cursor)
         assert second.skip_message.startswith("WARNING: production points at v2")
         alerts = [m for m in webhook.received if m["kind"] == "alias_moved_outside"]
         assert len(alerts) == 1 and "v2" in alerts[0]["title"]
