@@ -172,6 +172,12 @@ class LabelledData:
             mask &= np.asarray(dates >= first, dtype=bool)
         return LabelledData(self.X[mask], self.y[mask])
 
+    def positions_until(self, last: date) -> np.ndarray:
+        """Row positions dated at or before `last`."""
+        if self.dates.is_monotonic_increasing:
+            return np.arange(int(self.dates.searchsorted(pd.Timestamp(last), side="right")))
+        return np.flatnonzero(self.dates <= pd.Timestamp(last))
+
     def within(self, window: DateWindow) -> LabelledData:
         return self._rows(pd.Timestamp(window.start), pd.Timestamp(window.end))
 
