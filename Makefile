@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 3000
 
-.PHONY: install run test lint dev mlflow-ui promote rollback repair bench clean
+.PHONY: install run test lint dev mlflow-ui mlflow-server promote rollback repair bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,15 @@ dev: install
 mlflow-ui: install
 	$(BIN)/python -m mlplatform mlflow-ui --host $(HOST)
 
+# MLflow tracking server on Postgres with proxied artifacts (clients see mlflow-artifacts:); the
+# database is created when missing. Point the platform at it: MLPLATFORM_MLFLOW_TRACKING_URI.
+MLFLOW_BACKEND ?= postgresql+psycopg2://postgres@127.0.0.1:5432/mlplatform_mlflow
+MLFLOW_ARTIFACTS ?= $(CURDIR)/.mlplatform/mlflow-server/artifacts
+MLFLOW_PORT ?= 5000
+mlflow-server: install
+	$(BIN)/python -m mlplatform mlflow-server --backend-store-uri "$(MLFLOW_BACKEND)" \
+		--artifacts-destination "$(MLFLOW_ARTIFACTS)" --host $(HOST) --port $(MLFLOW_PORT)
+
 # Promotion is a person's decision: REASON is recorded; OVERRIDE=1 skips failed checks (needs REASON).
 promote: install
 	$(BIN)/python -m mlplatform promote --reason "$(REASON)" $(if $(OVERRIDE),--override,)
@@ -51,6 +60,7 @@ bench: install
 	$(BIN)/python benchmarks/bench_promotion.py
 	$(BIN)/python benchmarks/bench_drift.py
 	$(BIN)/python benchmarks/bench_pipeline.py
+	$(BIN)/python benchmarks/bench_scaleout.py
 
 clean:
 	rm -rf .mlplatform models

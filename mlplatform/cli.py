@@ -18,12 +18,22 @@ import dagster as dg
 import optuna
 
 from mlplatform import config
+from mlplatform.orchestration.executors import EXECUTORS, execution_config, reconstructable_job
 from mlplatform.orchestration.liveness import process_tags
 
 DAGSTER_YAML = """\
 # Written by mlplatform on first use: SQLite storage under this folder, no telemetry.
 telemetry:
   enabled: false
+# Runs launched from the UI or by the schedule and sensor queue here: one retrain at a time.
+run_coordinator:
+  module: dagster.core.run_coordinator
+  class: QueuedRunCoordinator
+  config:
+    tag_concurrency_limits:
+      - key: mlplatform/pipeline
+        value: retrain
+        limit: 1
 """
 # The daemon (`make dev`) fails runs whose run worker died instead of leaving them STARTED.
 RUN_MONITORING_YAML = """\
@@ -35,11 +45,15 @@ run_monitoring:
 
 
 def prepare_home() -> Path:
-    """Create the home folder and point DAGSTER_HOME at it (idempotent)."""
+    """Create the home folder; point DAGSTER_HOME at its dagster/ folder unless the user set one
+    (e.g. a Postgres instance from deploy/dagster-postgres.yaml), which is used as it is."""
+    (config.home_dir() / "optuna").mkdir(parents=True, exist_ok=True)
+    if not config.mlflow_tracking_uri().startswith(("http://", "https://")):  # a server keeps them
+        config.mlflow_artifact_root().mkdir(parents=True, exist_ok=True)
+    if os.environ.get("DAGSTER_HOME"):
+        return Path(os.environ["DAGSTER_HOME"])
     dagster_home = config.dagster_home()
     dagster_home.mkdir(parents=True, exist_ok=True)
-    (config.home_dir() / "optuna").mkdir(parents=True, exist_ok=True)
-    config.mlflow_artifact_root().mkdir(parents=True, exist_ok=True)
     settings = dagster_home / "dagster.yaml"
     if not settings.exists():
         settings.write_text(DAGSTER_YAML + RUN_MONITORING_YAML)
@@ -68,24 +82,47 @@ def execute(
     job: str | None = None,
     assets: list[dg.AssetKey] | None = None,
     run_config: dict | None = None,
+    executor: str = "in_process",
 ) -> dg.ExecuteInProcessResult:
-    """Run a named job, or the given assets, in process on `instance`, tagged with its trigger."""
+    """Run a named job, or the given assets, on `instance`, tagged with its trigger: in this
+    process, or through Dagster's multiprocess or Celery executor (steps in other processes,
+    which rebuild the code location from mlplatform.definitions)."""
     job_def = defs.resolve_job_def(job) if job else defs.resolve_implicit_global_asset_job_def()
+    tags = {"mlplatform/trigger": trigger, **process_tags()}
     quiet = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}  # no per-event DEBUG
-    return job_def.execute_in_process(
-        instance=instance,
+    if executor == "in_process":
+        return job_def.execute_in_process(
+            instance=instance,
+            asset_selection=assets,
+            run_config={**quiet, **(run_config or {})},
+            raise_on_error=False,
+            tags=tags,
+        )
+    with dg.execute_job(
+        reconstructable_job(job_def.name),
+        instance,
+        run_config={**quiet, **(run_config or {}), **execution_config(executor)},
+        tags=tags,
         asset_selection=assets,
-        run_config={**quiet, **(run_config or {})},
-        raise_on_error=False,
-        tags={"mlplatform/trigger": trigger, **process_tags()},
-    )
+    ) as result:
+        return result  # type: ignore[return-value]  # the same events API
 
 
 def run_pipeline(
-    defs: dg.Definitions, instance: dg.DagsterInstance, run_config: dict | None = None
+    defs: dg.Definitions,
+    instance: dg.DagsterInstance,
+    run_config: dict | None = None,
+    executor: str = "in_process",
 ) -> dg.ExecuteInProcessResult:
     keys = pipeline_selection().resolve(defs.resolve_asset_graph())
-    return execute(defs, instance, trigger="cli_run", assets=list(keys), run_config=run_config)
+    return execute(
+        defs,
+        instance,
+        trigger="cli_run",
+        assets=list(keys),
+        run_config=run_config,
+        executor=executor,
+    )
 
 
 def run_errors(result: dg.ExecuteInProcessResult) -> list[str]:
@@ -201,10 +238,16 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     instance = _instance()
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # trials are in MLflow and the UI
-    run_config: dict = {}
-    if args.trials is not None:
-        run_config = {"ops": {"tuned_params": {"config": {"n_trials": args.trials}}}}
-    result = run_pipeline(build_definitions(), instance, run_config)
+    tuning = {"n_trials": args.trials} if args.trials is not None else {}
+    if args.workers is not None:
+        tuning["workers"] = args.workers
+    run_config = {"ops": {"tuned_params": {"config": tuning}}} if tuning else {}
+    try:
+        execution_config(args.executor)  # refuse before any work
+    except ValueError as exc:
+        print(f"mlplatform run: {exc}", file=sys.stderr)
+        return 2
+    result = run_pipeline(build_definitions(), instance, run_config, executor=args.executor)
     print(_summary(result))
     return 1 if run_errors(result) else 0
 
@@ -300,11 +343,62 @@ def cmd_mlflow_ui(args: argparse.Namespace) -> int:
     return subprocess.call(command, cwd=config.PROJECT_ROOT)
 
 
+def create_database(url: str) -> None:
+    """Create the Postgres database named by `url` when it does not exist yet (idempotent)."""
+    import sqlalchemy as sa
+
+    target = sa.engine.make_url(config.with_psycopg2(url))
+    if target.get_backend_name() != "postgresql" or not target.database:
+        return
+    engine = sa.create_engine(target.set(database="postgres"), poolclass=sa.pool.NullPool)
+    try:
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            exists = conn.execute(
+                sa.text("SELECT 1 FROM pg_database WHERE datname = :name"),
+                {"name": target.database},
+            ).scalar()
+            if not exists:
+                conn.execute(sa.text(f'CREATE DATABASE "{target.database}"'))
+    finally:
+        engine.dispose()
+
+
+def cmd_mlflow_server(args: argparse.Namespace) -> int:
+    """An MLflow tracking server on a Postgres store with proxied artifacts: clients get
+    `mlflow-artifacts:` URIs and never need the artifact folder (or bucket) themselves."""
+    create_database(args.backend_store_uri)
+    mlflow = shutil.which("mlflow", path=str(Path(sys.executable).parent)) or "mlflow"
+    command = [
+        mlflow,
+        "server",
+        "--backend-store-uri",
+        config.with_psycopg2(args.backend_store_uri),
+        "--artifacts-destination",
+        args.artifacts_destination,
+        "--host",
+        args.host,
+        "--port",
+        str(args.port),
+        "--workers",
+        "1",
+    ]
+    print("$ " + " ".join(command))
+    return subprocess.call(command, cwd=config.PROJECT_ROOT)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m mlplatform", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="materialize every asset but production_model")
     run.add_argument("--trials", type=int, default=None, help="Optuna trials (default 50)")
+    run.add_argument("--workers", type=int, default=None, help="Optuna worker processes (1)")
+    run.add_argument(
+        "--executor",
+        choices=EXECUTORS,
+        default="in_process",
+        help="where steps run: this process, a process per step, or Celery workers "
+        f"(broker {config.CELERY_BROKER_ENV}, asset values in {config.IO_DIR_ENV})",
+    )
     run.set_defaults(func=cmd_run)
     promote = sub.add_parser("promote", help="materialize production_model (a person's decision)")
     promote.add_argument("--reason", default="")
@@ -323,5 +417,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         p.add_argument("--host", default="127.0.0.1")
         p.add_argument("--port", type=int, default=port)
         p.set_defaults(func=func)
+    server = sub.add_parser("mlflow-server", help="MLflow tracking server on Postgres")
+    server.add_argument("--backend-store-uri", required=True, help="postgresql+psycopg2://...")
+    server.add_argument("--artifacts-destination", required=True, help="folder or bucket URI")
+    server.add_argument("--host", default="127.0.0.1")
+    server.add_argument("--port", type=int, default=5000)
+    server.set_defaults(func=cmd_mlflow_server)
     args = parser.parse_args(argv)
     return int(args.func(args))

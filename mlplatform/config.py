@@ -23,6 +23,10 @@ SLACK_CHANNEL_ENV = "MLPLATFORM_SLACK_CHANNEL"
 WEBHOOK_URL_ENV = "MLPLATFORM_WEBHOOK_URL"
 MLFLOW_TRACKING_URI_ENV = "MLPLATFORM_MLFLOW_TRACKING_URI"
 OPTUNA_STORAGE_ENV = "MLPLATFORM_OPTUNA_STORAGE"
+REGISTRY_LOCK_URL_ENV = "MLPLATFORM_REGISTRY_LOCK_URL"  # Postgres URL of the cross-host lock
+IO_DIR_ENV = "MLPLATFORM_IO_DIR"  # asset values: a path every step worker can reach
+CELERY_BROKER_ENV = "MLPLATFORM_CELERY_BROKER"  # e.g. redis://127.0.0.1:6379/10
+CELERY_BACKEND_ENV = "MLPLATFORM_CELERY_BACKEND"  # default: the broker URL (rpc:// for amqp)
 
 
 # --- paths: everything the platform keeps lives under one home folder ------------------------
@@ -53,6 +57,30 @@ def optuna_storage_url() -> str:
     return os.environ.get(OPTUNA_STORAGE_ENV) or f"sqlite:///{home_dir() / 'optuna' / 'studies.db'}"
 
 
+def with_psycopg2(url: str) -> str:
+    """A Postgres SQLAlchemy URL that names the installed driver: SQLAlchemy 2.1 maps a bare
+    `postgresql://` to psycopg 3, while the dependencies (dagster-postgres) bring psycopg2."""
+    for bare in ("postgresql://", "postgres://"):
+        if url.startswith(bare):
+            return "postgresql+psycopg2://" + url[len(bare) :]
+    return url
+
+
+def registry_lock_url() -> str | None:
+    """Where registry operations take their cross-host lock: MLPLATFORM_REGISTRY_LOCK_URL, else
+    the MLflow backend when it is Postgres; None = one host (the export's file lock is enough)."""
+    explicit = os.environ.get(REGISTRY_LOCK_URL_ENV)
+    if explicit:
+        return explicit
+    tracking = mlflow_tracking_uri()
+    return tracking if tracking.startswith(("postgresql", "postgres://")) else None
+
+
+def io_dir() -> Path:
+    """Asset values: the home folder's io/ on one machine, MLPLATFORM_IO_DIR (shared) otherwise."""
+    return Path(os.environ.get(IO_DIR_ENV) or home_dir() / "io")
+
+
 def reports_dir() -> Path:
     return home_dir() / "reports"
 
@@ -76,6 +104,7 @@ EXPERIMENT_NAME = "mlplatform"
 STAGING_ALIAS = "staging"
 PRODUCTION_ALIAS = "production"
 ARCHIVED_TAG = "archived"
+ASSET_OWNERS = ("team:ml-platform",)  # shown on every asset in the Dagster UI
 
 
 # --- data --------------------------------------------------------------------------------------
@@ -130,6 +159,8 @@ class TuningDefaults:
     pruner_startup_trials: int = 5  # median pruner: complete trials before any pruning
     pruner_warmup_steps: int = 20  # median pruner: boosting rounds before a trial may be pruned
     heartbeat_interval_s: int = 60  # RDB heartbeat: trials of crashed workers are failed
+    failed_trial_retries: int = 2  # a trial failed by a stale heartbeat is re-queued this often
+    workers: int = 1  # Optuna worker processes on one study (more need a server storage)
     # Tuning trains each fold on a seeded subset of tickers (all their dates) of at most this many
     # rows, and scores it on at most max_tuning_test_rows rows of the same tickers; the staging
     # model still trains on every dev row. None = all rows. 500 tickers x 10 years: about 29 s ->
@@ -171,6 +202,7 @@ ARCHIVE_RETENTION = 10  # archived exports kept on disk; registry versions are n
 PROMOTION_LOCK_TIMEOUT_S = 120.0  # wait this long for models/.lock before refusing
 MAX_REASON_CHARS = 1_000  # promotion/rollback reasons are MLflow tags; refused above this
 MAX_ACTOR_CHARS = 200
+REGISTRY_LOCK_NAMESPACE = 0x6D6C70  # 'mlp': first key of the Postgres advisory lock
 
 
 # --- drift --------------------------------------------------------------------------------------
@@ -192,6 +224,6 @@ DRIFT = DriftDefaults()
 
 
 # --- automation ---------------------------------------------------------------------------------
-WEEKLY_RETRAIN_CRON = "0 2 * * 0"  # Sundays 02:00 UTC, as the NFR-010 plan had it
+WEEKLY_RETRAIN_CRON = "0 2 * * 0"  # Sundays 02:00 UTC
 DAILY_REFRESH_CRON = "30 22 * * 1-5"  # after the US close, UTC
 SCHEDULE_TIMEZONE = "UTC"

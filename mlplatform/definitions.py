@@ -7,11 +7,14 @@ test can point it at a temporary home; `defs` is what `dagster dev` and workspac
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from typing import Any
 
 import dagster as dg
 
 from mlplatform import config
 from mlplatform.orchestration.assets import data, deployment, evaluation, monitoring, training
+from mlplatform.orchestration.executors import platform_executor
 from mlplatform.orchestration.jobs import (
     data_refresh_job,
     repair_export_job,
@@ -35,8 +38,22 @@ def _env_or_none(name: str) -> dg.EnvVar | None:
     return dg.EnvVar(name) if os.environ.get(name) else None
 
 
+def _env_or_default(name: str, default: Callable[[], object], *, as_source: bool = False) -> Any:
+    """Store URLs can carry a password: read through EnvVar when set (the UI shows the name),
+    else the embedded default. `as_source`: the {"env": name} form of legacy config schemas."""
+    if not os.environ.get(name):
+        return str(default())
+    return {"env": name} if as_source else dg.EnvVar(name)
+
+
+def _registry_lock_url() -> dg.EnvVar | None:
+    """The variable config.registry_lock_url() takes its URL from, or None (one host)."""
+    if not config.registry_lock_url():
+        return None
+    return _env_or_none(config.REGISTRY_LOCK_URL_ENV) or dg.EnvVar(config.MLFLOW_TRACKING_URI_ENV)
+
+
 def build_resources() -> dict[str, object]:
-    home = config.home_dir()
     market_data = (
         MarketDataSource(
             kind="file",
@@ -49,10 +66,13 @@ def build_resources() -> dict[str, object]:
     return {
         "market_data": market_data,
         "stores": PlatformStores(
-            tracking_uri=config.mlflow_tracking_uri(),
-            optuna_storage=config.optuna_storage_url(),
+            tracking_uri=_env_or_default(
+                config.MLFLOW_TRACKING_URI_ENV, config.mlflow_tracking_uri
+            ),
+            optuna_storage=_env_or_default(config.OPTUNA_STORAGE_ENV, config.optuna_storage_url),
             models_dir=str(config.models_dir()),
             reports_dir=str(config.reports_dir()),
+            registry_lock_url=_registry_lock_url(),
         ),
         "validation": ValidationScheme(),
         "policy": PromotionPolicy(),
@@ -64,23 +84,32 @@ def build_resources() -> dict[str, object]:
         "mlflow_tracking": mlflow_tracking.configured(
             {
                 "experiment_name": config.EXPERIMENT_NAME,
-                "mlflow_tracking_uri": config.mlflow_tracking_uri(),
+                "mlflow_tracking_uri": _env_or_default(
+                    config.MLFLOW_TRACKING_URI_ENV, config.mlflow_tracking_uri, as_source=True
+                ),
                 "artifact_location": str(config.mlflow_artifact_root()),
             }
         ),
-        "io_manager": dg.FilesystemIOManager(base_dir=str(home / "io")),
+        # Distributed steps need a base_dir every worker reaches (MLPLATFORM_IO_DIR, shared).
+        "io_manager": dg.FilesystemIOManager(
+            base_dir=_env_or_default(config.IO_DIR_ENV, lambda: str(config.io_dir()))
+        ),
     }
 
 
 def build_definitions(overrides: dict[str, object] | None = None) -> dg.Definitions:
     """`overrides` replaces resources by key (tests use a small market and few folds)."""
     return dg.Definitions(
-        assets=dg.load_assets_from_modules([data, training, evaluation, deployment, monitoring]),
-        asset_checks=dg.load_asset_checks_from_modules([data, evaluation]),
+        # Code references: each asset's page links to the function that defines it.
+        assets=dg.with_source_code_references(
+            dg.load_assets_from_modules([data, training, evaluation, deployment, monitoring])
+        ),
+        asset_checks=dg.load_asset_checks_from_modules([data, evaluation, monitoring]),
         jobs=[retrain_job, data_refresh_job, rollback_job, repair_export_job],
         schedules=[weekly_retrain_schedule, daily_refresh_schedule],
         sensors=[drift_sensor, run_failure_notification_sensor],
         resources={**build_resources(), **(overrides or {})},
+        executor=platform_executor,
     )
 
 

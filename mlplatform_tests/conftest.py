@@ -26,6 +26,9 @@ def platform_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[P
     monkeypatch.delenv(config.SLACK_TOKEN_ENV, raising=False)
     monkeypatch.delenv(config.MLFLOW_TRACKING_URI_ENV, raising=False)
     monkeypatch.delenv(config.OPTUNA_STORAGE_ENV, raising=False)
+    monkeypatch.delenv(config.REGISTRY_LOCK_URL_ENV, raising=False)
+    monkeypatch.delenv(config.IO_DIR_ENV, raising=False)
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)  # prepare_home's value is undone after
     yield home
 
 

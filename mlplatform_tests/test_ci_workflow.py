@@ -60,3 +60,30 @@ def test_workflow_retrain_step_runs_locally_on_small_data(tmp_path: Path) -> Non
     reports = list((tmp_path / "home" / "reports").glob("backtest_*.html"))
     assert reports, "the artifact the workflow uploads was not written"
     assert (tmp_path / "models" / "staging" / "SHA256SUMS").exists()
+
+
+def test_workflow_says_plainly_when_the_store_secrets_are_absent() -> None:
+    workflow = _workflow()
+    env = workflow["jobs"]["retrain"]["env"]
+    for name in (config.MLFLOW_TRACKING_URI_ENV, config.OPTUNA_STORAGE_ENV):
+        assert env[name] == "${{ secrets." + name + " }}"
+    step = next(s for s in workflow["jobs"]["retrain"]["steps"] if s.get("name") == "Stores")
+
+    def run(**stores: str) -> str:
+        clean = {k: v for k, v in os.environ.items() if not k.startswith("MLPLATFORM_")}
+        done = subprocess.run(
+            ["bash", "-c", step["run"]], env={**clean, **stores}, capture_output=True, text=True
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    absent = run(**{config.MLFLOW_TRACKING_URI_ENV: "http://mlflow.internal"})
+    assert "::warning title=Throwaway registry::" in absent
+    assert config.OPTUNA_STORAGE_ENV in absent and config.MLFLOW_TRACKING_URI_ENV not in absent
+    present = run(
+        **{
+            config.MLFLOW_TRACKING_URI_ENV: "http://mlflow.internal",
+            config.OPTUNA_STORAGE_ENV: "postgresql+psycopg2://u:secret@db/optuna",
+        }
+    )
+    assert "warning" not in present and "secret@" not in present

@@ -22,12 +22,15 @@ def test_run_promote_rollback_through_the_cli(
     market = generate_market(seed=5, n_tickers=8, years=5, as_of="2026-06-30", signal_strength=0.9)
     market.prices.to_csv(data_file, index=False)
     monkeypatch.setenv(config.DATA_PATH_ENV, str(data_file))
-    monkeypatch.setenv("DAGSTER_HOME", str(platform_home / "unused"))  # restored after the test
+    users_dagster_home = platform_home.parent / "users-dagster-home"
+    users_dagster_home.mkdir()
+    monkeypatch.setenv("DAGSTER_HOME", str(users_dagster_home))  # the CLI must keep it
 
     assert main(["run", "--trials", "2"]) == 0
     out = capsys.readouterr().out
     assert "Every criterion passed" in out and "make promote" in out
-    assert (config.dagster_home() / "dagster.yaml").exists()
+    assert any(users_dagster_home.iterdir())  # the run was recorded in the user's instance
+    assert not config.dagster_home().exists()
 
     assert main(["rollback"]) == 1  # nothing in production yet: refused, nothing changes
     assert "rollback refused" in capsys.readouterr().err

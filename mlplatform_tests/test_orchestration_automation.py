@@ -88,7 +88,7 @@ def _tick(
         instance=instance,
         definitions=defs_,
         cursor=cursor,
-        resources={"stores": defs_.resources["stores"]},
+        resources={key: defs_.resources[key] for key in ("stores", "notifier")},
     )
     return defs_.resolve_sensor_def("drift_sensor").evaluate_tick(context)
 

@@ -110,7 +110,12 @@ def test_backtest_metadata_is_readable(pipeline: SimpleNamespace) -> None:
     assert "| " in metadata["comparison"].value and "always_up" in metadata["comparison"].value
     assert 0.4 < metadata["staging_accuracy"].value < 0.65  # honest daily-bar territory
     assert 0.5 < metadata["bayes_optimal_accuracy"].value < 0.65
-    assert Path(metadata["report"].value).exists()
+    assert Path(metadata["report_file"].value).exists()
+    # the link a person clicks opens the HTML report among the MLflow run's artifacts
+    assert metadata["report"].value.startswith(config.mlflow_ui_url() + "/#/experiments/")
+    assert metadata["report"].value.endswith(
+        "/artifacts/backtest/" + Path(metadata["report_file"].value).name
+    )
 
 
 def test_promotion_refused_when_a_check_failed(pipeline: SimpleNamespace) -> None:

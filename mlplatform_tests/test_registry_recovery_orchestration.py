@@ -112,7 +112,7 @@ def test_dagster_yaml_enables_run_monitoring(
     from mlplatform.cli import DAGSTER_YAML, prepare_home
 
     monkeypatch.setenv(config.HOME_ENV, str(tmp_path / "home"))
-    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "unused"))  # restored after the test
+    monkeypatch.setenv("DAGSTER_HOME", "")  # unset for the CLI, restored after the test
     if existing:  # a home made before run monitoring was enabled
         config.dagster_home().mkdir(parents=True)
         (config.dagster_home() / "dagster.yaml").write_text(DAGSTER_YAML)
@@ -121,3 +121,5 @@ def test_dagster_yaml_enables_run_monitoring(
     instance = dg.DagsterInstance.from_config(str(config.dagster_home()))
     assert instance.run_monitoring_enabled
     assert (config.dagster_home() / "dagster.yaml").read_text().count("run_monitoring") == 1
+    # the instance loads the run queue that lets one retrain run at a time
+    assert type(instance.run_coordinator).__name__ == "QueuedRunCoordinator"

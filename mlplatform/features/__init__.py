@@ -29,7 +29,8 @@ NaN during warm-up, for the leakage tests. Bad frames (missing column, duplicate
 bar) raise mlplatform.data.DataValidationError.
 
 Public API: compute_features, dropped_tickers, make_labels, forward_returns (labels.py),
-FEATURE_COLUMNS, FEATURE_SPEC, FEATURE_VERSION, LABEL_DEFINITION, feature_schema_hash (schema.py).
+FEATURE_COLUMNS, FEATURE_SPEC, FEATURE_VERSION, LABEL_DEFINITION, feature_schema_hash,
+feature_description (schema.py).
 """
 
 from mlplatform.features.compute import compute_features, dropped_tickers
@@ -39,6 +40,7 @@ from mlplatform.features.schema import (
     FEATURE_SPEC,
     FEATURE_VERSION,
     LABEL_DEFINITION,
+    feature_description,
     feature_schema_hash,
 )
 
@@ -49,6 +51,7 @@ __all__ = [
     "LABEL_DEFINITION",
     "compute_features",
     "dropped_tickers",
+    "feature_description",
     "feature_schema_hash",
     "forward_returns",
     "hold_returns",

@@ -50,6 +50,33 @@ def _build_spec() -> dict[str, dict[str, Any]]:
 FEATURE_SPEC: dict[str, dict[str, Any]] = _build_spec()
 FEATURE_COLUMNS: tuple[str, ...] = tuple(FEATURE_SPEC)
 
+# What each kind of feature means to a person reading the UI, filled from its own parameters.
+_KIND_DESCRIPTIONS = {
+    "log_return": "Log return over the last {lag} bar(s): log(close[t] / close[t-{lag}]).",
+    "realised_vol": "Std of the last {window} one-bar log returns (not annualised).",
+    "rsi": "Wilder RSI over {window} bars, 0-100 (50 on a flat window).",
+    "macd_line": "MACD line: (EMA{fast} - EMA{slow} of close) / close.",
+    "macd_signal": "MACD signal: EMA{signal} of the MACD line.",
+    "macd_hist": "MACD histogram: MACD line minus its signal.",
+    "bollinger_pctb": "Bollinger %B: where close sits in the {window}-bar band of +-{n_std} std "
+    "(0 = lower band, 1 = upper band).",
+    "atr": "Wilder average true range over {window} bars, divided by close.",
+    "volume_zscore": "Z-score of log(1 + volume) against its trailing {window} bars.",
+    "intraday_range": "Intraday range: (high - low) / close.",
+    "overnight_gap": "Overnight gap: log(open[t] / close[t-1]).",
+    "close_location_value": "Where the close sits in the day's range: -1 at the low, +1 at the "
+    "high.",
+    "day_of_week": "Day of the week of t: Monday 0 ... Friday 4.",
+    "cross_sectional_rank": "Percentile rank of {of} among the tickers on date t, in (0, 1).",
+}
+
+
+def feature_description(name: str) -> str:
+    """One sentence on what feature `name` measures, from its parameters in FEATURE_SPEC."""
+    params = FEATURE_SPEC[name]
+    kind = params["kind"] if params["kind"] != "macd" else f"macd_{params['output']}"
+    return _KIND_DESCRIPTIONS[kind].format(**params)
+
 
 def feature_schema_hash(
     spec: Mapping[str, Mapping[str, Any]] | None = None, version: str | None = None

@@ -20,6 +20,7 @@ class NotificationKind(StrEnum):
     PROMOTED = "promoted"
     ROLLED_BACK = "rolled_back"
     RUN_FAILED = "run_failed"
+    ALIAS_MOVED_OUTSIDE = "alias_moved_outside"
 
 
 @dataclass(frozen=True)

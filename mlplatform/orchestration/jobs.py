@@ -50,15 +50,16 @@ def rollback_production(
 ) -> dict:
     actor = launching_user(context, config.actor)
     try:
-        record = rollback(
-            tracking_uri=stores.tracking_uri,
-            name=stores.model_name,
-            to_version=config.to_version or None,
-            export_root=stores.models_path,
-            actor=actor,
-            reason=config.reason or "manual rollback",
-            run_id=context.run_id,
-        )
+        with stores.registry_lock():
+            record = rollback(
+                tracking_uri=stores.tracking_uri,
+                name=stores.model_name,
+                to_version=config.to_version or None,
+                export_root=stores.models_path,
+                actor=actor,
+                reason=config.reason or "manual rollback",
+                run_id=context.run_id,
+            )
     except UnfinishedOperation as exc:
         raise dg.Failure(
             description=f"rollback failed half way: {exc}", allow_retries=False
@@ -106,12 +107,13 @@ def rollback_job() -> None:
 )
 def repair_production(context: dg.OpExecutionContext, stores: PlatformStores) -> dict:
     dagster_runs = close_dead_dagster_runs(context.instance)
-    report = repair(
-        tracking_uri=stores.tracking_uri,
-        name=stores.model_name,
-        export_root=stores.models_path,
-        run_alive=mlflow_run_alive(context.instance),
-    )
+    with stores.registry_lock():
+        report = repair(
+            tracking_uri=stores.tracking_uri,
+            name=stores.model_name,
+            export_root=stores.models_path,
+            run_alive=mlflow_run_alive(context.instance),
+        )
     lines = report.lines() + [f"Dagster runs of dead processes failed: {r}" for r in dagster_runs]
     for line in lines:
         context.log.info(f"repair: {line}")

@@ -8,6 +8,7 @@ import functools
 import logging
 import sys
 from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -18,6 +19,7 @@ import pandas as pd
 from dagster_mlflow.resources import CONFIG_SCHEMA as MLFLOW_CONFIG_SCHEMA
 from dagster_mlflow.resources import MlFlow
 from mlflow.tracking import MlflowClient
+from mlflow.utils.mlflow_tags import MLFLOW_RUN_NAME
 from pydantic import Field, model_validator
 
 from mlplatform import config
@@ -34,6 +36,7 @@ from mlplatform.notifications import (
 from mlplatform.orchestration.errors import FAILED_STEP_TAG
 from mlplatform.orchestration.liveness import close_dead_runs
 from mlplatform.registry import owner_tags
+from mlplatform.registry.locking import registry_lock
 from mlplatform.training import LabelledData, Windows, labelled_rows, plan_windows
 
 logger = logging.getLogger("mlplatform")
@@ -137,6 +140,13 @@ class PlatformStores(dg.ConfigurableResource):
     models_dir: str = Field(description="Export for consumers that don't speak MLflow.")
     reports_dir: str = Field(description="HTML reports (backtest, drift).")
     model_name: str = config.MODEL_NAME
+    registry_lock_url: str | None = Field(
+        default=None, description="Postgres URL of the cross-host registry lock (None: one host)."
+    )
+
+    def registry_lock(self) -> AbstractContextManager[None]:
+        """Held around every alias move, so hosts sharing the registry take turns."""
+        return registry_lock(self.registry_lock_url, self.model_name)
 
     @property
     def client(self) -> MlflowClient:
@@ -184,19 +194,38 @@ class Notifier(dg.ConfigurableResource):
 
 
 def ensure_experiment(tracking_uri: str, name: str, artifact_root: Path) -> str:
-    """Create the experiment with its artifacts under the home folder (not ./mlruns in the cwd)."""
+    """Create the experiment with its artifacts under the home folder (not ./mlruns in the cwd).
+
+    A tracking server decides its own artifact root (`mlflow-artifacts:` with proxied artifacts):
+    a client-local folder would keep the artifacts away from every other host.
+    """
     client = MlflowClient(tracking_uri=tracking_uri)
     experiment = client.get_experiment_by_name(name)
     if experiment is not None:
         return experiment.experiment_id
-    artifact_root.mkdir(parents=True, exist_ok=True)
+    location = None
+    if not tracking_uri.startswith(("http://", "https://")):
+        artifact_root.mkdir(parents=True, exist_ok=True)
+        location = artifact_root.as_uri()
     try:
-        return client.create_experiment(name, artifact_location=artifact_root.as_uri())
+        return client.create_experiment(name, artifact_location=location)
     except mlflow.exceptions.MlflowException:  # created concurrently by another step?
         experiment = client.get_experiment_by_name(name)
         if experiment is None:
             raise  # no: the store refused the write (read-only, locked): say so
         return experiment.experiment_id
+
+
+IMPLICIT_ASSET_JOB = "__ASSET_JOB"  # Dagster's job for materializations launched on assets
+
+
+def mlflow_run_name(run: dg.DagsterRun, shown: int = 3) -> str:
+    """What made the MLflow run: the job's name, or the assets a materialization selected."""
+    if not run.job_name.startswith(IMPLICIT_ASSET_JOB) or not run.asset_selection:
+        return run.job_name
+    names = sorted(key.to_user_string() for key in run.asset_selection)
+    more = f" +{len(names) - shown} more" if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more
 
 
 @dg.resource(
@@ -223,6 +252,8 @@ def mlflow_tracking(init_context: dg.InitResourceContext) -> Iterator[MlFlow]:
     close_dead_runs(init_context.instance, tracking_uri)  # runs a killed process left RUNNING
     tracker = MlFlow(init_context)
     mlflow.set_tags(owner_tags())  # so a later process can tell if this one died
+    # dagster-mlflow names every run after the job, `__ASSET_JOB` for a UI materialization.
+    mlflow.set_tag(MLFLOW_RUN_NAME, mlflow_run_name(init_context.dagster_run))
     try:
         yield tracker
     finally:

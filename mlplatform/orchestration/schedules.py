@@ -13,7 +13,8 @@ weekly_retrain_schedule = dg.ScheduleDefinition(
     cron_schedule=settings.WEEKLY_RETRAIN_CRON,
     execution_timezone=settings.SCHEDULE_TIMEZONE,
     default_status=dg.DefaultScheduleStatus.STOPPED,
-    description="Retrain every Sunday 02:00 UTC (the NFR-010 plan's cadence).",
+    description="Every Sunday at 02:00 UTC: tune, train and backtest a new staging model on "
+    "the latest bars. It never promotes: a person reviews the checks and promotes.",
     tags={"mlplatform/trigger": "weekly_schedule"},
 )
 

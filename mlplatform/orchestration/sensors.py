@@ -14,7 +14,7 @@ from mlplatform.orchestration.assets.monitoring import monitored_version, recent
 from mlplatform.orchestration.jobs import retrain_job
 from mlplatform.orchestration.resources import Notifier, PlatformStores
 from mlplatform.promotion import awaiting_review
-from mlplatform.registry import download_reference
+from mlplatform.registry import audit_production_alias, download_reference
 
 FEATURES_KEY = dg.AssetKey("features")
 PRICES_KEY = dg.AssetKey("raw_prices")
@@ -31,10 +31,40 @@ def _latest_features_record(instance: dg.DagsterInstance) -> dg.EventLogRecord |
     minimum_interval_seconds=settings.DRIFT.sensor_interval_s,
     default_status=dg.DefaultSensorStatus.STOPPED,
     description="On each new features materialization, PSI of the recent window against the "
-    "monitored model's reference bins; requests retrain_job once per drifted data window.",
+    "monitored model's reference bins; requests retrain_job once per drifted data window. "
+    "Also says loudly when the production alias was moved outside the platform.",
 )
-def drift_sensor(context: dg.SensorEvaluationContext, stores: PlatformStores) -> dg.SensorResult:
+def drift_sensor(
+    context: dg.SensorEvaluationContext, stores: PlatformStores, notifier: Notifier
+) -> dg.SensorResult:
     cursor = json.loads(context.cursor) if context.cursor else {}
+    production, moved_outside = audit_production_alias(stores.tracking_uri, stores.model_name)
+    result = _drift_decision(context, stores, cursor)
+    reason = result.skip_reason.skip_message if result.skip_reason else None
+    if moved_outside:
+        context.log.error(moved_outside)
+        reason = f"WARNING: {moved_outside} | {reason}" if reason else None
+        if cursor.get("alias_alerted") != str(production):  # notify once per unrecorded move
+            cursor["alias_alerted"] = str(production)
+            notifier.send(
+                Notification(
+                    NotificationKind.ALIAS_MOVED_OUTSIDE,
+                    f"{stores.model_name}: production alias moved outside the platform "
+                    f"(now v{production})",
+                    fields={"details": moved_outside},
+                )
+            )
+    else:
+        cursor.pop("alias_alerted", None)
+    return dg.SensorResult(
+        run_requests=result.run_requests, skip_reason=reason, cursor=json.dumps(cursor)
+    )
+
+
+def _drift_decision(
+    context: dg.SensorEvaluationContext, stores: PlatformStores, cursor: dict
+) -> dg.SensorResult:
+    """Retrain or not on the latest features (updates `cursor` in place)."""
     record = _latest_features_record(context.instance)
     if record is None:
         return dg.SensorResult(skip_reason="features has never been materialized")

@@ -21,7 +21,8 @@ class Verdict:
     passed: bool
     description: str
     blocking: bool = True  # a warning criterion never blocks promotion
-    numbers: dict[str, Any] = field(default_factory=dict)
+    numbers: dict[str, Any] = field(default_factory=dict)  # measured: plotted in the UI
+    thresholds: dict[str, Any] = field(default_factory=dict)  # configured: shown as text
 
 
 # Names are the asset-check names; one fact, one place.
@@ -80,8 +81,8 @@ def evaluate_criteria(
                 "p_value_by_date": p_by_date,
                 "accuracy": _f(s.get("accuracy")),
                 "window_majority_rate": _f(s.get("window_majority_rate")),
-                "max_p_value": criteria.max_p_value,
             },
+            thresholds={"max_p_value": criteria.max_p_value},
         )
     )
 
@@ -123,8 +124,8 @@ def evaluate_criteria(
                 numbers={
                     "staging_accuracy": s_acc,
                     "production_accuracy": p_acc,
-                    "min_delta": criteria.min_accuracy_delta,
                 },
+                thresholds={"min_delta": criteria.min_accuracy_delta},
             )
         )
 
@@ -135,7 +136,8 @@ def evaluate_criteria(
             sharpe > criteria.min_sharpe and dsr >= criteria.min_dsr,
             f"long/short Sharpe after costs {sharpe:.3f} (needs > {criteria.min_sharpe}), "
             f"DSR {dsr:.3f} (needs ≥ {criteria.min_dsr})",
-            numbers={"sharpe": sharpe, "dsr": dsr, "min_dsr": criteria.min_dsr},
+            numbers={"sharpe": sharpe, "dsr": dsr},
+            thresholds={"min_sharpe": criteria.min_sharpe, "min_dsr": criteria.min_dsr},
         )
     )
 
@@ -157,7 +159,8 @@ def evaluate_criteria(
             f"accuracy {accuracy:.4f} vs alarm level {criteria.leakage_alarm_accuracy}: honest "
             "daily-bar models score about 50–53 %; above the alarm, look for look-ahead first",
             blocking=False,
-            numbers={"accuracy": accuracy, "alarm": criteria.leakage_alarm_accuracy},
+            numbers={"accuracy": accuracy},
+            thresholds={"alarm": criteria.leakage_alarm_accuracy},
         )
     )
     return verdicts

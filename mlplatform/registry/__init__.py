@@ -1,6 +1,12 @@
 """MLflow registry operations, the atomic models/ export, promotion, rollback and their recovery
 (no dagster)."""
 
+from mlplatform.registry.alias_audit import (
+    AliasMove,
+    audit_production_alias,
+    recorded_moves,
+    unrecorded_alias_move,
+)
 from mlplatform.registry.consistency import (
     Problem,
     check_consistency,
@@ -51,6 +57,7 @@ from mlplatform.registry.promotion import (
 from mlplatform.registry.recovery import RepairReport, repair
 
 __all__ = [
+    "AliasMove",
     "ExportIntegrityError",
     "ExportLockTimeout",
     "Intent",
@@ -64,6 +71,7 @@ __all__ = [
     "RollbackRecord",
     "UnfinishedOperation",
     "archive_dirname",
+    "audit_production_alias",
     "check_consistency",
     "check_rollback_target",
     "client_for",
@@ -83,10 +91,12 @@ __all__ = [
     "prune_archive",
     "read_intent",
     "read_model_text",
+    "recorded_moves",
     "register_candidate",
     "registry_lock",
     "repair",
     "rollback",
+    "unrecorded_alias_move",
     "verify_export",
     "version_facts",
     "write_export",

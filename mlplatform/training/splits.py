@@ -36,7 +36,7 @@ MIN_TEST_DAYS = 5  # a test block shorter than a trading week gives a meaningles
 class SplitError(ValueError):
     """The history is too short (or the settings inconsistent) for the requested split.
 
-    `field` names the configuration field to change, e.g. "n_folds" or "backtest_months".
+    `field` names the configuration field to change, e.g. "n_folds" or "evaluation_months".
     """
 
     def __init__(self, field: str, message: str) -> None:

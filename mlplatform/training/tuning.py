@@ -170,9 +170,11 @@ class CVScore:
 
 
 def validate_tuning_args(
-    *, n_trials: int, timeout_s: float, pruner: str, seed: int | None = None
+    *, n_trials: int, timeout_s: float, pruner: str, seed: int | None = None, workers: int = 1
 ) -> None:
     """Refuse bad settings before any work (the Dagster layer calls this first, too)."""
+    if isinstance(workers, bool) or not isinstance(workers, int | np.integer) or workers < 1:
+        raise ValueError(f"workers must be an integer >= 1, got {workers!r}")
     if isinstance(n_trials, bool) or not isinstance(n_trials, int | np.integer) or n_trials < 1:
         raise ValueError(f"n_trials must be an integer >= 1, got {n_trials!r}")
     if (
@@ -206,12 +208,32 @@ def make_pruner(name: str) -> optuna.pruners.BasePruner:
     raise ValueError(f"pruner must be one of {config.PRUNERS}, got {name!r}")
 
 
-def make_storage(storage_url: str) -> optuna.storages.RDBStorage:
-    """RDB storage for a SQLAlchemy URL; creates the folder of a sqlite file.
+JOURNAL_FILE = "journal+file://"  # journal+file:///abs/path/studies.log (one host, or NFS)
+JOURNAL_REDIS = "journal+redis://"  # journal+redis://host:6379/db (many hosts, no SQL server)
 
-    The heartbeat lets a resumed study fail the RUNNING trials of a crashed worker instead of
-    leaving them running forever.
+
+def make_storage(storage_url: str) -> optuna.storages.BaseStorage:
+    """The Optuna storage for a URL: any SQLAlchemy URL (RDB), `journal+file:///path` or
+    `journal+redis://host:port/db` (JournalStorage); creates the folder of a sqlite or journal file.
+
+    RDB storages get a heartbeat: a resumed or parallel study fails the RUNNING trials of a crashed
+    worker and re-queues their parameters (RetryHeartbeatStaleTrialCallback, Optuna 5's name for
+    RetryFailedTrialCallback) instead of leaving them running forever.
     """
+    if storage_url.startswith(JOURNAL_FILE):
+        path = Path(storage_url[len(JOURNAL_FILE) :]).expanduser()
+        if not path.is_absolute():
+            raise ValueError(f"{storage_url!r}: a journal file needs an absolute path (///)")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(path)))
+    if storage_url.startswith(JOURNAL_REDIS):
+        with warnings.catch_warnings():  # "experimental" since Optuna 3.1
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            backend = optuna.storages.journal.JournalRedisBackend(
+                "redis://" + storage_url[len(JOURNAL_REDIS) :]
+            )
+        return optuna.storages.JournalStorage(backend)
+    storage_url = config.with_psycopg2(storage_url)
     url = make_url(storage_url)
     engine_kwargs: dict[str, Any] = {}
     if url.get_backend_name() == "sqlite":
@@ -226,6 +248,9 @@ def make_storage(storage_url: str) -> optuna.storages.RDBStorage:
             engine_kwargs=engine_kwargs,
             heartbeat_interval=interval,
             grace_period=3 * interval,
+            heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
+                max_retry=config.TUNING.failed_trial_retries
+            ),
         )
 
 
@@ -420,10 +445,15 @@ def oof_sharpe(
     return sharpe_ratio(net.to_numpy(), 1)
 
 
-def _sampler_seed(seed: int, n_existing: int) -> int:
-    """A fresh but reproducible sampler seed per resume: reusing `seed` as-is would replay the
-    random start-up draws of the first run and enqueue duplicates of its first trials."""
-    return int(np.random.SeedSequence([int(seed), int(n_existing)]).generate_state(1)[0])
+LAUNCHES_ATTR = "mlplatform_launches"  # study user attr: how many run_study calls launched
+
+
+def worker_seed(seed: int, launch: int, worker: int) -> int:
+    """The sampler seed of one worker of one launch on a study: distinct per worker, so parallel
+    workers never replay each other's draws, and per launch, so a resume does not replay the
+    random start-up draws of the first; never derived from the trial count, which two workers
+    started together read alike."""
+    return int(np.random.SeedSequence([int(seed), int(launch), int(worker)]).generate_state(1)[0])
 
 
 def _frozen_to_record(trial: FrozenTrial) -> TrialRecord:
@@ -461,6 +491,91 @@ def _importances(study: optuna.Study) -> dict[str, float]:
     return {name: float(value) for name, value in result.items()}
 
 
+@dataclass(frozen=True)
+class WorkerSpec:
+    """Everything one Optuna worker process needs (picklable): the folds, the study, its share."""
+
+    arrays: list[_FoldArrays]
+    feature_names: list[str]
+    storage_url: str
+    study_name: str
+    pruner: str
+    seed: int
+    launch: int
+    worker: int
+    n_trials: int
+    timeout_s: float
+    num_boost_round: int
+    early_stopping_rounds: int
+    with_returns: bool
+    cost_bps: float
+
+    def fold_data(self) -> list[_FoldData]:
+        return _fold_data(self.arrays, self.feature_names, self.seed)
+
+
+def _fold_data(
+    arrays: Sequence[_FoldArrays], feature_names: list[str], seed: int
+) -> list[_FoldData]:
+    # Dataset-level params are fixed for the study (binning does not depend on what is tuned;
+    # feature_pre_filter=False lets min_data_in_leaf vary on one binned Dataset).
+    dataset_params = {**BASE_PARAMS, "seed": seed}
+    return [_FoldData(a, feature_names, dataset_params) for a in arrays]
+
+
+def optimize_trials(
+    study: optuna.Study,
+    spec: WorkerSpec,
+    fold_data: Sequence[_FoldData],
+    errors: list[BaseException],
+    callbacks: Sequence[Callable[[optuna.Study, FrozenTrial], None]] = (),
+) -> None:
+    """Run `spec.n_trials` trials of `study` in this process, one after the other."""
+
+    def objective(trial: optuna.Trial) -> float:
+        counter = _RoundCounter()
+        trial.set_user_attr("worker", f"{spec.launch}.{spec.worker}")  # launch.worker
+        try:
+            params = suggest_params(trial, seed=spec.seed)
+            score = cross_validate(
+                params,
+                fold_data,
+                trial=trial,
+                prune=spec.pruner != "none",  # without a pruner the reports are pure overhead
+                num_boost_round=spec.num_boost_round,
+                early_stopping_rounds=spec.early_stopping_rounds,
+                counter=counter,
+                keep_predictions=spec.with_returns,
+            )
+            sharpe = (
+                oof_sharpe(spec.arrays, score.oof_proba, spec.cost_bps)
+                if spec.with_returns
+                else None
+            )
+        except optuna.TrialPruned:
+            raise
+        except Exception as exc:
+            errors.append(exc)
+            trial.set_user_attr("error", f"{type(exc).__name__}: {exc}")
+            raise
+        finally:
+            trial.set_user_attr("boosting_rounds", counter.rounds)
+        trial.set_user_attr("fold_values", score.fold_values)
+        trial.set_user_attr("best_iterations", score.best_iterations)
+        if sharpe is not None and math.isfinite(sharpe):
+            trial.set_user_attr("oof_sharpe", sharpe)
+        return score.value
+
+    study.optimize(
+        objective,
+        n_jobs=1,  # the reused Datasets must not be shared between threads
+        n_trials=spec.n_trials,
+        timeout=None if math.isinf(spec.timeout_s) else spec.timeout_s,
+        catch=(Exception,),
+        callbacks=list(callbacks),
+    )
+
+
 def run_study(
     X: pd.DataFrame,
     y: pd.Series,
@@ -481,6 +596,7 @@ def run_study(
     sample_seed: int = config.TUNING.seed,
     returns: pd.Series | None = None,
     cost_bps: float = config.BACKTEST.cost_bps,
+    workers: int = config.TUNING.workers,
 ) -> TuningResult:
     """Run (or resume) the study `study_name` in `storage_url` for `n_trials` more trials.
 
@@ -492,8 +608,14 @@ def run_study(
     `returns` (per-row strategy return aligned to X's index, e.g. forward_returns) makes every
     complete trial also record "oof_sharpe": the per-period Sharpe of the long/short strategy
     (`cost_bps` one way) on its out-of-fold predictions, collected in `trial_sharpes`.
+    `workers` > 1 fans the trials out to that many processes on the shared study (each with its
+    own sampler seed, worker_seed); this process then collects the best trial from the storage.
     """
-    validate_tuning_args(n_trials=n_trials, timeout_s=timeout_s, pruner=pruner, seed=seed)
+    validate_tuning_args(
+        n_trials=n_trials, timeout_s=timeout_s, pruner=pruner, seed=seed, workers=workers
+    )
+    if workers > 1 and ":memory:" in storage_url:
+        raise ValueError(f"workers={workers} need a storage they share, not {storage_url!r}")
     if not study_name:
         raise ValueError("study_name must be a non-empty string")
     started = time.perf_counter()
@@ -507,60 +629,24 @@ def run_study(
         sample_seed=sample_seed,
         returns=returns,
     )
-    # Dataset-level params are fixed for the study (binning does not depend on what is tuned;
-    # feature_pre_filter=False lets min_data_in_leaf vary on one binned Dataset).
-    dataset_params = {**BASE_PARAMS, "seed": seed}
-    fold_data = [_FoldData(a, feature_names, dataset_params) for a in arrays]
+    fold_data = _fold_data(arrays, feature_names, seed)
 
-    storage = make_storage(storage_url)
-    try:
-        n_existing = len(storage.get_all_trials(storage.get_study_id_from_name(study_name)))
-    except KeyError:  # no such study yet
-        n_existing = 0
     study = optuna.create_study(
-        storage=storage,
+        storage=make_storage(storage_url),
         study_name=study_name,
         direction="minimize",
-        sampler=optuna.samplers.TPESampler(seed=_sampler_seed(seed, n_existing)),
         pruner=make_pruner(pruner),
         load_if_exists=True,
     )
+    # One retrain per model at a time (the run queue's tag limit), so this count is not raced.
+    launch = int(study.user_attrs.get(LAUNCHES_ATTR, 0))
+    study.set_user_attr(LAUNCHES_ATTR, launch + 1)
     if warm_start_params:
         warm = search_space_subset(warm_start_params)
         if warm:
             study.enqueue_trial(warm, user_attrs={"warm_start": True}, skip_if_exists=True)
 
     errors: list[BaseException] = []
-
-    def objective(trial: optuna.Trial) -> float:
-        counter = _RoundCounter()
-        try:
-            params = suggest_params(trial, seed=seed)
-            score = cross_validate(
-                params,
-                fold_data,
-                trial=trial,
-                prune=pruner != "none",  # without a pruner the reports are pure overhead
-                num_boost_round=num_boost_round,
-                early_stopping_rounds=early_stopping_rounds,
-                counter=counter,
-                keep_predictions=returns is not None,
-            )
-            sharpe = oof_sharpe(arrays, score.oof_proba, cost_bps) if returns is not None else None
-        except optuna.TrialPruned:
-            raise
-        except Exception as exc:
-            errors.append(exc)
-            trial.set_user_attr("error", f"{type(exc).__name__}: {exc}")
-            raise
-        finally:
-            trial.set_user_attr("boosting_rounds", counter.rounds)
-        trial.set_user_attr("fold_values", score.fold_values)
-        trial.set_user_attr("best_iterations", score.best_iterations)
-        if sharpe is not None and math.isfinite(sharpe):
-            trial.set_user_attr("oof_sharpe", sharpe)
-        return score.value
-
     finished: list[FrozenTrial] = []
 
     def on_trial_end(_study: optuna.Study, trial: FrozenTrial) -> None:
@@ -571,15 +657,35 @@ def run_study(
             except Exception:  # logging a trial must not abort the search
                 logger.exception("trial_callback failed for trial %d", trial.number)
 
+    spec = WorkerSpec(
+        arrays=arrays,
+        feature_names=feature_names,
+        storage_url=storage_url,
+        study_name=study_name,
+        pruner=pruner,
+        seed=seed,
+        launch=launch,
+        worker=0,
+        n_trials=int(n_trials),
+        timeout_s=float(timeout_s),
+        num_boost_round=num_boost_round,
+        early_stopping_rounds=early_stopping_rounds,
+        with_returns=returns is not None,
+        cost_bps=cost_bps,
+    )
     try:
-        study.optimize(
-            objective,
-            n_jobs=1,  # the reused Datasets must not be shared between threads
-            n_trials=int(n_trials),
-            timeout=None if math.isinf(timeout_s) else float(timeout_s),
-            catch=(Exception,),
-            callbacks=[on_trial_end],
-        )
+        if workers == 1:
+            study.sampler = optuna.samplers.TPESampler(seed=worker_seed(seed, launch, 0))
+            optimize_trials(study, spec, fold_data, errors, [on_trial_end])
+        else:
+            from mlplatform.training.distributed import fan_out
+
+            known = {t.number for t in study.get_trials(deepcopy=False)}
+            worker_errors = fan_out(spec, workers)
+            for trial in study.get_trials(deepcopy=False):
+                if trial.number not in known and trial.state.is_finished():
+                    on_trial_end(study, trial)
+            errors.extend(worker_errors)
     except Exception as exc:
         _raise_if_storage_lost(storage_url, exc)
         raise
@@ -588,6 +694,9 @@ def run_study(
     n_complete = states.count(TrialState.COMPLETE)
     n_pruned = states.count(TrialState.PRUNED)
     n_failed = states.count(TrialState.FAIL)
+    trial_errors = [t.user_attrs["error"] for t in finished if "error" in t.user_attrs]
+    if not errors and trial_errors:  # raised in a worker process: only the message came back
+        errors.append(RuntimeError(trial_errors[0]))
     first_error = f"{type(errors[0]).__name__}: {errors[0]}" if errors else None
     if finished and n_complete + n_pruned == 0:
         raise TuningError(

@@ -16,11 +16,13 @@ from mlplatform.data import (
 )
 from mlplatform.features import (
     FEATURE_COLUMNS,
+    LABEL_DEFINITION,
     compute_features,
     dropped_tickers,
+    feature_description,
     feature_schema_hash,
 )
-from mlplatform.orchestration.metadata import frame_preview, table_markdown
+from mlplatform.orchestration.metadata import ownership, table_metadata
 from mlplatform.orchestration.resources import MarketDataSource
 
 PricesFrame = pandera_schema_to_dagster_type(PRICES_SCHEMA)
@@ -28,6 +30,7 @@ PricesFrame = pandera_schema_to_dagster_type(PRICES_SCHEMA)
 
 @dg.asset(
     group_name="data",
+    **ownership("daily"),
     dagster_type=PricesFrame,
     kinds={"pandas"},
     description="Daily OHLCV bars in long format, validated; synthetic market or the user's files.",
@@ -48,7 +51,7 @@ def raw_prices(context: dg.AssetExecutionContext, market_data: MarketDataSource)
         "first_date": prices["date"].min().date().isoformat(),
         "last_date": prices["date"].max().date().isoformat(),
         "fingerprint": fingerprint(prices),
-        "preview": dg.MetadataValue.md(frame_preview(prices)),
+        "preview": table_metadata(prices.head(5)),
     }
     if snapshot.bayes_accuracy is not None:
         metadata["bayes_optimal_accuracy"] = float(snapshot.bayes_accuracy)
@@ -74,7 +77,7 @@ def raw_prices_no_gaps(raw_prices: pd.DataFrame) -> dg.AssetCheckResult:
         severity=dg.AssetCheckSeverity.WARN,
         metadata={
             "gaps": len(gaps),
-            "largest_gaps": dg.MetadataValue.md(table_markdown(gaps.head(20))),
+            "largest_gaps": table_metadata(gaps.head(20)),
         },
     )
 
@@ -88,13 +91,29 @@ def raw_prices_no_extreme_returns(raw_prices: pd.DataFrame) -> dg.AssetCheckResu
         metadata={
             "extreme_returns": len(extremes),
             "threshold_abs_return": config.EXTREME_RETURN_ABS,
-            "examples": dg.MetadataValue.md(table_markdown(extremes.head(20))),
+            "examples": table_metadata(extremes.head(20)),
         },
     )
 
 
+# What each column means, shown on the asset's page even before its first materialization. The
+# label is not a column: training derives it from the bars (make_labels); its definition is shown.
+FEATURES_SCHEMA = dg.TableSchema(
+    columns=[
+        dg.TableColumn("date", "datetime", description="Row index: the close t of the bar."),
+        dg.TableColumn("ticker", "string", description="Row index: the instrument."),
+        *(
+            dg.TableColumn(n, "float32", description=feature_description(n))
+            for n in FEATURE_COLUMNS
+        ),
+    ]
+)
+
+
 @dg.asset(
     group_name="data",
+    **ownership("daily"),
+    metadata={"dagster/column_schema": FEATURES_SCHEMA, "label": LABEL_DEFINITION},
     kinds={"pandas"},
     description="Leakage-free features per (date, ticker), from bars at or before each close.",
 )
@@ -108,13 +127,12 @@ def features(context: dg.AssetExecutionContext, raw_prices: pd.DataFrame) -> dg.
             allow_retries=False,
         )
     dates = matrix.index.get_level_values("date")
-    schema = dg.TableSchema(columns=[dg.TableColumn(name, "float32") for name in FEATURE_COLUMNS])
     context.log.info(f"{matrix.shape[0]} rows x {matrix.shape[1]} features")
     return dg.Output(
         matrix,
         metadata={
             "dagster/row_count": len(matrix),
-            "dagster/column_schema": schema,
+            "dagster/column_schema": FEATURES_SCHEMA,
             "features": len(FEATURE_COLUMNS),
             "feature_schema_hash": feature_schema_hash(),
             "first_date": dates.min().date().isoformat(),
@@ -135,6 +153,6 @@ def features_finite(features: pd.DataFrame) -> dg.AssetCheckResult:
         passed=not per_column.any(),
         metadata={
             "non_finite_values": int(per_column.sum()),
-            "columns": dg.MetadataValue.md(table_markdown(offenders.rename("count").to_frame())),
+            "columns": table_metadata(offenders.rename("count").to_frame()),
         },
     )

@@ -8,7 +8,7 @@ from pydantic import Field
 
 from mlplatform import config as settings
 from mlplatform.notifications import Notification, NotificationKind
-from mlplatform.orchestration.metadata import mlflow_model_url
+from mlplatform.orchestration.metadata import mlflow_model_url, ownership
 from mlplatform.orchestration.promotion_facts import promotion_facts
 from mlplatform.orchestration.resources import Notifier, PlatformStores
 from mlplatform.promotion import decide_promotion
@@ -32,6 +32,7 @@ def launching_user(context: dg.AssetExecutionContext | dg.OpExecutionContext, gi
 
 @dg.asset(
     group_name="deployment",
+    **ownership("manual"),
     deps=["backtest_report"],
     kinds={"mlflow"},
     description="Alias `production` and the models/production export. Materialize it by hand to "
@@ -59,16 +60,17 @@ def production_model(
         context.log.warning(f"promotion override: {reason} | " + "; ".join(decision.problems))
     actor = launching_user(context, config.actor)
     try:
-        record = promote(
-            tracking_uri=stores.tracking_uri,
-            name=stores.model_name,
-            version=version,
-            export_root=stores.models_path,
-            actor=actor,
-            reason=reason,
-            run_id=context.run_id,
-            override=decision.overridden,
-        )
+        with stores.registry_lock():
+            record = promote(
+                tracking_uri=stores.tracking_uri,
+                name=stores.model_name,
+                version=version,
+                export_root=stores.models_path,
+                actor=actor,
+                reason=reason,
+                run_id=context.run_id,
+                override=decision.overridden,
+            )
     except (RegistryError, MlflowException) as exc:
         now = get_alias_version(stores.tracking_uri, stores.model_name, settings.PRODUCTION_ALIAS)
         moved = now is not None and str(now.version) == version

@@ -14,7 +14,12 @@ from mlplatform.evaluation import markdown_table, write_html
 from mlplatform.evaluation.walk_forward import evaluate_candidate
 from mlplatform.notifications import Notification, NotificationKind
 from mlplatform.orchestration.errors import STORE_RETRY_POLICY, CheckedConfig, step_guard
-from mlplatform.orchestration.metadata import mlflow_model_url, run_link
+from mlplatform.orchestration.metadata import (
+    mlflow_artifact_url,
+    mlflow_model_url,
+    ownership,
+    run_link,
+)
 from mlplatform.orchestration.resources import (
     MarketDataSource,
     Notifier,
@@ -53,6 +58,7 @@ def _truth(market_data: MarketDataSource) -> pd.Series | None:
 
 @dg.asset(
     group_name="evaluation",
+    **ownership("weekly"),
     kinds={"mlflow"},
     retry_policy=STORE_RETRY_POLICY,
     description="Staging's recipe vs production's recipe vs naive baselines, all walked forward "
@@ -123,6 +129,7 @@ def backtest_report(
         "windows": windows.to_dict(),
         "metrics": result.to_dict(include_equity=False)["metrics"],
         "html": str(html_path),
+        "report_url": mlflow_artifact_url(run, f"backtest/{html_path.name}"),
     }
     metadata: dict[str, dg.RawMetadataValue] = {
         f"staging_{key}": round(float(staging_metrics[key]), 4)
@@ -132,6 +139,7 @@ def backtest_report(
     metadata.update(
         {
             "promotion_criteria_passed": all(v.passed for v in verdicts if v.blocking),
+            "promotion_criteria_passed_count": sum(v.passed for v in verdicts if v.blocking),
             "staging_version": str(staging.version),
             "production_version": report["production_version"],
             "production_compared": compared,
@@ -141,7 +149,8 @@ def backtest_report(
             "rows": int(result.n_rows),
             "dsr_trials": int(staging.tags["tuning_trials"]),
             "comparison": dg.MetadataValue.md(markdown_table(result)),
-            "report": dg.MetadataValue.path(str(html_path)),
+            "report": dg.MetadataValue.url(report["report_url"]),
+            "report_file": dg.MetadataValue.path(str(html_path)),
             "staging_model": dg.MetadataValue.url(mlflow_model_url(staging.name, staging.version)),
             "mlflow_run": run_link(run),
         }
@@ -184,6 +193,7 @@ def promotion_criteria(
             metadata={
                 "staging_version": backtest_report["staging_version"],
                 **{k: round(float(v), 4) for k, v in verdict.numbers.items() if v is not None},
+                **{k: dg.MetadataValue.text(str(v)) for k, v in verdict.thresholds.items()},
             },
         )
     if all(v.passed for v in verdicts if v.blocking):
@@ -199,7 +209,7 @@ def promotion_criteria(
                     "how_to_promote": "Materialize production_model in the Dagster UI, "
                     "or `make promote REASON=...`",
                 },
-                link=backtest_report.get("html"),
+                link=backtest_report.get("report_url"),
             )
         )
         context.log.info(f"staging v{version} is ready for review")

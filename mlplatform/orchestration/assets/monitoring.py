@@ -19,9 +19,20 @@ from mlplatform.monitoring import (
     score_drift,
 )
 from mlplatform.orchestration.errors import STORE_RETRY_POLICY, CheckedConfig, step_guard
-from mlplatform.orchestration.metadata import run_link, table_markdown
+from mlplatform.orchestration.metadata import (
+    mlflow_artifact_url,
+    ownership,
+    rounded_metadata,
+    run_link,
+    table_metadata,
+)
 from mlplatform.orchestration.resources import PlatformStores, ValidationScheme
-from mlplatform.registry import download_reference, get_alias_version, load_booster
+from mlplatform.registry import (
+    audit_production_alias,
+    download_reference,
+    get_alias_version,
+    load_booster,
+)
 from mlplatform.training import DateWindow, predict_up_proba
 
 
@@ -60,11 +71,13 @@ def training_rows(features: pd.DataFrame, training_window: str) -> pd.DataFrame:
 
 @dg.asset(
     group_name="monitoring",
+    **ownership("daily"),
     deps=["staging_model"],  # not backtest_report: a failed gate must not stop monitoring
     kinds={"evidently", "mlflow"},
     retry_policy=STORE_RETRY_POLICY,
-    description="Evidently PSI drift of the recent features, prediction scores and labels "
-    "against the monitored model's training reference.",
+    description="How far the recent features, prediction scores and labels moved from the "
+    "monitored model's training data (PSI; the drift sensor's share first, Evidently's report "
+    "linked).",
 )
 def drift_report(
     context: dg.AssetExecutionContext,
@@ -129,33 +142,86 @@ def drift_report(
                 "drift_label_psi": label_psi,
             }
         )
-    top = summary.per_feature.head(10).set_index("feature")
+    top = (
+        pd.DataFrame(
+            {
+                "psi": fast,
+                "report_psi": summary.per_feature.set_index("feature")["psi"].reindex(fast.index),
+            }
+        )
+        .rename_axis("feature")
+        .sort_values("psi", ascending=False)
+        .head(10)
+    )
+    artifact = f"drift/{html_path.name}"
     return dg.Output(
         {
             "model_version": str(version.version),
             "alias": alias,
-            "drift_share": summary.share_drifted,
+            "drift_share": fast_share,
+            "evidently_drift_share": summary.share_drifted,
             "dataset_drift": bool(summary.dataset_drift),
             "fast_psi": {k: float(v) for k, v in fast.items()},
             "score_psi": score_psi,
             "html": str(html_path),
         },
-        metadata={
-            "monitored_model": f"{alias} v{version.version}",
-            "drift_share": float(summary.share_drifted),
-            "drifted_features": int(summary.n_drifted),
-            "features": int(summary.n_features),
-            "dataset_drift": bool(summary.dataset_drift),
-            "fast_psi_drift_share": float(fast_share),
-            "fast_psi_drifted_features": int(fast_drifted),
-            "prediction_score_psi": score_psi,
-            "prediction_score_drifted": bool(score.drifted),
-            "label_psi": label_psi,
-            "recent_label_up_rate": label_up_rate,
-            "reference_label_up_rate": float(reference_doc.get("label_up_rate", float("nan"))),
-            "window": f"{current.index[0][0]:%Y-%m-%d} → {current.index[-1][0]:%Y-%m-%d}",
-            "top_drifted_features": dg.MetadataValue.md(table_markdown(top)),
-            "report": dg.MetadataValue.path(str(html_path)),
-            "mlflow_run": run_link(run),
-        },
+        metadata=rounded_metadata(
+            {
+                "monitored_model": f"{alias} v{version.version}",
+                # One figure per concept: the share the drift sensor acts on comes first.
+                "drift_share": float(fast_share),
+                "drifted_features": int(fast_drifted),
+                "features": len(fast),
+                "drift_share_at_retrain_threshold": bool(fast_share >= settings.DRIFT.drift_share),
+                "prediction_score_psi": score_psi,
+                "prediction_score_drifted": bool(score.drifted),
+                "label_psi": label_psi,
+                "recent_label_up_rate": label_up_rate,
+                "reference_label_up_rate": float(reference_doc.get("label_up_rate", float("nan"))),
+                "window": f"{current.index[0][0]:%Y-%m-%d} → {current.index[-1][0]:%Y-%m-%d}",
+                "top_drifted_features": table_metadata(top),
+                "evidently_report_drift_share": float(summary.share_drifted),
+                "evidently_report_drifted_features": int(summary.n_drifted),
+                "about_the_two_drift_shares": dg.MetadataValue.md(
+                    drift_figures_note(len(current), summary.current_rows)
+                ),
+                "report": dg.MetadataValue.url(mlflow_artifact_url(run, artifact)),
+                "report_file": dg.MetadataValue.path(str(html_path)),
+                "mlflow_run": run_link(run),
+            }
+        ),
+    )
+
+
+def drift_figures_note(window_rows: int, report_rows: int) -> str:
+    """Why drift_share (the sensor's) and the Evidently report's share can differ."""
+    return (
+        f"Both count the features whose PSI is at least {settings.DRIFT.psi_threshold}. "
+        "**drift_share** is the figure the drift sensor acts on (retrain at "
+        f"{settings.DRIFT.drift_share:.0%}): PSI of all {window_rows:,} recent rows against the "
+        f"{settings.DRIFT.n_bins} reference-quantile bins stored with the model. The **Evidently "
+        "report** bins each feature afresh (equal-width bins over reference and recent rows "
+        "together) on a sample "
+        f"of {report_rows:,} recent rows, so its PSI per feature, and its share, differ "
+        "somewhat. Decide on drift_share; read the report for the per-feature pictures."
+    )
+
+
+@dg.asset_check(
+    asset=drift_report,
+    description="The production alias points where the platform's last promotion or rollback "
+    "put it, not where someone moved it in MLflow's UI or API.",
+)
+def production_alias_set_by_platform(stores: PlatformStores) -> dg.AssetCheckResult:
+    production, moved_outside = audit_production_alias(stores.tracking_uri, stores.model_name)
+    return dg.AssetCheckResult(
+        passed=moved_outside is None,
+        severity=dg.AssetCheckSeverity.ERROR,
+        description=moved_outside
+        or (
+            "nothing in production yet"
+            if production is None
+            else f"production v{production} is where the platform put it"
+        ),
+        metadata={"production_version": "none" if production is None else str(production)},
     )

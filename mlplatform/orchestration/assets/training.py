@@ -18,7 +18,7 @@ from mlplatform.data import fingerprint
 from mlplatform.features import LABEL_DEFINITION, feature_schema_hash, forward_returns
 from mlplatform.monitoring import model_reference
 from mlplatform.orchestration.errors import STORE_RETRY_POLICY, CheckedConfig, step_guard
-from mlplatform.orchestration.metadata import mlflow_model_url, run_link, table_markdown
+from mlplatform.orchestration.metadata import mlflow_model_url, ownership, run_link, table_metadata
 from mlplatform.orchestration.resources import PlatformStores, ValidationScheme
 from mlplatform.registry import (
     get_alias_version,
@@ -73,6 +73,11 @@ class TuningConfig(CheckedConfig):
         ge=1,
         description="Per fold, score on at most this many test rows (same tickers).",
     )
+    workers: int = Field(
+        default=settings.TUNING.workers,
+        description="Optuna worker processes on the shared study (more than 1 wants a server "
+        "storage: Postgres, or journal+redis://).",
+    )
 
 
 class TrainingConfig(CheckedConfig):
@@ -123,6 +128,7 @@ def _log_trial(record: TrialRecord) -> None:
 
 @dg.asset(
     group_name="training",
+    **ownership("weekly"),
     kinds={"optuna", "mlflow"},
     retry_policy=STORE_RETRY_POLICY,
     description="Hyperparameters from an Optuna study on purged walk-forward folds.",
@@ -138,7 +144,10 @@ def tuned_params(
 ) -> dg.Output[dict]:
     with step_guard(context):
         validate_tuning_args(
-            n_trials=config.n_trials, timeout_s=config.timeout_s, pruner=config.pruner
+            n_trials=config.n_trials,
+            timeout_s=config.timeout_s,
+            pruner=config.pruner,
+            workers=config.workers,
         )
         data = validation.labelled(features, raw_prices)
         windows = validation.plan(data)  # the one split of this run; later steps read it
@@ -173,6 +182,7 @@ def tuned_params(
             trial_callback=_log_trial,
             max_train_rows=config.max_tuning_rows,
             max_test_rows=config.max_tuning_test_rows,
+            workers=config.workers,
             # Each trial's out-of-fold long/short Sharpe (tuning folds only, never the backtest
             # window): their dispersion is the V[SR_n] of the evaluation's Deflated Sharpe.
             # The backtest trades horizon 1 only, so only then is a trial's Sharpe comparable.
@@ -196,7 +206,14 @@ def tuned_params(
     importances = pd.DataFrame(
         {"importance": pd.Series(result.param_importances, dtype="float64")}
     ).rename_axis("parameter")
-    params = pd.DataFrame({"value": pd.Series(result.best_params, dtype="object")})
+    params = pd.DataFrame(
+        {
+            "value": {
+                k: f"{v:.4g}" if isinstance(v, float) else str(v)
+                for k, v in result.best_params.items()
+            }
+        }
+    ).rename_axis("parameter")
     value = {
         "params": result.best_params,
         "num_boost_round": int(result.best_num_boost_round),
@@ -248,8 +265,8 @@ def tuned_params(
             "max_tuning_rows": str(config.max_tuning_rows),
             "development_window": str(windows.development),
             "evaluation_window": str(windows.evaluation),
-            "parameter_importances": dg.MetadataValue.md(table_markdown(importances)),
-            "best_params": dg.MetadataValue.md(table_markdown(params)),
+            "parameter_importances": table_metadata(importances),
+            "best_params": table_metadata(params),
             "mlflow_run": run_link(run),
         },
     )
@@ -257,6 +274,7 @@ def tuned_params(
 
 @dg.asset(
     group_name="training",
+    **ownership("weekly"),
     kinds={"lightgbm", "mlflow"},
     retry_policy=STORE_RETRY_POLICY,
     description="The tuned recipe walked forward over the evaluation window (out-of-sample "
@@ -313,26 +331,27 @@ def staging_model(
             "tuning_trials": str(int(tuned_params["n_trials_total"])),
             "trial_sharpes": json.dumps(sharpe_summary(tuned_params["trial_sharpes"])),
         }
-        handle = register_candidate(
-            candidate.booster,
-            tracking_uri=stores.tracking_uri,
-            run_id=run.info.run_id,
-            name=stores.model_name,
-            semver=semver,
-            tags=tags,
-            input_example=refit.X.head(5),
-            reference=model_reference(
-                refit.X, refit.y, candidate.out_of_sample, settings.DRIFT.n_bins
-            ),
-            metadata={
-                **tags,
-                "params": recipe.params,
-                "features": list(refit.X.columns),
-                "training_rows": candidate.training_rows,
-                "horizon": validation.horizon,
-            },
-            export_root=stores.models_path,
-        )
+        with stores.registry_lock():
+            handle = register_candidate(
+                candidate.booster,
+                tracking_uri=stores.tracking_uri,
+                run_id=run.info.run_id,
+                name=stores.model_name,
+                semver=semver,
+                tags=tags,
+                input_example=refit.X.head(5),
+                reference=model_reference(
+                    refit.X, refit.y, candidate.out_of_sample, settings.DRIFT.n_bins
+                ),
+                metadata={
+                    **tags,
+                    "params": recipe.params,
+                    "features": list(refit.X.columns),
+                    "training_rows": candidate.training_rows,
+                    "horizon": validation.horizon,
+                },
+                export_root=stores.models_path,
+            )
     semver = handle.semver  # the registry moves a semver another version holds to its next patch
     context.log.info(f"registered {handle.name} v{handle.version} ({semver}) as staging")
     return dg.Output(
@@ -352,6 +371,12 @@ def staging_model(
             "training_rows": candidate.training_rows,
             "walk_forward_blocks": len(candidate.windows.blocks),
             "boosting_rounds": recipe.num_boost_round,
+            "feature_importance_gain": table_metadata(
+                pd.DataFrame(
+                    {"gain": candidate.booster.feature_importance("gain")},
+                    index=pd.Index(candidate.booster.feature_name(), name="feature"),
+                ).sort_values("gain", ascending=False)
+            ),
             "export": dg.MetadataValue.path(str(stores.models_path / "staging")),
             "mlflow_run": run_link(run),
         },

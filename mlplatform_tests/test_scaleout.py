@@ -1,0 +1,544 @@
+"""The scale-out stack on real servers: Postgres (Dagster instance, MLflow backend, Optuna, the
+registry lock), Redis (Optuna journal, Celery broker) and an MLflow server these tests start.
+
+Without the servers (a laptop) the tests skip, naming what is missing; under CI=true they fail
+instead. Start the servers: see README "Scaling out".
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import multiprocessing
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import dagster as dg
+import optuna
+import pytest
+import redis
+import sqlalchemy as sa
+import yaml
+from mlflow.tracking import MlflowClient
+from optuna.trial import TrialState
+
+from mlplatform import config
+from mlplatform.cli import create_database, execute, main
+from mlplatform.definitions import build_definitions, build_resources
+from mlplatform.orchestration.resources import (
+    MarketDataSource,
+    ValidationScheme,
+    ensure_experiment,
+)
+from mlplatform.registry import load_booster, promote, register_candidate
+from mlplatform.registry.locking import registry_lock
+from mlplatform.training import SEARCH_SPACE, walk_forward_folds
+from mlplatform.training.tuning import make_storage, run_study
+from mlplatform_tests.conftest import (
+    SMALL_MARKET,
+    SMALL_VALIDATION,
+    failure_message,
+    lenient_policy,
+    small_run_config,
+)
+from mlplatform_tests.registry_support import tiny_booster, tiny_frame
+from mlplatform_tests.test_training_tuning import FAST, small_frame
+
+pytestmark = pytest.mark.scaleout
+
+PG_SERVER = os.environ.get("MLPLATFORM_TEST_PG", "postgresql+psycopg2://postgres@127.0.0.1:5432")
+REDIS_URL = os.environ.get("MLPLATFORM_TEST_REDIS", "redis://127.0.0.1:6379/10")
+BROKER_URL = os.environ.get("MLPLATFORM_TEST_BROKER", "redis://127.0.0.1:6379/11")
+DB_PREFIX = "issue10_"  # every database these tests create (and drop) starts with this
+DAGSTER_YAML = config.PROJECT_ROOT / "deploy" / "dagster-postgres.yaml"
+
+
+def _require(service: str, url: str) -> None:
+    """Skip (fail under CI=true) when `url`'s host:port does not accept a connection."""
+    parts = urlsplit(url)
+    host, port = parts.hostname or "127.0.0.1", parts.port
+    try:
+        socket.create_connection((host, port), timeout=2).close()
+    except OSError as exc:
+        message = f"{service} unreachable at {host}:{port} ({exc}); see README 'Scaling out'"
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI=true: {message}")
+        pytest.skip(message)
+
+
+def _new_database() -> str:
+    url = f"{PG_SERVER}/{DB_PREFIX}{uuid.uuid4().hex[:12]}"
+    create_database(url)
+    return url
+
+
+def _drop_database(url: str) -> None:
+    name = sa.engine.make_url(url).database
+    engine = sa.create_engine(f"{PG_SERVER}/postgres", poolclass=sa.pool.NullPool)
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    engine.dispose()
+
+
+@pytest.fixture
+def databases() -> Iterator[Callable[[], str]]:
+    """Makes fresh databases on the machine's Postgres, dropped afterwards. Dagster, MLflow and
+    Optuna each keep an alembic_version table: each store needs a database of its own."""
+    _require("PostgreSQL", PG_SERVER)
+    made: list[str] = []
+
+    def new() -> str:
+        made.append(_new_database())
+        return made[-1]
+
+    yield new
+    for url in made:
+        _drop_database(url)
+
+
+@pytest.fixture
+def postgres(databases: Callable[[], str]) -> str:
+    return databases()
+
+
+@pytest.fixture
+def redis_db() -> Iterator[str]:
+    _require("Redis", REDIS_URL)
+    redis.Redis.from_url(REDIS_URL).flushdb()
+    yield REDIS_URL
+    redis.Redis.from_url(REDIS_URL).flushdb()
+
+
+def _free_port() -> int:
+    for port in range(5100, 5200):
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) != 0:
+                return port
+    raise RuntimeError("no free port in 5100-5199")
+
+
+@pytest.fixture(scope="module")
+def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    """`python -m mlplatform mlflow-server` (what `make mlflow-server` runs) on a fresh
+    database, artifacts proxied from a folder only the server knows: (URL, artifact folder)."""
+    _require("PostgreSQL", PG_SERVER)
+    backend = _new_database()
+    artifacts = tmp_path_factory.mktemp("server-artifacts")
+    port = _free_port()
+    log = (tmp_path_factory.mktemp("server-log") / "mlflow.log").open("w")
+    process = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "mlplatform", "mlflow-server"),
+            *("--backend-store-uri", backend, "--artifacts-destination", str(artifacts)),
+            *("--port", str(port)),
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,  # mlflow starts uvicorn: stop the whole group afterwards
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 240  # about 10 s idle; over a minute on a busy 2-core box
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"mlflow server did not start: see {log.name}")
+            time.sleep(0.5)
+        yield url, artifacts
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=30)
+        log.close()
+        _drop_database(backend)
+
+
+def _postgres_instance(home: Path, database_url: str, monkeypatch: pytest.MonkeyPatch):
+    """A Dagster instance from deploy/dagster-postgres.yaml, credentials from the environment."""
+    url = sa.engine.make_url(database_url)
+    for name, value in {
+        "MLPLATFORM_PG_USER": url.username,
+        "MLPLATFORM_PG_PASSWORD": url.password or "",
+        "MLPLATFORM_PG_HOST": url.host,
+        "MLPLATFORM_PG_DB": url.database,
+    }.items():
+        monkeypatch.setenv(name, str(value))
+    home.mkdir(parents=True, exist_ok=True)
+    shutil.copy(DAGSTER_YAML, home / "dagster.yaml")
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    return dg.DagsterInstance.get()
+
+
+# --- stores ---------------------------------------------------------------------------------------
+
+
+def test_retrain_promote_rollback_with_every_store_on_the_servers(
+    platform_home: Path,
+    mlflow_server: tuple[str, Path],
+    databases: Callable[[], str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    server_url, server_artifacts = mlflow_server
+    model = config.MODEL_NAME  # the module's server is fresh; the race test uses its own name
+    optuna_db, dagster_db = databases(), databases()
+    monkeypatch.setenv(config.MLFLOW_TRACKING_URI_ENV, server_url)
+    monkeypatch.setenv(config.OPTUNA_STORAGE_ENV, optuna_db)
+    monkeypatch.setenv(config.REGISTRY_LOCK_URL_ENV, optuna_db)
+    instance = _postgres_instance(platform_home / "dagster", dagster_db, monkeypatch)
+    defs = build_definitions(
+        {
+            "market_data": MarketDataSource(**SMALL_MARKET),
+            "validation": ValidationScheme(**SMALL_VALIDATION),
+            "policy": lenient_policy(),
+        }
+    )
+
+    retrain = ("raw_prices", "features", "tuned_params", "staging_model", "backtest_report")
+    trained = execute(
+        defs,
+        instance,
+        trigger="test",
+        assets=[dg.AssetKey(k) for k in retrain],
+        run_config=small_run_config(n_trials=2),
+    )
+    assert trained.success, failure_message(trained)
+
+    def promote_staging(reason: str) -> None:
+        result = execute(
+            defs,
+            instance,
+            trigger="test",
+            assets=[dg.AssetKey("production_model")],
+            run_config={"ops": {"production_model": {"config": {"reason": reason}}}},
+        )
+        assert result.success, failure_message(result)
+
+    promote_staging("first")
+    retrained = execute(
+        defs,
+        instance,
+        trigger="test",
+        assets=[dg.AssetKey("staging_model"), dg.AssetKey("backtest_report")],
+        run_config={"ops": {"staging_model": {"config": {"seed": 11}}}},
+    )
+    assert retrained.success, failure_message(retrained)
+    promote_staging("second")
+    rolled_back = execute(
+        defs,
+        instance,
+        trigger="test",
+        job="rollback_job",
+        run_config={"ops": {"rollback_production": {"config": {"reason": "test"}}}},
+    )
+    assert rolled_back.success, failure_message(rolled_back)
+
+    client = MlflowClient(tracking_uri=server_url)
+    production = client.get_model_version_by_alias(model, config.PRODUCTION_ALIAS)
+    assert str(production.version) == "1"
+    assert production.source.startswith(("models:/", "mlflow-artifacts:"))
+    experiment = client.get_experiment_by_name(config.EXPERIMENT_NAME)
+    assert experiment is not None and experiment.artifact_location.startswith("mlflow-artifacts:")
+    # Artifacts went to the server's folder, never to this client's home folder...
+    assert not config.mlflow_artifact_root().exists()
+    assert len(list(server_artifacts.rglob("MLmodel"))) >= 2
+    # ...and a client without any local artifact folder reads the model through the server.
+    booster = load_booster(server_url, model, "2")
+    assert booster.num_trees() > 0
+    # The Dagster instance and the Optuna study live in Postgres.
+    assert type(instance.run_storage).__name__ == "PostgresRunStorage"
+    assert len(instance.get_runs()) == 5
+    summaries = optuna.get_all_study_summaries(make_storage(optuna_db))
+    assert len(summaries) == 1 and summaries[0].n_trials == 2
+
+
+def test_store_urls_with_credentials_reach_resources_as_envvar_names(
+    platform_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What the UI shows of a resource is its config: the variable's name, never the URL."""
+    secret_url = "postgresql+psycopg2://mlplatform:s3cret@db:5432/optuna"
+    monkeypatch.setenv(config.MLFLOW_TRACKING_URI_ENV, "https://ops:s3cret@mlflow.internal")
+    monkeypatch.setenv(config.OPTUNA_STORAGE_ENV, secret_url)
+    monkeypatch.setenv(config.REGISTRY_LOCK_URL_ENV, secret_url)
+    monkeypatch.setenv(config.IO_DIR_ENV, str(platform_home / "shared-io"))
+    resources = build_resources()
+    stores = resources["stores"]
+    for value, name in (
+        (stores.tracking_uri, config.MLFLOW_TRACKING_URI_ENV),
+        (stores.optuna_storage, config.OPTUNA_STORAGE_ENV),
+        (stores.registry_lock_url, config.REGISTRY_LOCK_URL_ENV),
+    ):
+        assert isinstance(value, dg.EnvVar) and value == name
+    assert "s3cret" not in repr(resources)
+    # Unset, the embedded stores are plain paths under the home folder, as before.
+    for name in (config.MLFLOW_TRACKING_URI_ENV, config.OPTUNA_STORAGE_ENV):
+        monkeypatch.delenv(name)
+    monkeypatch.delenv(config.REGISTRY_LOCK_URL_ENV)
+    embedded = build_resources()["stores"]
+    assert (
+        embedded.tracking_uri == config.mlflow_tracking_uri() and "sqlite" in embedded.tracking_uri
+    )
+    assert embedded.registry_lock_url is None
+
+
+def _promote_in_process(
+    tracking_uri: str, lock_url: str, model: str, version: str, export: str, barrier
+) -> None:
+    """One host's promotion, started together with the other's (spawned process)."""
+    barrier.wait()
+    with registry_lock(lock_url, model):
+        promote(
+            tracking_uri=tracking_uri,
+            name=model,
+            version=version,
+            export_root=Path(export),
+            actor=f"host-{version}",
+            reason="race",
+            run_id=f"run-{version}",
+        )
+
+
+def test_two_concurrent_promotions_leave_one_consistent_production(
+    tmp_path: Path, mlflow_server: tuple[str, Path], postgres: str
+) -> None:
+    server_url, _ = mlflow_server
+    model = f"race-{uuid.uuid4().hex[:8]}"
+    experiment = ensure_experiment(server_url, config.EXPERIMENT_NAME, tmp_path / "unused")
+    client = MlflowClient(tracking_uri=server_url)
+    for seed in (1, 2):
+        X, _ = tiny_frame(seed)
+        register_candidate(
+            tiny_booster(seed),
+            tracking_uri=server_url,
+            run_id=client.create_run(experiment).info.run_id,
+            name=model,
+            semver=f"1.0.{seed}",
+            tags={"data_fingerprint": f"fp{seed}", "dagster_run_id": f"d{seed}"},
+            input_example=X,
+            reference={"seed": seed},
+            metadata={"seed": seed},
+            export_root=tmp_path / "registering-host",
+        )
+    context = multiprocessing.get_context("spawn")
+    barrier = context.Barrier(2)
+    hosts = [
+        context.Process(
+            target=_promote_in_process,
+            args=(server_url, postgres, model, v, str(tmp_path / f"host-{v}"), barrier),
+        )
+        for v in ("1", "2")
+    ]
+    for process in hosts:
+        process.start()
+    for process in hosts:
+        process.join(timeout=120)
+        assert process.exitcode == 0
+
+    production = client.get_model_version_by_alias(model, config.PRODUCTION_ALIAS)
+    other = "1" if production.version == "2" else "2"
+    # Serialised: whoever went second saw the first as production and archived it.
+    assert production.tags["previous_production_version"] == other
+    assert client.get_model_version(model, other).tags.get(config.ARCHIVED_TAG) == "true"
+    assert production.tags.get(config.ARCHIVED_TAG) is None
+
+
+# --- distributed tuning ------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tuning_data():
+    X, y = small_frame(n_dates=220, n_tickers=6)
+    dates = X.index.get_level_values("date").unique()
+    folds = walk_forward_folds(dates, n_folds=2, horizon=1, embargo_days=2, min_train_days=100)
+    return X, y, folds
+
+
+def _tune(data, url: str, n_trials: int, workers: int, name: str = "shared"):
+    X, y, folds = data
+    return run_study(
+        X,
+        y,
+        folds,
+        study_name=name,
+        storage_url=url,
+        n_trials=n_trials,
+        timeout_s=300.0,
+        pruner="median",
+        seed=7,
+        workers=workers,
+        **FAST,
+    )
+
+
+def _assert_distinct_trials(url: str, expected: int, workers: set[str]) -> None:
+    study = optuna.load_study(study_name="shared", storage=make_storage(url))
+    trials = [t for t in study.trials if t.state != TrialState.FAIL]
+    draws = [tuple(sorted(t.params.items())) for t in trials]
+    assert len(trials) == expected and len(set(draws)) == expected  # no duplicated parameters
+    assert {t.user_attrs["worker"] for t in trials} == workers
+    best = min((t for t in trials if t.state == TrialState.COMPLETE), key=lambda t: t.value)
+    assert study.best_trial.number == best.number
+
+
+def test_two_tuning_workers_on_postgres_run_no_duplicate_trial(tuning_data, postgres: str) -> None:
+    first = _tune(tuning_data, postgres, n_trials=4, workers=2)
+    assert first.n_complete + first.n_pruned == 4
+    second = _tune(tuning_data, postgres, n_trials=4, workers=2)  # a resume, two workers again
+    assert second.n_trials_in_study == 8
+    assert second.best_value <= first.best_value
+    _assert_distinct_trials(postgres, 8, {"0.0", "0.1", "1.0", "1.1"})
+
+
+def test_journal_storages_on_a_file_and_on_redis(
+    tuning_data, tmp_path: Path, redis_db: str
+) -> None:
+    journal = f"journal+file://{tmp_path / 'journal' / 'studies.log'}"
+    result = _tune(tuning_data, journal, n_trials=4, workers=2)
+    assert result.n_trials_in_study == 4
+    _assert_distinct_trials(journal, 4, {"0.0", "0.1"})
+
+    on_redis = "journal+" + redis_db
+    _tune(tuning_data, on_redis, n_trials=2, workers=1)
+    _tune(tuning_data, on_redis, n_trials=2, workers=1)  # a resume replays no draw
+    _assert_distinct_trials(on_redis, 4, {"0.0", "1.0"})
+
+
+def test_a_dead_workers_trial_is_failed_by_its_heartbeat_and_retried(
+    tuning_data, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker that died mid-trial leaves it RUNNING with a stale heartbeat: the next worker on
+    the study marks it FAIL and runs its parameters again."""
+    monkeypatch.setattr(
+        config, "TUNING", dataclasses.replace(config.TUNING, heartbeat_interval_s=1)
+    )
+    url = f"sqlite:///{tmp_path / 'studies.db'}"
+    study = optuna.create_study(study_name="shared", storage=make_storage(url))
+    dead = study.ask({"num_leaves": SEARCH_SPACE["num_leaves"]})
+    dead_params = dict(dead.params)
+    study._storage.record_heartbeat(dead._trial_id)  # then the "worker" vanishes
+    time.sleep(3.5)  # past the grace period (3 heartbeat intervals)
+
+    _tune(tuning_data, url, n_trials=1, workers=1)
+    trials = optuna.load_study(study_name="shared", storage=make_storage(url)).trials
+    assert trials[0].state == TrialState.FAIL
+    retried = trials[1]
+    assert retried.system_attrs["failed_trial"] == trials[0].number
+    assert retried.params["num_leaves"] == dead_params["num_leaves"]
+
+
+def test_bad_storage_urls_and_worker_counts_are_refused(tuning_data) -> None:
+    with pytest.raises(ValueError, match="absolute path"):
+        make_storage("journal+file://relative/studies.log")
+    with pytest.raises(ValueError, match="workers must be an integer >= 1"):
+        _tune(tuning_data, "sqlite:///:memory:", n_trials=1, workers=0)
+    with pytest.raises(ValueError, match="need a storage they share"):
+        _tune(tuning_data, "sqlite:///:memory:", n_trials=2, workers=2)
+
+
+# --- a real executor ---------------------------------------------------------------------------
+
+
+def test_celery_executor_runs_a_retrain_on_a_worker_process(
+    platform_home: Path, databases: Callable[[], str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _require("Redis", BROKER_URL)
+    optuna_db, dagster_db = databases(), databases()
+    redis.Redis.from_url(BROKER_URL).flushdb()
+    from mlplatform.data import generate_market
+
+    data_file = platform_home.parent / "prices.csv"
+    # the CLI runs the default validation: five years fit the 36-month evaluation window
+    generate_market(**{**SMALL_MARKET, "years": 5}).prices.to_csv(data_file, index=False)
+    shared = platform_home.parent / "shared-io"
+    env = {
+        config.DATA_PATH_ENV: str(data_file),
+        config.IO_DIR_ENV: str(shared),
+        config.OPTUNA_STORAGE_ENV: optuna_db,
+        config.CELERY_BROKER_ENV: BROKER_URL,
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    instance = _postgres_instance(platform_home / "dagster", dagster_db, monkeypatch)
+    celery_yaml = platform_home.parent / "celery.yaml"
+    celery_yaml.write_text(
+        yaml.safe_dump({"execution": {"config": {"broker": BROKER_URL, "backend": BROKER_URL}}})
+    )
+    dagster_celery = Path(sys.executable).parent / "dagster-celery"
+    worker_log = (platform_home.parent / "worker.log").open("w")
+    worker = subprocess.Popen(
+        [
+            *(str(dagster_celery), "worker", "start", "-A", "dagster_celery.app"),
+            *("-y", str(celery_yaml), "--", "--concurrency", "1", "--pool", "solo"),
+        ],
+        env={
+            **os.environ,
+            "PYTHONPATH": str(config.PROJECT_ROOT),
+            "PATH": f"{dagster_celery.parent}{os.pathsep}{os.environ.get('PATH', '')}",
+        },
+        stdout=worker_log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 180
+        while " ready." not in (platform_home.parent / "worker.log").read_text():
+            assert worker.poll() is None and time.monotonic() < deadline, (
+                "celery worker did not start:\n"
+                + (platform_home.parent / "worker.log").read_text()[-3000:]
+            )
+            time.sleep(0.5)
+        assert main(["run", "--executor", "celery", "--trials", "2"]) == 0
+        (run,) = instance.get_runs()
+        assert run.run_config["execution"]["config"]["celery"]["broker"] == {
+            "env": config.CELERY_BROKER_ENV
+        }
+        starts = instance.all_logs(run.run_id, of_type=dg.DagsterEventType.STEP_START)
+        assert {r.step_key for r in starts} >= {"tuned_params", "staging_model", "backtest_report"}
+        # Every step ran in the worker's process group, none in this process.
+        pids = {r.dagster_event.pid for r in starts if r.dagster_event is not None}
+        assert pids and {os.getpgid(pid) for pid in pids} == {worker.pid}
+        assert (shared / "tuned_params").exists()  # asset values on the shared path
+        assert not (config.home_dir() / "io").exists()
+    finally:
+        os.killpg(worker.pid, signal.SIGTERM)
+        worker.wait(timeout=30)
+        worker_log.close()
+        redis.Redis.from_url(BROKER_URL).flushdb()
+
+
+def test_multiprocess_executor_runs_the_step_in_another_process(platform_home: Path) -> None:
+    from mlplatform.cli import prepare_home
+
+    prepare_home()
+    instance = dg.DagsterInstance.get()
+    result = execute(
+        build_definitions(),
+        instance,
+        trigger="test",
+        job="repair_export_job",
+        executor="multiprocess",
+    )
+    assert result.success, failure_message(result)
+    (start,) = instance.all_logs(result.run_id, of_type=dg.DagsterEventType.STEP_START)
+    assert start.dagster_event is not None and start.dagster_event.pid != os.getpid()
+    assert (config.io_dir() / result.run_id / "repair_production" / "result").exists()
+
+
+def test_a_celery_run_without_a_shared_io_dir_is_refused_before_any_work(
+    platform_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["run", "--executor", "celery", "--trials", "1"]) == 2
+    assert config.IO_DIR_ENV in capsys.readouterr().err
+    assert dg.DagsterInstance.get().get_runs() == []
