@@ -17,6 +17,7 @@ from mlplatform.training import (
     SplitError,
     Windows,
     build_candidate,
+    labelled_rows,
     plan_windows,
     walk_forward_predictions,
 )
@@ -105,6 +106,38 @@ def _poison(data: LabelledData, rows: np.ndarray, keep_features: np.ndarray) -> 
     y[rows] = 1 - y[rows]
     X.loc[rows & ~keep_features] = -X.loc[rows & ~keep_features].to_numpy()
     return LabelledData(X, y)
+
+
+@pytest.mark.parametrize("gap", [False, True])
+def test_labelled_rows_are_the_rows_with_features_and_a_label(gap: bool) -> None:
+    data = _data(n_dates=30)
+    features = data.X
+    labels = data.y.iloc[3:-6]  # no label on the first date nor on the last two (horizon)
+    if gap:  # one ticker without labels mid-history: the labelled rows are no leading run
+        labels = labels.drop(labels.index[labels.index.get_level_values("ticker") == "B"][10:13])
+    got = labelled_rows(features, labels)
+    expected = features.index.intersection(labels.index)
+    assert got.X.index.equals(expected)
+    pd.testing.assert_frame_equal(got.X, features.loc[expected])
+    pd.testing.assert_series_equal(got.y, labels.loc[expected])
+    with pytest.raises(SplitError, match="no row has both"):
+        labelled_rows(features.iloc[:3], labels)
+
+
+def test_windows_of_unsorted_rows_equal_those_of_sorted_rows() -> None:
+    data = _data(n_dates=200)
+    order = np.random.default_rng(3).permutation(len(data.X))
+    shuffled = LabelledData(data.X.iloc[order], data.y.iloc[order])
+    windows = _windows(data)
+    window, last = windows.blocks[1].test, windows.blocks[1].train_end
+    for part, other in [
+        (data.within(window), shuffled.within(window)),
+        (data.until(last), shuffled.until(last)),
+    ]:
+        pd.testing.assert_frame_equal(part.X, other.X.sort_index())
+        pd.testing.assert_series_equal(part.y, other.y.sort_index())
+        assert part.X.index.equals(part.y.index)
+    assert data.within(windows.refit) is data  # the whole range: no copy
 
 
 def test_no_block_is_predicted_by_a_model_that_saw_its_future() -> None:

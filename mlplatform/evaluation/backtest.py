@@ -156,13 +156,21 @@ def naive_baselines(
       as the strategy benchmark (long-only buy and hold, entered once).
     Hard 0/1 rules score a clipped (large) log loss; that is the honest score of a hard rule.
     """
+    return naive_rules(up_rate(train_labels), previous_direction(prices, test_index))
+
+
+def up_rate(train_labels: pd.Series) -> float:
+    """The share of up labels among the known ones."""
     labels = np.asarray(train_labels, dtype=float)
     labels = labels[~np.isnan(labels)]
     if labels.size == 0:
         raise ValueError("naive_baselines: train_labels is empty")
-    up_rate = float(labels.mean())
-    index = _as_row_index(test_index, "test_index")
+    return float(labels.mean())
 
+
+def previous_direction(prices: pd.DataFrame, test_index: pd.Index) -> pd.Series:
+    """1.0 where close[t] rose over the ticker's previous bar, 0.0 where not, NaN without one."""
+    index = _as_row_index(test_index, "test_index")
     px = prices.reset_index() if "date" not in prices.columns else prices
     missing = {"date", "ticker", "close"} - set(px.columns)
     if missing:
@@ -175,20 +183,21 @@ def naive_baselines(
     prev_return = px["close"].to_numpy() / prev_close.to_numpy() - 1.0
     prev_up = np.where(np.isnan(prev_return), np.nan, (prev_return > 0).astype(float))
     prev_dir = pd.Series(prev_up, index=pd.MultiIndex.from_frame(px[["date", "ticker"]]))
-    prev_dir = prev_dir.reindex(index).fillna(up_rate)
+    return prev_dir.reindex(index)
 
-    def const(value: float) -> pd.Series:
-        return pd.Series(value, index=index, dtype=float)
 
-    out = {
-        "training_majority": const(up_rate),
-        "always_up": const(1.0),
-        "previous_direction": prev_dir.astype(float),
-        "buy_and_hold": const(1.0),
+def naive_rules(rate: float, previous: pd.Series) -> dict[str, pd.Series]:
+    """The baselines on `previous.index`, from the training up-rate and `previous_direction`."""
+
+    def const(value: float, name: str) -> pd.Series:
+        return pd.Series(value, index=previous.index, dtype=float, name=name)
+
+    return {
+        "training_majority": const(rate, "training_majority"),
+        "always_up": const(1.0, "always_up"),
+        "previous_direction": previous.fillna(rate).astype(float).rename("previous_direction"),
+        "buy_and_hold": const(1.0, "buy_and_hold"),
     }
-    for name, s in out.items():
-        s.name = name
-    return out
 
 
 # --- result -------------------------------------------------------------------------------------

@@ -13,7 +13,13 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from mlplatform.evaluation.backtest import BacktestResult, naive_baselines, run_backtest
+from mlplatform.evaluation.backtest import (
+    BacktestResult,
+    naive_rules,
+    previous_direction,
+    run_backtest,
+    up_rate,
+)
 from mlplatform.features import forward_returns, hold_returns
 from mlplatform.promotion.criteria import PRODUCTION, STAGING
 from mlplatform.training import LabelledData, Recipe, Windows, walk_forward_predictions
@@ -25,13 +31,16 @@ def walk_forward_baselines(
     data: LabelledData, windows: Windows, prices: pd.DataFrame
 ) -> dict[str, pd.Series]:
     """Each naive rule, block by block, from what a model of that block could have known."""
+    # once for the whole window, sliced per block: it sorts and groups every bar
+    previous = previous_direction(prices, data.within(windows.evaluation).X.index)
+    dates = previous.index.get_level_values("date")
     parts: dict[str, list[pd.Series]] = {}
     for block in windows.blocks:
-        test = data.within(block.test)
-        if test.X.empty:
+        in_block = block.test.contains(dates)
+        if not in_block.any():
             continue
-        seen = data.until(block.train_end)
-        for name, series in naive_baselines(seen.y, test.X.index, prices).items():
+        rate = up_rate(data.until(block.train_end).y)
+        for name, series in naive_rules(rate, previous[in_block]).items():
             parts.setdefault(name, []).append(series)
     return {name: pd.concat(series).rename(name) for name, series in parts.items()}
 

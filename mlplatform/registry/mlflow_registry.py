@@ -157,11 +157,6 @@ def version_facts(tracking_uri: str, name: str, version: str | int) -> dict[str,
     return facts
 
 
-def handle_for(tracking_uri: str, name: str, version: str | int) -> ModelHandle:
-    mv = client_for(tracking_uri).get_model_version(name, str(version))
-    return _handle(mv)
-
-
 def _handle(mv: ModelVersion) -> ModelHandle:
     return ModelHandle(
         name=mv.name,

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -141,27 +142,78 @@ def plan_windows(
 
 @dataclass(frozen=True)
 class LabelledData:
-    """Feature rows whose label is known, aligned with their labels."""
+    """Feature rows whose label is known, aligned with their labels.
+
+    Rows sorted by date (what compute_features gives) make every window a contiguous range: it
+    is taken as a slice (a view, no copy of a multi-GB matrix), with y on the same index object
+    so aligning them costs nothing. Unsorted rows fall back to a boolean mask (a copy).
+    """
 
     X: pd.DataFrame
     y: pd.Series
 
-    @property
+    @cached_property
     def dates(self) -> pd.DatetimeIndex:
         return pd.DatetimeIndex(self.X.index.get_level_values("date"))
 
-    def within(self, window: DateWindow) -> LabelledData:
-        mask = window.contains(self.dates)
+    def _rows(self, first: pd.Timestamp | None, last: pd.Timestamp) -> LabelledData:
+        dates = self.dates
+        if dates.is_monotonic_increasing:
+            start = 0 if first is None else int(dates.searchsorted(first, side="left"))
+            stop = int(dates.searchsorted(last, side="right"))
+            if start == 0 and stop == len(dates):
+                return self
+            X = self.X.iloc[start:stop]
+            return LabelledData(
+                X, pd.Series(self.y.to_numpy()[start:stop], X.index, name=self.y.name)
+            )
+        mask = np.asarray(dates <= last, dtype=bool)
+        if first is not None:
+            mask &= np.asarray(dates >= first, dtype=bool)
         return LabelledData(self.X[mask], self.y[mask])
 
+    def positions_until(self, last: date) -> np.ndarray:
+        """Row positions dated at or before `last`."""
+        if self.dates.is_monotonic_increasing:
+            return np.arange(int(self.dates.searchsorted(pd.Timestamp(last), side="right")))
+        return np.flatnonzero(self.dates <= pd.Timestamp(last))
+
+    def within(self, window: DateWindow) -> LabelledData:
+        return self._rows(pd.Timestamp(window.start), pd.Timestamp(window.end))
+
     def until(self, last: date) -> LabelledData:
-        mask = np.asarray(self.dates <= pd.Timestamp(last), dtype=bool)
-        return LabelledData(self.X[mask], self.y[mask])
+        return self._rows(None, pd.Timestamp(last))
+
+
+def _row_keys(index: pd.MultiIndex, levels: list[pd.Index]) -> np.ndarray:
+    """One int64 per row from its codes in `levels` (-1 when a value is not in them)."""
+    key = np.zeros(len(index), dtype=np.int64)
+    known = np.ones(len(index), dtype=bool)
+    for own, codes, target in zip(index.levels, index.codes, levels, strict=True):
+        code = target.get_indexer(own)[codes]
+        known &= code >= 0
+        key = key * len(target) + code
+    return np.where(known, key, -1)
 
 
 def labelled_rows(features: pd.DataFrame, labels: pd.Series) -> LabelledData:
-    """The rows that have both features and a known label."""
-    index = features.index.intersection(labels.index)
-    if len(index) == 0:
+    """The rows that have both features and a known label, in the features' order.
+
+    Rows are matched on integer keys built from the index codes (a lookup table over the
+    date x ticker grid) rather than `MultiIndex.intersection`, which materialises tuples and
+    costs seconds and GBs at millions of rows. When the labelled rows are a leading run of
+    the features (every ticker's last bars unlabelled on the same dates), X is a view.
+    """
+    levels = [labels.index.levels[i] for i in range(labels.index.nlevels)]
+    grid = int(np.prod([len(level) for level in levels]))
+    position = np.full(grid, -1, dtype=np.int64)
+    position[_row_keys(labels.index, levels)] = np.arange(len(labels))
+    keys = _row_keys(features.index, levels)
+    found = np.where(keys >= 0, position[np.maximum(keys, 0)], -1)
+    mask = found >= 0
+    n = int(mask.sum())
+    if n == 0:
         raise SplitError("dates", "no row has both features and a known label")
-    return LabelledData(features.loc[index], labels.loc[index])
+    X = features.iloc[:n] if mask[:n].all() else features[mask]
+    y = pd.Series(labels.to_numpy()[found[mask]], index=X.index, name=labels.name)
+    return LabelledData(X, y)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import lightgbm as lgb
+import numpy as np
 import pandas as pd
 
 from mlplatform.training.dataset import LabelledData, Windows
@@ -53,14 +54,23 @@ def walk_forward_predictions(recipe: Recipe, data: LabelledData, windows: Window
 
     Block k's model sees only rows dated at or before its `train_end` (horizon dates before the
     block, so no training label reaches into it); nothing it predicts was ever trained on.
+    The rows are binned once, not once per block: every block trains on a subset of one
+    LightGBM Dataset of all labelled rows whose bin boundaries come from the first block's
+    training rows, which precede the whole evaluation window, so no block's bins see its
+    future (its trees differ slightly from a fit that re-bins its own rows).
     """
-    parts = []
-    for block in windows.blocks:
-        test = data.within(block.test)
-        if test.X.empty:
-            continue
-        booster = recipe.fit(data.until(block.train_end))
-        parts.append(pd.Series(predict_up_proba(booster, test.X), index=test.X.index))
-    if not parts:
+    tests = [(block, data.within(block.test)) for block in windows.blocks]
+    tests = [(block, test) for block, test in tests if not test.X.empty]
+    if not tests:
         raise ValueError("the evaluation window has no labelled rows to predict")
+    params = dict(recipe.params)
+    first = data.until(windows.blocks[0].train_end)
+    bins = lgb.Dataset(first.X, label=np.asarray(first.y), params=params).construct()
+    binned = lgb.Dataset(data.X, label=np.asarray(data.y), reference=bins, params=params)
+    binned.construct()
+    parts = []
+    for block, test in tests:
+        rows = binned.subset(data.positions_until(block.train_end), params=params)
+        booster = lgb.train(params, rows, num_boost_round=recipe.num_boost_round)
+        parts.append(pd.Series(predict_up_proba(booster, test.X), index=test.X.index))
     return pd.concat(parts).rename("p_up")

@@ -116,11 +116,6 @@ class TuningResult:
         """Training rows summed over the folds (each fold's row count once)."""
         return int(sum(self.tuning_train_rows))
 
-    @property
-    def improvement(self) -> float:
-        """Log-loss reduction of the best trial over the default params (positive = better)."""
-        return self.default_value - self.best_value
-
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
