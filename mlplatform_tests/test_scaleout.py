@@ -428,7 +428,9 @@ def test_a_dead_workers_trial_is_failed_by_its_heartbeat_and_retried(
     dead = study.ask({"num_leaves": SEARCH_SPACE["num_leaves"]})
     dead_params = dict(dead.params)
     study._storage.record_heartbeat(dead._trial_id)  # then the "worker" vanishes
-    time.sleep(3.5)  # past the grace period (3 heartbeat intervals)
+    # Past the grace period (3 heartbeat intervals) with room for SQLite's CURRENT_TIMESTAMP,
+    # which Optuna compares the heartbeat against and which has whole-second resolution.
+    time.sleep(5.0)
 
     _tune(tuning_data, url, n_trials=1, workers=1)
     trials = optuna.load_study(study_name="shared", storage=make_storage(url)).trials
