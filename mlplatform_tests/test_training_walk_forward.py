@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -19,6 +22,8 @@ from mlplatform.training import (
     build_candidate,
     labelled_rows,
     plan_windows,
+    recipe_from_tags,
+    recipe_tags,
     walk_forward_predictions,
 )
 
@@ -96,6 +101,9 @@ RECIPE = Recipe(
 )
 
 
+CAPPED = Recipe(**{**RECIPE.__dict__, "max_training_rows": 700})
+
+
 def _windows(data: LabelledData) -> Windows:
     return plan_windows(data.dates.unique(), evaluation_months=6, refit_months=2, horizon=2)
 
@@ -140,10 +148,11 @@ def test_windows_of_unsorted_rows_equal_those_of_sorted_rows() -> None:
     assert data.within(windows.refit) is data  # the whole range: no copy
 
 
-def test_no_block_is_predicted_by_a_model_that_saw_its_future() -> None:
+@pytest.mark.parametrize("recipe", [RECIPE, CAPPED], ids=["all rows", "row sample"])
+def test_no_block_is_predicted_by_a_model_that_saw_its_future(recipe: Recipe) -> None:
     data = _data()
     windows = _windows(data)
-    scores = walk_forward_predictions(RECIPE, data, windows)
+    scores = walk_forward_predictions(recipe, data, windows)
     assert len(windows.blocks) >= 3
     dates = np.asarray(data.dates)
     for block in windows.blocks:
@@ -152,11 +161,11 @@ def test_no_block_is_predicted_by_a_model_that_saw_its_future() -> None:
         # feature row: if the block's model had seen any of them, its predictions would move.
         after = dates > np.datetime64(block.train_end)
         scored = block.test.contains(scores.index.get_level_values("date"))
-        poisoned = walk_forward_predictions(RECIPE, _poison(data, after, in_block), windows)
+        poisoned = walk_forward_predictions(recipe, _poison(data, after, in_block), windows)
         np.testing.assert_array_equal(poisoned[scored].to_numpy(), scores[scored].to_numpy())
         # control: the same poison on the dates it does train on changes them
         before = ~after
-        control = walk_forward_predictions(RECIPE, _poison(data, before, in_block), windows)
+        control = walk_forward_predictions(recipe, _poison(data, before, in_block), windows)
         assert not np.array_equal(control[scored].to_numpy(), scores[scored].to_numpy())
 
 
@@ -179,6 +188,33 @@ def test_refit_trains_through_the_last_labelled_date() -> None:
         == RECIPE.fit(data).model_to_string()
         != RECIPE.fit(data.until(candidate.windows.blocks[-1].train_end)).model_to_string()
     )
+
+
+def test_a_capped_recipe_trains_every_fit_on_one_seeded_sample() -> None:
+    data = _data()  # 1,200 rows
+    positions = CAPPED.training_positions(len(data.X))
+    assert positions is not None and len(positions) == 700
+    assert np.array_equal(positions, np.unique(positions))  # sorted, no row twice
+    assert np.array_equal(positions, CAPPED.training_positions(len(data.X)))  # seeded
+    reseeded = Recipe(**{**CAPPED.__dict__, "params": {**CAPPED.params, "seed": 8}})
+    assert not np.array_equal(positions, reseeded.training_positions(len(data.X)))
+    assert CAPPED.training_positions(700) is None and RECIPE.training_positions(10**9) is None
+
+    candidate = build_candidate(CAPPED, data, _windows(data))
+    assert candidate.training_rows == 700
+    sample = LabelledData(data.X.iloc[positions], data.y.iloc[positions])
+    assert candidate.booster.model_to_string() == RECIPE.fit(sample).model_to_string()
+    assert candidate.booster.model_to_string() != RECIPE.fit(data).model_to_string()
+    assert CAPPED.key != RECIPE.key
+    # rows outside the sample reach no fit: poisoning them (labels flipped, features scrambled
+    # except on the rows being predicted) leaves every block's predictions as they were
+    windows = _windows(data)
+    scores = walk_forward_predictions(CAPPED, data, windows)
+    outside = np.ones(len(data.X), dtype=bool)
+    outside[positions] = False
+    predicted = windows.evaluation.contains(data.dates)
+    poisoned = walk_forward_predictions(CAPPED, _poison(data, outside, predicted), windows)
+    pd.testing.assert_series_equal(poisoned, scores)
 
 
 def _prices(data: LabelledData) -> pd.DataFrame:
@@ -222,3 +258,24 @@ def test_training_majority_is_walked_forward() -> None:
         in_block = block.test.contains(majority.index.get_level_values("date"))
         seen = data.until(block.train_end).y.mean()
         assert np.allclose(majority[in_block], seen)
+
+
+def test_a_recipe_survives_its_registry_tags() -> None:
+    for recipe in (RECIPE, CAPPED):
+        assert recipe_from_tags(recipe_tags(recipe)) == recipe
+    # a version registered before the cap existed trained on every row, and keeps its key
+    old_tags = {k: v for k, v in recipe_tags(RECIPE).items() if k != "max_training_rows"}
+    assert recipe_from_tags(old_tags) == RECIPE
+    doc = json.dumps(
+        [
+            RECIPE.params,
+            RECIPE.num_boost_round,
+            RECIPE.feature_schema_hash,
+            RECIPE.label_definition,
+        ],
+        sort_keys=True,
+        default=str,
+    )
+    assert RECIPE.key == hashlib.sha256(doc.encode()).hexdigest()[:16]
+    # sampling the rows is another model: another params hash, so a MINOR version bump
+    assert recipe_tags(CAPPED)["params_hash"] != recipe_tags(RECIPE)["params_hash"]

@@ -17,11 +17,12 @@ class Candidate:
     windows: Windows
     booster: lgb.Booster  # trained on every labelled row: what production would serve
     out_of_sample: pd.Series  # walk-forward P(up) over the evaluation window
-    training_rows: int
+    training_rows: int  # rows the refit trained on (a sample when the recipe caps them)
 
 
 def build_candidate(recipe: Recipe, data: LabelledData, windows: Windows) -> Candidate:
     """Walk the recipe forward over the evaluation window, then refit it on every labelled row."""
     out_of_sample = walk_forward_predictions(recipe, data, windows)
     refit = data.within(windows.refit)
-    return Candidate(recipe, windows, recipe.fit(refit), out_of_sample, len(refit.X))
+    rows = min(len(refit.X), recipe.max_training_rows or len(refit.X))
+    return Candidate(recipe, windows, recipe.fit(refit), out_of_sample, rows)

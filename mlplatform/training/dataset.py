@@ -178,6 +178,13 @@ class LabelledData:
             return np.arange(int(self.dates.searchsorted(pd.Timestamp(last), side="right")))
         return np.flatnonzero(self.dates <= pd.Timestamp(last))
 
+    def take(self, positions: np.ndarray | None) -> LabelledData:
+        """The rows at sorted `positions` (still date-sorted), or all of them for None."""
+        if positions is None:
+            return self
+        X = self.X.iloc[positions]
+        return LabelledData(X, pd.Series(self.y.to_numpy()[positions], X.index, name=self.y.name))
+
     def within(self, window: DateWindow) -> LabelledData:
         return self._rows(pd.Timestamp(window.start), pd.Timestamp(window.end))
 

@@ -3,6 +3,11 @@
 It is scored by walk-forward (each evaluation block predicted by the recipe trained only on
 labelled rows before that block, purged by the label horizon) and deployed as a refit on every
 labelled row, so production never serves a model months older than its data.
+
+A recipe may cap its training rows: every fit (each walk-forward block and the refit) then trains
+on one seeded uniform sample of the labelled rows, so the model scored is the model deployed. The
+out-of-sample accuracy stops improving long before a whole-market universe's rows, while every
+fit's time grows with them (measured in the README, "Bigger market").
 """
 
 from __future__ import annotations
@@ -26,15 +31,20 @@ class Recipe:
     num_boost_round: int
     feature_schema_hash: str
     label_definition: str
+    max_training_rows: int | None = None  # None: every labelled row
 
     @property
     def key(self) -> str:
         """Identifies the recipe: same key, same model on the same rows (LightGBM is seeded)."""
-        doc = json.dumps(
-            [self.params, self.num_boost_round, self.feature_schema_hash, self.label_definition],
-            sort_keys=True,
-            default=str,
-        )
+        parts: list[Any] = [
+            self.params,
+            self.num_boost_round,
+            self.feature_schema_hash,
+            self.label_definition,
+        ]
+        if self.max_training_rows is not None:  # keys of uncapped recipes stay what they were
+            parts.append(self.max_training_rows)
+        doc = json.dumps(parts, sort_keys=True, default=str)
         return hashlib.sha256(doc.encode()).hexdigest()[:16]
 
     def comparable_with(self, other: Recipe) -> str | None:
@@ -45,8 +55,17 @@ class Recipe:
             return "it predicts another label"
         return None
 
+    def training_positions(self, n_rows: int) -> np.ndarray | None:
+        """Sorted positions of the rows every fit may train on (a prefix of them for a block
+        that ends earlier), or None for all rows. Seeded by the LightGBM seed."""
+        if self.max_training_rows is None or n_rows <= self.max_training_rows:
+            return None
+        rng = np.random.default_rng(int(self.params.get("seed", 0)))
+        return np.sort(rng.choice(n_rows, size=self.max_training_rows, replace=False))
+
     def fit(self, data: LabelledData) -> lgb.Booster:
-        return train_model(data.X, data.y, self.params, self.num_boost_round)
+        sample = data.take(self.training_positions(len(data.X)))
+        return train_model(sample.X, sample.y, self.params, self.num_boost_round)
 
 
 def walk_forward_predictions(recipe: Recipe, data: LabelledData, windows: Windows) -> pd.Series:
@@ -64,13 +83,14 @@ def walk_forward_predictions(recipe: Recipe, data: LabelledData, windows: Window
     if not tests:
         raise ValueError("the evaluation window has no labelled rows to predict")
     params = dict(recipe.params)
-    first = data.until(windows.blocks[0].train_end)
+    sample = data.take(recipe.training_positions(len(data.X)))
+    first = sample.until(windows.blocks[0].train_end)
     bins = lgb.Dataset(first.X, label=np.asarray(first.y), params=params).construct()
-    binned = lgb.Dataset(data.X, label=np.asarray(data.y), reference=bins, params=params)
+    binned = lgb.Dataset(sample.X, label=np.asarray(sample.y), reference=bins, params=params)
     binned.construct()
     parts = []
     for block, test in tests:
-        rows = binned.subset(data.positions_until(block.train_end), params=params)
+        rows = binned.subset(sample.positions_until(block.train_end), params=params)
         booster = lgb.train(params, rows, num_boost_round=recipe.num_boost_round)
         parts.append(pd.Series(predict_up_proba(booster, test.X), index=test.X.index))
     return pd.concat(parts).rename("p_up")

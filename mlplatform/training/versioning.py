@@ -104,12 +104,16 @@ RECIPE_TAGS = ("params", "num_boost_round", "feature_schema_hash", "label_defini
 
 
 def recipe_tags(recipe: Recipe) -> dict[str, str]:
+    shaping = {**recipe.params, "num_boost_round": recipe.num_boost_round}
+    if recipe.max_training_rows is not None:  # a sampled fit is another model: a MINOR bump
+        shaping["max_training_rows"] = recipe.max_training_rows
     return {
         "params": json.dumps(recipe.params, sort_keys=True, default=str),
         "num_boost_round": str(recipe.num_boost_round),
         "feature_schema_hash": recipe.feature_schema_hash,
         "label_definition": recipe.label_definition,
-        "params_hash": params_hash({**recipe.params, "num_boost_round": recipe.num_boost_round}),
+        "max_training_rows": str(recipe.max_training_rows),
+        "params_hash": params_hash(shaping),
         "recipe_key": recipe.key,
     }
 
@@ -123,4 +127,10 @@ def recipe_from_tags(tags: Mapping[str, str]) -> Recipe | None:
         num_boost_round=int(tags["num_boost_round"]),
         feature_schema_hash=tags["feature_schema_hash"],
         label_definition=tags["label_definition"],
+        # Versions registered before the cap existed trained on every row.
+        max_training_rows=_optional_int(tags.get("max_training_rows", "None")),
     )
+
+
+def _optional_int(text: str) -> int | None:
+    return None if text == "None" else int(text)

@@ -87,6 +87,12 @@ class TrainingConfig(CheckedConfig):
         le=2**31 - 1,
         description="LightGBM seed (deterministic).",
     )
+    max_training_rows: int | None = Field(
+        default=settings.TRAINING.max_training_rows,
+        ge=1_000,
+        description="Each fit (walk-forward block, refit) trains on a seeded sample of at most "
+        "this many labelled rows; empty = all rows.",
+    )
 
 
 def label_definition(horizon: int) -> str:
@@ -298,6 +304,7 @@ def staging_model(
             num_boost_round=int(tuned_params["num_boost_round"]),
             feature_schema_hash=feature_schema_hash(),
             label_definition=label_definition(validation.horizon),
+            max_training_rows=config.max_training_rows,
         )
         candidate = build_candidate(recipe, data, Windows.from_dict(tuned_params["windows"]))
         refit = data.within(candidate.windows.refit)
