@@ -5,10 +5,11 @@ at one or several market sizes (`--tickers 500 2000 5000`), each in its own proc
 Per size it reports per-step wall time (STEP_START → STEP_SUCCESS/FAILURE from the event log),
 peak memory (ru_maxrss of that size's process; tracemalloc with --tracemalloc, which slows
 allocation-heavy pandas code) and the share of the run spent outside LightGBM and Optuna. That
-share is measured by wrapping `lightgbm.train`, `lightgbm.Booster.predict` and
-`optuna.Study.optimize` with timers here, in the benchmark only (nested calls are counted once: a
-`lgb.train` inside `optimize` is Optuna time). Overhead = run wall time − time inside those calls
-(Dataset construction inside `lgb.train` counts as LightGBM). Then one table over the sizes, with
+share is measured by wrapping `lightgbm.train`, `lightgbm.Booster.predict`,
+`optuna.Study.optimize` and the fan-out of trials to worker processes with timers here, in the
+benchmark only (nested calls are counted once: a `lgb.train` inside `optimize` is Optuna time).
+Overhead = run wall time − time inside those calls (Dataset construction inside `lgb.train` counts
+as LightGBM). Then one table over the sizes, with
 each step's growth exponent (time ∝ rows^k: k = 1 is linear) and the fastest-growing step.
 Targets (issue 12): overhead < 5 % at 500 tickers and < 8 % at 2,000; whole retrain (walk-forward
 included) < 3 min at 500, < 4 min at 2,000, < 10 min and peak RSS < 8 GiB at 5,000 (2 cores).
@@ -108,11 +109,15 @@ def patched(timer: MLTimer) -> Iterator[None]:
     too, so the report can say how much of "Optuna" time is really tracking.
     """
     from mlplatform.orchestration.assets import training as training_assets
+    from mlplatform.training import distributed
 
     originals = [
         (lgb, "train", lgb.train, "lightgbm"),
         (lgb.Booster, "predict", lgb.Booster.predict, "lightgbm"),
         (optuna.Study, "optimize", optuna.Study.optimize, "optuna"),
+        # Parallel trials run in spawned worker processes: the whole fan-out is Optuna time,
+        # the workers' start-up (imports, the fold arrays pickled over) included.
+        (distributed, "fan_out", distributed.fan_out, "optuna"),
         (training_assets, "_log_trial", training_assets._log_trial, "trial_logging"),
     ]
     for owner, name, fn, kind in originals:
@@ -167,6 +172,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--years", type=int, default=10)
     parser.add_argument("--trials", type=int, default=config.TUNING.n_trials)
     parser.add_argument("--timeout", type=float, default=config.TUNING.timeout_s, help="study, s")
+    parser.add_argument(
+        "--workers", type=int, default=config.TUNING.workers, help="Optuna worker processes"
+    )
     parser.add_argument("--as-of", default="2026-06-30", help="last synthetic bar (fixed)")
     parser.add_argument("--seed", type=int, default=config.SYNTHETIC.seed)
     parser.add_argument("--tracemalloc", action="store_true", help="also trace Python allocations")
@@ -204,7 +212,13 @@ def main(argv: list[str] | None = None) -> int:
         job = defs.resolve_implicit_global_asset_job_def()
         run_config = {
             "ops": {
-                "tuned_params": {"config": {"n_trials": args.trials, "timeout_s": args.timeout}}
+                "tuned_params": {
+                    "config": {
+                        "n_trials": args.trials,
+                        "timeout_s": args.timeout,
+                        "workers": args.workers,
+                    }
+                }
             }
         }
         timer = MLTimer()
@@ -267,7 +281,8 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     print(
         f"retrain path on synthetic(seed={args.seed}, tickers={args.tickers}, years={args.years}, "
-        f"as_of={args.as_of}), {args.trials} trials, {os.cpu_count()} cpus, "
+        f"as_of={args.as_of}), {args.trials} trials on {args.workers} worker(s), "
+        f"{os.cpu_count()} cpus, "
         f"load {os.getloadavg()[0]:.2f}"
     )
     print(
@@ -344,6 +359,7 @@ def main(argv: list[str] | None = None) -> int:
         "years": args.years,
         "as_of": args.as_of,
         "trials": args.trials,
+        "workers": args.workers,
         "timeout_s": args.timeout,
         "warm_stores": args.warm_stores,
         "success": bool(result.success),
