@@ -53,6 +53,15 @@ def _positive_finite(series: pd.Series) -> pd.Series:
     return np.isfinite(series) & (series > 0)
 
 
+def _price_column(description: str) -> pa.Column:
+    return pa.Column(
+        "float64",
+        pa.Check(_positive_finite, name="positive_finite", error="> 0 and finite"),
+        nullable=False,
+        description=description,
+    )
+
+
 PRICES_SCHEMA = pa.DataFrameSchema(
     {
         "date": pa.Column(
@@ -69,30 +78,12 @@ PRICES_SCHEMA = pa.DataFrameSchema(
             title="Ticker",
             description="Instrument symbol, upper case.",
         ),
-        "open": pa.Column(
-            "float64",
-            pa.Check(_positive_finite, name="positive_finite", error="> 0 and finite"),
-            nullable=False,
-            description="Opening price (split/dividend adjusted when the source had Adj Close).",
+        "open": _price_column(
+            "Opening price (split/dividend adjusted when the source had Adj Close)."
         ),
-        "high": pa.Column(
-            "float64",
-            pa.Check(_positive_finite, name="positive_finite", error="> 0 and finite"),
-            nullable=False,
-            description="Session high; at least max(open, close).",
-        ),
-        "low": pa.Column(
-            "float64",
-            pa.Check(_positive_finite, name="positive_finite", error="> 0 and finite"),
-            nullable=False,
-            description="Session low; at most min(open, close).",
-        ),
-        "close": pa.Column(
-            "float64",
-            pa.Check(_positive_finite, name="positive_finite", error="> 0 and finite"),
-            nullable=False,
-            description="Closing price (the adjusted close when the source had one).",
-        ),
+        "high": _price_column("Session high; at least max(open, close)."),
+        "low": _price_column("Session low; at most min(open, close)."),
+        "close": _price_column("Closing price (the adjusted close when the source had one)."),
         "volume": pa.Column(
             "float64",
             pa.Check(lambda s: np.isfinite(s) & (s >= 0), name="non_negative", error=">= 0"),
