@@ -58,7 +58,7 @@ bench: install
 	$(BIN)/python benchmarks/bench_features.py
 	$(BIN)/python benchmarks/bench_tuning.py
 	$(BIN)/python benchmarks/bench_promotion.py
-	$(BIN)/python benchmarks/bench_drift.py
+	PYTHONPATH=. $(BIN)/python benchmarks/bench_drift.py  # Evidently's bins: mlplatform_tests
 	$(BIN)/python benchmarks/bench_pipeline.py
 	$(BIN)/python benchmarks/bench_scaleout.py
 

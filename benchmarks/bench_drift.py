@@ -31,6 +31,7 @@ from evidently.presets import DataDriftPreset
 
 from mlplatform.monitoring.drift import _parse_snapshot
 from mlplatform.monitoring.psi import ReferenceBins, psi
+from mlplatform_tests.evidently_bins import evidently_bins
 
 
 def make_frames(rows: int, features: int, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -97,9 +98,7 @@ def bench_same_data(args: argparse.Namespace) -> dict[str, Any]:
     evidently_stattest_psi(ref.iloc[:500], cur.iloc[:500])
     print(f"data: {args.rows:,} rows x {args.features} features (float32), reference and current")
 
-    fast_ev_s, fast_ev = median_time(
-        lambda: psi(ReferenceBins.from_frames_evidently(ref, cur), cur), args.repeats
-    )
+    fast_ev_s, fast_ev = median_time(lambda: psi(evidently_bins(ref, cur), cur), args.repeats)
     stored = ReferenceBins.from_frame(ref)
     fast_q_s, fast_q = median_time(lambda: psi(stored, cur), args.repeats)
     stat_s, stat = timed(lambda: evidently_stattest_psi(ref, cur))
@@ -148,9 +147,7 @@ def bench_big(args: argparse.Namespace) -> dict[str, Any]:
     big_ref, big_cur = make_frames(args.big_rows, args.features, args.seed + 1)
     build_s, big_bins = timed(lambda: ReferenceBins.from_frame(big_ref))
     big_s, _ = median_time(lambda: psi(big_bins, big_cur), args.repeats)
-    big_ev_s, _ = median_time(
-        lambda: psi(ReferenceBins.from_frames_evidently(big_ref, big_cur), big_cur), 3
-    )
+    big_ev_s, _ = median_time(lambda: psi(evidently_bins(big_ref, big_cur), big_cur), 3)
     print(
         f"big: {args.big_rows:,} x {args.features}: fast PSI on stored bins {big_s:.3f} s "
         f"(median of {args.repeats}); Evidently-bins PSI incl. bins {big_ev_s:.3f} s; "

@@ -18,7 +18,7 @@ import dagster as dg
 import optuna
 
 from mlplatform import config
-from mlplatform.orchestration.executors import EXECUTORS, execution_config, reconstructable_job
+from mlplatform.orchestration.executors import CLI_ASSETS_JOB, EXECUTORS, execution_config
 from mlplatform.orchestration.liveness import process_tags
 
 DAGSTER_YAML = """\
@@ -86,11 +86,11 @@ def execute(
 ) -> dg.ExecuteInProcessResult:
     """Run a named job, or the given assets, on `instance`, tagged with its trigger: in this
     process, or through Dagster's multiprocess or Celery executor (steps in other processes,
-    which rebuild the code location from mlplatform.definitions)."""
-    job_def = defs.resolve_job_def(job) if job else defs.resolve_implicit_global_asset_job_def()
+    which rebuild the job through mlplatform.definitions.job_for)."""
     tags = {"mlplatform/trigger": trigger, **process_tags()}
     quiet = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}  # no per-event DEBUG
     if executor == "in_process":
+        job_def = defs.resolve_job_def(job) if job else defs.resolve_implicit_global_asset_job_def()
         return job_def.execute_in_process(
             instance=instance,
             asset_selection=assets,
@@ -99,7 +99,12 @@ def execute(
             tags=tags,
         )
     with dg.execute_job(
-        reconstructable_job(job_def.name),
+        dg.build_reconstructable_job(  # a pointer each step process rebuilds the job from
+            "mlplatform.definitions",
+            "job_for",
+            reconstructable_args=(job or CLI_ASSETS_JOB, executor),
+            reconstructor_working_directory=str(config.PROJECT_ROOT),
+        ),
         instance,
         run_config={**quiet, **(run_config or {}), **execution_config(executor)},
         tags=tags,

@@ -27,6 +27,7 @@ REGISTRY_LOCK_URL_ENV = "MLPLATFORM_REGISTRY_LOCK_URL"  # Postgres URL of the cr
 IO_DIR_ENV = "MLPLATFORM_IO_DIR"  # asset values: a path every step worker can reach
 CELERY_BROKER_ENV = "MLPLATFORM_CELERY_BROKER"  # e.g. redis://127.0.0.1:6379/10
 CELERY_BACKEND_ENV = "MLPLATFORM_CELERY_BACKEND"  # default: the broker URL (rpc:// for amqp)
+EXECUTOR_ENV = "MLPLATFORM_EXECUTOR"  # `celery`: the code location's jobs run steps on Celery
 
 
 # --- paths: everything the platform keeps lives under one home folder ------------------------

@@ -14,7 +14,7 @@ import dagster as dg
 
 from mlplatform import config
 from mlplatform.orchestration.assets import data, deployment, evaluation, monitoring, training
-from mlplatform.orchestration.executors import platform_executor
+from mlplatform.orchestration.executors import CLI_ASSETS_JOB, executor_definition
 from mlplatform.orchestration.jobs import (
     data_refresh_job,
     repair_export_job,
@@ -97,8 +97,11 @@ def build_resources() -> dict[str, object]:
     }
 
 
-def build_definitions(overrides: dict[str, object] | None = None) -> dg.Definitions:
-    """`overrides` replaces resources by key (tests use a small market and few folds)."""
+def build_definitions(
+    overrides: dict[str, object] | None = None, executor: str | None = None
+) -> dg.Definitions:
+    """`overrides` replaces resources by key (tests use a small market and few folds); `executor`
+    (default: MLPLATFORM_EXECUTOR, else the Launchpad's choice) is one of executors.EXECUTORS."""
     return dg.Definitions(
         # Code references: each asset's page links to the function that defines it.
         assets=dg.with_source_code_references(
@@ -109,8 +112,18 @@ def build_definitions(overrides: dict[str, object] | None = None) -> dg.Definiti
         schedules=[weekly_retrain_schedule, daily_refresh_schedule],
         sensors=[drift_sensor, run_failure_notification_sensor],
         resources={**build_resources(), **(overrides or {})},
-        executor=platform_executor,
+        executor=executor_definition(
+            executor or os.environ.get(config.EXECUTOR_ENV) or "multiprocess"
+        ),
     )
+
+
+def job_for(name: str, executor: str) -> dg.JobDefinition:
+    """The job a step process rebuilds for a CLI run with `--executor`: the same executor."""
+    defs = build_definitions(executor=executor)
+    if name == CLI_ASSETS_JOB:
+        defs = dg.Definitions.merge(defs, dg.Definitions(jobs=[dg.define_asset_job(name)]))
+    return defs.resolve_job_def(name)
 
 
 defs = build_definitions()

@@ -1,13 +1,21 @@
-"""Talking to a real `dagster dev` from tests: a free port, GraphQL, waiting for the location."""
+"""Talking to a real `dagster dev` from tests: start and stop it, GraphQL, waiting for the
+location."""
 
 from __future__ import annotations
 
 import contextlib
 import json
+import os
+import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+from mlplatform import config
 
 LOCATION = "mlplatform"
 
@@ -16,6 +24,33 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+@contextlib.contextmanager
+def dagster_dev(dagster_home: Path) -> Iterator[tuple[subprocess.Popen, int]]:
+    """`dagster dev` on a free port (the process and the port) until the block ends; then its
+    process group, which the run workers it launched share, ends too."""
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            *(str(Path(sys.executable).parent / "dagster"), "dev", "-h", "127.0.0.1"),
+            *("-p", str(port), "-w", str(config.PROJECT_ROOT / "workspace.yaml")),
+        ],
+        cwd=config.PROJECT_ROOT,
+        env={**os.environ, "DAGSTER_HOME": str(dagster_home)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        yield process, port
+    finally:
+        os.killpg(process.pid, signal.SIGINT)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=30)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
 
 
 def graphql(port: int, query: str, variables: dict | None = None) -> dict:

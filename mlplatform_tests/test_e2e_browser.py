@@ -19,9 +19,6 @@ import dataclasses
 import os
 import re
 import shutil
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -43,7 +40,7 @@ from mlplatform_tests.conftest import (
 )
 from mlplatform_tests.dagster_dev_support import (
     LOCATION,
-    free_port,
+    dagster_dev,
     graphql,
     wait_for_location,
 )
@@ -119,26 +116,8 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
         patch.setenv(config.MODELS_DIR_ENV, str(root / "models"))
         patch.setenv(config.DATA_PATH_ENV, str(data_file))
         dagster_home = prepare_home()
-        port = free_port()
         # dagster dev boots (imports, code server) while this process fills the home folder.
-        process = subprocess.Popen(
-            [
-                str(Path(sys.executable).parent / "dagster"),
-                "dev",
-                "-h",
-                "127.0.0.1",
-                "-p",
-                str(port),
-                "-w",
-                str(config.PROJECT_ROOT / "workspace.yaml"),
-            ],
-            cwd=config.PROJECT_ROOT,
-            env={**os.environ, "DAGSTER_HOME": str(dagster_home)},
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        try:
+        with dagster_dev(dagster_home) as (process, port):
             instance = dg.DagsterInstance.get()
             source = {"market_data": MarketDataSource(kind="file", path=str(data_file))}
             defs = build_definitions(source)
@@ -165,14 +144,6 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
                 first_version=str(production.version),
                 second_version=str(staging.version),
             )
-        finally:
-            os.killpg(process.pid, signal.SIGINT)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                process.wait(timeout=30)
-            # Run workers the UI launched share the process group: end them too.
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
 
 
 @pytest.fixture(scope="module")

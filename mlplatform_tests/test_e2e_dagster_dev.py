@@ -6,12 +6,7 @@ materialized, and the lag from that materialization to the launch of the retrain
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -26,7 +21,7 @@ from mlplatform.orchestration.resources import MarketDataSource, ValidationSchem
 from mlplatform_tests.conftest import SMALL_VALIDATION, small_run_config
 from mlplatform_tests.dagster_dev_support import (
     LOCATION,
-    free_port,
+    dagster_dev,
     graphql,
     wait_for_location,
 )
@@ -61,26 +56,7 @@ def test_drift_to_retrain_lag_through_dagster_dev(
     )
     assert trained.success
 
-    port = free_port()
-    env = {**os.environ, "DAGSTER_HOME": str(dagster_home)}
-    process = subprocess.Popen(
-        [
-            str(Path(sys.executable).parent / "dagster"),
-            "dev",
-            "-h",
-            "127.0.0.1",
-            "-p",
-            str(port),
-            "-w",
-            str(config.PROJECT_ROOT / "workspace.yaml"),
-        ],
-        cwd=config.PROJECT_ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    try:
+    with dagster_dev(dagster_home) as (process, port):
         wait_for_location(port, process, time.time() + 180)
         started = graphql(
             port,
@@ -136,11 +112,3 @@ def test_drift_to_retrain_lag_through_dagster_dev(
         print(f"\nDRIFT_TO_RETRAIN_LAG_S={lag:.1f}")
         (platform_home / "drift_lag.json").write_text(json.dumps({"lag_s": lag}))
         assert lag > 0
-    finally:
-        os.killpg(process.pid, signal.SIGINT)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            process.wait(timeout=30)
-        # Run workers the daemon launched share the process group: end them too.
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait()

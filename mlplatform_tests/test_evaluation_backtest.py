@@ -10,8 +10,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlplatform.evaluation import BASELINE_NAMES, naive_baselines, run_backtest
+from mlplatform.evaluation import naive_rules, previous_direction, run_backtest, up_rate
 from mlplatform.evaluation.backtest import CLASSIFICATION_METRICS, STRATEGY_METRICS
+
+BASELINES = ("training_majority", "always_up", "previous_direction", "buy_and_hold")
+
+
+def _baselines(train: pd.Series, index: pd.Index, prices: pd.DataFrame) -> dict[str, pd.Series]:
+    """The naive rules as the walk-forward builds them for one block."""
+    return naive_rules(up_rate(train), previous_direction(prices, index))
 
 
 def _index(n_dates: int, tickers: tuple[str, ...] = ("AAA", "BBB", "CCC")) -> pd.MultiIndex:
@@ -172,7 +179,7 @@ def test_bad_inputs_raise_clear_errors() -> None:
         )
 
 
-def test_naive_baselines_definitions() -> None:
+def test_naive_rules_definitions() -> None:
     dates = pd.bdate_range("2025-03-03", periods=4)
     prices = pd.DataFrame(
         {
@@ -187,8 +194,8 @@ def test_naive_baselines_definitions() -> None:
     )
     idx = pd.MultiIndex.from_product([dates, ["A", "B"]], names=["date", "ticker"])
     train = pd.Series([1, 1, 0, 1], dtype="int8")
-    base = naive_baselines(train, idx, prices)
-    assert tuple(base) == BASELINE_NAMES
+    base = _baselines(train, idx, prices)
+    assert tuple(base) == BASELINES
     for s in base.values():
         assert s.index.equals(idx)
     assert (base["training_majority"] == 0.75).all()
@@ -198,12 +205,12 @@ def test_naive_baselines_definitions() -> None:
     expected = pd.Series([0.75, 0.75, 1, 0, 0, 1, 0, 1], index=idx, dtype=float)
     pd.testing.assert_series_equal(base["previous_direction"], expected, check_names=False)
     with pytest.raises(ValueError, match="empty"):
-        naive_baselines(pd.Series([], dtype=float), idx, prices)
+        up_rate(pd.Series([], dtype=float))
 
 
 def test_baselines_in_a_backtest() -> None:
     fr, labels = _window(n_dates=30, seed=11)
-    base = naive_baselines(pd.Series([0, 0, 1]), fr.index, _prices_for(fr.index))
+    base = _baselines(pd.Series([0, 0, 1]), fr.index, _prices_for(fr.index))
     hold = fr * 1.5  # close-to-close returns differ from the intraday forward returns
     res = run_backtest(base, labels, fr, cost_bps=10, n_trials={"staging": 50}, hold_returns=hold)
     bh = res.metrics["buy_and_hold"]
@@ -221,11 +228,11 @@ def test_baselines_in_a_backtest() -> None:
     assert res.metrics["training_majority"]["up_share"] == 0.0
     assert (res.returns["training_majority/long_flat"] == 0.0).all()
     # baselines count as one trial when n_trials is per model: DSR == PSR(0)
-    for name in BASELINE_NAMES:
+    for name in BASELINES:
         mm = res.metrics[name]
         if math.isfinite(mm["long_short_psr"]):
             assert mm["long_short_dsr"] == pytest.approx(mm["long_short_psr"])
-    assert res.n_trials == dict.fromkeys(BASELINE_NAMES, 1)
+    assert res.n_trials == dict.fromkeys(BASELINES, 1)
 
 
 def _prices_for(index: pd.MultiIndex) -> pd.DataFrame:

@@ -51,20 +51,22 @@ def _idx(pairs: list[tuple[str, str]]) -> pd.MultiIndex:
     )
 
 
+# HAND's rows with a label at horizon 1 (each ticker's last bar has none)
+LABELED_ROWS = [
+    ("2024-01-01", "ABC"),
+    ("2024-01-02", "ABC"),
+    ("2024-01-02", "XYZ"),
+    ("2024-01-03", "ABC"),
+    ("2024-01-03", "XYZ"),
+]
+
+
 def test_labels_hand_example_with_zero_return_rule() -> None:
     labels = make_labels(HAND, horizon=1)
     expected = pd.Series(
         # ABC: 10->11 up, 11->11 zero return = not up, 11->10.5 down; XYZ: 50->49, 49->49.5
         [1, 0, 0, 0, 1],
-        index=_idx(
-            [
-                ("2024-01-01", "ABC"),
-                ("2024-01-02", "ABC"),
-                ("2024-01-02", "XYZ"),
-                ("2024-01-03", "ABC"),
-                ("2024-01-03", "XYZ"),
-            ]
-        ),
+        index=_idx(LABELED_ROWS),
         name="label",
         dtype=np.int8,
     )
@@ -109,15 +111,7 @@ def test_forward_returns_enter_at_next_open_exit_at_label_close() -> None:
     # decided at close t, bought at open[t+1], sold at close[t+1]
     expected = pd.Series(
         [11.0 / 10.5 - 1, 11.0 / 12.0 - 1, 49.0 / 40.0 - 1, 10.5 / 11.0 - 1, 49.5 / 44.0 - 1],
-        index=_idx(
-            [
-                ("2024-01-01", "ABC"),
-                ("2024-01-02", "ABC"),
-                ("2024-01-02", "XYZ"),
-                ("2024-01-03", "ABC"),
-                ("2024-01-03", "XYZ"),
-            ]
-        ),
+        index=_idx(LABELED_ROWS),
         name="forward_return",
         dtype=np.float64,
     )

@@ -15,6 +15,7 @@ from mlplatform.monitoring import (
     psi,
     score_drift,
 )
+from mlplatform_tests.evidently_bins import evidently_bins
 
 
 def _features(seed: int, n: int = 2000) -> pd.DataFrame:
@@ -60,7 +61,7 @@ def test_evidently_drift_writes_html_atomically(shifted_summary: tuple) -> None:
 
 def test_report_psi_equals_fast_psi_on_evidently_bins(shifted_summary: tuple) -> None:
     summary, _, (ref, cur) = shifted_summary  # 2000 rows <= sample_rows: no sampling
-    fast = psi(ReferenceBins.from_frames_evidently(ref, cur), cur)
+    fast = psi(evidently_bins(ref, cur), cur)
     report = summary.per_feature.set_index("feature")["psi"]
     np.testing.assert_allclose(report[fast.index].to_numpy(), fast.to_numpy(), atol=1e-6)
 

@@ -15,11 +15,11 @@ from hypothesis import strategies as st
 from mlplatform import config
 from mlplatform.monitoring.psi import (
     ReferenceBins,
-    _sturges_edges,
     psi,
     psi_drift_share,
     psi_from_proportions,
 )
+from mlplatform_tests.evidently_bins import evidently_bins, sturges_edges
 
 
 def _frames(seed: int = 0, n_ref: int = 3000, n_cur: int = 2500) -> tuple[pd.DataFrame, ...]:
@@ -60,7 +60,7 @@ def _evidently_psi(ref: pd.DataFrame, cur: pd.DataFrame) -> pd.Series:
 
 def test_agrees_with_evidently_psi_stat_test() -> None:
     ref, cur = _frames()
-    ours = psi(ReferenceBins.from_frames_evidently(ref, cur), cur)
+    ours = psi(evidently_bins(ref, cur), cur)
     theirs = _evidently_psi(ref, cur)
     assert list(ours.index) == list(ref.columns)
     np.testing.assert_allclose(ours.to_numpy(), theirs[ours.index].to_numpy(), rtol=0, atol=1e-6)
@@ -69,7 +69,7 @@ def test_agrees_with_evidently_psi_stat_test() -> None:
 
 def test_constant_column_unchanged_is_zero_in_both() -> None:
     ref = pd.DataFrame({"c": np.ones(500, dtype="float32")})
-    assert psi(ReferenceBins.from_frames_evidently(ref, ref), ref)["c"] == 0.0
+    assert psi(evidently_bins(ref, ref), ref)["c"] == 0.0
     assert _evidently_psi(ref, ref)["c"] == 0.0
 
 
@@ -91,7 +91,7 @@ def test_agrees_with_evidently_property(
         ref, cur = np.round(ref * 3), np.round(cur * 3)
     ref_df = pd.DataFrame({"x": ref.astype("float32")})
     cur_df = pd.DataFrame({"x": cur.astype("float32")})
-    ours = psi(ReferenceBins.from_frames_evidently(ref_df, cur_df), cur_df)["x"]
+    ours = psi(evidently_bins(ref_df, cur_df), cur_df)["x"]
     assert ours == pytest.approx(_evidently_psi(ref_df, cur_df)["x"], abs=1e-6)
 
 
@@ -102,7 +102,7 @@ def test_sturges_edges_match_numpy(dtype: str) -> None:
         ref = (rng.normal(size=n_ref) * 100).astype(dtype)
         cur = (rng.normal(size=n_cur) * 150).astype(dtype)
         expected = np.histogram_bin_edges(np.concatenate([ref, cur]), bins="sturges")
-        got = _sturges_edges(ref, cur)
+        got = sturges_edges(ref, cur)
         assert got.dtype == expected.dtype
         np.testing.assert_array_equal(got, expected)
 

@@ -15,6 +15,7 @@ from mlplatform.registry import (
     PromotionError,
     PromotionRecord,
     RollbackError,
+    RollbackRecord,
     find_archive,
     get_alias_version,
     list_archive,
@@ -57,6 +58,11 @@ def _promote(store: Store, export_root: Path, version: str, **kwargs) -> Promoti
         tracking_uri=store.uri, name=NAME, version=version, export_root=export_root,
         **(params | kwargs),
     )  # fmt: skip
+
+
+def _rollback(store: Store, export_root: Path, **kwargs) -> RollbackRecord:
+    params = {"actor": "c", "reason": "r", "run_id": "rb"}
+    return rollback(tracking_uri=store.uri, name=NAME, export_root=export_root, **(params | kwargs))
 
 
 def _production(store: Store) -> str | None:
@@ -211,10 +217,7 @@ def test_racing_promotions_stay_consistent(store: Store, export_root: Path) -> N
 def test_rollback_to_previous(store: Store, export_root: Path) -> None:
     _promote(store, export_root, "1")
     _promote(store, export_root, "2")
-    record = rollback(
-        tracking_uri=store.uri, name=NAME, export_root=export_root,
-        actor="carol", reason="v2 misbehaves", run_id="rb-1",
-    )  # fmt: skip
+    record = _rollback(store, export_root, actor="carol", reason="v2 misbehaves", run_id="rb-1")
     assert (record.from_version, record.to_version, record.to_semver) == ("2", "1", "1.0.0")
     assert _production(store) == "1" == _exported_version(export_root)
     archive_v1 = find_archive(export_root, NAME, "1")
@@ -240,10 +243,7 @@ def test_rollback_rebuilds_a_corrupted_archive_from_the_registry(
     model = archive_v1 / "model.txt"
     original = model.read_bytes()
     model.write_text(model.read_text().replace("Tree=0", "Tree=9", 1))
-    rollback(
-        tracking_uri=store.uri, name=NAME, export_root=export_root,
-        actor="carol", reason="r", run_id="rb",
-    )  # fmt: skip
+    _rollback(store, export_root, actor="carol")
     assert _production(store) == "1" == _exported_version(export_root)
     assert (export_root / "production/model.txt").read_bytes() == original
     verify_export(archive_v1)
@@ -252,15 +252,9 @@ def test_rollback_rebuilds_a_corrupted_archive_from_the_registry(
 def test_rollback_refuses_a_version_never_in_production(store: Store, export_root: Path) -> None:
     _promote(store, export_root, "1")
     with pytest.raises(RollbackError, match="records no previous production"):
-        rollback(
-            tracking_uri=store.uri, name=NAME, export_root=export_root,
-            actor="c", reason="r", run_id="rb",
-        )  # fmt: skip
+        _rollback(store, export_root)
     with pytest.raises(RollbackError, match="never production"):
-        rollback(
-            tracking_uri=store.uri, name=NAME, to_version="3", export_root=export_root,
-            actor="c", reason="r", run_id="rb",
-        )  # fmt: skip
+        _rollback(store, export_root, to_version="3")
     assert _production(store) == "1"
 
 
@@ -271,15 +265,9 @@ def test_rollback_validates_its_inputs_before_anything_moves(
     _promote(store, export_root, "2")
     before = (_production(store), _tags(store, "1"), _tags(store, "2"), snapshot(export_root))
     with pytest.raises(RollbackError, match="100,001 characters; the limit is 1,000"):
-        rollback(
-            tracking_uri=store.uri, name=NAME, export_root=export_root,
-            actor="c", reason="x" * 100_001, run_id="rb",
-        )  # fmt: skip
+        _rollback(store, export_root, reason="x" * 100_001)
     with pytest.raises(RollbackError, match="'v1' is not a registry version"):
-        rollback(
-            tracking_uri=store.uri, name=NAME, to_version="v1", export_root=export_root,
-            actor="c", reason="r", run_id="rb",
-        )  # fmt: skip
+        _rollback(store, export_root, to_version="v1")
     after = (_production(store), _tags(store, "1"), _tags(store, "2"), snapshot(export_root))
     assert after == before
 
@@ -306,10 +294,7 @@ def test_promotion_and_rollback_never_unpickle(
         monkeypatch.setattr(module, "loads", forbidden)
     _promote(store, export_root, "1")
     _promote(store, export_root, "2")
-    rollback(
-        tracking_uri=store.uri, name=NAME, export_root=export_root,
-        actor="c", reason="r", run_id="rb",
-    )  # fmt: skip
+    _rollback(store, export_root)
     assert _production(store) == "1"
 
 
@@ -324,9 +309,6 @@ def test_rollback_rebuilds_an_unloadable_model_with_matching_checksums(
     archive_v1 = find_archive(export_root, NAME, "1")
     meta = verify_export(archive_v1)
     write_export(archive_v1, model_text="not a lightgbm model\n", metadata=meta)
-    rollback(
-        tracking_uri=store.uri, name=NAME, export_root=export_root,
-        actor="c", reason="r", run_id="rb",
-    )  # fmt: skip
+    _rollback(store, export_root)
     assert _production(store) == "1" == _exported_version(export_root)
     load_export_booster(export_root / "production")

@@ -64,12 +64,6 @@ class DataValidationError(ValueError):
             text = f"{self.file}: {text}" if text else self.file
         return f"{text}: {self.reason}" if text else self.reason
 
-    def with_file(self, file: Any) -> DataValidationError:
-        """The same error located in `file` (used when a frame-level check learns its source)."""
-        return DataValidationError(
-            self.reason, file=file, ticker=self.ticker, date=self.date, column=self.column
-        )
-
     def __reduce__(self) -> tuple[Any, ...]:
         # keyword-only arguments need help to survive pickling (Dagster serialises errors)
         return (

@@ -45,7 +45,7 @@ import pyarrow as pa
 from mlplatform import config
 from mlplatform.data._parse import Problem, parse_dates, to_float64
 from mlplatform.data.errors import DataValidationError
-from mlplatform.data.schema import PRICE_COLUMNS, _validate
+from mlplatform.data.schema import PRICE_COLUMNS, validate_prices
 
 CSV_SUFFIXES: tuple[str, ...] = (".csv", ".csv.gz")
 PARQUET_SUFFIXES: tuple[str, ...] = (".parquet", ".pq")
@@ -133,7 +133,7 @@ def load_prices(
         frames.append(frame)
 
     combined = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
-    return _validate(
+    return validate_prices(
         combined,
         source=str(path),
         min_history_days=min_history_days,

@@ -53,6 +53,15 @@ def _positive_finite(series: pd.Series) -> pd.Series:
     return np.isfinite(series) & (series > 0)
 
 
+def _price_column(description: str) -> pa.Column:
+    return pa.Column(
+        "float64",
+        pa.Check(_positive_finite, name="positive_finite", error="> 0 and finite"),
+        nullable=False,
+        description=description,
+    )
+
+
 PRICES_SCHEMA = pa.DataFrameSchema(
     {
         "date": pa.Column(
@@ -69,30 +78,12 @@ PRICES_SCHEMA = pa.DataFrameSchema(
             title="Ticker",
             description="Instrument symbol, upper case.",
         ),
-        "open": pa.Column(
-            "float64",
-            pa.Check(_positive_finite, name="positive_finite", error="> 0 and finite"),
-            nullable=False,
-            description="Opening price (split/dividend adjusted when the source had Adj Close).",
+        "open": _price_column(
+            "Opening price (split/dividend adjusted when the source had Adj Close)."
         ),
-        "high": pa.Column(
-            "float64",
-            pa.Check(_positive_finite, name="positive_finite", error="> 0 and finite"),
-            nullable=False,
-            description="Session high; at least max(open, close).",
-        ),
-        "low": pa.Column(
-            "float64",
-            pa.Check(_positive_finite, name="positive_finite", error="> 0 and finite"),
-            nullable=False,
-            description="Session low; at most min(open, close).",
-        ),
-        "close": pa.Column(
-            "float64",
-            pa.Check(_positive_finite, name="positive_finite", error="> 0 and finite"),
-            nullable=False,
-            description="Closing price (the adjusted close when the source had one).",
-        ),
+        "high": _price_column("Session high; at least max(open, close)."),
+        "low": _price_column("Session low; at most min(open, close)."),
+        "close": _price_column("Closing price (the adjusted close when the source had one)."),
         "volume": pa.Column(
             "float64",
             pa.Check(lambda s: np.isfinite(s) & (s >= 0), name="non_negative", error=">= 0"),
@@ -186,28 +177,17 @@ def validate_prices(
     source: str,
     min_history_days: int = config.MIN_HISTORY_DAYS,
     as_of: str | date | None = None,
+    ticker_sources: Mapping[str, str] | None = None,
+    note: str = "",
 ) -> pd.DataFrame:
     """The canonical prices frame from `df`, or a DataValidationError naming the first problem.
 
     `df` needs the columns in PRICE_COLUMNS (extra columns are dropped). Dates may be datetimes
     or text; tz-aware stamps keep their wall-clock date; none may be after `as_of` (default
-    today). Rows are sorted by ticker then date; unsorted input is fine, a repeated (ticker, date)
-    is not. `source` names the data in errors.
+    today, see latest_allowed_date). Rows are sorted by ticker then date; unsorted input is fine,
+    a repeated (ticker, date) is not. `source` names the data in errors; `ticker_sources` (ticker
+    -> file) names the right file of a folder, `note` is added to price errors.
     """
-    return _validate(df, source=source, min_history_days=min_history_days, as_of=as_of)
-
-
-def _validate(
-    df: pd.DataFrame,
-    *,
-    source: str,
-    min_history_days: int,
-    ticker_sources: Mapping[str, str] | None = None,
-    note: str = "",
-    as_of: str | date | None = None,
-) -> pd.DataFrame:
-    """validate_prices plus a ticker -> file map, so errors in a folder name the right file,
-    and the as-of date no bar may pass (see latest_allowed_date)."""
     if not isinstance(df, pd.DataFrame):
         raise DataValidationError(f"expected a DataFrame, got {type(df).__name__}", file=source)
     missing = [c for c in PRICE_COLUMNS if c not in df.columns]

@@ -1,11 +1,12 @@
 """Evaluation: direction metrics, significance tests, strategy backtest and reports (pure)."""
 
 from mlplatform.evaluation.backtest import (
-    BASELINE_NAMES,
     STRATEGIES,
     BacktestResult,
-    naive_baselines,
+    naive_rules,
+    previous_direction,
     run_backtest,
+    up_rate,
 )
 from mlplatform.evaluation.metrics import (
     McNemarResult,
@@ -20,7 +21,6 @@ from mlplatform.evaluation.metrics import (
 from mlplatform.evaluation.report import markdown_table, render_html, write_html
 
 __all__ = [
-    "BASELINE_NAMES",
     "STRATEGIES",
     "BacktestResult",
     "McNemarResult",
@@ -29,11 +29,13 @@ __all__ = [
     "expected_max_sharpe",
     "markdown_table",
     "mcnemar_exact",
-    "naive_baselines",
+    "naive_rules",
+    "previous_direction",
     "probabilistic_sharpe_ratio",
     "render_html",
     "run_backtest",
     "strategy_metrics",
+    "up_rate",
     "wilson_interval",
     "write_html",
 ]

@@ -56,12 +56,6 @@ CLASSIFICATION_METRICS: tuple[str, ...] = (
     "down_share",
     "n",
 )
-BASELINE_NAMES: tuple[str, ...] = (
-    "training_majority",
-    "always_up",
-    "previous_direction",
-    "buy_and_hold",
-)
 INDEX_NAMES = ["date", "ticker"]
 
 
@@ -142,10 +136,9 @@ HELD_OVERNIGHT = frozenset({"buy_and_hold"})
 
 
 # --- baselines ----------------------------------------------------------------------------------
-def naive_baselines(
-    train_labels: pd.Series, test_index: pd.Index, prices: pd.DataFrame
-) -> dict[str, pd.Series]:
-    """P(up) of the naive rules every model must beat, on `test_index`.
+def naive_rules(rate: float, previous: pd.Series) -> dict[str, pd.Series]:
+    """P(up) of the naive rules every model must beat, on `previous.index`, from the training
+    up-rate (`up_rate`) and `previous_direction`.
 
     - training_majority: the training up-rate as a constant probability (so it predicts the training
       majority; a rate of exactly 0.5 predicts "not up", like a tie everywhere).
@@ -156,38 +149,6 @@ def naive_baselines(
       as the strategy benchmark (long-only buy and hold, entered once).
     Hard 0/1 rules score a clipped (large) log loss; that is the honest score of a hard rule.
     """
-    return naive_rules(up_rate(train_labels), previous_direction(prices, test_index))
-
-
-def up_rate(train_labels: pd.Series) -> float:
-    """The share of up labels among the known ones."""
-    labels = np.asarray(train_labels, dtype=float)
-    labels = labels[~np.isnan(labels)]
-    if labels.size == 0:
-        raise ValueError("naive_baselines: train_labels is empty")
-    return float(labels.mean())
-
-
-def previous_direction(prices: pd.DataFrame, test_index: pd.Index) -> pd.Series:
-    """1.0 where close[t] rose over the ticker's previous bar, 0.0 where not, NaN without one."""
-    index = _as_row_index(test_index, "test_index")
-    px = prices.reset_index() if "date" not in prices.columns else prices
-    missing = {"date", "ticker", "close"} - set(px.columns)
-    if missing:
-        raise ValueError(f"naive_baselines: prices lack column(s) {sorted(missing)}")
-    px = px[["date", "ticker", "close"]].copy()
-    px["date"] = pd.to_datetime(px["date"])
-    px["ticker"] = px["ticker"].astype(str)
-    px = px.sort_values(["ticker", "date"])
-    prev_close = px.groupby("ticker", sort=False)["close"].shift(1)
-    prev_return = px["close"].to_numpy() / prev_close.to_numpy() - 1.0
-    prev_up = np.where(np.isnan(prev_return), np.nan, (prev_return > 0).astype(float))
-    prev_dir = pd.Series(prev_up, index=pd.MultiIndex.from_frame(px[["date", "ticker"]]))
-    return prev_dir.reindex(index)
-
-
-def naive_rules(rate: float, previous: pd.Series) -> dict[str, pd.Series]:
-    """The baselines on `previous.index`, from the training up-rate and `previous_direction`."""
 
     def const(value: float, name: str) -> pd.Series:
         return pd.Series(value, index=previous.index, dtype=float, name=name)
@@ -198,6 +159,33 @@ def naive_rules(rate: float, previous: pd.Series) -> dict[str, pd.Series]:
         "previous_direction": previous.fillna(rate).astype(float).rename("previous_direction"),
         "buy_and_hold": const(1.0, "buy_and_hold"),
     }
+
+
+def up_rate(train_labels: pd.Series) -> float:
+    """The share of up labels among the known ones."""
+    labels = np.asarray(train_labels, dtype=float)
+    labels = labels[~np.isnan(labels)]
+    if labels.size == 0:
+        raise ValueError("up_rate: train_labels is empty")
+    return float(labels.mean())
+
+
+def previous_direction(prices: pd.DataFrame, test_index: pd.Index) -> pd.Series:
+    """1.0 where close[t] rose over the ticker's previous bar, 0.0 where not, NaN without one."""
+    index = _as_row_index(test_index, "test_index")
+    px = prices.reset_index() if "date" not in prices.columns else prices
+    missing = {"date", "ticker", "close"} - set(px.columns)
+    if missing:
+        raise ValueError(f"previous_direction: prices lack column(s) {sorted(missing)}")
+    px = px[["date", "ticker", "close"]].copy()
+    px["date"] = pd.to_datetime(px["date"])
+    px["ticker"] = px["ticker"].astype(str)
+    px = px.sort_values(["ticker", "date"])
+    prev_close = px.groupby("ticker", sort=False)["close"].shift(1)
+    prev_return = px["close"].to_numpy() / prev_close.to_numpy() - 1.0
+    prev_up = np.where(np.isnan(prev_return), np.nan, (prev_return > 0).astype(float))
+    prev_dir = pd.Series(prev_up, index=pd.MultiIndex.from_frame(px[["date", "ticker"]]))
+    return prev_dir.reindex(index)
 
 
 # --- result -------------------------------------------------------------------------------------

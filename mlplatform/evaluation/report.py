@@ -30,27 +30,12 @@ from mlplatform.evaluation.backtest import (
 )
 
 DEFAULT_METRICS: tuple[str, ...] = (
-    "accuracy",
-    "wilson_low",
-    "wilson_high",
-    "balanced_accuracy",
-    "auc",
-    "log_loss",
-    "brier",
-    "p_value_vs_majority",
-    "p_value_by_date",
-    "window_majority_rate",
-    "up_share",
-    "n",
-    "long_short_ann_return",
-    "long_short_sharpe",
-    "long_short_max_drawdown",
-    "long_short_turnover",
-    "long_short_psr",
-    "long_short_dsr",
-    "long_flat_ann_return",
-    "long_flat_sharpe",
-    "long_flat_dsr",
+    *(k for k in CLASSIFICATION_METRICS if k != "down_share"),  # 1 - up_share
+    *(
+        f"long_short_{k}"
+        for k in ("ann_return", "sharpe", "max_drawdown", "turnover", "psr", "dsr")
+    ),
+    *(f"long_flat_{k}" for k in ("ann_return", "sharpe", "dsr")),
 )
 ALL_METRICS: tuple[str, ...] = CLASSIFICATION_METRICS + tuple(
     f"{s}_{k}" for s in STRATEGIES for k in STRATEGY_METRICS
@@ -98,11 +83,12 @@ def _metrics_of(result: BacktestResult | Mapping[str, Any]) -> dict[str, Mapping
     return dict(result["metrics"])
 
 
-def _rows(
+def _frame(
     result: BacktestResult | Mapping[str, Any],
     columns: Sequence[str] | None,
     metrics: Sequence[str] | None,
-) -> tuple[list[str], list[str], list[list[str]]]:
+) -> pd.DataFrame:
+    """Formatted values: a row per metric, a column per model."""
     by_model = _metrics_of(result)
     models = list(columns) if columns is not None else list(by_model)
     unknown = [c for c in models if c not in by_model]
@@ -110,7 +96,7 @@ def _rows(
         raise KeyError(f"no such model(s) in the result: {unknown}; have {list(by_model)}")
     keys = list(metrics) if metrics is not None else list(DEFAULT_METRICS)
     body = [[format_value(k, by_model[c].get(k)) for c in models] for k in keys]
-    return models, keys, body
+    return pd.DataFrame(body, index=pd.Index(keys, name="metric"), columns=models)
 
 
 def markdown_table(
@@ -120,36 +106,22 @@ def markdown_table(
 ) -> str:
     """Models side by side (columns, default all in scoring order), metrics as rows (default
     DEFAULT_METRICS). Suitable for Dagster MetadataValue.md and MLflow text artifacts."""
-    models, keys, body = _rows(result, columns, metrics)
+    frame = _frame(result, columns, metrics)
+    # pandas' to_markdown (tabulate) escapes nothing: a "|" in a name would split its cell
+    frame = frame.rename(index=_escape_pipe, columns=_escape_pipe)
+    align = ("left", *("right",) * frame.shape[1])
+    return frame.to_markdown(colalign=align, disable_numparse=True) + "\n"
 
-    def esc(text: str) -> str:
-        return text.replace("|", "\\|")
 
-    lines = [
-        "| metric | " + " | ".join(esc(c) for c in models) + " |",
-        "| --- | " + " | ".join("---:" for _ in models) + " |",
-    ]
-    lines += [
-        f"| {esc(k)} | " + " | ".join(cells) + " |" for k, cells in zip(keys, body, strict=True)
-    ]
-    return "\n".join(lines) + "\n"
+def _escape_pipe(text: str) -> str:
+    return text.replace("|", "\\|")
 
 
 def _html_table(
     result: BacktestResult, columns: Sequence[str] | None, metrics: Sequence[str]
 ) -> str:
-    models, keys, body = _rows(result, columns, metrics)
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in models)
-    rows = "".join(
-        f"<tr><th>{html.escape(k)}</th>"
-        + "".join(f"<td>{html.escape(v)}</td>" for v in cells)
-        + "</tr>"
-        for k, cells in zip(keys, body, strict=True)
-    )
-    return (
-        f'<table class="metrics"><thead><tr><th>metric</th>{head}</tr></thead>'
-        f"<tbody>{rows}</tbody></table>"
-    )
+    frame = _frame(result, columns, metrics).rename_axis(index=None, columns="metric")
+    return frame.to_html(classes="metrics", border=0)  # escapes, like html.escape
 
 
 def _svg_chart(equity: pd.DataFrame, *, width: int = 900, height: int = 380) -> str:
@@ -263,11 +235,7 @@ cursor:pointer;font-size:0.8em}.lg.off{opacity:0.35}.tip{font-size:0.85em;min-he
 
 
 def _kv_table(items: Mapping[str, Any]) -> str:
-    rows = "".join(
-        f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(str(v))}</td></tr>"
-        for k, v in items.items()
-    )
-    return f"<table>{rows}</table>"
+    return pd.Series(items, dtype=object).to_frame().to_html(header=False, border=0)
 
 
 def render_html(

@@ -14,8 +14,9 @@ most 20 distinct values by value. Two rules are therefore offered:
 - `ReferenceBins.from_frame` (rule "quantile", what the sensor stores): equal-frequency bins from
   reference quantiles (robust to heavy tails, independent of the current data), outer edges
   -inf/+inf, empty reference bins merged away; discrete columns binned by value as Evidently does.
-- `ReferenceBins.from_frames_evidently` (rule "evidently"): Evidently's own bins for a given
-  (reference, current) pair; `psi` on these reproduces Evidently's numbers (tests, benchmark).
+- rule "evidently": Evidently's own bins for a given (reference, current) pair, which only the
+  tests and benchmarks/bench_drift.py build (mlplatform_tests/evidently_bins.py) to show that
+  `psi` on them reproduces Evidently's numbers.
 """
 
 from __future__ import annotations
@@ -143,14 +144,6 @@ class ReferenceBins:
     ) -> ReferenceBins:
         """Bins of one 1-D distribution (prediction scores, labels)."""
         return cls.from_frame(_as_frame(values, name), n_bins=n_bins)
-
-    @classmethod
-    def from_frames_evidently(cls, reference: pd.DataFrame, current: pd.DataFrame) -> ReferenceBins:
-        """Evidently 0.7's bins for this (reference, current) pair (see the module docstring)."""
-        ref_arrays = _feature_arrays(reference, what="reference")
-        cur_arrays = _feature_arrays(current, what="current", names=list(ref_arrays))
-        feats = {name: _evidently_bins(ref, cur_arrays[name]) for name, ref in ref_arrays.items()}
-        return cls(features=feats, rule="evidently", n_bins=0)
 
     # --- JSON ----------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -335,34 +328,6 @@ def _merge_empty_bins(edges: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray
         c[j] += c.pop(j + 1)
         e.pop(j)
     return np.asarray(e, dtype=np.float64), np.asarray(c, dtype=np.int64)
-
-
-def _sturges_edges(ref: np.ndarray, cur: np.ndarray) -> np.ndarray:
-    """np.histogram_bin_edges(concat(ref, cur), bins="sturges") without the concatenation:
-    the same arithmetic, in the same dtypes, as numpy's _get_bin_edges."""
-    dtype = np.result_type(ref.dtype, cur.dtype)
-    first = np.minimum(ref.min(), cur.min()).astype(dtype)
-    last = np.maximum(ref.max(), cur.max()).astype(dtype)
-    if not (np.isfinite(first) and np.isfinite(last)):
-        raise ValueError(f"autodetected range of [{first}, {last}] is not finite")
-    size = ref.size + cur.size
-    width = np.subtract(last, first) / (np.log2(size) + 1.0)
-    if first == last:
-        first, last = first - 0.5, last + 0.5
-    n_equal = int(np.ceil(np.subtract(last, first) / width)) if width else 1
-    bin_type = np.result_type(first, last, np.empty(0, dtype=dtype))
-    if np.issubdtype(bin_type, np.integer):
-        bin_type = np.result_type(bin_type, float)
-    return np.linspace(first, last, n_equal + 1, endpoint=True, dtype=bin_type)
-
-
-def _evidently_bins(ref: np.ndarray, cur: np.ndarray) -> FeatureBins:
-    if _few_distinct(ref):
-        return _categorical_bins(ref)
-    full = _sturges_edges(ref, cur)
-    inner = full[1:-1]  # the outer edges are the combined min/max: every value lies inside
-    counts = _bin_counts(ref, inner)
-    return FeatureBins("numeric", inner.astype(np.float64), counts)
 
 
 def model_reference(

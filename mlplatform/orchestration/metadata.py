@@ -50,6 +50,8 @@ def _cell(value: Any, digits: int) -> str | int | float | bool | None:
     return None if value is None else str(value)
 
 
+# Hand-written because Dagster has no public DataFrame -> TableMetadataValue converter (dagster-
+# pandas only derives a TableSchema, and is not a dependency); the cells need JSON-safe values.
 def table_metadata(frame: pd.DataFrame, digits: int = 4) -> dg.TableMetadataValue:
     """A DataFrame as Dagster table metadata (the UI renders a sortable table with a schema),
     numbers rounded by `rounded`; a non-default index becomes the first column(s)."""

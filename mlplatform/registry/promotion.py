@@ -207,27 +207,34 @@ def _apply_tags(client: MlflowClient, name: str, tags: dict[str, dict[str, str |
                 client.set_model_version_tag(name, version, key, value)
 
 
+def _tag_values(mv: ModelVersion, fields: dict[str, str]) -> dict[str, str]:
+    """{field: the version's value of tag fields[field], or ""}."""
+    return {field: mv.tags.get(tag, "") for field, tag in fields.items()}
+
+
 def _promotion_info(mv: ModelVersion) -> dict[str, Any]:
-    tags = mv.tags
     return {
-        "promoted_by": tags.get(TAG_PROMOTED_BY, ""),
-        "promoted_at": tags.get(TAG_PROMOTED_AT, ""),
-        "promotion_run_id": tags.get(TAG_PROMOTION_RUN_ID, ""),
-        "promotion_reason": tags.get(TAG_PROMOTION_REASON, ""),
-        "override": tags.get(TAG_OVERRIDE, "false") == "true",
-        "previous_production_version": tags.get(TAG_PREVIOUS_PRODUCTION) or None,
+        **_tag_values(
+            mv,
+            {
+                "promoted_by": TAG_PROMOTED_BY,
+                "promoted_at": TAG_PROMOTED_AT,
+                "promotion_run_id": TAG_PROMOTION_RUN_ID,
+                "promotion_reason": TAG_PROMOTION_REASON,
+            },
+        ),
+        "override": mv.tags.get(TAG_OVERRIDE, "false") == "true",
+        "previous_production_version": mv.tags.get(TAG_PREVIOUS_PRODUCTION) or None,
     }
 
 
-def _rollback_info(mv: ModelVersion) -> dict[str, str]:
-    tags = mv.tags
-    return {
-        "rolled_back_by": tags.get(TAG_ROLLED_BACK_BY, ""),
-        "rolled_back_at": tags.get(TAG_ROLLED_BACK_AT, ""),
-        "rollback_reason": tags.get(TAG_ROLLBACK_REASON, ""),
-        "rollback_run_id": tags.get(TAG_ROLLBACK_RUN_ID, ""),
-        "rollback_from_version": tags.get(TAG_ROLLBACK_FROM, ""),
-    }
+_ROLLBACK_FIELDS = {
+    "rolled_back_by": TAG_ROLLED_BACK_BY,
+    "rolled_back_at": TAG_ROLLED_BACK_AT,
+    "rollback_reason": TAG_ROLLBACK_REASON,
+    "rollback_run_id": TAG_ROLLBACK_RUN_ID,
+    "rollback_from_version": TAG_ROLLBACK_FROM,
+}
 
 
 def production_extra(mv: ModelVersion) -> dict[str, Any]:
@@ -236,7 +243,7 @@ def production_extra(mv: ModelVersion) -> dict[str, Any]:
     if mv.tags.get(TAG_ROLLED_BACK_AT) and mv.tags.get(TAG_ROLLED_BACK_AT, "") >= mv.tags.get(
         TAG_PROMOTED_AT, ""
     ):
-        extra["rollback"] = _rollback_info(mv)
+        extra["rollback"] = _tag_values(mv, _ROLLBACK_FIELDS)
     return extra
 
 
@@ -507,7 +514,7 @@ def _rollback_record(
     data, name = intent.data, intent.name
     target = client.get_model_version(name, data["to_version"])
     leaving = client.get_model_version(name, data["from_version"])
-    info = _rollback_info(target)
+    info = _tag_values(target, _ROLLBACK_FIELDS)
     return RollbackRecord(
         name=name,
         from_version=data["from_version"],
