@@ -4,6 +4,7 @@ from mlplatform.evaluation.backtest import (
     BASELINE_NAMES,
     STRATEGIES,
     BacktestResult,
+    BacktestSpec,
     naive_baselines,
     run_backtest,
 )
@@ -23,6 +24,7 @@ __all__ = [
     "BASELINE_NAMES",
     "STRATEGIES",
     "BacktestResult",
+    "BacktestSpec",
     "McNemarResult",
     "classification_metrics",
     "deflated_sharpe_ratio",
