@@ -120,8 +120,16 @@ def _backtest_metadata(
     return metadata
 
 
-def _log_backtest(result: BacktestResult, html_path: Path, run: Any) -> str:
-    """Log the HTML report and staging's plotted numbers to the MLflow run; the report's URL."""
+def _publish(
+    result: BacktestResult, stores: PlatformStores, staging: ModelVersion, run: Any
+) -> tuple[Path, str]:
+    """Write the HTML report, log it and staging's plotted numbers to the MLflow run; the report's
+    path and its MLflow UI URL."""
+    html_path = write_html(
+        result,
+        stores.reports_path / f"backtest_v{staging.version}.html",
+        title=f"Walk-forward evaluation of {staging.name} v{staging.version}",
+    )
     mlflow.log_artifact(str(html_path), artifact_path="backtest")
     staging_metrics = result.metrics[STAGING]
     mlflow.log_metrics(
@@ -131,7 +139,7 @@ def _log_backtest(result: BacktestResult, html_path: Path, run: Any) -> str:
             if staging_metrics.get(key) is not None
         }
     )
-    return mlflow_artifact_url(run, f"backtest/{html_path.name}")
+    return html_path, mlflow_artifact_url(run, f"backtest/{html_path.name}")
 
 
 @dg.asset(
@@ -180,13 +188,8 @@ def backtest_report(
             cost_bps=config.cost_bps,
             truth=_truth(market_data),
         )
-        html_path = write_html(
-            evaluation.result,
-            stores.reports_path / f"backtest_v{staging.version}.html",
-            title=f"Walk-forward evaluation of {staging.name} v{staging.version}",
-        )
         run = mlflow_tracking.active_run()
-        url = _log_backtest(evaluation.result, html_path, run)
+        html_path, url = _publish(evaluation.result, stores, staging, run)
     report = _report(staging_model, production, windows, evaluation.result, html_path, url)
     metadata = _backtest_metadata(report, evaluation, windows, staging, policy, run)
     return dg.Output(report, metadata=metadata)
