@@ -24,7 +24,13 @@ import pandas as pd
 from mlflow import MlflowClient
 
 from mlplatform import config
-from mlplatform.registry import get_alias_version, promote, register_candidate, rollback
+from mlplatform.registry import (
+    ModelPackage,
+    get_alias_version,
+    promote,
+    register_candidate,
+    rollback,
+)
 
 NFR_010_ROLLBACK_S = 300.0  # the NFR-010 plan: rollback within 5 minutes
 DESIGN_ROLLBACK_S = 5.0  # this design: alias upsert + verified local archive copy
@@ -74,14 +80,16 @@ def main() -> None:
             model_bytes = len(booster.model_to_string().encode())
             start = time.perf_counter()
             register_candidate(
-                booster,
+                ModelPackage(
+                    booster,
+                    semver=f"1.{i}.0",
+                    tags={"data_fingerprint": f"fp{i}"},
+                    input_example=X,
+                    reference={"n_bins": 10},
+                    metadata={"bench": True},
+                ),
                 tracking_uri=uri,
                 run_id=client.create_run(experiment_id).info.run_id,
-                semver=f"1.{i}.0",
-                tags={"data_fingerprint": f"fp{i}"},
-                input_example=X,
-                reference={"n_bins": 10},
-                metadata={"bench": True},
                 export_root=export_root,
             )
             register_s.append(time.perf_counter() - start)

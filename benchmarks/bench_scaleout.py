@@ -63,7 +63,7 @@ def drop_database(server: str, url: str) -> None:
 def tuning(
     X, y, folds, *, server: str, prefix: str, workers: int, trials: int, seed: int
 ) -> dict[str, Any]:
-    from mlplatform.training import run_study
+    from mlplatform.training import StudySpec, run_study
     from mlplatform.training.tuning import make_storage
 
     url = new_database(server, prefix)
@@ -73,13 +73,7 @@ def tuning(
             X,
             y,
             folds,
-            study_name="bench",
-            storage_url=url,
-            n_trials=trials,
-            timeout_s=config.TUNING.timeout_s,
-            pruner="median",
-            seed=seed,
-            workers=workers,
+            StudySpec("bench", url, n_trials=trials, pruner="median", seed=seed, workers=workers),
         )
         wall = time.perf_counter() - started
         study = optuna.load_study(study_name="bench", storage=make_storage(url))

@@ -29,6 +29,7 @@ import pandas as pd
 
 from mlplatform import config
 from mlplatform.training import (
+    StudySpec,
     TrialRecord,
     labelled_rows,
     plan_windows,
@@ -94,12 +95,13 @@ def study(
         X,
         y,
         folds,
-        study_name=f"bench-{pruner}",
-        storage_url=f"sqlite:///{root / pruner / 'studies.db'}",
-        n_trials=trials,
-        timeout_s=config.TUNING.timeout_s,
-        pruner=pruner,
-        seed=seed,
+        StudySpec(
+            f"bench-{pruner}",
+            f"sqlite:///{root / pruner / 'studies.db'}",
+            n_trials=trials,
+            pruner=pruner,
+            seed=seed,
+        ),
         trial_callback=records.append,
     )
     trial_s = sum(r.duration_s for r in records)

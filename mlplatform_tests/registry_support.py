@@ -14,7 +14,7 @@ import pandas as pd
 from mlflow import MlflowClient
 
 from mlplatform import config
-from mlplatform.registry import ModelHandle, register_candidate
+from mlplatform.registry import ModelHandle, ModelPackage, register_candidate
 
 FEATURES = ("f0", "f1", "f2")
 
@@ -50,15 +50,18 @@ class Store:
         self, semver: str, seed: int, export_root: Path, run_id: str | None = None, **kwargs
     ) -> ModelHandle:
         X, _ = tiny_frame(seed)
-        return register_candidate(
+        package = ModelPackage(
             tiny_booster(seed),
-            tracking_uri=self.uri,
-            run_id=run_id or self.new_run(),
             semver=semver,
             tags={"data_fingerprint": f"fp{seed}", "dagster_run_id": f"dagster-{seed}"},
             input_example=X,
             reference={"bins": {"f0": [0.0, 1.0]}, "seed": seed},
             metadata={"features": list(FEATURES), "seed": seed},
+        )
+        return register_candidate(
+            package,
+            tracking_uri=self.uri,
+            run_id=run_id or self.new_run(),
             export_root=export_root,
             **kwargs,
         )

@@ -332,6 +332,7 @@ def test_every_run_config_range_is_checked() -> None:
         (lambda: TuningConfig(max_tuning_rows=0), "max_tuning_rows"),
         (lambda: TuningConfig(max_tuning_test_rows=-5), "max_tuning_test_rows"),
         (lambda: TuningConfig(seed=-1), "seed"),
+        (lambda: TuningConfig(workers=0), "workers"),
         (lambda: TrainingConfig(seed=2**40), "seed"),
         (lambda: DriftConfig(recent_business_days=0), "recent_business_days"),
         (lambda: DriftConfig(sample_rows=1), "sample_rows"),
@@ -371,7 +372,7 @@ def test_bad_run_config_fails_at_once_naming_the_field(platform_home: Path) -> N
 
 
 def test_optuna_database_removed_mid_study_names_the_storage(tmp_path: Path) -> None:
-    from mlplatform.training import TuningError, run_study, walk_forward_folds
+    from mlplatform.training import StudySpec, TuningError, run_study, walk_forward_folds
     from mlplatform_tests.test_training_tuning import FAST, small_frame
 
     X, y = small_frame(n_dates=200, n_tickers=4)
@@ -387,14 +388,8 @@ def test_optuna_database_removed_mid_study_names_the_storage(tmp_path: Path) -> 
             X,
             y,
             folds,
-            study_name="gone",
-            storage_url=f"sqlite:///{db}",
-            n_trials=4,
-            timeout_s=600.0,
-            pruner="none",
-            seed=1,
+            StudySpec("gone", f"sqlite:///{db}", n_trials=4, pruner="none", seed=1, **FAST),
             trial_callback=remove_database,
-            **FAST,
         )
     assert f"storage sqlite:///{db} disappeared while the study ran" in str(caught.value)
     assert "Should not reach" not in str(caught.value)

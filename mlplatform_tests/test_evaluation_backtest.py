@@ -10,7 +10,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlplatform.evaluation import naive_rules, previous_direction, run_backtest, up_rate
+from mlplatform.evaluation import (
+    BacktestSpec,
+    naive_rules,
+    previous_direction,
+    run_backtest,
+    up_rate,
+)
 from mlplatform.evaluation.backtest import CLASSIFICATION_METRICS, STRATEGY_METRICS
 
 BASELINES = ("training_majority", "always_up", "previous_direction", "buy_and_hold")
@@ -44,7 +50,7 @@ def test_hand_computed_pnl_costs_and_turnover() -> None:
     proba = pd.Series([0.9, 0.4, 0.2, 0.4, 0.7, 0.6], index=idx)
     fr = pd.Series([0.01, 0.02, -0.02, -0.01, 0.03, 0.0], index=idx)
     labels = (fr > 0).astype(int)
-    res = run_backtest({"m": proba}, labels, fr, cost_bps=10, n_trials=1)
+    res = run_backtest({"m": proba}, labels, fr, BacktestSpec(cost_bps=10, n_trials=1))
     ls = res.returns["m/long_short"].to_numpy()
     lf = res.returns["m/long_flat"].to_numpy()
     # each position is a round trip inside the bar: 2 x 10 bps per unit of position
@@ -60,7 +66,9 @@ def test_hand_computed_pnl_costs_and_turnover() -> None:
 
 def test_result_has_every_metric_key() -> None:
     fr, labels = _window()
-    res = run_backtest({"staging": _random_proba(fr.index, 1)}, labels, fr, cost_bps=5, n_trials=3)
+    res = run_backtest(
+        {"staging": _random_proba(fr.index, 1)}, labels, fr, BacktestSpec(cost_bps=5, n_trials=3)
+    )
     expected = set(CLASSIFICATION_METRICS) | {
         f"{s}_{k}" for s in ("long_short", "long_flat") for k in STRATEGY_METRICS
     }
@@ -74,7 +82,7 @@ def test_perfect_predictor_scores_one_and_earns() -> None:
         "staging": labels.astype(float),
         "production": _random_proba(fr.index, 2),
     }
-    res = run_backtest(preds, labels, fr, cost_bps=5, n_trials=10)
+    res = run_backtest(preds, labels, fr, BacktestSpec(cost_bps=5, n_trials=10))
     s = res.metrics["staging"]
     assert s["accuracy"] == 1.0 and s["balanced_accuracy"] == 1.0 and s["auc"] == 1.0
     assert s["long_short_sharpe"] > 0 and s["long_flat_sharpe"] > 0
@@ -87,20 +95,23 @@ def test_perfect_predictor_scores_one_and_earns() -> None:
 def test_costs_reduce_returns_monotonically() -> None:
     fr, labels = _window(seed=3)
     preds = {"staging": _random_proba(fr.index, 4)}
-    runs = [run_backtest(preds, labels, fr, cost_bps=c, n_trials=1) for c in (0, 1, 5, 20, 100)]
+    runs = [
+        run_backtest(preds, labels, fr, BacktestSpec(cost_bps=c, n_trials=1))
+        for c in (0, 1, 5, 20, 100)
+    ]
     for strategy in ("long_short", "long_flat"):
         anns = [r.metrics["staging"][f"{strategy}_ann_return"] for r in runs]
         assert all(a > b for a, b in itertools.pairwise(anns))
         daily = np.array([r.returns[f"staging/{strategy}"].to_numpy() for r in runs])
         assert (np.diff(daily, axis=0) <= 1e-15).all()
     with pytest.raises(ValueError, match="cost_bps"):
-        run_backtest(preds, labels, fr, cost_bps=-1, n_trials=1)
+        run_backtest(preds, labels, fr, BacktestSpec(cost_bps=-1, n_trials=1))
 
 
 def test_no_look_ahead() -> None:
     fr, labels = _window(n_dates=40, seed=5)
     preds = {"staging": _random_proba(fr.index, 6), "production": _random_proba(fr.index, 7)}
-    base = run_backtest(preds, labels, fr, cost_bps=5, n_trials=5)
+    base = run_backtest(preds, labels, fr, BacktestSpec(cost_bps=5, n_trials=5))
 
     # returns after the window (no prediction there) change nothing at all
     later = _index(10)
@@ -110,20 +121,25 @@ def test_no_look_ahead() -> None:
     )
     for seed in (8, 9):
         extra = pd.Series(np.random.default_rng(seed).normal(0, 0.5, len(later)), index=later)
-        res = run_backtest(preds, labels, pd.concat([fr, extra]), cost_bps=5, n_trials=5)
+        res = run_backtest(
+            preds, labels, pd.concat([fr, extra]), BacktestSpec(cost_bps=5, n_trials=5)
+        )
         assert json.dumps(res.to_dict()) == json.dumps(base.to_dict())
 
     # P&L up to date t depends on nothing after t: truncating the window keeps the prefix
     cut = fr.index.get_level_values(0).unique()[24]
     keep = fr.index.get_level_values(0) <= cut
     short = run_backtest(
-        {k: v[keep] for k, v in preds.items()}, labels[keep], fr[keep], cost_bps=5, n_trials=5
+        {k: v[keep] for k, v in preds.items()},
+        labels[keep],
+        fr[keep],
+        BacktestSpec(cost_bps=5, n_trials=5),
     )
     pd.testing.assert_frame_equal(short.returns, base.returns.loc[:cut])
     # and scrambling the returns after t leaves the prefix of the full run unchanged
     scrambled = fr.copy()
     scrambled[~keep] = np.random.default_rng(10).normal(0, 0.1, int((~keep).sum()))
-    res = run_backtest(preds, labels, scrambled, cost_bps=5, n_trials=5)
+    res = run_backtest(preds, labels, scrambled, BacktestSpec(cost_bps=5, n_trials=5))
     pd.testing.assert_frame_equal(res.returns.loc[:cut], base.returns.loc[:cut])
 
 
@@ -140,8 +156,7 @@ def test_mismatched_indexes_score_the_intersection() -> None:
         {"staging": staging, "production": production},
         labels_missing,
         fr,
-        cost_bps=5,
-        n_trials=1,
+        BacktestSpec(cost_bps=5, n_trials=1),
     )
     assert res.n_rows == 35 * 2 - 1
     assert res.n_tickers == 2
@@ -152,7 +167,7 @@ def test_mismatched_indexes_score_the_intersection() -> None:
     # unnamed levels are taken positionally as (date, ticker)
     unnamed = staging.copy()
     unnamed.index = unnamed.index.set_names([None, None])
-    res2 = run_backtest({"staging": unnamed}, labels, fr, cost_bps=5, n_trials=1)
+    res2 = run_backtest({"staging": unnamed}, labels, fr, BacktestSpec(cost_bps=5, n_trials=1))
     assert res2.n_rows == len(fr)
 
 
@@ -161,21 +176,41 @@ def test_bad_inputs_raise_clear_errors() -> None:
     staging = _random_proba(fr.index, 1)
     elsewhere = _index(5, ("ZZZ",))
     with pytest.raises(ValueError, match="share no") as err:
-        run_backtest({"staging": _random_proba(elsewhere, 0)}, labels, fr, cost_bps=5, n_trials=1)
+        run_backtest(
+            {"staging": _random_proba(elsewhere, 0)},
+            labels,
+            fr,
+            BacktestSpec(cost_bps=5, n_trials=1),
+        )
     assert "predictions['staging']: 5 rows" in str(err.value)
     with pytest.raises(ValueError, match="NaN"):
-        run_backtest({"staging": staging.where(staging > 0.1)}, labels, fr, cost_bps=5, n_trials=1)
+        run_backtest(
+            {"staging": staging.where(staging > 0.1)},
+            labels,
+            fr,
+            BacktestSpec(cost_bps=5, n_trials=1),
+        )
     with pytest.raises(ValueError, match=r"outside \[0, 1\]"):
-        run_backtest({"staging": staging * 3}, labels, fr, cost_bps=5, n_trials=1)
+        run_backtest({"staging": staging * 3}, labels, fr, BacktestSpec(cost_bps=5, n_trials=1))
     with pytest.raises(ValueError, match="horizon"):
-        run_backtest({"staging": staging}, labels, fr, cost_bps=5, n_trials=1, horizon=5)
+        run_backtest(
+            {"staging": staging}, labels, fr, BacktestSpec(cost_bps=5, n_trials=1, horizon=5)
+        )
     with pytest.raises(ValueError, match="no predictions"):
-        run_backtest({}, labels, fr, cost_bps=5, n_trials=1)
+        run_backtest({}, labels, fr, BacktestSpec(cost_bps=5, n_trials=1))
     with pytest.raises(ValueError, match="duplicate"):
-        run_backtest({"staging": pd.concat([staging, staging])}, labels, fr, cost_bps=5, n_trials=1)
+        run_backtest(
+            {"staging": pd.concat([staging, staging])},
+            labels,
+            fr,
+            BacktestSpec(cost_bps=5, n_trials=1),
+        )
     with pytest.raises(ValueError, match="MultiIndex"):
         run_backtest(
-            {"staging": staging.reset_index(drop=True)}, labels, fr, cost_bps=5, n_trials=1
+            {"staging": staging.reset_index(drop=True)},
+            labels,
+            fr,
+            BacktestSpec(cost_bps=5, n_trials=1),
         )
 
 
@@ -212,7 +247,9 @@ def test_baselines_in_a_backtest() -> None:
     fr, labels = _window(n_dates=30, seed=11)
     base = _baselines(pd.Series([0, 0, 1]), fr.index, _prices_for(fr.index))
     hold = fr * 1.5  # close-to-close returns differ from the intraday forward returns
-    res = run_backtest(base, labels, fr, cost_bps=10, n_trials={"staging": 50}, hold_returns=hold)
+    res = run_backtest(
+        base, labels, fr, BacktestSpec(cost_bps=10, n_trials={"staging": 50}), hold_returns=hold
+    )
     bh = res.metrics["buy_and_hold"]
     # held overnight in both strategies: the equal-weight close-to-close market less one entry cost
     market = hold.groupby(level="date").mean().to_numpy()
@@ -245,13 +282,16 @@ def _prices_for(index: pd.MultiIndex) -> pd.DataFrame:
 def test_dsr_penalises_the_search() -> None:
     fr, labels = _window(n_dates=60, seed=13)
     noisy = labels.astype(float) * 0.15 + _random_proba(fr.index, 14) * 0.85
-    one = run_backtest({"staging": noisy}, labels, fr, cost_bps=0, n_trials=1)
-    many = run_backtest({"staging": noisy}, labels, fr, cost_bps=0, n_trials=200)
+    one = run_backtest({"staging": noisy}, labels, fr, BacktestSpec(cost_bps=0, n_trials=1))
+    many = run_backtest({"staging": noisy}, labels, fr, BacktestSpec(cost_bps=0, n_trials=200))
     s1, s200 = one.metrics["staging"], many.metrics["staging"]
     assert s1["long_short_dsr"] == pytest.approx(s1["long_short_psr"])
     assert s200["long_short_dsr"] < s1["long_short_dsr"]
     with_trials = run_backtest(
-        {"staging": noisy}, labels, fr, cost_bps=0, n_trials=200, trial_sharpes=[0.0, 0.01, 0.02]
+        {"staging": noisy},
+        labels,
+        fr,
+        BacktestSpec(cost_bps=0, n_trials=200, trial_sharpes=[0.0, 0.01, 0.02]),
     )
     assert with_trials.metrics["staging"]["long_short_dsr"] != s200["long_short_dsr"]
 
@@ -263,8 +303,7 @@ def test_to_dict_is_json_safe() -> None:
         {"staging": _random_proba(fr.index, 1), "production": _random_proba(fr.index, 2)},
         ones,
         fr,
-        cost_bps=5,
-        n_trials=3,
+        BacktestSpec(cost_bps=5, n_trials=3),
     )
     d = res.to_dict()
     text = json.dumps(d, allow_nan=False)

@@ -9,7 +9,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlplatform.evaluation import BacktestResult, markdown_table, run_backtest, write_html
+from mlplatform.evaluation import (
+    BacktestResult,
+    BacktestSpec,
+    markdown_table,
+    run_backtest,
+    write_html,
+)
 from mlplatform.evaluation.report import format_value
 
 
@@ -25,7 +31,7 @@ def result() -> BacktestResult:
         "production": pd.Series(rng.uniform(0, 1, len(idx)), index=idx),
         "always_up": pd.Series(1.0, index=idx),
     }
-    return run_backtest(preds, labels, fr, cost_bps=5, n_trials=20)
+    return run_backtest(preds, labels, fr, BacktestSpec(cost_bps=5, n_trials=20))
 
 
 def test_format_value() -> None:

@@ -15,8 +15,8 @@ from mlplatform import config
 from mlplatform.cli import execute, run_pipeline
 from mlplatform.data import generate_market
 from mlplatform.definitions import build_definitions
-from mlplatform.orchestration.assets import training as training_assets
 from mlplatform.registry import mlflow_registry
+from mlplatform.registry import staging as registry_staging
 from mlplatform_tests.conftest import (
     WebhookReceiver,
     failure_message,
@@ -89,7 +89,7 @@ def test_transient_store_error_is_retried_with_backoff(
     with dg.instance_for_test() as instance:
         defs = build_definitions(small_overrides(policy=lenient_policy()))
         assert materialize(defs, instance, "raw_prices", "features").success
-        real = training_assets.get_alias_version
+        real = registry_staging.get_alias_version
         calls = {"n": 0}
 
         def flaky(*args: Any, **kwargs: Any):
@@ -98,7 +98,7 @@ def test_transient_store_error_is_retried_with_backoff(
                 raise OperationalError("SELECT", {}, Exception("database is locked"))
             return real(*args, **kwargs)
 
-        monkeypatch.setattr(training_assets, "get_alias_version", flaky)
+        monkeypatch.setattr(registry_staging, "get_alias_version", flaky)
         result = materialize(
             defs, instance, "tuned_params", run_config=small_run_config(n_trials=2)
         )

@@ -39,10 +39,10 @@ from mlplatform.orchestration.resources import (
     ValidationScheme,
     ensure_experiment,
 )
-from mlplatform.registry import load_booster, promote, register_candidate
+from mlplatform.registry import ModelPackage, load_booster, promote, register_candidate
 from mlplatform.registry.locking import registry_lock
 from mlplatform.training import SEARCH_SPACE, walk_forward_folds
-from mlplatform.training.tuning import make_storage, run_study
+from mlplatform.training.tuning import StudySpec, make_storage, run_study
 from mlplatform_tests.conftest import (
     SMALL_MARKET,
     SMALL_VALIDATION,
@@ -319,16 +319,19 @@ def test_two_concurrent_promotions_leave_one_consistent_production(
     client = MlflowClient(tracking_uri=server_url)
     for seed in (1, 2):
         X, _ = tiny_frame(seed)
-        register_candidate(
+        package = ModelPackage(
             tiny_booster(seed),
-            tracking_uri=server_url,
-            run_id=client.create_run(experiment).info.run_id,
-            name=model,
             semver=f"1.0.{seed}",
             tags={"data_fingerprint": f"fp{seed}", "dagster_run_id": f"d{seed}"},
             input_example=X,
             reference={"seed": seed},
             metadata={"seed": seed},
+        )
+        register_candidate(
+            package,
+            tracking_uri=server_url,
+            run_id=client.create_run(experiment).info.run_id,
+            name=model,
             export_root=tmp_path / "registering-host",
         )
     context = multiprocessing.get_context("spawn")
@@ -367,19 +370,8 @@ def tuning_data():
 
 def _tune(data, url: str, n_trials: int, workers: int, name: str = "shared"):
     X, y, folds = data
-    return run_study(
-        X,
-        y,
-        folds,
-        study_name=name,
-        storage_url=url,
-        n_trials=n_trials,
-        timeout_s=300.0,
-        pruner="median",
-        seed=7,
-        workers=workers,
-        **FAST,
-    )
+    spec = StudySpec(name, url, n_trials=n_trials, timeout_s=300.0, seed=7, workers=workers, **FAST)
+    return run_study(X, y, folds, spec)
 
 
 def _assert_distinct_trials(url: str, expected: int, workers: set[str]) -> None:

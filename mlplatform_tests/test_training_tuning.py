@@ -14,6 +14,8 @@ from mlplatform.training import search_space, tuning
 from mlplatform.training.model import predict_up_proba, train_model
 from mlplatform.training.splits import Fold, walk_forward_folds
 from mlplatform.training.tuning import (
+    RowSample,
+    StudySpec,
     TrialRecord,
     TuningError,
     TuningResult,
@@ -53,19 +55,20 @@ def data() -> tuple[pd.DataFrame, pd.Series, list[Fold]]:
     return X, y, folds
 
 
+ALL_ROWS = RowSample(max_train_rows=None, max_test_rows=None)
+
+
 def _study(
-    data: tuple[pd.DataFrame, pd.Series, list[Fold]], url: str, **kwargs: Any
+    data: tuple[pd.DataFrame, pd.Series, list[Fold]],
+    url: str,
+    trial_callback: Any = None,
+    returns: pd.Series | None = None,
+    **kwargs: Any,
 ) -> TuningResult:
     X, y, folds = data
-    args: dict[str, Any] = {
-        "study_name": "test",
-        "storage_url": url,
-        "n_trials": 12,
-        "timeout_s": 600.0,
-        "pruner": "median",
-        "seed": 7,
-    }
-    return run_study(X, y, folds, **(args | FAST | kwargs))
+    args: dict[str, Any] = {"name": "test", "n_trials": 12, "timeout_s": 600.0, "seed": 7}
+    spec = StudySpec(storage_url=url, **(args | FAST | kwargs))
+    return run_study(X, y, folds, spec, trial_callback=trial_callback, returns=returns)
 
 
 @pytest.fixture(scope="module")
@@ -184,13 +187,15 @@ def test_all_trials_failing_raises_the_first_error(
             X,
             y,
             folds,
-            study_name="bad",
-            storage_url=f"sqlite:///{tmp_path / 'bad.db'}",
-            n_trials=3,
-            timeout_s=60.0,
-            pruner="none",
-            seed=1,
-            **FAST,
+            StudySpec(
+                "bad",
+                f"sqlite:///{tmp_path / 'bad.db'}",
+                n_trials=3,
+                timeout_s=60.0,
+                pruner="none",
+                seed=1,
+                **FAST,
+            ),
         )
     assert "all 3 trials" in str(err.value) and "boom 1" in str(err.value)
     assert err.value.first_error is not None and err.value.__cause__ is err.value.first_error
@@ -204,12 +209,9 @@ def test_labels_other_than_0_and_1_are_refused(data, tmp_path: Path) -> None:
             X,
             y + 1,
             folds,
-            study_name="y",
-            storage_url=f"sqlite:///{tmp_path / 'y.db'}",
-            n_trials=1,
-            timeout_s=10.0,
-            pruner="none",
-            seed=1,
+            StudySpec(
+                "y", f"sqlite:///{tmp_path / 'y.db'}", n_trials=1, timeout_s=10.0, pruner="none"
+            ),
         )
 
 
@@ -232,7 +234,7 @@ def test_bad_arguments_are_refused_before_any_work(
         validate_tuning_args(**args)
     db = tmp_path / "never" / "s.db"
     with pytest.raises(ValueError, match=field):
-        run_study(X, y, folds, study_name="x", storage_url=f"sqlite:///{db}", seed=1, **args)
+        run_study(X, y, folds, StudySpec("x", f"sqlite:///{db}", seed=1, **args))
     assert not db.parent.exists()  # refused before touching the storage
 
 
@@ -246,9 +248,9 @@ def test_hyperband_and_no_pruner_run(data, tmp_path: Path) -> None:
 
 def test_row_cap_samples_whole_tickers_inside_each_fold_deterministically(data) -> None:
     X, y, folds = data
-    caps = {"max_train_rows": 500, "max_test_rows": 120, "sample_seed": 3}
-    arrays = tuning._fold_arrays(X, y, folds, **caps)
-    again = tuning._fold_arrays(X, y, folds, **caps)
+    caps = RowSample(max_train_rows=500, max_test_rows=120, seed=3)
+    arrays = tuning._fold_arrays(X, y, folds, caps)
+    again = tuning._fold_arrays(X, y, folds, caps)
     values = X.to_numpy(np.float32)
     tickers = X.index.get_level_values("ticker").to_numpy()
     for fold, a, b in zip(folds, arrays, again, strict=True):
@@ -268,7 +270,7 @@ def test_row_cap_samples_whole_tickers_inside_each_fold_deterministically(data) 
         }
         assert a.n_tickers == len(train_tickers) < X.index.get_level_values("ticker").nunique()
         assert len(a.y_train) == sum(np.isin(tickers[train], list(train_tickers)))
-    uncapped = tuning._fold_arrays(X, y, folds)
+    uncapped = tuning._fold_arrays(X, y, folds, ALL_ROWS)
     assert [len(a.y_train) for a in uncapped] == [
         int(tuning.rows_for(X.index, f.train_dates).sum()) for f in folds
     ]
@@ -276,12 +278,13 @@ def test_row_cap_samples_whole_tickers_inside_each_fold_deterministically(data) 
 
 def test_study_reports_the_rows_it_tuned_on(data, tmp_path: Path) -> None:
     X, _, _ = data
-    capped = _study(data, f"sqlite:///{tmp_path / 'c.db'}", n_trials=2, max_train_rows=600)
+    rows = RowSample(max_train_rows=600)
+    capped = _study(data, f"sqlite:///{tmp_path / 'c.db'}", n_trials=2, rows=rows)
     assert capped.dev_rows == len(X)
     assert all(0 < n <= 600 for n in capped.tuning_train_rows)
     assert capped.tuning_rows == sum(capped.tuning_train_rows)
     with pytest.raises(ValueError, match="max_train_rows"):
-        _study(data, f"sqlite:///{tmp_path / 'd.db'}", n_trials=1, max_train_rows=0)
+        _study(data, f"sqlite:///{tmp_path / 'd.db'}", n_trials=1, rows=RowSample(0))
 
 
 def _returns_like(y: pd.Series, seed: int = 5) -> pd.Series:
@@ -318,7 +321,7 @@ def test_returns_give_each_complete_trial_a_finite_oof_sharpe(data, tmp_path: Pa
 def test_oof_sharpe_is_the_backtests_long_short_sharpe(data) -> None:
     X, y, folds = data
     returns = _returns_like(y)
-    arrays = tuning._fold_arrays(X, y, folds, returns=returns)
+    arrays = tuning._fold_arrays(X, y, folds, ALL_ROWS, returns)
     rng = np.random.default_rng(0)
     proba = [rng.random(len(a.y_test)) for a in arrays]
     cost_bps = 5.0
@@ -332,4 +335,4 @@ def test_oof_sharpe_is_the_backtests_long_short_sharpe(data) -> None:
     daily = pd.concat(frames).dropna().groupby("date")["net"].mean()
     assert got == pytest.approx(daily.mean() / daily.std(ddof=1), rel=1e-12)
     with pytest.raises(ValueError, match="returns"):
-        tuning.oof_sharpe(tuning._fold_arrays(X, y, folds), proba, cost_bps)
+        tuning.oof_sharpe(tuning._fold_arrays(X, y, folds, ALL_ROWS), proba, cost_bps)

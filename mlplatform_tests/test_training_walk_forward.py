@@ -11,7 +11,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mlplatform.evaluation.walk_forward import evaluate_candidate, walk_forward_baselines
+from mlplatform.evaluation.walk_forward import (
+    Contenders,
+    evaluate_candidate,
+    walk_forward_baselines,
+)
 from mlplatform.promotion import PRODUCTION, STAGING
 from mlplatform.training import (
     DEFAULT_PARAMS,
@@ -233,17 +237,8 @@ def test_staging_and_production_are_scored_on_identical_rows() -> None:
     windows = plan_windows(data.dates.unique(), evaluation_months=6, refit_months=2, horizon=1)
     staging = walk_forward_predictions(RECIPE, data, windows)
     production = Recipe(**{**RECIPE.__dict__, "num_boost_round": 5})
-    evaluation = evaluate_candidate(
-        data,
-        windows,
-        _prices(data),
-        staging=staging,
-        production=production,
-        production_left_out_because=None,
-        cost_bps=5.0,
-        n_trials=10,
-        trial_sharpes=[0.01, 0.02, 0.03],
-    )
+    contenders = Contenders(staging, 10, [0.01, 0.02, 0.03], production=production)
+    evaluation = evaluate_candidate(data, windows, _prices(data), contenders, cost_bps=5.0)
     metrics = evaluation.result.metrics
     assert metrics[STAGING]["n"] == metrics[PRODUCTION]["n"] == evaluation.result.n_rows
     assert evaluation.result.mcnemar is not None  # a paired comparison

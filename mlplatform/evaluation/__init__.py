@@ -3,6 +3,7 @@
 from mlplatform.evaluation.backtest import (
     STRATEGIES,
     BacktestResult,
+    BacktestSpec,
     naive_rules,
     previous_direction,
     run_backtest,
@@ -23,6 +24,7 @@ from mlplatform.evaluation.report import markdown_table, render_html, write_html
 __all__ = [
     "STRATEGIES",
     "BacktestResult",
+    "BacktestSpec",
     "McNemarResult",
     "classification_metrics",
     "deflated_sharpe_ratio",

@@ -265,30 +265,41 @@ def _trials_for(n_trials: int | Mapping[str, int], model: str) -> int:
     return int(n_trials)
 
 
+@dataclass(frozen=True)
+class BacktestSpec:
+    """How models are scored: the one-way cost and what the Deflated Sharpe Ratio knows.
+
+    n_trials: the number of trials in the Optuna study; an int applies to every model, a mapping
+    gives it per model (models not named count as 1 trial, i.e. DSR = PSR(0), right for
+    baselines that were never selected from a search). trial_sharpes: per-period Sharpe ratios
+    of those trials, if known (else the DSR's documented fallback variance is used). McNemar's
+    test pairs `primary` with `challenger` when both are scored.
+    """
+
+    cost_bps: float
+    n_trials: int | Mapping[str, int] = 1
+    trial_sharpes: Sequence[float] | np.ndarray | None = None
+    periods_per_year: int = config.BACKTEST.periods_per_year
+    horizon: int = 1
+    primary: str = "staging"
+    challenger: str = "production"
+
+
 def run_backtest(
     predictions: Mapping[str, pd.Series],
     labels: pd.Series,
     forward_returns: pd.Series,
+    spec: BacktestSpec,
     *,
-    cost_bps: float,
-    n_trials: int | Mapping[str, int],
-    periods_per_year: int = config.BACKTEST.periods_per_year,
-    primary: str = "staging",
-    challenger: str = "production",
-    trial_sharpes: Sequence[float] | np.ndarray | None = None,
-    horizon: int = 1,
     hold_returns: pd.Series | None = None,
 ) -> BacktestResult:
-    """Score every model in `predictions` (name -> P(up) Series) on the same rows.
+    """Score every model in `predictions` (name -> P(up) Series) on the same rows, as `spec` says.
 
-    n_trials: the number of trials in the Optuna study, used by the DSR; an int applies to every
-    model, a mapping gives it per model (models not named count as 1 trial, i.e. DSR = PSR(0),
-    right for baselines that were never selected from a search). trial_sharpes: per-period Sharpe
-    ratios of those trials, if known (else the DSR's documented fallback variance is used).
     hold_returns: close-to-close returns per row; when given, the models named in
     HELD_OVERNIGHT (buy and hold) earn them, paying costs only when their position changes.
     Raises ValueError when nothing overlaps, a prediction is NaN or outside [0, 1], or h != 1.
     """
+    cost_bps, n_trials, horizon = spec.cost_bps, spec.n_trials, spec.horizon
     if horizon != 1:
         raise ValueError(
             f"horizon={horizon}: only horizon 1 is supported "
@@ -347,8 +358,8 @@ def run_backtest(
                 net.to_numpy(),
                 float(trade.mean()),
                 n_trials=_trials_for(n_trials, name),
-                periods_per_year=periods_per_year,
-                trial_sharpes=trial_sharpes,
+                periods_per_year=spec.periods_per_year,
+                trial_sharpes=spec.trial_sharpes,
             )
             row.update({f"{strategy}_{k}": v for k, v in sm.items()})
             daily_returns[f"{name}/{strategy}"] = net
@@ -356,11 +367,11 @@ def run_backtest(
         results[name] = row
 
     mcnemar = None
-    if primary in preds and challenger in preds:
+    if spec.primary in preds and spec.challenger in preds:
         mcnemar = m.mcnemar_exact(
             y,
-            preds[primary].reindex(common).to_numpy(),
-            preds[challenger].reindex(common).to_numpy(),
+            preds[spec.primary].reindex(common).to_numpy(),
+            preds[spec.challenger].reindex(common).to_numpy(),
         ).to_dict()
 
     equity_df = pd.DataFrame(equity)
@@ -376,10 +387,10 @@ def run_backtest(
         n_rows=len(common),
         n_tickers=int(common.get_level_values(1).nunique()),
         models=tuple(preds),
-        primary=primary,
-        challenger=challenger,
+        primary=spec.primary,
+        challenger=spec.challenger,
         cost_bps=float(cost_bps),
         n_trials={k: _trials_for(n_trials, k) for k in preds},
-        periods_per_year=int(periods_per_year),
+        periods_per_year=int(spec.periods_per_year),
         horizon=horizon,
     )

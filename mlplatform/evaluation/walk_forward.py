@@ -8,13 +8,15 @@ the labelled rows its models could see).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import pandas as pd
 
 from mlplatform.evaluation.backtest import (
     BacktestResult,
+    BacktestSpec,
     naive_rules,
     previous_direction,
     run_backtest,
@@ -22,7 +24,14 @@ from mlplatform.evaluation.backtest import (
 )
 from mlplatform.features import forward_returns, hold_returns
 from mlplatform.promotion.criteria import PRODUCTION, STAGING
-from mlplatform.training import LabelledData, Recipe, Windows, walk_forward_predictions
+from mlplatform.promotion.decision import comparable_production
+from mlplatform.training import (
+    LabelledData,
+    Recipe,
+    Windows,
+    recipe_from_tags,
+    walk_forward_predictions,
+)
 
 BAYES = "bayes_optimal"  # the true P(up), known only for a synthetic market
 
@@ -46,6 +55,39 @@ def walk_forward_baselines(
 
 
 @dataclass(frozen=True)
+class Contenders:
+    """The models the evaluation scores beside the naive baselines."""
+
+    staging: pd.Series  # staging's walk-forward P(up) over the evaluation window
+    n_trials: int  # trials of the study that tuned staging: the Deflated Sharpe's N
+    trial_sharpes: Sequence[float]  # their out-of-fold Sharpes: the Deflated Sharpe's V[SR_n]
+    production: Recipe | None = None  # walked forward on the same blocks unless left out
+    production_left_out_because: str | None = None
+
+    @classmethod
+    def from_registry_tags(
+        cls,
+        staging: pd.Series,
+        staging_recipe: Recipe,
+        staging_tags: Mapping[str, str],
+        production_tags: Mapping[str, str] | None,
+    ) -> Contenders:
+        """Staging beside production (None: nothing in production) as their registry versions'
+        tags record them; N and the trials' Sharpes come from the study that tuned staging."""
+        production = None if production_tags is None else recipe_from_tags(production_tags)
+        left_out = (
+            None if production_tags is None else comparable_production(staging_recipe, production)
+        )
+        return cls(
+            staging=staging,
+            n_trials=int(staging_tags["tuning_trials"]),
+            trial_sharpes=json.loads(staging_tags["trial_sharpes"]),
+            production=production,
+            production_left_out_because=left_out,
+        )
+
+
+@dataclass(frozen=True)
 class CandidateEvaluation:
     result: BacktestResult
     production_left_out_because: str | None
@@ -55,21 +97,18 @@ def evaluate_candidate(
     data: LabelledData,
     windows: Windows,
     prices: pd.DataFrame,
+    contenders: Contenders,
     *,
-    staging: pd.Series,
-    production: Recipe | None,
-    production_left_out_because: str | None,
     cost_bps: float,
-    n_trials: int,
-    trial_sharpes: Sequence[float],
     truth: pd.Series | None = None,
 ) -> CandidateEvaluation:
     """Score staging's walk-forward predictions beside production's recipe (walked forward on the
     same blocks when comparable) and the baselines; `truth` adds the Bayes-optimal rule."""
     evaluated = data.within(windows.evaluation)
-    predictions = {STAGING: staging}
-    if production is not None and production_left_out_because is None:
-        predictions[PRODUCTION] = walk_forward_predictions(production, data, windows)
+    predictions = {STAGING: contenders.staging}
+    left_out = contenders.production_left_out_because
+    if contenders.production is not None and left_out is None:
+        predictions[PRODUCTION] = walk_forward_predictions(contenders.production, data, windows)
     predictions.update(walk_forward_baselines(data, windows, prices))
     if truth is not None:
         p_up = truth.reindex(evaluated.X.index)
@@ -79,10 +118,12 @@ def evaluate_candidate(
         predictions,
         evaluated.y,
         forward_returns(prices, horizon=windows.horizon),
-        cost_bps=cost_bps,
-        n_trials={STAGING: n_trials},
-        trial_sharpes=list(trial_sharpes),
+        BacktestSpec(
+            cost_bps=cost_bps,
+            n_trials={STAGING: contenders.n_trials},
+            trial_sharpes=list(contenders.trial_sharpes),
+            horizon=windows.horizon,
+        ),
         hold_returns=hold_returns(prices, horizon=windows.horizon),
-        horizon=windows.horizon,
     )
-    return CandidateEvaluation(result, production_left_out_because)
+    return CandidateEvaluation(result, left_out)

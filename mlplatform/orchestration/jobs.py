@@ -9,6 +9,7 @@ from mlplatform.orchestration.liveness import close_dead_dagster_runs, mlflow_ru
 from mlplatform.orchestration.resources import Notifier, PlatformStores
 from mlplatform.registry import (
     RegistryError,
+    RollbackRecord,
     UnfinishedOperation,
     check_consistency,
     repair,
@@ -41,17 +42,13 @@ class RollbackConfig(dg.Config):
     actor: str = Field(default="", description="Who (default: the launching user).")
 
 
-@dg.op(description="Verify the archived export, then move alias `production` back to it.")
-def rollback_production(
-    context: dg.OpExecutionContext,
-    config: RollbackConfig,
-    stores: PlatformStores,
-    notifier: Notifier,
-) -> dict:
-    actor = launching_user(context, config.actor)
+def _rollback(
+    context: dg.OpExecutionContext, config: RollbackConfig, stores: PlatformStores, actor: str
+) -> RollbackRecord:
+    """Move production back as asked; a refused or half-done rollback fails the run, unretried."""
     try:
         with stores.registry_lock():
-            record = rollback(
+            return rollback(
                 tracking_uri=stores.tracking_uri,
                 name=stores.model_name,
                 to_version=config.to_version or None,
@@ -67,6 +64,17 @@ def rollback_production(
     except RegistryError as exc:
         # rollback() validates before it moves anything and undoes a failed move itself.
         raise dg.Failure(description=f"rollback not done: {exc}", allow_retries=False) from exc
+
+
+@dg.op(description="Verify the archived export, then move alias `production` back to it.")
+def rollback_production(
+    context: dg.OpExecutionContext,
+    config: RollbackConfig,
+    stores: PlatformStores,
+    notifier: Notifier,
+) -> dict:
+    actor = launching_user(context, config.actor)
+    record = _rollback(context, config, stores, actor)
     if record.finished_after_crash:
         context.log.warning(
             f"finished the rollback to v{record.to_version} that a dead process began; "

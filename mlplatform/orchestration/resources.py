@@ -37,7 +37,14 @@ from mlplatform.orchestration.errors import FAILED_STEP_TAG
 from mlplatform.orchestration.liveness import close_dead_runs
 from mlplatform.registry import owner_tags
 from mlplatform.registry.locking import registry_lock
-from mlplatform.training import LabelledData, Windows, labelled_rows, plan_windows
+from mlplatform.training import (
+    Fold,
+    LabelledData,
+    Windows,
+    labelled_rows,
+    plan_windows,
+    walk_forward_folds,
+)
 
 logger = logging.getLogger("mlplatform")
 
@@ -300,6 +307,16 @@ class ValidationScheme(dg.ConfigurableResource):
             evaluation_months=self.evaluation_months,
             refit_months=self.refit_months,
             horizon=self.horizon,
+        )
+
+    def folds(self, data: LabelledData, windows: Windows) -> list[Fold]:
+        """Tuning's purged walk-forward folds over the development window."""
+        return walk_forward_folds(
+            data.within(windows.development).dates.unique(),
+            n_folds=self.n_folds,
+            horizon=self.horizon,
+            embargo_days=self.embargo_days,
+            min_train_days=self.min_train_days,
         )
 
     @model_validator(mode="after")

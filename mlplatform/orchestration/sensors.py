@@ -8,13 +8,12 @@ import dagster as dg
 from mlflow.tracking import MlflowClient
 
 from mlplatform import config as settings
-from mlplatform.monitoring import ReferenceBins, psi, psi_drift_share
+from mlplatform.monitoring import ReferenceBins
+from mlplatform.monitoring.model_drift import FeatureDrift, recent_rows, retrain_verdict
 from mlplatform.notifications import Notification, NotificationKind
-from mlplatform.orchestration.assets.monitoring import monitored_version, recent_rows
 from mlplatform.orchestration.jobs import retrain_job
 from mlplatform.orchestration.resources import Notifier, PlatformStores
-from mlplatform.promotion import awaiting_review
-from mlplatform.registry import audit_production_alias, download_reference
+from mlplatform.registry import audit_production_alias, download_reference, monitored_model
 
 FEATURES_KEY = dg.AssetKey("features")
 PRICES_KEY = dg.AssetKey("raw_prices")
@@ -61,90 +60,59 @@ def drift_sensor(
     )
 
 
+def _new_features(context: dg.SensorEvaluationContext, cursor: dict) -> str | None:
+    """Why there is nothing new to check, or None (and the cursor moved) when there is."""
+    record = _latest_features_record(context.instance)
+    if record is None:
+        return "features has never been materialized"
+    if record.storage_id == cursor.get("features_storage_id"):
+        prices = context.instance.fetch_materializations(PRICES_KEY, limit=1).records
+        if prices and prices[0].storage_id > record.storage_id:
+            return (
+                "raw_prices has new bars that features has not seen yet: "
+                "materialize features (data_refresh_job does both)"
+            )
+        return "no new features materialization since the last check"
+    cursor["features_storage_id"] = record.storage_id
+    return None
+
+
 def _drift_decision(
     context: dg.SensorEvaluationContext, stores: PlatformStores, cursor: dict
 ) -> dg.SensorResult:
     """Retrain or not on the latest features (updates `cursor` in place)."""
-    record = _latest_features_record(context.instance)
-    if record is None:
-        return dg.SensorResult(skip_reason="features has never been materialized")
-    if record.storage_id == cursor.get("features_storage_id"):
-        prices = context.instance.fetch_materializations(PRICES_KEY, limit=1).records
-        if prices and prices[0].storage_id > record.storage_id:
-            return dg.SensorResult(
-                skip_reason="raw_prices has new bars that features has not seen yet: "
-                "materialize features (data_refresh_job does both)"
-            )
-        return dg.SensorResult(skip_reason="no new features materialization since the last check")
-    cursor["features_storage_id"] = record.storage_id
-    alias, version = monitored_version(stores)
-    if version is None:
+    nothing_new = _new_features(context, cursor)
+    if nothing_new:
+        return dg.SensorResult(skip_reason=nothing_new)
+    model = monitored_model(stores.tracking_uri, stores.model_name)
+    if model is None:
         return dg.SensorResult(
             skip_reason="no staging or production model yet: no reference to compare against",
             cursor=json.dumps(cursor),
         )
-    reference = ReferenceBins.from_dict(
-        download_reference(stores.tracking_uri, stores.model_name, version.version)["features"]
-    )
+    reference = download_reference(stores.tracking_uri, stores.model_name, model.version)
     with context.repository_def.get_asset_value_loader(instance=context.instance) as loader:
         features = loader.load_asset_value(FEATURES_KEY)
     current = recent_rows(features, settings.DRIFT.recent_business_days)
-    values = psi(reference, current)
-    share, drifted = psi_drift_share(values, settings.DRIFT.psi_threshold)
-    window_end = current.index.get_level_values("date").max().date().isoformat()
-    top = ", ".join(f"{k}={v:.2f}" for k, v in values.sort_values(ascending=False).head(3).items())
-    figures = (
-        f"drift share {share:.0%} ({drifted}/{len(values)} features with PSI ≥ "
-        f"{settings.DRIFT.psi_threshold}) vs {alias} v{version.version} up to {window_end}; "
-        f"top: {top}"
-    )
-    if share < settings.DRIFT.drift_share:
-        return dg.SensorResult(
-            skip_reason=f"{figures}; below the retrain threshold {settings.DRIFT.drift_share:.0%}",
-            cursor=json.dumps(cursor),
-        )
-    if awaiting_review(
-        cursor.get("requested_for"),
-        cursor.get("last_request_ts"),
-        monitored=f"{alias}:{version.version}",
-        monitored_is_staging=alias == settings.STAGING_ALIAS,
-        monitored_created_at=version.creation_timestamp / 1000,
-    ):
-        # The retrain this drift asked for gives a new staging version, but drift is measured
-        # against the monitored model until a person promotes (or rolls back): asking again
-        # every day would only stack retrains of the same data.
-        return dg.SensorResult(
-            skip_reason=f"{figures}; a retrain was already requested against {alias} "
-            f"v{version.version}: review and promote the new staging version to re-arm",
-            cursor=json.dumps(cursor),
-        )
-    last_request = cursor.get("last_request_ts")
-    cooldown_s = settings.DRIFT.cooldown_hours * 3600
-    if last_request is not None and time.time() - last_request < cooldown_s:
-        return dg.SensorResult(
-            skip_reason=f"{figures}; in cooldown ({settings.DRIFT.cooldown_hours} h since the "
-            "last drift retrain)",
-            cursor=json.dumps(cursor),
-        )
+    drift = FeatureDrift.of(ReferenceBins.from_dict(reference["features"]), current)
+    verdict = retrain_verdict(drift, model, cursor)
+    if not verdict.retrain:
+        return dg.SensorResult(skip_reason=verdict.message, cursor=json.dumps(cursor))
     cursor["last_request_ts"] = time.time()
-    cursor["requested_for"] = f"{alias}:{version.version}"
-    context.log.info(f"requesting retrain_job: {figures}")
-    return dg.SensorResult(
-        run_requests=[
-            dg.RunRequest(
-                # One drifted data window for one model version never launches two retrains.
-                run_key=f"drift:{stores.model_name}:v{version.version}:{window_end}",
-                tags={
-                    "mlplatform/trigger": "drift_sensor",
-                    "mlplatform/drift_share": f"{share:.4f}",
-                    "mlplatform/drifted_features": str(drifted),
-                    "mlplatform/window_end": window_end,
-                    "mlplatform/reference_version": str(version.version),
-                },
-            )
-        ],
-        cursor=json.dumps(cursor),
+    cursor["requested_for"] = model.key
+    context.log.info(f"requesting retrain_job: {verdict.message}")
+    request = dg.RunRequest(
+        # One drifted data window for one model version never launches two retrains.
+        run_key=f"drift:{stores.model_name}:v{model.version}:{drift.window_end}",
+        tags={
+            "mlplatform/trigger": "drift_sensor",
+            "mlplatform/drift_share": f"{drift.share:.4f}",
+            "mlplatform/drifted_features": str(drift.n_drifted),
+            "mlplatform/window_end": drift.window_end,
+            "mlplatform/reference_version": model.version,
+        },
     )
+    return dg.SensorResult(run_requests=[request], cursor=json.dumps(cursor))
 
 
 def end_mlflow_runs_of(tracking_uri: str, dagster_run_id: str) -> int:

@@ -34,6 +34,7 @@ from mlplatform.registry.journal import (
 )
 from mlplatform.registry.mlflow_registry import (
     ModelHandle,
+    ModelPackage,
     client_for,
     download_model_metadata,
     download_reference,
@@ -55,6 +56,13 @@ from mlplatform.registry.promotion import (
     rollback,
 )
 from mlplatform.registry.recovery import RepairReport, repair
+from mlplatform.registry.staging import (
+    latest_facts,
+    monitored_model,
+    production_params,
+    sharpe_summary,
+    staging_package,
+)
 
 __all__ = [
     "AliasMove",
@@ -62,6 +70,7 @@ __all__ = [
     "ExportLockTimeout",
     "Intent",
     "ModelHandle",
+    "ModelPackage",
     "Problem",
     "PromotionError",
     "PromotionRecord",
@@ -81,12 +90,15 @@ __all__ = [
     "export_lock",
     "find_archive",
     "get_alias_version",
+    "latest_facts",
     "latest_version",
     "list_archive",
     "load_booster",
     "load_export_booster",
+    "monitored_model",
     "owner_tags",
     "process_alive",
+    "production_params",
     "promote",
     "prune_archive",
     "read_intent",
@@ -96,6 +108,8 @@ __all__ = [
     "registry_lock",
     "repair",
     "rollback",
+    "sharpe_summary",
+    "staging_package",
     "unrecorded_alias_move",
     "verify_export",
     "version_facts",

@@ -22,7 +22,7 @@ import re
 import tempfile
 import threading
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -268,20 +268,28 @@ def unique_semver(client: MlflowClient, name: str, semver: str) -> str:
     return f"{major}.{minor}.{patch}"
 
 
+@dataclass(frozen=True)
+class ModelPackage:
+    """What one registration stores: the Booster, its requested semver and version tags, and the
+    files beside it (the drift reference, the export's metadata.json, an input example)."""
+
+    booster: lgb.Booster
+    semver: str
+    tags: dict[str, str]
+    input_example: pd.DataFrame
+    reference: dict[str, Any]
+    metadata: dict[str, Any]
+
+
 def register_candidate(
-    booster: lgb.Booster,
+    package: ModelPackage,
     *,
     tracking_uri: str,
     run_id: str,
     name: str = config.MODEL_NAME,
-    semver: str,
-    tags: dict[str, str],
-    input_example: pd.DataFrame,
-    reference: dict[str, Any],
-    metadata: dict[str, Any],
     export_root: Path,
 ) -> ModelHandle:
-    """Log the Booster to `run_id`, register a version, point `staging` at it, export it.
+    """Log the package's Booster to `run_id`, register a version, point `staging` at it, export it.
 
     The protocol (see journal.py): validate; take the registry lock (registrations are
     serialised); finish any operation a dead process left; pick a semver no other version of
@@ -295,13 +303,13 @@ def register_candidate(
     from mlplatform.registry import recovery  # recovery imports this module
 
     export_root = Path(export_root)
-    if not SEMVER_RE.fullmatch(semver):
-        raise RegistryError(f"semver {semver!r} is not MAJOR.MINOR.PATCH")
+    if not SEMVER_RE.fullmatch(package.semver):
+        raise RegistryError(f"semver {package.semver!r} is not MAJOR.MINOR.PATCH")
     client = client_for(tracking_uri)
     run = client.get_run(run_id)
     with registry_lock(export_root):
         recovery.recover_locked(tracking_uri, name, export_root)
-        semver = unique_semver(client, name, semver)
+        semver = unique_semver(client, name, package.semver)
         previous_staging = _alias_version(client, name, config.STAGING_ALIAS)
         intent = Intent(
             "register",
@@ -317,16 +325,14 @@ def register_candidate(
         )
         try:
             write_intent(export_root, intent)
+            if "semver" in package.metadata:
+                package = replace(package, metadata={**package.metadata, "semver": semver})
             mv = _register_steps(
                 client,
-                booster,
+                package,
                 intent,
                 tracking_uri=tracking_uri,
                 experiment_id=run.info.experiment_id,
-                tags=tags,
-                input_example=input_example,
-                reference=reference,
-                metadata=metadata if "semver" not in metadata else {**metadata, "semver": semver},
                 export_root=export_root,
             )
         except Exception as exc:  # a KeyboardInterrupt leaves the intent to the next command
@@ -347,24 +353,21 @@ def register_candidate(
 
 def _register_steps(
     client: MlflowClient,
-    booster: lgb.Booster,
+    package: ModelPackage,
     intent: Intent,
     *,
     tracking_uri: str,
     experiment_id: str,
-    tags: dict[str, str],
-    input_example: pd.DataFrame,
-    reference: dict[str, Any],
-    metadata: dict[str, Any],
     export_root: Path,
 ) -> ModelVersion:
     name, run_id, semver = intent.name, intent.data["run_id"], intent.data["semver"]
-    example = input_example.head(5)
+    booster, metadata = package.booster, package.metadata
+    example = package.input_example.head(5)
     signature = infer_signature(example, booster.predict(example))
     with tempfile.TemporaryDirectory(prefix="mlplatform-reg-") as tmp:
         ref_path = Path(tmp) / REFERENCE_FILE
         meta_path = Path(tmp) / MODEL_METADATA_FILE
-        ref_path.write_text(json.dumps(reference, sort_keys=True, default=str))
+        ref_path.write_text(json.dumps(package.reference, sort_keys=True, default=str))
         meta_path.write_text(json.dumps(metadata, sort_keys=True, indent=2, default=str))
         logged = client.create_logged_model(
             experiment_id=experiment_id,
@@ -390,7 +393,7 @@ def _register_steps(
         client.create_registered_model(
             name, description="Next-day price direction (LightGBM, daily OHLCV)."
         )
-    version_tags = {str(k): str(v) for k, v in tags.items()} | {
+    version_tags = {str(k): str(v) for k, v in package.tags.items()} | {
         TAG_SEMVER: semver,
         TAG_PENDING: intent.token,
     }

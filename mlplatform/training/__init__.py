@@ -37,6 +37,8 @@ from mlplatform.training.splits import (
     walk_forward_folds,
 )
 from mlplatform.training.tuning import (
+    RowSample,
+    StudySpec,
     TrialRecord,
     TuningError,
     TuningResult,
@@ -61,7 +63,9 @@ __all__ = [
     "Fold",
     "LabelledData",
     "Recipe",
+    "RowSample",
     "SplitError",
+    "StudySpec",
     "TrialRecord",
     "TuningError",
     "TuningResult",

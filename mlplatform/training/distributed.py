@@ -21,7 +21,6 @@ from mlplatform.training.tuning import (
     make_pruner,
     make_storage,
     optimize_trials,
-    worker_seed,
 )
 
 logger = logging.getLogger(__name__)
@@ -37,10 +36,10 @@ def run_worker(spec: WorkerSpec) -> int:
     """One worker process: load the study with this worker's sampler seed, run its share."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.load_study(
-        study_name=spec.study_name,
-        storage=make_storage(spec.storage_url),
-        sampler=optuna.samplers.TPESampler(seed=worker_seed(spec.seed, spec.launch, spec.worker)),
-        pruner=make_pruner(spec.pruner),
+        study_name=spec.study.name,
+        storage=make_storage(spec.study.storage_url),
+        sampler=spec.sampler(),
+        pruner=make_pruner(spec.study.pruner),
     )
     errors: list[BaseException] = []
     optimize_trials(study, spec, spec.fold_data(), errors)

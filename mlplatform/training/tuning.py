@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -190,6 +191,69 @@ def validate_tuning_args(
         raise ValueError(f"seed must be an integer, got {seed!r}")
 
 
+@dataclass(frozen=True)
+class RowSample:
+    """What each fold tunes on: a `seed`ed subset of whole tickers of at most `max_train_rows`
+    training and `max_test_rows` test rows (None = every row). Keep it fixed within one study,
+    or its values mix samples."""
+
+    max_train_rows: int | None = config.TUNING.max_tuning_rows
+    max_test_rows: int | None = config.TUNING.max_tuning_test_rows
+    seed: int = config.TUNING.seed
+
+    def __post_init__(self) -> None:
+        for name, cap in (
+            ("max_train_rows", self.max_train_rows),
+            ("max_test_rows", self.max_test_rows),
+        ):
+            if cap is not None and (isinstance(cap, bool) or int(cap) != cap or cap < 1):
+                raise ValueError(f"{name} must be None or an integer >= 1, got {cap!r}")
+
+    @property
+    def capped(self) -> bool:
+        return self.max_train_rows is not None or self.max_test_rows is not None
+
+
+@dataclass(frozen=True)
+class StudySpec:
+    """One call of one Optuna study: which study, how many trials for how long, on which rows.
+
+    `warm_start_params` (e.g. production's params) is enqueued as the first trial unless an
+    identical trial is already in the study. `workers` > 1 fans the trials out to that many
+    processes on the shared study (each with its own sampler seed, worker_seed). `cost_bps` (one
+    way) prices the long/short strategy whose out-of-fold Sharpe each trial records when the
+    study is given returns. Refused at construction, before any work, when a value is bad.
+    """
+
+    name: str
+    storage_url: str
+    n_trials: int = config.TUNING.n_trials
+    timeout_s: float = config.TUNING.timeout_s
+    pruner: str = config.TUNING.pruner
+    seed: int = config.TUNING.seed
+    workers: int = config.TUNING.workers
+    warm_start_params: Mapping[str, Any] | None = None
+    rows: RowSample = field(default_factory=RowSample)
+    num_boost_round: int = config.TUNING.num_boost_round
+    early_stopping_rounds: int = config.TUNING.early_stopping_rounds
+    cost_bps: float = config.BACKTEST.cost_bps
+
+    def __post_init__(self) -> None:
+        validate_tuning_args(
+            n_trials=self.n_trials,
+            timeout_s=self.timeout_s,
+            pruner=self.pruner,
+            seed=self.seed,
+            workers=self.workers,
+        )
+        if self.workers > 1 and ":memory:" in self.storage_url:
+            raise ValueError(
+                f"workers={self.workers} need a storage they share, not {self.storage_url!r}"
+            )
+        if not self.name:
+            raise ValueError("study_name must be a non-empty string")
+
+
 def make_pruner(name: str) -> optuna.pruners.BasePruner:
     """The Optuna pruner for a config.PRUNERS name."""
     if name == "median":
@@ -287,10 +351,7 @@ def _fold_arrays(
     X: pd.DataFrame,
     y: pd.Series,
     folds: Sequence[Fold],
-    *,
-    max_train_rows: int | None = None,
-    max_test_rows: int | None = None,
-    sample_seed: int = config.TUNING.seed,
+    rows: RowSample,
     returns: pd.Series | None = None,
 ) -> list[_FoldArrays]:
     """Per-fold numpy arrays, sliced once and shared read-only by every trial.
@@ -307,9 +368,6 @@ def _fold_arrays(
     # LightGBM's binary objective silently takes any label > 0 as "up": refuse anything but 0/1.
     if y.isna().any() or not set(np.unique(y.to_numpy())) <= {0, 1}:
         raise ValueError(f"y must hold only 0 and 1, got values {sorted(set(y.dropna()))[:5]}")
-    for name, cap in (("max_train_rows", max_train_rows), ("max_test_rows", max_test_rows)):
-        if cap is not None and (isinstance(cap, bool) or int(cap) != cap or cap < 1):
-            raise ValueError(f"{name} must be None or an integer >= 1, got {cap!r}")
     values = X.to_numpy(dtype=np.float32)
     ret = None if returns is None else returns.reindex(X.index).to_numpy(dtype=np.float64)
     labels = y.to_numpy()
@@ -317,7 +375,7 @@ def _fold_arrays(
         codes, uniques = pd.factorize(X.index.get_level_values("ticker"), sort=True)
     else:  # no ticker level: nothing to sample by
         codes, uniques = np.zeros(len(X), dtype=np.intp), np.array(["all"])
-    order = np.random.default_rng(int(sample_seed)).permutation(len(uniques))
+    order = np.random.default_rng(int(rows.seed)).permutation(len(uniques))
     rank = np.empty_like(order)
     rank[order] = np.arange(len(order))
     arrays: list[_FoldArrays] = []
@@ -326,8 +384,8 @@ def _fold_arrays(
         test = rows_for(X.index, fold.test_dates)
         if not train.any() or not test.any():
             raise ValueError(f"fold {k} has no rows in X (train {train.sum()}, test {test.sum()})")
-        n_train = _ticker_prefix(rank, codes, train, max_train_rows)
-        n_test = min(n_train, _ticker_prefix(rank, codes, test, max_test_rows))
+        n_train = _ticker_prefix(rank, codes, train, rows.max_train_rows)
+        n_test = min(n_train, _ticker_prefix(rank, codes, test, rows.max_test_rows))
         train = train & (rank[codes] < n_train) if n_train < len(uniques) else train
         test = test & (rank[codes] < n_test) if n_test < len(uniques) else test
         if not train.any() or not test.any():
@@ -364,15 +422,14 @@ class _RoundCounter:
 def cross_validate(
     params: Mapping[str, Any],
     folds: Sequence[_FoldData],
+    spec: StudySpec,
     *,
-    trial: optuna.Trial | None = None,
-    prune: bool = True,
-    num_boost_round: int = config.TUNING.num_boost_round,
-    early_stopping_rounds: int = config.TUNING.early_stopping_rounds,
+    pruned_by: optuna.Trial | None = None,
     counter: _RoundCounter | None = None,
     keep_predictions: bool = False,
 ) -> CVScore:
-    """Mean out-of-fold log loss of `params` over the folds, early stopping on each test block."""
+    """Mean out-of-fold log loss of `params` over the folds, early stopping on each test block
+    (`spec`'s round limits); `pruned_by` reports the first fold's rounds to that trial's pruner."""
     counter = counter or _RoundCounter()
     fold_values: list[float] = []
     best_iterations: list[int] = []
@@ -381,9 +438,9 @@ def cross_validate(
         train_set, valid_set = fold.datasets()  # binned once per study; trials run sequentially
         callbacks: list[Callable[..., None]] = [
             counter,
-            lgb.early_stopping(early_stopping_rounds, first_metric_only=True, verbose=False),
+            lgb.early_stopping(spec.early_stopping_rounds, first_metric_only=True, verbose=False),
         ]
-        if trial is not None and prune and k == 0:
+        if pruned_by is not None and k == 0:
             # Intermediate values = the first fold's log loss per boosting round. The median
             # pruner compares a trial's best value so far with other trials' values at the same
             # step, so a step must mean the same thing in every trial: "round i of fold 0" does.
@@ -393,13 +450,13 @@ def cross_validate(
             # every later fold, which is where the saving comes from.
             callbacks.append(
                 LightGBMPruningCallback(
-                    trial, METRIC, valid_name=VALID_NAME, report_interval=REPORT_INTERVAL
+                    pruned_by, METRIC, valid_name=VALID_NAME, report_interval=REPORT_INTERVAL
                 )
             )
         booster = lgb.train(
             dict(params),
             train_set,
-            num_boost_round=num_boost_round,
+            num_boost_round=spec.num_boost_round,
             valid_sets=[valid_set],
             valid_names=[VALID_NAME],
             callbacks=callbacks,
@@ -493,33 +550,40 @@ def _importances(study: optuna.Study) -> dict[str, float]:
 
 @dataclass(frozen=True)
 class WorkerSpec:
-    """Everything one Optuna worker process needs (picklable): the folds, the study, its share."""
+    """Everything one Optuna worker process needs (picklable): the folds, the study, its share
+    (`n_trials` of the study's trials, as worker `worker` of launch `launch`)."""
 
     arrays: list[_FoldArrays]
     feature_names: list[str]
-    storage_url: str
-    study_name: str
-    pruner: str
-    seed: int
+    study: StudySpec
     launch: int
     worker: int
     n_trials: int
-    timeout_s: float
-    num_boost_round: int
-    early_stopping_rounds: int
     with_returns: bool
-    cost_bps: float
 
     def fold_data(self) -> list[_FoldData]:
-        return _fold_data(self.arrays, self.feature_names, self.seed)
+        threads = threads_per_worker(self.study.workers)
+        return _fold_data(self.arrays, self.feature_names, self.study.seed, threads)
+
+    def sampler(self) -> optuna.samplers.TPESampler:
+        """This worker's sampler: its own seed, so workers and launches never replay draws."""
+        return optuna.samplers.TPESampler(
+            seed=worker_seed(self.study.seed, self.launch, self.worker)
+        )
+
+
+def threads_per_worker(workers: int) -> int:
+    """LightGBM threads per worker process, so that the workers together use each core once:
+    more would make every trial's OpenMP threads wait on each other."""
+    return max(1, (os.cpu_count() or 1) // workers)
 
 
 def _fold_data(
-    arrays: Sequence[_FoldArrays], feature_names: list[str], seed: int
+    arrays: Sequence[_FoldArrays], feature_names: list[str], seed: int, num_threads: int
 ) -> list[_FoldData]:
     # Dataset-level params are fixed for the study (binning does not depend on what is tuned;
     # feature_pre_filter=False lets min_data_in_leaf vary on one binned Dataset).
-    dataset_params = {**BASE_PARAMS, "seed": seed}
+    dataset_params = {**BASE_PARAMS, "seed": seed, "num_threads": num_threads}
     return [_FoldData(a, feature_names, dataset_params) for a in arrays]
 
 
@@ -531,24 +595,27 @@ def optimize_trials(
     callbacks: Sequence[Callable[[optuna.Study, FrozenTrial], None]] = (),
 ) -> None:
     """Run `spec.n_trials` trials of `study` in this process, one after the other."""
+    settings = spec.study
 
     def objective(trial: optuna.Trial) -> float:
         counter = _RoundCounter()
         trial.set_user_attr("worker", f"{spec.launch}.{spec.worker}")  # launch.worker
         try:
-            params = suggest_params(trial, seed=spec.seed)
+            params = {
+                **suggest_params(trial, seed=settings.seed),
+                "num_threads": threads_per_worker(settings.workers),
+            }
             score = cross_validate(
                 params,
                 fold_data,
-                trial=trial,
-                prune=spec.pruner != "none",  # without a pruner the reports are pure overhead
-                num_boost_round=spec.num_boost_round,
-                early_stopping_rounds=spec.early_stopping_rounds,
+                settings,
+                # without a pruner the reports are pure overhead
+                pruned_by=trial if settings.pruner != "none" else None,
                 counter=counter,
                 keep_predictions=spec.with_returns,
             )
             sharpe = (
-                oof_sharpe(spec.arrays, score.oof_proba, spec.cost_bps)
+                oof_sharpe(spec.arrays, score.oof_proba, settings.cost_bps)
                 if spec.with_returns
                 else None
             )
@@ -570,171 +637,159 @@ def optimize_trials(
         objective,
         n_jobs=1,  # the reused Datasets must not be shared between threads
         n_trials=spec.n_trials,
-        timeout=None if math.isinf(spec.timeout_s) else spec.timeout_s,
+        timeout=None if math.isinf(settings.timeout_s) else settings.timeout_s,
         catch=(Exception,),
         callbacks=list(callbacks),
     )
 
 
-def run_study(
-    X: pd.DataFrame,
-    y: pd.Series,
-    folds: Sequence[Fold],
-    *,
-    study_name: str,
-    storage_url: str,
-    n_trials: int,
-    timeout_s: float,
-    pruner: str,
-    seed: int,
-    warm_start_params: Mapping[str, Any] | None = None,
-    trial_callback: Callable[[TrialRecord], None] | None = None,
-    num_boost_round: int = config.TUNING.num_boost_round,
-    early_stopping_rounds: int = config.TUNING.early_stopping_rounds,
-    max_train_rows: int | None = config.TUNING.max_tuning_rows,
-    max_test_rows: int | None = config.TUNING.max_tuning_test_rows,
-    sample_seed: int = config.TUNING.seed,
-    returns: pd.Series | None = None,
-    cost_bps: float = config.BACKTEST.cost_bps,
-    workers: int = config.TUNING.workers,
-) -> TuningResult:
-    """Run (or resume) the study `study_name` in `storage_url` for `n_trials` more trials.
-
-    A trial that raises is recorded FAIL and the study goes on; when every trial of this call
-    fails, TuningError carries the first error. `warm_start_params` (e.g. production's params)
-    is enqueued as the first trial unless an identical trial is already in the study.
-    `max_train_rows` / `max_test_rows` cap each fold's rows by a `sample_seed`ed ticker subset
-    (None = every row); keep them and the seed fixed within one study, or its values mix samples.
-    `returns` (per-row strategy return aligned to X's index, e.g. forward_returns) makes every
-    complete trial also record "oof_sharpe": the per-period Sharpe of the long/short strategy
-    (`cost_bps` one way) on its out-of-fold predictions, collected in `trial_sharpes`.
-    `workers` > 1 fans the trials out to that many processes on the shared study (each with its
-    own sampler seed, worker_seed); this process then collects the best trial from the storage.
-    """
-    validate_tuning_args(
-        n_trials=n_trials, timeout_s=timeout_s, pruner=pruner, seed=seed, workers=workers
-    )
-    if workers > 1 and ":memory:" in storage_url:
-        raise ValueError(f"workers={workers} need a storage they share, not {storage_url!r}")
-    if not study_name:
-        raise ValueError("study_name must be a non-empty string")
-    started = time.perf_counter()
-    feature_names = [str(c) for c in X.columns]
-    arrays = _fold_arrays(
-        X,
-        y,
-        folds,
-        max_train_rows=max_train_rows,
-        max_test_rows=max_test_rows,
-        sample_seed=sample_seed,
-        returns=returns,
-    )
-    fold_data = _fold_data(arrays, feature_names, seed)
-
+def _open_study(spec: StudySpec) -> tuple[optuna.Study, int]:
+    """Create or load the study, count this launch and enqueue the warm start; (study, launch)."""
     study = optuna.create_study(
-        storage=make_storage(storage_url),
-        study_name=study_name,
+        storage=make_storage(spec.storage_url),
+        study_name=spec.name,
         direction="minimize",
-        pruner=make_pruner(pruner),
+        pruner=make_pruner(spec.pruner),
         load_if_exists=True,
     )
     # One retrain per model at a time (the run queue's tag limit), so this count is not raced.
     launch = int(study.user_attrs.get(LAUNCHES_ATTR, 0))
     study.set_user_attr(LAUNCHES_ATTR, launch + 1)
-    if warm_start_params:
-        warm = search_space_subset(warm_start_params)
+    if spec.warm_start_params:
+        warm = search_space_subset(spec.warm_start_params)
         if warm:
             study.enqueue_trial(warm, user_attrs={"warm_start": True}, skip_if_exists=True)
+    return study, launch
 
-    errors: list[BaseException] = []
-    finished: list[FrozenTrial] = []
+
+@dataclass(frozen=True)
+class _Finished:
+    """The trials this call ran and what they raised."""
+
+    trials: list[FrozenTrial]
+    errors: list[BaseException]
+
+    def count(self, state: TrialState) -> int:
+        return sum(t.state == state for t in self.trials)
+
+    @property
+    def first_error(self) -> str | None:
+        return f"{type(self.errors[0]).__name__}: {self.errors[0]}" if self.errors else None
+
+
+def _run_trials(
+    study: optuna.Study,
+    worker: WorkerSpec,
+    fold_data: Sequence[_FoldData],
+    trial_callback: Callable[[TrialRecord], None] | None,
+) -> _Finished:
+    """Run the trials here (one worker) or in `study.workers` processes; hand each finished one
+    to `trial_callback` (whose own failure is logged, never fatal)."""
+    spec = worker.study
+    finished = _Finished([], [])
 
     def on_trial_end(_study: optuna.Study, trial: FrozenTrial) -> None:
-        finished.append(trial)
+        finished.trials.append(trial)
         if trial_callback is not None:
             try:
                 trial_callback(_frozen_to_record(trial))
             except Exception:  # logging a trial must not abort the search
                 logger.exception("trial_callback failed for trial %d", trial.number)
 
-    spec = WorkerSpec(
-        arrays=arrays,
-        feature_names=feature_names,
-        storage_url=storage_url,
-        study_name=study_name,
-        pruner=pruner,
-        seed=seed,
-        launch=launch,
-        worker=0,
-        n_trials=int(n_trials),
-        timeout_s=float(timeout_s),
-        num_boost_round=num_boost_round,
-        early_stopping_rounds=early_stopping_rounds,
-        with_returns=returns is not None,
-        cost_bps=cost_bps,
-    )
     try:
-        if workers == 1:
-            study.sampler = optuna.samplers.TPESampler(seed=worker_seed(seed, launch, 0))
-            optimize_trials(study, spec, fold_data, errors, [on_trial_end])
+        if spec.workers == 1:
+            study.sampler = worker.sampler()
+            optimize_trials(study, worker, fold_data, finished.errors, [on_trial_end])
         else:
             from mlplatform.training.distributed import fan_out
 
             known = {t.number for t in study.get_trials(deepcopy=False)}
-            worker_errors = fan_out(spec, workers)
+            worker_errors = fan_out(worker, spec.workers)
             for trial in study.get_trials(deepcopy=False):
                 if trial.number not in known and trial.state.is_finished():
                     on_trial_end(study, trial)
-            errors.extend(worker_errors)
+            finished.errors.extend(worker_errors)
     except Exception as exc:
-        _raise_if_storage_lost(storage_url, exc)
+        _raise_if_storage_lost(spec.storage_url, exc)
         raise
+    trial_errors = [t.user_attrs["error"] for t in finished.trials if "error" in t.user_attrs]
+    if not finished.errors and trial_errors:  # raised in a worker process: only the message came
+        finished.errors.append(RuntimeError(trial_errors[0]))
+    return finished
 
-    states = [t.state for t in finished]
-    n_complete = states.count(TrialState.COMPLETE)
-    n_pruned = states.count(TrialState.PRUNED)
-    n_failed = states.count(TrialState.FAIL)
-    trial_errors = [t.user_attrs["error"] for t in finished if "error" in t.user_attrs]
-    if not errors and trial_errors:  # raised in a worker process: only the message came back
-        errors.append(RuntimeError(trial_errors[0]))
-    first_error = f"{type(errors[0]).__name__}: {errors[0]}" if errors else None
-    if finished and n_complete + n_pruned == 0:
+
+def _best_trial(study: optuna.Study, finished: _Finished) -> FrozenTrial:
+    """The study's best trial; TuningError when every trial of this call failed, or none is
+    complete."""
+    n_pruned, n_failed = finished.count(TrialState.PRUNED), finished.count(TrialState.FAIL)
+    if finished.trials and finished.count(TrialState.COMPLETE) + n_pruned == 0:
+        first = finished.errors[0] if finished.errors else None
         raise TuningError(
-            f"all {n_failed} trials of study {study_name!r} failed; first error: {first_error}",
-            errors[0] if errors else None,
-        ) from (errors[0] if errors else None)
+            f"all {n_failed} trials of study {study.study_name!r} failed; "
+            f"first error: {finished.first_error}",
+            first,
+        ) from first
     try:
-        best = study.best_trial
+        return study.best_trial
     except ValueError as exc:
         raise TuningError(
-            f"study {study_name!r} has no complete trial "
+            f"study {study.study_name!r} has no complete trial "
             f"({n_pruned} pruned, {n_failed} failed in this run)"
         ) from exc
 
-    default = cross_validate(
-        DEFAULT_PARAMS | {"seed": seed},
-        fold_data,
-        num_boost_round=num_boost_round,
-        early_stopping_rounds=early_stopping_rounds,
+
+def _mean_rounds(best_iterations: Sequence[int]) -> int:
+    return max(1, round(float(np.mean(best_iterations))))
+
+
+def run_study(
+    X: pd.DataFrame,
+    y: pd.Series,
+    folds: Sequence[Fold],
+    spec: StudySpec,
+    *,
+    trial_callback: Callable[[TrialRecord], None] | None = None,
+    returns: pd.Series | None = None,
+) -> TuningResult:
+    """Run (or resume) the study `spec.name` in `spec.storage_url` for `spec.n_trials` more trials.
+
+    A trial that raises is recorded FAIL and the study goes on; when every trial of this call
+    fails, TuningError carries the first error. `returns` (per-row strategy return aligned to X's
+    index, e.g. forward_returns) makes every complete trial also record "oof_sharpe": the
+    per-period Sharpe of the long/short strategy on its out-of-fold predictions, collected in
+    `trial_sharpes`. With `spec.workers` > 1 this process collects the best trial from the
+    storage after the workers are done.
+    """
+    started = time.perf_counter()
+    feature_names = [str(c) for c in X.columns]
+    arrays = _fold_arrays(X, y, folds, spec.rows, returns)
+    fold_data = _fold_data(arrays, feature_names, spec.seed, threads_per_worker(1))
+    study, launch = _open_study(spec)
+    worker = WorkerSpec(
+        arrays, feature_names, spec, launch, 0, int(spec.n_trials), returns is not None
     )
-    best_iterations = best.user_attrs.get("best_iterations") or [1]
+    finished = _run_trials(study, worker, fold_data, trial_callback)
+    best = _best_trial(study, finished)
+    default = cross_validate(DEFAULT_PARAMS | {"seed": spec.seed}, fold_data, spec)
     return TuningResult(
-        best_params=to_lgb_params(best.params, seed=seed),
+        best_params=to_lgb_params(best.params, seed=spec.seed),
         best_value=float(best.value),
         default_value=default.value,
-        n_complete=n_complete,
-        n_pruned=n_pruned,
-        n_failed=n_failed,
+        n_complete=finished.count(TrialState.COMPLETE),
+        n_pruned=finished.count(TrialState.PRUNED),
+        n_failed=finished.count(TrialState.FAIL),
         duration_s=time.perf_counter() - started,
         param_importances=_importances(study),
-        boosting_rounds_total=sum(int(t.user_attrs.get("boosting_rounds", 0)) for t in finished),
-        best_num_boost_round=max(1, round(float(np.mean(best_iterations)))),
-        first_error=first_error,
+        boosting_rounds_total=sum(
+            int(t.user_attrs.get("boosting_rounds", 0)) for t in finished.trials
+        ),
+        best_num_boost_round=_mean_rounds(best.user_attrs.get("best_iterations") or [1]),
+        first_error=finished.first_error,
         best_trial_number=best.number,
         best_trial_params=dict(best.params),
-        default_num_boost_round=max(1, round(float(np.mean(default.best_iterations)))),
+        default_num_boost_round=_mean_rounds(default.best_iterations),
         n_trials_in_study=len(study.trials),
-        study_name=study_name,
+        study_name=spec.name,
         tuning_train_rows=[len(a.y_train) for a in arrays],
         tuning_test_rows=[len(a.y_test) for a in arrays],
         tuning_tickers=[a.n_tickers for a in arrays],

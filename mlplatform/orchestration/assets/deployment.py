@@ -1,6 +1,7 @@
 """Group `deployment`: the production model, moved only by a person (UI button or CLI)."""
 
 import getpass
+from typing import Any
 
 import dagster as dg
 from mlflow.exceptions import MlflowException
@@ -11,8 +12,8 @@ from mlplatform.notifications import Notification, NotificationKind
 from mlplatform.orchestration.metadata import mlflow_model_url, ownership
 from mlplatform.orchestration.promotion_facts import promotion_facts
 from mlplatform.orchestration.resources import Notifier, PlatformStores
-from mlplatform.promotion import decide_promotion
-from mlplatform.registry import RegistryError, get_alias_version, promote
+from mlplatform.promotion import Decision, decide_promotion
+from mlplatform.registry import PromotionRecord, RegistryError, get_alias_version, promote
 
 
 class PromotionConfig(dg.Config):
@@ -28,6 +29,59 @@ class PromotionConfig(dg.Config):
 
 def launching_user(context: dg.AssetExecutionContext | dg.OpExecutionContext, given: str) -> str:
     return given or context.run.tags.get("dagster/user") or getpass.getuser()
+
+
+def _promote(
+    context: dg.AssetExecutionContext, stores: PlatformStores, decision: Decision, actor: str
+) -> PromotionRecord:
+    """Move the production alias as decided; a refused or failed move says where production is."""
+    version = str(decision.staging_version)
+    try:
+        with stores.registry_lock():
+            return promote(
+                tracking_uri=stores.tracking_uri,
+                name=stores.model_name,
+                version=version,
+                export_root=stores.models_path,
+                actor=actor,
+                reason=decision.reason or "manual promotion",
+                run_id=context.run_id,
+                override=decision.overridden,
+            )
+    except (RegistryError, MlflowException) as exc:
+        now = get_alias_version(stores.tracking_uri, stores.model_name, settings.PRODUCTION_ALIAS)
+        moved = now is not None and str(now.version) == version
+        raise dg.Failure(
+            description=f"promotion of v{version} failed: {exc}. "
+            + (
+                "The production alias already points at it: materialize production_model "
+                "again to finish the export."
+                if moved
+                else "Production is unchanged."
+            ),
+            allow_retries=False,
+        ) from exc
+
+
+def _promotion_metadata(
+    details: dict, decision: Decision, actor: str, run_id: str, stores: PlatformStores
+) -> dict[str, Any]:
+    version = str(decision.staging_version)
+    return {
+        "production_version": version,
+        "semver": str(details.get("semver")),
+        "previous_version": str(details.get("previous_version")),
+        "promoted_by": actor,
+        "promoted_at": str(details.get("promoted_at")),
+        "promotion_run_id": run_id,
+        "reason": decision.reason or "manual promotion",
+        "override": decision.overridden,
+        "override_problems": dg.MetadataValue.md(
+            "\n".join(f"- {p}" for p in decision.problems) if decision.overridden else "_none_"
+        ),
+        "model_version": dg.MetadataValue.url(mlflow_model_url(stores.model_name, version)),
+        "export": dg.MetadataValue.path(str(stores.models_path / "production")),
+    }
 
 
 @dg.asset(
@@ -54,41 +108,15 @@ def production_model(
             metadata={"problems": len(decision.problems) + len(decision.refusals)},
             allow_retries=False,
         )
-    version = str(decision.staging_version)
     reason = decision.reason or "manual promotion"
     if decision.overridden:
         context.log.warning(f"promotion override: {reason} | " + "; ".join(decision.problems))
     actor = launching_user(context, config.actor)
-    try:
-        with stores.registry_lock():
-            record = promote(
-                tracking_uri=stores.tracking_uri,
-                name=stores.model_name,
-                version=version,
-                export_root=stores.models_path,
-                actor=actor,
-                reason=reason,
-                run_id=context.run_id,
-                override=decision.overridden,
-            )
-    except (RegistryError, MlflowException) as exc:
-        now = get_alias_version(stores.tracking_uri, stores.model_name, settings.PRODUCTION_ALIAS)
-        moved = now is not None and str(now.version) == version
-        raise dg.Failure(
-            description=f"promotion of v{version} failed: {exc}. "
-            + (
-                "The production alias already points at it: materialize production_model "
-                "again to finish the export."
-                if moved
-                else "Production is unchanged."
-            ),
-            allow_retries=False,
-        ) from exc
-    details = record.to_dict()
+    details = _promote(context, stores, decision, actor).to_dict()
     notifier.send(
         Notification(
             NotificationKind.PROMOTED,
-            f"{stores.model_name} v{version} promoted to production by {actor}",
+            f"{stores.model_name} v{decision.staging_version} promoted to production by {actor}",
             fields={
                 "previous_production": details.get("previous_version"),
                 "reason": reason,
@@ -96,21 +124,5 @@ def production_model(
             },
         )
     )
-    return dg.Output(
-        details,
-        metadata={
-            "production_version": version,
-            "semver": str(details.get("semver")),
-            "previous_version": str(details.get("previous_version")),
-            "promoted_by": actor,
-            "promoted_at": str(details.get("promoted_at")),
-            "promotion_run_id": context.run_id,
-            "reason": reason,
-            "override": decision.overridden,
-            "override_problems": dg.MetadataValue.md(
-                "\n".join(f"- {p}" for p in decision.problems) if decision.overridden else "_none_"
-            ),
-            "model_version": dg.MetadataValue.url(mlflow_model_url(stores.model_name, version)),
-            "export": dg.MetadataValue.path(str(stores.models_path / "production")),
-        },
-    )
+    metadata = _promotion_metadata(details, decision, actor, context.run_id, stores)
+    return dg.Output(details, metadata=metadata)

@@ -1,17 +1,19 @@
 """Group `evaluation`: the backtest report and its blocking promotion checks."""
 
-import json
+from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import mlflow
 import numpy as np
 import pandas as pd
 from dagster_mlflow.resources import MlFlow
+from mlflow.entities.model_registry import ModelVersion
 from pydantic import Field
 
 from mlplatform import config as settings
-from mlplatform.evaluation import markdown_table, write_html
-from mlplatform.evaluation.walk_forward import evaluate_candidate
+from mlplatform.evaluation import BacktestResult, markdown_table, write_html
+from mlplatform.evaluation.walk_forward import CandidateEvaluation, Contenders, evaluate_candidate
 from mlplatform.notifications import Notification, NotificationKind
 from mlplatform.orchestration.errors import STORE_RETRY_POLICY, CheckedConfig, step_guard
 from mlplatform.orchestration.metadata import (
@@ -32,11 +34,10 @@ from mlplatform.promotion import (
     NO_PRODUCTION,
     PRODUCTION,
     STAGING,
-    comparable_production,
     evaluate_criteria,
 )
 from mlplatform.registry import get_alias_version
-from mlplatform.training import Recipe, Windows, recipe_from_tags
+from mlplatform.training import Recipe, Windows
 
 # Numbers plotted across materializations in the UI's Plots tab.
 PLOTTED = ("accuracy", "auc", "log_loss", "brier", "long_short_sharpe", "long_short_dsr")
@@ -54,6 +55,91 @@ class BacktestConfig(CheckedConfig):
 def _truth(market_data: MarketDataSource) -> pd.Series | None:
     """The synthetic market's true P(up): what the Bayes-optimal rule predicts."""
     return market_data.load().prob_up if market_data.kind == "synthetic" else None
+
+
+def _report(
+    staging_model: dict,
+    production: ModelVersion | None,
+    windows: Windows,
+    result: BacktestResult,
+    html_path: Path,
+    url: str,
+) -> dict:
+    """The asset's value: what promotion_criteria and a person read of this evaluation."""
+    return {
+        "staging_version": str(staging_model["version"]),
+        "staging_semver": staging_model.get("semver"),
+        "production_version": NO_PRODUCTION if production is None else str(production.version),
+        "windows": windows.to_dict(),
+        "metrics": result.to_dict(include_equity=False)["metrics"],
+        "html": str(html_path),
+        "report_url": url,
+    }
+
+
+def _backtest_metadata(
+    report: dict,
+    evaluation: CandidateEvaluation,
+    windows: Windows,
+    staging: ModelVersion,
+    policy: PromotionPolicy,
+    run: Any,
+) -> dict[str, Any]:
+    result = evaluation.result
+    staging_metrics = result.metrics[STAGING]
+    verdicts = evaluate_criteria(result.metrics, policy.criteria)
+    metadata: dict[str, Any] = {
+        f"staging_{key}": round(float(staging_metrics[key]), 4)
+        for key in PLOTTED
+        if staging_metrics.get(key) is not None and np.isfinite(staging_metrics[key])
+    }
+    metadata.update(
+        {
+            "promotion_criteria_passed": all(v.passed for v in verdicts if v.blocking),
+            "promotion_criteria_passed_count": sum(v.passed for v in verdicts if v.blocking),
+            "staging_version": str(staging.version),
+            "production_version": report["production_version"],
+            "production_compared": PRODUCTION in result.metrics,
+            "production_left_out_because": evaluation.production_left_out_because or "",
+            "evaluation_window": str(windows.evaluation),
+            "walk_forward_blocks": len(windows.blocks),
+            "rows": int(result.n_rows),
+            "dsr_trials": int(staging.tags["tuning_trials"]),
+            "comparison": dg.MetadataValue.md(markdown_table(result)),
+            "report": dg.MetadataValue.url(report["report_url"]),
+            "report_file": dg.MetadataValue.path(report["html"]),
+            "staging_model": dg.MetadataValue.url(mlflow_model_url(staging.name, staging.version)),
+            "mlflow_run": run_link(run),
+        }
+    )
+    for name, metrics in result.metrics.items():
+        if name != STAGING and metrics.get("accuracy") is not None:
+            metadata[f"{name}_accuracy"] = round(float(metrics["accuracy"]), 4)
+    if result.mcnemar is not None:
+        metadata["mcnemar_p_value_vs_production"] = round(float(result.mcnemar["p_value"]), 4)
+    return metadata
+
+
+def _publish(
+    result: BacktestResult, stores: PlatformStores, staging: ModelVersion, run: Any
+) -> tuple[Path, str]:
+    """Write the HTML report, log it and staging's plotted numbers to the MLflow run; the report's
+    path and its MLflow UI URL."""
+    html_path = write_html(
+        result,
+        stores.reports_path / f"backtest_v{staging.version}.html",
+        title=f"Walk-forward evaluation of {staging.name} v{staging.version}",
+    )
+    mlflow.log_artifact(str(html_path), artifact_path="backtest")
+    staging_metrics = result.metrics[STAGING]
+    mlflow.log_metrics(
+        {
+            f"backtest_{key}": float(staging_metrics[key])
+            for key in PLOTTED
+            if staging_metrics.get(key) is not None
+        }
+    )
+    return html_path, mlflow_artifact_url(run, f"backtest/{html_path.name}")
 
 
 @dg.asset(
@@ -83,83 +169,29 @@ def backtest_report(
         production = get_alias_version(
             stores.tracking_uri, stores.model_name, settings.PRODUCTION_ALIAS
         )
-        production_recipe = None if production is None else recipe_from_tags(production.tags)
-        left_out = (
-            None
-            if production is None
-            else comparable_production(Recipe(**staging_model["recipe"]), production_recipe)
+        contenders = Contenders.from_registry_tags(
+            staging_model["out_of_sample"],
+            Recipe(**staging_model["recipe"]),
+            staging.tags,
+            None if production is None else production.tags,
         )
-        if left_out:
-            context.log.warning(f"production v{production.version} left out: {left_out}")
+        if contenders.production_left_out_because:
+            context.log.warning(
+                f"production v{production.version} left out: "
+                f"{contenders.production_left_out_because}"
+            )
         evaluation = evaluate_candidate(
             data,
             windows,
             raw_prices,
-            staging=staging_model["out_of_sample"],
-            production=production_recipe,
-            production_left_out_because=left_out,
+            contenders,
             cost_bps=config.cost_bps,
-            # N and the trials' Sharpes come from the study that produced this staging version.
-            n_trials=int(staging.tags["tuning_trials"]),
-            trial_sharpes=json.loads(staging.tags["trial_sharpes"]),
             truth=_truth(market_data),
         )
-        result = evaluation.result
-        html_path = write_html(
-            result,
-            stores.reports_path / f"backtest_v{staging.version}.html",
-            title=f"Walk-forward evaluation of {staging.name} v{staging.version}",
-        )
         run = mlflow_tracking.active_run()
-        mlflow.log_artifact(str(html_path), artifact_path="backtest")
-        staging_metrics = result.metrics[STAGING]
-        mlflow.log_metrics(
-            {
-                f"backtest_{key}": float(staging_metrics[key])
-                for key in PLOTTED
-                if staging_metrics.get(key) is not None
-            }
-        )
-    verdicts = evaluate_criteria(result.metrics, policy.criteria)
-    compared = PRODUCTION in result.metrics
-    report = {
-        "staging_version": str(staging.version),
-        "staging_semver": staging_model.get("semver"),
-        "production_version": NO_PRODUCTION if production is None else str(production.version),
-        "windows": windows.to_dict(),
-        "metrics": result.to_dict(include_equity=False)["metrics"],
-        "html": str(html_path),
-        "report_url": mlflow_artifact_url(run, f"backtest/{html_path.name}"),
-    }
-    metadata: dict[str, dg.RawMetadataValue] = {
-        f"staging_{key}": round(float(staging_metrics[key]), 4)
-        for key in PLOTTED
-        if staging_metrics.get(key) is not None and np.isfinite(staging_metrics[key])
-    }
-    metadata.update(
-        {
-            "promotion_criteria_passed": all(v.passed for v in verdicts if v.blocking),
-            "promotion_criteria_passed_count": sum(v.passed for v in verdicts if v.blocking),
-            "staging_version": str(staging.version),
-            "production_version": report["production_version"],
-            "production_compared": compared,
-            "production_left_out_because": evaluation.production_left_out_because or "",
-            "evaluation_window": str(windows.evaluation),
-            "walk_forward_blocks": len(windows.blocks),
-            "rows": int(result.n_rows),
-            "dsr_trials": int(staging.tags["tuning_trials"]),
-            "comparison": dg.MetadataValue.md(markdown_table(result)),
-            "report": dg.MetadataValue.url(report["report_url"]),
-            "report_file": dg.MetadataValue.path(str(html_path)),
-            "staging_model": dg.MetadataValue.url(mlflow_model_url(staging.name, staging.version)),
-            "mlflow_run": run_link(run),
-        }
-    )
-    for name, metrics in result.metrics.items():
-        if name != STAGING and metrics.get("accuracy") is not None:
-            metadata[f"{name}_accuracy"] = round(float(metrics["accuracy"]), 4)
-    if result.mcnemar is not None:
-        metadata["mcnemar_p_value_vs_production"] = round(float(result.mcnemar["p_value"]), 4)
+        html_path, url = _publish(evaluation.result, stores, staging, run)
+    report = _report(staging_model, production, windows, evaluation.result, html_path, url)
+    metadata = _backtest_metadata(report, evaluation, windows, staging, policy, run)
     return dg.Output(report, metadata=metadata)
 
 

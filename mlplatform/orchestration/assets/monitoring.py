@@ -1,23 +1,15 @@
 """Group `monitoring`: how far the recent market has moved from what the model learned on."""
 
-import json
+from typing import Any
 
 import dagster as dg
 import mlflow
-import numpy as np
 import pandas as pd
 from dagster_mlflow.resources import MlFlow
 from pydantic import Field
 
 from mlplatform import config as settings
-from mlplatform.features import make_labels
-from mlplatform.monitoring import (
-    ReferenceBins,
-    evidently_drift,
-    psi,
-    psi_drift_share,
-    score_drift,
-)
+from mlplatform.monitoring.model_drift import DriftWindow, ModelDrift, measure_drift
 from mlplatform.orchestration.errors import STORE_RETRY_POLICY, CheckedConfig, step_guard
 from mlplatform.orchestration.metadata import (
     mlflow_artifact_url,
@@ -30,10 +22,9 @@ from mlplatform.orchestration.resources import PlatformStores, ValidationScheme
 from mlplatform.registry import (
     audit_production_alias,
     download_reference,
-    get_alias_version,
     load_booster,
+    monitored_model,
 )
-from mlplatform.training import DateWindow, predict_up_proba
 
 
 class DriftConfig(CheckedConfig):
@@ -48,25 +39,46 @@ class DriftConfig(CheckedConfig):
     )
 
 
-def monitored_version(stores: PlatformStores):
-    """The production model's version; the staging model's when nothing is in production."""
-    for alias in (settings.PRODUCTION_ALIAS, settings.STAGING_ALIAS):
-        version = get_alias_version(stores.tracking_uri, stores.model_name, alias)
-        if version is not None:
-            return alias, version
-    return None, None
+def _drift_metadata(drift: ModelDrift, run: Any) -> dict[str, Any]:
+    fast, report = drift.features, drift.report
+    artifact = f"drift/{drift.html_path.name}"
+    return rounded_metadata(
+        {
+            "monitored_model": f"{drift.model.alias} v{drift.model.version}",
+            # One figure per concept: the share the drift sensor acts on comes first.
+            "drift_share": float(fast.share),
+            "drifted_features": int(fast.n_drifted),
+            "features": len(fast.psi),
+            "drift_share_at_retrain_threshold": bool(fast.share >= settings.DRIFT.drift_share),
+            "prediction_score_psi": float(drift.score.psi),
+            "prediction_score_drifted": bool(drift.score.drifted),
+            "label_psi": drift.label_psi,
+            "recent_label_up_rate": drift.label_up_rate,
+            "reference_label_up_rate": drift.reference_label_up_rate,
+            "window": drift.window,
+            "top_drifted_features": table_metadata(drift.top_features()),
+            "evidently_report_drift_share": float(report.share_drifted),
+            "evidently_report_drifted_features": int(report.n_drifted),
+            "about_the_two_drift_shares": dg.MetadataValue.md(
+                drift_figures_note(drift.current_rows, report.current_rows)
+            ),
+            "report": dg.MetadataValue.url(mlflow_artifact_url(run, artifact)),
+            "report_file": dg.MetadataValue.path(str(drift.html_path)),
+            "mlflow_run": run_link(run),
+        }
+    )
 
 
-def recent_rows(features: pd.DataFrame, business_days: int) -> pd.DataFrame:
-    dates = features.index.get_level_values("date")
-    recent = np.sort(dates.unique())[-business_days:]
-    return features[dates.isin(recent)]
-
-
-def training_rows(features: pd.DataFrame, training_window: str) -> pd.DataFrame:
-    """The rows a version trained on (its `training_window` tag, a DateWindow as JSON)."""
-    window = DateWindow.from_dict(json.loads(training_window))
-    return features[window.contains(features.index.get_level_values("date"))]
+def _log_drift(drift: ModelDrift) -> None:
+    mlflow.log_artifact(str(drift.html_path), artifact_path="drift")
+    mlflow.log_metrics(
+        {
+            "drift_share": drift.report.share_drifted,
+            "drift_fast_psi_share": drift.features.share,
+            "drift_score_psi": float(drift.score.psi),
+            "drift_label_psi": drift.label_psi,
+        }
+    )
 
 
 @dg.asset(
@@ -88,8 +100,8 @@ def drift_report(
     stores: PlatformStores,
     validation: ValidationScheme,
 ) -> dg.Output[dict]:
-    alias, version = monitored_version(stores)
-    if version is None:
+    model = monitored_model(stores.tracking_uri, stores.model_name)
+    if model is None:
         # The daily refresh runs before the first model exists; say so rather than fail.
         context.log.info("no staging or production model yet: nothing to compare against")
         return dg.Output(
@@ -97,100 +109,20 @@ def drift_report(
             metadata={"monitored_model": "none yet: materialize staging_model first"},
         )
     with step_guard(context):
-        reference_doc = download_reference(stores.tracking_uri, stores.model_name, version.version)
-        bins = ReferenceBins.from_dict(reference_doc["features"])
-        current = recent_rows(features, config.recent_business_days)
-        reference = training_rows(features, version.tags["training_window"])
-        html_path = (
-            stores.reports_path / f"drift_v{version.version}_{current.index[-1][0]:%Y-%m-%d}.html"
-        )
-        summary = evidently_drift(
-            reference,
-            current,
-            psi_threshold=settings.DRIFT.psi_threshold,
-            drift_share=settings.DRIFT.drift_share,
-            sample_rows=config.sample_rows,
-            html_path=html_path,
-        )
-        fast = psi(bins, current)
-        fast_share, fast_drifted = psi_drift_share(fast, settings.DRIFT.psi_threshold)
-        booster = load_booster(stores.tracking_uri, stores.model_name, version.version)
-        scores = pd.Series(predict_up_proba(booster, current), name="score")
-        score = score_drift(ReferenceBins.from_dict(reference_doc["score"]), scores)
-        score_psi = float(score.psi)
-        # Realised labels exist only for rows whose next bar has arrived.
-        labels = make_labels(raw_prices, horizon=validation.horizon).reindex(current.index).dropna()
-        label_up_rate = float(labels.mean()) if len(labels) else float("nan")
-        label_psi = (
-            float(
-                score_drift(
-                    ReferenceBins.from_dict(reference_doc["label"]),
-                    labels.astype("float64").rename("label"),
-                    name="label",
-                ).psi
-            )
-            if len(labels) and "label" in reference_doc
-            else float("nan")
+        drift = measure_drift(
+            features,
+            raw_prices,
+            model,
+            download_reference(stores.tracking_uri, stores.model_name, model.version),
+            load_booster(stores.tracking_uri, stores.model_name, model.version),
+            settings=DriftWindow(
+                config.recent_business_days, config.sample_rows, validation.horizon
+            ),
+            reports_dir=stores.reports_path,
         )
         run = mlflow_tracking.active_run()
-        mlflow.log_artifact(str(html_path), artifact_path="drift")
-        mlflow.log_metrics(
-            {
-                "drift_share": summary.share_drifted,
-                "drift_fast_psi_share": fast_share,
-                "drift_score_psi": score_psi,
-                "drift_label_psi": label_psi,
-            }
-        )
-    top = (
-        pd.DataFrame(
-            {
-                "psi": fast,
-                "report_psi": summary.per_feature.set_index("feature")["psi"].reindex(fast.index),
-            }
-        )
-        .rename_axis("feature")
-        .sort_values("psi", ascending=False)
-        .head(10)
-    )
-    artifact = f"drift/{html_path.name}"
-    return dg.Output(
-        {
-            "model_version": str(version.version),
-            "alias": alias,
-            "drift_share": fast_share,
-            "evidently_drift_share": summary.share_drifted,
-            "dataset_drift": bool(summary.dataset_drift),
-            "fast_psi": {k: float(v) for k, v in fast.items()},
-            "score_psi": score_psi,
-            "html": str(html_path),
-        },
-        metadata=rounded_metadata(
-            {
-                "monitored_model": f"{alias} v{version.version}",
-                # One figure per concept: the share the drift sensor acts on comes first.
-                "drift_share": float(fast_share),
-                "drifted_features": int(fast_drifted),
-                "features": len(fast),
-                "drift_share_at_retrain_threshold": bool(fast_share >= settings.DRIFT.drift_share),
-                "prediction_score_psi": score_psi,
-                "prediction_score_drifted": bool(score.drifted),
-                "label_psi": label_psi,
-                "recent_label_up_rate": label_up_rate,
-                "reference_label_up_rate": float(reference_doc.get("label_up_rate", float("nan"))),
-                "window": f"{current.index[0][0]:%Y-%m-%d} → {current.index[-1][0]:%Y-%m-%d}",
-                "top_drifted_features": table_metadata(top),
-                "evidently_report_drift_share": float(summary.share_drifted),
-                "evidently_report_drifted_features": int(summary.n_drifted),
-                "about_the_two_drift_shares": dg.MetadataValue.md(
-                    drift_figures_note(len(current), summary.current_rows)
-                ),
-                "report": dg.MetadataValue.url(mlflow_artifact_url(run, artifact)),
-                "report_file": dg.MetadataValue.path(str(html_path)),
-                "mlflow_run": run_link(run),
-            }
-        ),
-    )
+        _log_drift(drift)
+    return dg.Output(drift.value(), metadata=_drift_metadata(drift, run))
 
 
 def drift_figures_note(window_rows: int, report_rows: int) -> str:

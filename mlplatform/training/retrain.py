@@ -1,0 +1,123 @@
+"""The retrain's training decisions, Dagster-free: which study tunes on which rows, what tuning
+hands on, and the staging recipe built from it."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from mlplatform.data import fingerprint
+from mlplatform.features import LABEL_DEFINITION, feature_schema_hash, forward_returns
+from mlplatform.training.dataset import DateWindow, LabelledData, Windows
+from mlplatform.training.recipe import Recipe
+from mlplatform.training.search_space import BASE_PARAMS
+from mlplatform.training.splits import Fold
+from mlplatform.training.tuning import RowSample, StudySpec, TrialRecord, TuningResult, run_study
+
+
+def label_definition(horizon: int) -> str:
+    return f"{LABEL_DEFINITION} [horizon={horizon}]"
+
+
+def study_name(
+    model_name: str, prices: pd.DataFrame, development: DateWindow, rows: RowSample
+) -> str:
+    """One resumable study per model and development data: trial values on other data are not
+    comparable, so a retrain on new bars starts a new study (warm-started from production)."""
+    dev_prices = prices[prices["date"] <= pd.Timestamp(development.end)]
+    name = f"{model_name}:{fingerprint(dev_prices)[:12]}"
+    if rows.capped:
+        # Trials on another row sample are not comparable either: one study per sample.
+        name += f":rows{rows.max_train_rows}x{rows.max_test_rows}"
+    return name
+
+
+def trial_returns(prices: pd.DataFrame, index: pd.Index, horizon: int) -> pd.Series | None:
+    """The returns each trial's out-of-fold long/short Sharpe is taken on (tuning folds only,
+    never the backtest window): their dispersion is the V[SR_n] of the evaluation's Deflated
+    Sharpe. The backtest trades horizon 1 only, so only then is a trial's Sharpe comparable."""
+    return forward_returns(prices, horizon=1).reindex(index) if horizon == 1 else None
+
+
+@dataclass(frozen=True)
+class Tuned:
+    """What tuning found and on what: the value staging_model reads, and the facts to record."""
+
+    result: TuningResult
+    windows: Windows
+    n_folds: int
+    warm_started: bool
+    duration_s: float
+
+    @property
+    def trial_sharpe_sd(self) -> float:
+        """Per-period SD of the complete trials' out-of-fold Sharpes (NaN: fewer than 2)."""
+        sharpes = self.result.trial_sharpes
+        return float(np.std(sharpes, ddof=1)) if len(sharpes) >= 2 else math.nan
+
+    def value(self) -> dict[str, Any]:
+        r = self.result
+        return {
+            "params": r.best_params,
+            "num_boost_round": int(r.best_num_boost_round),
+            "best_value": float(r.best_value),
+            "default_value": float(r.default_value),
+            "n_trials_total": int(r.n_trials_in_study),
+            "study_name": r.study_name,
+            "warm_started": self.warm_started,
+            "tuning_rows": r.tuning_rows,
+            "tuning_train_rows": r.tuning_train_rows,
+            "tuning_test_rows": r.tuning_test_rows,
+            "trial_sharpes": r.trial_sharpes,
+            "windows": self.windows.to_dict(),
+        }
+
+    def summary(self) -> str:
+        r = self.result
+        return (
+            f"best CV log loss {r.best_value:.5f} vs default {r.default_value:.5f}; "
+            f"{r.n_complete} complete, {r.n_pruned} pruned, {r.n_failed} failed"
+        )
+
+
+def tune(
+    data: LabelledData,
+    windows: Windows,
+    folds: Sequence[Fold],
+    prices: pd.DataFrame,
+    spec: StudySpec,
+    *,
+    trial_callback: Callable[[TrialRecord], None] | None = None,
+) -> Tuned:
+    """Run `spec`'s study on the development window's `folds` (never the evaluation window)."""
+    dev = data.within(windows.development)
+    started = time.perf_counter()
+    result = run_study(
+        dev.X,
+        dev.y,
+        folds,
+        spec,
+        trial_callback=trial_callback,
+        returns=trial_returns(prices, dev.X.index, windows.horizon),
+    )
+    warm = spec.warm_start_params is not None
+    return Tuned(result, windows, len(folds), warm, time.perf_counter() - started)
+
+
+def tuned_recipe(
+    tuned: Mapping[str, Any], *, seed: int, horizon: int, max_training_rows: int | None
+) -> Recipe:
+    """The staging recipe: tuning's parameters and rounds on the current features and label."""
+    return Recipe(
+        params={**BASE_PARAMS, **tuned["params"], "seed": seed},
+        num_boost_round=int(tuned["num_boost_round"]),
+        feature_schema_hash=feature_schema_hash(),
+        label_definition=label_definition(horizon),
+        max_training_rows=max_training_rows,
+    )
