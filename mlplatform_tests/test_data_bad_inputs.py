@@ -334,6 +334,7 @@ def test_every_run_config_range_is_checked() -> None:
         (lambda: TuningConfig(seed=-1), "seed"),
         (lambda: TuningConfig(workers=0), "workers"),
         (lambda: TrainingConfig(seed=2**40), "seed"),
+        (lambda: TrainingConfig(max_training_rows=10), "max_training_rows"),
         (lambda: DriftConfig(recent_business_days=0), "recent_business_days"),
         (lambda: DriftConfig(sample_rows=1), "sample_rows"),
     ):
