@@ -7,7 +7,6 @@ instead. Start the servers: see README "Scaling out".
 
 from __future__ import annotations
 
-import dataclasses
 import multiprocessing
 import os
 import shutil
@@ -368,9 +367,18 @@ def tuning_data():
     return X, y, folds
 
 
-def _tune(data, url: str, n_trials: int, workers: int, name: str = "shared"):
+def _tune(data, url: str, n_trials: int, workers: int, name: str = "shared", heartbeat_s: int = 60):
     X, y, folds = data
-    spec = StudySpec(name, url, n_trials=n_trials, timeout_s=300.0, seed=7, workers=workers, **FAST)
+    spec = StudySpec(
+        name,
+        url,
+        n_trials=n_trials,
+        timeout_s=300.0,
+        seed=7,
+        workers=workers,
+        heartbeat_interval_s=heartbeat_s,
+        **FAST,
+    )
     return run_study(X, y, folds, spec)
 
 
@@ -408,15 +416,13 @@ def test_journal_storages_on_a_file_and_on_redis(
 
 
 def test_a_dead_workers_trial_is_failed_by_its_heartbeat_and_retried(
-    tuning_data, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tuning_data, tmp_path: Path
 ) -> None:
     """A worker that died mid-trial leaves it RUNNING with a stale heartbeat: the next worker on
     the study marks it FAIL and runs its parameters again."""
-    monkeypatch.setattr(
-        config, "TUNING", dataclasses.replace(config.TUNING, heartbeat_interval_s=1)
-    )
     url = f"sqlite:///{tmp_path / 'studies.db'}"
-    study = optuna.create_study(study_name="shared", storage=make_storage(url))
+    storage = make_storage(url, heartbeat_interval_s=1)
+    study = optuna.create_study(study_name="shared", storage=storage)
     dead = study.ask({"num_leaves": SEARCH_SPACE["num_leaves"]})
     dead_params = dict(dead.params)
     study._storage.record_heartbeat(dead._trial_id)  # then the "worker" vanishes
@@ -424,7 +430,7 @@ def test_a_dead_workers_trial_is_failed_by_its_heartbeat_and_retried(
     # which Optuna compares the heartbeat against and which has whole-second resolution.
     time.sleep(5.0)
 
-    _tune(tuning_data, url, n_trials=1, workers=1)
+    _tune(tuning_data, url, n_trials=1, workers=1, heartbeat_s=1)
     trials = optuna.load_study(study_name="shared", storage=make_storage(url)).trials
     assert trials[0].state == TrialState.FAIL
     retried = trials[1]

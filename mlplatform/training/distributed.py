@@ -37,7 +37,9 @@ def run_worker(spec: WorkerSpec) -> int:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.load_study(
         study_name=spec.study.name,
-        storage=make_storage(spec.study.storage_url),
+        storage=make_storage(
+            spec.study.storage_url, heartbeat_interval_s=spec.study.heartbeat_interval_s
+        ),
         sampler=spec.sampler(),
         pruner=make_pruner(spec.study.pruner),
     )

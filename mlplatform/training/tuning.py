@@ -237,6 +237,7 @@ class StudySpec:
     num_boost_round: int = config.TUNING.num_boost_round
     early_stopping_rounds: int = config.TUNING.early_stopping_rounds
     cost_bps: float = config.BACKTEST.cost_bps
+    heartbeat_interval_s: int = config.TUNING.heartbeat_interval_s
 
     def __post_init__(self) -> None:
         validate_tuning_args(
@@ -276,7 +277,9 @@ JOURNAL_FILE = "journal+file://"  # journal+file:///abs/path/studies.log (one ho
 JOURNAL_REDIS = "journal+redis://"  # journal+redis://host:6379/db (many hosts, no SQL server)
 
 
-def make_storage(storage_url: str) -> optuna.storages.BaseStorage:
+def make_storage(
+    storage_url: str, *, heartbeat_interval_s: int = config.TUNING.heartbeat_interval_s
+) -> optuna.storages.BaseStorage:
     """The Optuna storage for a URL: any SQLAlchemy URL (RDB), `journal+file:///path` or
     `journal+redis://host:port/db` (JournalStorage); creates the folder of a sqlite or journal file.
 
@@ -304,7 +307,7 @@ def make_storage(storage_url: str) -> optuna.storages.BaseStorage:
         if url.database and url.database != ":memory:":
             Path(url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
         engine_kwargs["connect_args"] = {"timeout": 60}  # wait on a lock instead of failing
-    interval = config.TUNING.heartbeat_interval_s
+    interval = heartbeat_interval_s
     with warnings.catch_warnings():  # heartbeat_interval is "experimental" in Optuna 5
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         return optuna.storages.RDBStorage(
@@ -646,7 +649,7 @@ def optimize_trials(
 def _open_study(spec: StudySpec) -> tuple[optuna.Study, int]:
     """Create or load the study, count this launch and enqueue the warm start; (study, launch)."""
     study = optuna.create_study(
-        storage=make_storage(spec.storage_url),
+        storage=make_storage(spec.storage_url, heartbeat_interval_s=spec.heartbeat_interval_s),
         study_name=spec.name,
         direction="minimize",
         pruner=make_pruner(spec.pruner),
