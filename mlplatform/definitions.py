@@ -24,6 +24,7 @@ from mlplatform.orchestration.jobs import (
 from mlplatform.orchestration.resources import (
     MarketDataSource,
     Notifier,
+    PickleIOManager,
     PlatformStores,
     PromotionPolicy,
     ValidationScheme,
@@ -91,7 +92,7 @@ def build_resources() -> dict[str, object]:
             }
         ),
         # Distributed steps need a base_dir every worker reaches (MLPLATFORM_IO_DIR, shared).
-        "io_manager": dg.FilesystemIOManager(
+        "io_manager": PickleIOManager(
             base_dir=_env_or_default(config.IO_DIR_ENV, lambda: str(config.io_dir()))
         ),
     }
