@@ -3,7 +3,8 @@
 at one or several market sizes (`--tickers 500 2000 5000`), each in its own process.
 
 Per size it reports per-step wall time (STEP_START → STEP_SUCCESS/FAILURE from the event log),
-peak memory (ru_maxrss of that size's process; tracemalloc with --tracemalloc, which slows
+peak memory (ru_maxrss of that size's process, and each step's peak resident memory sampled
+every 0.1 s; tracemalloc with --tracemalloc, which slows
 allocation-heavy pandas code) and the share of the run spent outside LightGBM and Optuna. That
 share is measured by wrapping `lightgbm.train`, `lightgbm.Booster.predict`,
 `optuna.Study.optimize` and the fan-out of trials to worker processes with timers here, in the
@@ -133,6 +134,29 @@ def patched(timer: MLTimer) -> Iterator[None]:
     finally:
         for owner, name, fn, _ in originals:
             setattr(owner, name, fn)
+
+
+class RssSampler(threading.Thread):
+    """The process's resident memory every 0.1 s, so each step gets its own peak."""
+
+    def __init__(self) -> None:
+        super().__init__(daemon=True)
+        self.samples: list[tuple[float, int]] = []
+        self._stop = threading.Event()
+        self._page = os.sysconf("SC_PAGE_SIZE")
+
+    def run(self) -> None:
+        while not self._stop.wait(0.1):
+            with open("/proc/self/statm") as statm:
+                self.samples.append((time.time(), int(statm.read().split()[1]) * self._page))
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.join()
+
+    def peak_mib(self, start: float, end: float) -> float:
+        inside = [rss for t, rss in self.samples if start <= t <= end]
+        return max(inside, default=0) / 2**20
 
 
 @contextmanager
@@ -285,6 +309,8 @@ def main(argv: list[str] | None = None) -> int:
                     f"success={warm.success}"
                 )
             profiler = cProfile.Profile() if args.profile else None
+            rss = RssSampler()
+            rss.start()
             with patched(timer), profiling(profiler):
                 started = time.time()
                 result = job.execute_in_process(
@@ -295,6 +321,7 @@ def main(argv: list[str] | None = None) -> int:
                     tags={"mlplatform/trigger": "benchmark"},
                 )
                 wall_s = time.time() - started
+            rss.stop()
             steps = step_windows(instance, result.run_id)
             run_start, run_end = run_bounds(instance, result.run_id)
         if profiler is not None:
@@ -325,6 +352,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(
         f"\n{'step':42}{'status':>9}{'wall s':>10}{'lightgbm s':>12}{'optuna s':>10}{'other s':>9}"
+        f"{'peak MiB':>10}"
     )
     for key, window in sorted(steps.items(), key=lambda kv: kv[1]["start"]):
         inside = timer.within(window["start"], window["end"])
@@ -336,11 +364,12 @@ def main(argv: list[str] | None = None) -> int:
             "lightgbm_s": round(inside.get("lightgbm", 0.0), 2),
             "optuna_s": round(inside.get("optuna", 0.0), 2),
             "other_s": round(step_wall - sum(inside.values()), 2),
+            "peak_rss_mib": round(rss.peak_mib(window["start"], window["end"])),
         }
         rows.append(row)
         print(
             f"{key:42}{row['status']:>9}{row['wall_s']:>10.2f}{row['lightgbm_s']:>12.2f}"
-            f"{row['optuna_s']:>10.2f}{row['other_s']:>9.2f}"
+            f"{row['optuna_s']:>10.2f}{row['other_s']:>9.2f}{row['peak_rss_mib']:>10}"
         )
     steps_s = sum(r["wall_s"] for r in rows)
     print(

@@ -11,11 +11,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from mlplatform.evaluation import previous_direction
 from mlplatform.evaluation.walk_forward import (
     Contenders,
+    bars_for_window,
     evaluate_candidate,
     walk_forward_baselines,
 )
+from mlplatform.features import forward_returns, hold_returns
 from mlplatform.promotion import PRODUCTION, STAGING
 from mlplatform.training import (
     DEFAULT_PARAMS,
@@ -274,3 +277,48 @@ def test_a_recipe_survives_its_registry_tags() -> None:
     assert RECIPE.key == hashlib.sha256(doc.encode()).hexdigest()[:16]
     # sampling the rows is another model: another params hash, so a MINOR version bump
     assert recipe_tags(CAPPED)["params_hash"] != recipe_tags(RECIPE)["params_hash"]
+
+
+def test_the_evaluation_reads_the_same_returns_from_the_windowed_bars() -> None:
+    """bars_for_window keeps what every row from `start` on needs: its later bars and its
+    ticker's previous bar, however long before `start` (a halt), for every kind of ticker."""
+    dates = pd.bdate_range("2024-01-01", periods=80)
+    start = dates[40]
+    histories = {
+        "ALL": dates,  # every day
+        "HALT": dates[:30].append(dates[50:]),  # last bar before start is 10 days earlier
+        "GONE": dates[:35],  # delisted before start
+        "NEW": dates[45:],  # listed after start
+        "EDGE": dates[:41],  # its last bar is start itself
+    }
+    rng = np.random.default_rng(3)
+    frames = []
+    for ticker, days in histories.items():
+        close = 100 * np.exp(np.cumsum(0.01 * rng.standard_normal(len(days))))
+        frames.append(
+            pd.DataFrame(
+                {
+                    "date": days,
+                    "ticker": ticker,
+                    "open": close * 1.001,
+                    "high": close * 1.01,
+                    "low": close * 0.99,
+                    "close": close,
+                    "volume": 1e6,
+                }
+            )
+        )
+    prices = pd.concat(frames).sort_values(["ticker", "date"], ignore_index=True)
+    windowed = bars_for_window(prices, start.date())
+    assert len(windowed) < len(prices)
+    shuffled = prices.sample(frac=1.0, random_state=0)  # not the canonical order: kept whole
+    assert bars_for_window(shuffled, start.date()) is shuffled
+    for returns in (forward_returns, hold_returns):
+        full, part = returns(prices), returns(windowed)
+        full = full[full.index.get_level_values("date") >= start]
+        pd.testing.assert_series_equal(part.reindex(full.index), full)
+    rows = forward_returns(prices).index
+    rows = rows[rows.get_level_values("date") >= start]
+    pd.testing.assert_series_equal(
+        previous_direction(windowed, rows), previous_direction(prices, rows)
+    )

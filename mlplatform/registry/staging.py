@@ -85,6 +85,7 @@ def staging_package(
     that tuned it), the drift reference of its training rows, and the export's metadata."""
     recipe, windows = candidate.recipe, candidate.windows
     refit = data.within(windows.refit)
+    trained = recipe.training_sample(refit)  # the drift reference is what the model learnt from
     tags = recipe_tags(recipe)
     facts = VersionFacts(
         version=None,
@@ -109,7 +110,9 @@ def staging_package(
         semver=tags["semver"],
         tags=tags,
         input_example=refit.X.head(5),
-        reference=model_reference(refit.X, refit.y, candidate.out_of_sample, config.DRIFT.n_bins),
+        reference=model_reference(
+            trained.X, trained.y, candidate.out_of_sample, config.DRIFT.n_bins
+        ),
         metadata={
             **tags,
             "params": recipe.params,

@@ -63,8 +63,12 @@ class Recipe:
         rng = np.random.default_rng(int(self.params.get("seed", 0)))
         return np.sort(rng.choice(n_rows, size=self.max_training_rows, replace=False))
 
+    def training_sample(self, data: LabelledData) -> LabelledData:
+        """The rows a fit on `data` trains on: all of them, or the recipe's seeded sample."""
+        return data.take(self.training_positions(len(data.X)))
+
     def fit(self, data: LabelledData) -> lgb.Booster:
-        sample = data.take(self.training_positions(len(data.X)))
+        sample = self.training_sample(data)
         return train_model(sample.X, sample.y, self.params, self.num_boost_round)
 
 
