@@ -29,6 +29,7 @@ import pandas as pd
 
 from mlplatform import config
 from mlplatform.evaluation import metrics as m
+from mlplatform.features.layout import row_keys
 
 STRATEGIES: tuple[str, ...] = ("long_short", "long_flat")
 STRATEGY_METRICS: tuple[str, ...] = (
@@ -94,6 +95,44 @@ def _is_canonical(index: pd.MultiIndex) -> bool:
 def _as_row_series(series: pd.Series, what: str) -> pd.Series:
     s = pd.Series(np.asarray(series, dtype=float), index=_as_row_index(series.index, what))
     return s
+
+
+def _keys(index: pd.MultiIndex) -> np.ndarray:
+    return row_keys(index, list(index.levels))
+
+
+def _lookup(s: pd.Series, levels: list[pd.Index], keys: np.ndarray) -> np.ndarray:
+    """The values of `s` on the rows with these keys over `levels`, NaN where it has none."""
+    own = row_keys(s.index, levels)
+    order = None if bool(np.all(own[1:] > own[:-1])) else np.argsort(own, kind="stable")
+    ordered = own if order is None else own[order]
+    at = np.minimum(np.searchsorted(ordered, keys), max(len(ordered) - 1, 0))
+    found = ordered[at] == keys if len(ordered) else np.zeros(len(keys), dtype=bool)
+    rows = at[found] if order is None else order[at[found]]
+    out = np.full(len(keys), np.nan)
+    out[found] = s.to_numpy()[rows]
+    return out
+
+
+def _align(series: Sequence[pd.Series]) -> tuple[pd.MultiIndex, list[np.ndarray]]:
+    """The (date, ticker) rows every series has (none of them NaN), sorted by date then ticker,
+    and each series' values on them. Rows are matched on integer keys from the index codes:
+    MultiIndex.intersection and reindex hash tuples, and the backtest step grew faster than its
+    rows with them (bench_pipeline: 35 s at 5,000 tickers, growth exponent 1.23)."""
+    levels = [
+        lvl if lvl.is_monotonic_increasing else lvl.sort_values() for lvl in series[0].index.levels
+    ]
+    keys = np.sort(row_keys(series[0].index, levels))
+    values = [_lookup(s, levels, keys) for s in series]
+    keep = np.logical_and.reduce([~np.isnan(v) for v in values])
+    keys, n_tickers = keys[keep], len(levels[1])
+    index = pd.MultiIndex(
+        levels=levels,
+        codes=[keys // n_tickers, keys % n_tickers],
+        names=INDEX_NAMES,
+        verify_integrity=False,
+    )
+    return index, [v[keep] for v in values]
 
 
 def _describe(s: pd.Series) -> str:
@@ -335,9 +374,7 @@ def run_backtest(
     y_all = _as_row_series(labels, "labels").dropna()
     fr_all = _as_row_series(forward_returns, "forward_returns").dropna()
 
-    common = y_all.index.intersection(fr_all.index)
-    for ps in preds.values():
-        common = common.intersection(ps.index)
+    common, (y, fr, *pred_values) = _align([y_all, fr_all, *preds.values()])
     if len(common) == 0:
         parts = [f"labels: {_describe(y_all)}", f"forward_returns: {_describe(fr_all)}"]
         parts += [f"predictions[{k!r}]: {_describe(v)}" for k, v in preds.items()]
@@ -345,18 +382,18 @@ def run_backtest(
             "run_backtest: predictions, labels and forward returns share no (date, ticker) row; "
             + "; ".join(parts)
         )
-    common = common.sort_values()  # date, then ticker
-    y = y_all.reindex(common).to_numpy().astype(np.int8)
-    fr = fr_all.reindex(common).to_numpy()
-    hold = None if hold_returns is None else _as_row_series(hold_returns, "hold_returns")
-    hold_fr = None if hold is None else hold.reindex(common).fillna(0.0).to_numpy()
+    y = y.astype(np.int8)
+    on_rows = dict(zip(preds, pred_values, strict=True))
+    hold_fr = None
+    if hold_returns is not None:
+        hold = _as_row_series(hold_returns, "hold_returns")
+        hold_fr = np.nan_to_num(_lookup(hold, list(common.levels), _keys(common)), nan=0.0)
     dates = common.get_level_values(0)
 
     results: dict[str, dict[str, float]] = {}
     equity: dict[str, pd.Series] = {}
     daily_returns: dict[str, pd.Series] = {}
-    for name, ps in preds.items():
-        p = ps.reindex(common).to_numpy()
+    for name, p in on_rows.items():
         row = m.classification_metrics(y, p)
         row["p_value_by_date"] = m.date_level_p_value(y, p, dates)
         for strategy in STRATEGIES:
@@ -382,11 +419,7 @@ def run_backtest(
 
     mcnemar = None
     if spec.primary in preds and spec.challenger in preds:
-        mcnemar = m.mcnemar_exact(
-            y,
-            preds[spec.primary].reindex(common).to_numpy(),
-            preds[spec.challenger].reindex(common).to_numpy(),
-        ).to_dict()
+        mcnemar = m.mcnemar_exact(y, on_rows[spec.primary], on_rows[spec.challenger]).to_dict()
 
     equity_df = pd.DataFrame(equity)
     equity_df.index.name = "date"

@@ -133,3 +133,14 @@ class PriceLayout:
             verify_integrity=False,
         )
         return index.remove_unused_levels()
+
+
+def row_keys(index: pd.MultiIndex, levels: list[pd.Index]) -> np.ndarray:
+    """One int64 per row from its codes in `levels` (-1 when a value is not in them)."""
+    key = np.zeros(len(index), dtype=np.int64)
+    known = np.ones(len(index), dtype=bool)
+    for own, codes, target in zip(index.levels, index.codes, levels, strict=True):
+        code = target.get_indexer(own)[codes]
+        known &= code >= 0
+        key = key * len(target) + code
+    return np.where(known, key, -1)

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mlplatform.features.layout import row_keys
 from mlplatform.training.splits import SplitError, _calendar, _check_positive, _iso
 
 
@@ -192,17 +193,6 @@ class LabelledData:
         return self._rows(None, pd.Timestamp(last))
 
 
-def _row_keys(index: pd.MultiIndex, levels: list[pd.Index]) -> np.ndarray:
-    """One int64 per row from its codes in `levels` (-1 when a value is not in them)."""
-    key = np.zeros(len(index), dtype=np.int64)
-    known = np.ones(len(index), dtype=bool)
-    for own, codes, target in zip(index.levels, index.codes, levels, strict=True):
-        code = target.get_indexer(own)[codes]
-        known &= code >= 0
-        key = key * len(target) + code
-    return np.where(known, key, -1)
-
-
 def labelled_rows(features: pd.DataFrame, labels: pd.Series) -> LabelledData:
     """The rows that have both features and a known label, in the features' order.
 
@@ -214,8 +204,8 @@ def labelled_rows(features: pd.DataFrame, labels: pd.Series) -> LabelledData:
     levels = [labels.index.levels[i] for i in range(labels.index.nlevels)]
     grid = int(np.prod([len(level) for level in levels]))
     position = np.full(grid, -1, dtype=np.int64)
-    position[_row_keys(labels.index, levels)] = np.arange(len(labels))
-    keys = _row_keys(features.index, levels)
+    position[row_keys(labels.index, levels)] = np.arange(len(labels))
+    keys = row_keys(features.index, levels)
     found = np.where(keys >= 0, position[np.maximum(keys, 0)], -1)
     mask = found >= 0
     n = int(mask.sum())
