@@ -29,7 +29,7 @@ import pandas as pd
 
 from mlplatform import config
 from mlplatform.evaluation import metrics as m
-from mlplatform.features.layout import row_keys
+from mlplatform.features.layout import has_duplicate_rows, row_keys, row_values, values_on
 
 STRATEGIES: tuple[str, ...] = ("long_short", "long_flat")
 STRATEGY_METRICS: tuple[str, ...] = (
@@ -76,7 +76,7 @@ def _as_row_index(index: pd.Index, what: str) -> pd.MultiIndex:
         dates = pd.DatetimeIndex(pd.to_datetime(index.get_level_values(0)))
         tickers = index.get_level_values(1).astype(str)
         out = pd.MultiIndex.from_arrays([dates, tickers], names=INDEX_NAMES)
-    if out.has_duplicates:
+    if has_duplicate_rows(out):
         raise ValueError(f"{what}: duplicate (date, ticker) rows")
     return out
 
@@ -97,23 +97,6 @@ def _as_row_series(series: pd.Series, what: str) -> pd.Series:
     return s
 
 
-def _keys(index: pd.MultiIndex) -> np.ndarray:
-    return row_keys(index, list(index.levels))
-
-
-def _lookup(s: pd.Series, levels: list[pd.Index], keys: np.ndarray) -> np.ndarray:
-    """The values of `s` on the rows with these keys over `levels`, NaN where it has none."""
-    own = row_keys(s.index, levels)
-    order = None if bool(np.all(own[1:] > own[:-1])) else np.argsort(own, kind="stable")
-    ordered = own if order is None else own[order]
-    at = np.minimum(np.searchsorted(ordered, keys), max(len(ordered) - 1, 0))
-    found = ordered[at] == keys if len(ordered) else np.zeros(len(keys), dtype=bool)
-    rows = at[found] if order is None else order[at[found]]
-    out = np.full(len(keys), np.nan)
-    out[found] = s.to_numpy()[rows]
-    return out
-
-
 def _align(series: Sequence[pd.Series]) -> tuple[pd.MultiIndex, list[np.ndarray]]:
     """The (date, ticker) rows every series has (none of them NaN), sorted by date then ticker,
     and each series' values on them. Rows are matched on integer keys from the index codes:
@@ -123,7 +106,7 @@ def _align(series: Sequence[pd.Series]) -> tuple[pd.MultiIndex, list[np.ndarray]
         lvl if lvl.is_monotonic_increasing else lvl.sort_values() for lvl in series[0].index.levels
     ]
     keys = np.sort(row_keys(series[0].index, levels))
-    values = [_lookup(s, levels, keys) for s in series]
+    values = [row_values(s, levels, keys) for s in series]
     keep = np.logical_and.reduce([~np.isnan(v) for v in values])
     keys, n_tickers = keys[keep], len(levels[1])
     index = pd.MultiIndex(
@@ -387,7 +370,7 @@ def run_backtest(
     hold_fr = None
     if hold_returns is not None:
         hold = _as_row_series(hold_returns, "hold_returns")
-        hold_fr = np.nan_to_num(_lookup(hold, list(common.levels), _keys(common)), nan=0.0)
+        hold_fr = np.nan_to_num(values_on(hold, common), nan=0.0)
     dates = common.get_level_values(0)
 
     results: dict[str, dict[str, float]] = {}

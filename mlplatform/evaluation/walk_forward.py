@@ -25,6 +25,7 @@ from mlplatform.evaluation.backtest import (
     up_rate,
 )
 from mlplatform.features import forward_returns, hold_returns
+from mlplatform.features.layout import values_on
 from mlplatform.promotion.criteria import PRODUCTION, STAGING
 from mlplatform.promotion.decision import comparable_production
 from mlplatform.training import (
@@ -127,9 +128,9 @@ def evaluate_candidate(
         predictions[PRODUCTION] = walk_forward_predictions(contenders.production, data, windows)
     predictions.update(walk_forward_baselines(data, windows, prices))
     if truth is not None:
-        p_up = truth.reindex(evaluated.X.index)
-        if p_up.notna().all():  # the best any model could do on these rows
-            predictions[BAYES] = p_up.rename(BAYES)
+        p_up = values_on(truth, evaluated.X.index)
+        if not np.isnan(p_up).any():  # the best any model could do on these rows
+            predictions[BAYES] = pd.Series(p_up, index=evaluated.X.index, name=BAYES)
     result = run_backtest(
         predictions,
         evaluated.y,
