@@ -87,8 +87,7 @@ def _is_canonical(index: pd.MultiIndex) -> bool:
     return (
         list(index.names) == INDEX_NAMES
         and isinstance(dates, pd.DatetimeIndex)
-        and pd.api.types.is_string_dtype(tickers.dtype)
-        and (tickers.empty or isinstance(tickers[0], str))
+        and pd.api.types.infer_dtype(tickers, skipna=False) in ("string", "empty")
     )
 
 
@@ -105,8 +104,11 @@ def _align(series: Sequence[pd.Series]) -> tuple[pd.MultiIndex, list[np.ndarray]
     levels = [
         lvl if lvl.is_monotonic_increasing else lvl.sort_values() for lvl in series[0].index.levels
     ]
-    keys = np.sort(row_keys(series[0].index, levels))
-    values = [row_values(s, levels, keys) for s in series]
+    first = row_keys(series[0].index, levels)  # every row's key is known: these are its levels
+    order = np.argsort(first, kind="stable")
+    keys = first[order]
+    values = [series[0].to_numpy(dtype=np.float64)[order]]
+    values += [row_values(s, levels, keys) for s in series[1:]]
     keep = np.logical_and.reduce([~np.isnan(v) for v in values])
     keys, n_tickers = keys[keep], len(levels[1])
     index = pd.MultiIndex(

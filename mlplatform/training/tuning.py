@@ -307,14 +307,13 @@ def make_storage(
         if url.database and url.database != ":memory:":
             Path(url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
         engine_kwargs["connect_args"] = {"timeout": 60}  # wait on a lock instead of failing
-    interval = heartbeat_interval_s
     with warnings.catch_warnings():  # heartbeat_interval is "experimental" in Optuna 5
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         return optuna.storages.RDBStorage(
             storage_url,
             engine_kwargs=engine_kwargs,
-            heartbeat_interval=interval,
-            grace_period=3 * interval,
+            heartbeat_interval=heartbeat_interval_s,
+            grace_period=3 * heartbeat_interval_s,
             heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
                 max_retry=config.TUNING.failed_trial_retries
             ),
