@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from mlplatform import config
 from mlplatform.data import (
+    PRICES_SCHEMA,
     business_day_gaps,
     extreme_returns,
     fingerprint,
     generate_market,
     staleness_business_days,
 )
+from mlplatform.data.codes import factorize_sorted
+from mlplatform.orchestration.assets.data import PricesFrame
 
 
 @pytest.fixture(scope="module")
@@ -72,3 +78,57 @@ def test_extreme_returns(prices: pd.DataFrame) -> None:
     assert out["date"].tolist() == [pd.Timestamp("2024-05-15"), pd.Timestamp("2024-05-16")]
     assert out["ticker"].unique().tolist() == ["T0000"]
     assert out["return"].iloc[0] > 1.9 and out["return"].iloc[1] < -0.6
+
+
+def _same_factorization(values: np.ndarray) -> None:
+    codes, uniques = factorize_sorted(values)
+    expected_codes, expected_uniques = pd.factorize(values, sort=True)
+    np.testing.assert_array_equal(codes, expected_codes)
+    assert list(uniques) == list(expected_uniques)
+
+
+@given(st.lists(st.sampled_from(["AAPL", "MSFT", "T0001", "T0002", "X"]), max_size=40))
+def test_factorize_sorted_is_pandas_factorize(tickers: list[str]) -> None:
+    _same_factorization(np.array(tickers, dtype=object))  # any order, repeats, splits
+    _same_factorization(np.array(sorted(tickers), dtype=object))  # the runs of a prices frame
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        np.array(["A", None, "B"], dtype=object),
+        np.array(["A", np.nan, "A", "B"], dtype=object),
+        np.array(["A", "A", 1], dtype=object),  # types that do not compare
+        np.array(["B", "B", "A"], dtype=object),  # runs, but descending
+        np.array(["2024-01-02", "NaT", "2024-01-01"], dtype="datetime64[ns]"),
+        np.array([], dtype=object),
+    ],
+)
+def test_factorize_sorted_follows_pandas_on_missing_and_odd_values(values: np.ndarray) -> None:
+    _same_factorization(values)
+
+
+def test_quality_checks_do_not_depend_on_row_order(prices: pd.DataFrame) -> None:
+    """Validated frames take the no-sort path; any other order gives the same findings."""
+    holed = prices.drop(index=prices.index[40:52]).reset_index(drop=True)
+    holed.loc[100, "close"] *= 3.0
+    shuffled = holed.sample(frac=1.0, random_state=1)
+    gaps, extremes = business_day_gaps(holed, max_gap=3), extreme_returns(holed)
+    assert len(gaps) == 1 and len(extremes) == 2
+    pd.testing.assert_frame_equal(business_day_gaps(shuffled, max_gap=3), gaps)
+    pd.testing.assert_frame_equal(extreme_returns(shuffled), extremes)
+
+
+def test_the_type_check_reads_the_frame_without_changing_it(prices: pd.DataFrame) -> None:
+    bad = prices.copy()
+    bad.loc[5, "high"] = 0.0
+    bad.loc[7, "date"] = pd.Timestamp("2024-01-02 10:00")
+    before = bad.copy()
+    check = PricesFrame.type_check(None, bad)  # what Dagster runs on every materialization
+    assert not check.success
+    assert "Column 'high' failed" in check.description and "normalised" in check.description
+    pd.testing.assert_frame_equal(bad, before, check_exact=True)
+    assert PricesFrame.type_check(None, prices).success
+    unsorted = prices.iloc[::-1]
+    with pytest.raises(Exception, match="sorted_unique"):
+        PRICES_SCHEMA.validate(unsorted)

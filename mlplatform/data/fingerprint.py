@@ -12,6 +12,7 @@ import hashlib
 import numpy as np
 import pandas as pd
 
+from mlplatform.data.codes import factorize_sorted
 from mlplatform.data.errors import DataValidationError
 from mlplatform.data.schema import PRICE_COLUMNS, VALUE_COLUMNS
 
@@ -49,7 +50,7 @@ def fingerprint(prices: pd.DataFrame) -> str:
 def _ticker_date_order(tickers: np.ndarray, stamps: np.ndarray) -> np.ndarray | None:
     """Row positions sorted by ticker then date (stable), or None when already in that order:
     validated frames are, and skipping the sort saves copying every column at millions of rows."""
-    codes, _ = pd.factorize(tickers, sort=True)
+    codes, _ = factorize_sorted(tickers)
     step_t, step_d = np.diff(codes), np.diff(stamps)
     in_order = ((step_t > 0) | ((step_t == 0) & (step_d >= 0))).all()
     if in_order and not (stamps == np.iinfo(np.int64).min).any():  # NaT sorts last in pandas

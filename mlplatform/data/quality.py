@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from mlplatform import config
+from mlplatform.data.schema import in_canonical_order
 
 
 def _days(values: Any) -> np.ndarray:
@@ -33,6 +34,21 @@ def staleness_business_days(prices: pd.DataFrame, as_of: Any) -> int:
     return -int(np.busday_count(end + 1, last + 1))
 
 
+def _by_ticker_then_date(prices: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """`columns` of `prices` sorted by ticker then date; validated frames already are."""
+    frame = prices[columns]
+    if in_canonical_order(prices):
+        return frame
+    return frame.sort_values(["ticker", "date"], kind="mergesort")
+
+
+def _new_ticker(tickers: np.ndarray) -> np.ndarray:
+    """True at each ticker's first row (rows sorted by ticker)."""
+    first = np.ones(len(tickers), dtype=bool)
+    np.not_equal(tickers[1:], tickers[:-1], out=first[1:])
+    return first
+
+
 def business_day_gaps(
     prices: pd.DataFrame, max_gap: int = config.MAX_GAP_BUSINESS_DAYS
 ) -> pd.DataFrame:
@@ -40,8 +56,9 @@ def business_day_gaps(
 
     Columns: ticker, from (last bar before the gap), to (first bar after it), missing.
     """
-    frame = prices[["ticker", "date"]].sort_values(["ticker", "date"], kind="mergesort")
-    same = frame["ticker"].to_numpy()[1:] == frame["ticker"].to_numpy()[:-1]
+    frame = _by_ticker_then_date(prices, ["ticker", "date"])
+    tickers = frame["ticker"].to_numpy()
+    same = ~_new_ticker(tickers)[1:]
     days = _days(frame["date"].to_numpy())
     missing = np.busday_count(days[:-1] + 1, days[1:])
     hit = same & (missing > max_gap)
@@ -49,7 +66,7 @@ def business_day_gaps(
     dates = frame["date"].to_numpy()
     return pd.DataFrame(
         {
-            "ticker": frame["ticker"].to_numpy()[idx],
+            "ticker": tickers[idx],
             "from": dates[idx],
             "to": dates[idx + 1],
             "missing": missing[idx].astype("int64"),
@@ -64,16 +81,20 @@ def extreme_returns(
 
     Columns: ticker, date, prev_close, close, return.
     """
-    frame = prices[["ticker", "date", "close"]].sort_values(["ticker", "date"], kind="mergesort")
-    prev = frame.groupby("ticker", sort=False)["close"].shift()
-    ret = frame["close"] / prev - 1.0
-    hit = (ret.abs() > threshold).to_numpy()
+    frame = _by_ticker_then_date(prices, ["ticker", "date", "close"])
+    tickers = frame["ticker"].to_numpy()
+    close = frame["close"].to_numpy(dtype=np.float64)
+    prev = np.concatenate(([np.nan], close[:-1]))
+    prev[_new_ticker(tickers)] = np.nan
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ret = close / prev - 1.0
+    hit = np.abs(ret) > threshold
     return pd.DataFrame(
         {
-            "ticker": frame["ticker"].to_numpy()[hit],
+            "ticker": tickers[hit],
             "date": frame["date"].to_numpy()[hit],
-            "prev_close": prev.to_numpy()[hit],
-            "close": frame["close"].to_numpy()[hit],
-            "return": ret.to_numpy()[hit],
+            "prev_close": prev[hit],
+            "close": close[hit],
+            "return": ret[hit],
         }
     )

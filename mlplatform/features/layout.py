@@ -15,6 +15,7 @@ from functools import cached_property
 import numpy as np
 import pandas as pd
 
+from mlplatform.data.codes import factorize_sorted
 from mlplatform.data.errors import DataValidationError
 
 PRICE_COLUMNS: tuple[str, ...] = ("open", "high", "low", "close", "volume")
@@ -44,7 +45,7 @@ class PriceLayout:
             raise DataValidationError(
                 f"prices frame lacks column(s) {', '.join(missing)}", column=missing[0]
             )
-        ticker_code, tickers = pd.factorize(prices["ticker"].to_numpy(), sort=True)
+        ticker_code, tickers = factorize_sorted(prices["ticker"])
         date_values = pd.DatetimeIndex(prices["date"]).as_unit("ns").to_numpy()
         date_code, dates = pd.factorize(date_values, sort=True)
         step_t, step_d = np.diff(ticker_code), np.diff(date_code)

@@ -94,7 +94,9 @@ def walk_forward_predictions(recipe: Recipe, data: LabelledData, windows: Window
     binned.construct()
     parts = []
     for block, test in tests:
-        rows = binned.subset(sample.positions_until(block.train_end), params=params)
+        # A list: Dataset.subset runs Python's sorted() on what it is given, which walks a NumPy
+        # array element by element (0.09 s per million rows against 0.04 s for a list).
+        rows = binned.subset(sample.positions_until(block.train_end).tolist(), params=params)
         booster = lgb.train(params, rows, num_boost_round=recipe.num_boost_round)
         parts.append(pd.Series(predict_up_proba(booster, test.X), index=test.X.index))
     return pd.concat(parts).rename("p_up")
