@@ -273,6 +273,7 @@ def generate_market(
             "volume": long("vol"),
         },
         columns=list(PRICE_COLUMNS),
+        copy=False,  # the columns are fresh arrays: consolidating them copied 200 MB (0.9 s)
     )
 
     # prob_up at close t is Phi(mu_{t+1}): shift mu one day back
