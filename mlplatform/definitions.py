@@ -15,6 +15,7 @@ import dagster as dg
 from mlplatform import config
 from mlplatform.orchestration.assets import data, deployment, evaluation, monitoring, training
 from mlplatform.orchestration.executors import CLI_ASSETS_JOB, executor_definition
+from mlplatform.orchestration.io_manager import PickleIOManager
 from mlplatform.orchestration.jobs import (
     data_refresh_job,
     repair_export_job,
@@ -24,7 +25,6 @@ from mlplatform.orchestration.jobs import (
 from mlplatform.orchestration.resources import (
     MarketDataSource,
     Notifier,
-    PickleIOManager,
     PlatformStores,
     PromotionPolicy,
     ValidationScheme,

@@ -6,7 +6,6 @@ Launchpad never shows a secret and a deployment changes stores without code.
 
 import functools
 import logging
-import pickle
 import sys
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
@@ -22,7 +21,6 @@ from dagster_mlflow.resources import MlFlow
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_RUN_NAME
 from pydantic import Field, model_validator
-from upath import UPath
 
 from mlplatform import config
 from mlplatform.data import SyntheticMarket, generate_market, load_prices
@@ -139,30 +137,6 @@ class MarketDataSource(dg.ConfigurableResource):
             prob_up=market.prob_up,
             bayes_accuracy=float(market.bayes_accuracy),
         )
-
-
-class _Pickles(dg.UPathIOManager):
-    extension = ""  # the same file names as Dagster's FilesystemIOManager
-
-    def dump_to_path(self, context: dg.OutputContext, obj: object, path: UPath) -> None:
-        with path.open("wb") as file:
-            pickle.dump(obj, file, protocol=5)
-
-    def load_from_path(self, context: dg.InputContext, path: UPath) -> object:
-        with path.open("rb") as file:
-            return pickle.load(file)
-
-
-class PickleIOManager(dg.ConfigurableIOManagerFactory):
-    """Dagster's FilesystemIOManager with pickle protocol 5 instead of its 4: protocol 4 copies
-    every NumPy block into a bytes object before writing it, a transient second copy of the
-    largest asset (the features, 1.3 GB at 5,000 tickers); protocol 5 writes the buffers as
-    they are. Values written by either load with either."""
-
-    base_dir: str = Field(description="Folder of the asset values; shared by every worker.")
-
-    def create_io_manager(self, context: dg.InitResourceContext) -> dg.UPathIOManager:
-        return _Pickles(base_path=UPath(self.base_dir))
 
 
 class PlatformStores(dg.ConfigurableResource):

@@ -1,0 +1,101 @@
+"""The asset-value files: what goes in comes out, loads may write, writes are atomic."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+import pytest
+
+from mlplatform.data import generate_market
+from mlplatform.features import compute_features
+from mlplatform.orchestration.io_manager import MAGIC, PickleIOManager, read_value, write_value
+
+
+@pytest.fixture(scope="module")
+def prices() -> pd.DataFrame:
+    return generate_market(seed=5, n_tickers=4, years=2, as_of="2024-06-28").prices
+
+
+def test_values_come_back_equal(tmp_path: Path, prices: pd.DataFrame) -> None:
+    features = compute_features(prices)  # float32 block, (date, ticker) MultiIndex
+    values = {
+        "prices": prices,  # object tickers, datetimes, float64 columns
+        "features": features,
+        "series": features.iloc[:, 0],
+        "dict": {"version": "3", "windows": {"start": "2024-01-02"}, "rows": 12},
+        "fortran": np.asfortranarray(np.arange(12.0).reshape(3, 4)),
+        "empty": pd.DataFrame({"x": np.array([], dtype=np.float64)}),
+    }
+    for name, value in values.items():
+        path = tmp_path / name
+        write_value(path, value)
+        assert path.read_bytes().startswith(MAGIC)
+        back = read_value(path)
+        if isinstance(value, pd.DataFrame):
+            pd.testing.assert_frame_equal(back, value, check_exact=True)
+        elif isinstance(value, pd.Series):
+            pd.testing.assert_series_equal(back, value, check_exact=True)
+        elif isinstance(value, np.ndarray):
+            np.testing.assert_array_equal(back, value)
+        else:
+            assert back == value
+
+
+def test_a_loaded_value_may_be_changed_without_changing_the_file(
+    tmp_path: Path, prices: pd.DataFrame
+) -> None:
+    path = tmp_path / "raw_prices"
+    write_value(path, prices)
+    stored = path.read_bytes()
+    loaded = read_value(path)
+    loaded.loc[0, "close"] = -1.0  # pandas writes into the mapped block
+    loaded["close"].to_numpy()[1] = -2.0
+    assert path.read_bytes() == stored
+    pd.testing.assert_frame_equal(read_value(path), prices, check_exact=True)
+
+
+def test_a_failed_write_keeps_the_previous_value_whole(tmp_path: Path) -> None:
+    path = tmp_path / "tuned_params"
+    write_value(path, {"n": 1})
+    with pytest.raises((pickle.PicklingError, AttributeError, TypeError)):
+        write_value(path, {"n": 2, "unpicklable": lambda: None})
+    assert read_value(path) == {"n": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["tuned_params"]  # no temporary file left
+
+
+def test_a_value_replaced_while_loaded_stays_readable(tmp_path: Path) -> None:
+    """Atomic replace: a step still holding the old arrays reads the old numbers."""
+    path = tmp_path / "features"
+    write_value(path, pd.DataFrame({"x": np.arange(100_000, dtype=np.float64)}))
+    old = read_value(path)
+    write_value(path, pd.DataFrame({"x": np.zeros(10, dtype=np.float64)}))
+    assert old["x"].sum() == pytest.approx(np.arange(100_000).sum())
+    assert len(read_value(path)) == 10
+
+
+def test_plain_pickles_of_earlier_versions_still_load(tmp_path: Path, prices: pd.DataFrame) -> None:
+    path = tmp_path / "raw_prices"
+    with path.open("wb") as file:
+        pickle.dump(prices, file, protocol=4)  # what Dagster's FilesystemIOManager writes
+    pd.testing.assert_frame_equal(read_value(path), prices, check_exact=True)
+
+
+def test_assets_pass_values_through_the_io_manager(tmp_path: Path) -> None:
+    @dg.asset
+    def frame() -> pd.DataFrame:
+        return pd.DataFrame({"a": np.arange(5.0)}, index=pd.Index(list("vwxyz"), name="k"))
+
+    @dg.asset
+    def total(frame: pd.DataFrame) -> float:
+        frame["a"] *= 2  # the downstream step owns its copy
+        return float(frame["a"].sum())
+
+    result = dg.materialize(
+        [frame, total], resources={"io_manager": PickleIOManager(base_dir=str(tmp_path))}
+    )
+    assert result.success and result.output_for_node("total") == 20.0
+    assert read_value(tmp_path / "frame")["a"].sum() == 10.0
