@@ -92,8 +92,10 @@ def build_resources() -> dict[str, object]:
             }
         ),
         # Distributed steps need a base_dir every worker reaches (MLPLATFORM_IO_DIR, shared).
+        # A shared folder is likely a network filesystem: its values are read, not mapped.
         "io_manager": PickleIOManager(
-            base_dir=_env_or_default(config.IO_DIR_ENV, lambda: str(config.io_dir()))
+            base_dir=_env_or_default(config.IO_DIR_ENV, lambda: str(config.io_dir())),
+            memory_map=not os.environ.get(config.IO_DIR_ENV),
         ),
     }
 

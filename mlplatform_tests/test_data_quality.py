@@ -87,16 +87,22 @@ def _same_factorization(values: np.ndarray) -> None:
     assert list(uniques) == list(expected_uniques)
 
 
-@given(st.lists(st.sampled_from(["AAPL", "MSFT", "T0001", "T0002", "X"]), max_size=40))
+@given(st.lists(st.sampled_from(["AAPL", "MSFT", "T0001", "T0002", "X", None]), max_size=40))
 def test_factorize_sorted_is_pandas_factorize(tickers: list[str]) -> None:
-    _same_factorization(np.array(tickers, dtype=object))  # any order, repeats, splits
-    _same_factorization(np.array(sorted(tickers), dtype=object))  # the runs of a prices frame
+    _same_factorization(np.array(tickers, dtype=object))  # any order, repeats, splits, None
+    named = sorted(t for t in tickers if t is not None)
+    _same_factorization(np.array(named, dtype=object))  # the runs of a prices frame
 
 
 @pytest.mark.parametrize(
     "values",
     [
         np.array(["A", None, "B"], dtype=object),
+        np.array([None], dtype=object),
+        np.array([None, None], dtype=object),  # None == None: one run, but missing
+        np.array([np.nan], dtype=object),
+        np.array(["NaT"], dtype="datetime64[ns]"),
+        np.array(["A", pd.NA, "B"], dtype=object),  # pd.NA does not compare
         np.array(["A", np.nan, "A", "B"], dtype=object),
         np.array(["A", "A", 1], dtype=object),  # types that do not compare
         np.array(["B", "B", "A"], dtype=object),  # runs, but descending

@@ -96,6 +96,11 @@ def test_degenerate_inputs_are_nan_or_finite_not_errors() -> None:
         m.classification_metrics(np.array([]), np.array([]))
     with pytest.raises(ValueError, match="0/1"):
         m.classification_metrics(np.array([2]), np.array([0.5]))
+    for bad in (np.nan, 1.5, -0.1):  # scikit-learn refused these too
+        with pytest.raises(ValueError, match=r"probabilities must be numbers in \[0, 1\]"):
+            m.classification_metrics(np.array([1, 0]), np.array([0.5, bad]))
+    with pytest.raises(ValueError, match="differ in length"):
+        m.roc_auc(np.array([1, 0]), np.array([0.5]))
 
 
 def test_mcnemar_exact() -> None:

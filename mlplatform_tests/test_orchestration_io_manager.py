@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import pickle
+import subprocess
+import sys
 from pathlib import Path
 
 import dagster as dg
@@ -12,6 +15,7 @@ import pytest
 
 from mlplatform.data import generate_market
 from mlplatform.features import compute_features
+from mlplatform.orchestration import io_manager
 from mlplatform.orchestration.io_manager import MAGIC, PickleIOManager, read_value, write_value
 
 
@@ -58,13 +62,60 @@ def test_a_loaded_value_may_be_changed_without_changing_the_file(
     pd.testing.assert_frame_equal(read_value(path), prices, check_exact=True)
 
 
-def test_a_failed_write_keeps_the_previous_value_whole(tmp_path: Path) -> None:
+def test_a_failed_write_keeps_the_previous_value_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     path = tmp_path / "tuned_params"
     write_value(path, {"n": 1})
     with pytest.raises((pickle.PicklingError, AttributeError, TypeError)):
-        write_value(path, {"n": 2, "unpicklable": lambda: None})
+        write_value(path, {"n": 2, "unpicklable": lambda: None})  # fails before any file
+
+    def full_disk(*_: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(io_manager.os, "replace", full_disk)  # fails after the temporary file
+    with pytest.raises(OSError, match="No space"):
+        write_value(path, {"n": 3})
+    monkeypatch.undo()
     assert read_value(path) == {"n": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["tuned_params"]  # no temporary file left
+
+
+def test_a_killed_writers_temporary_file_goes_with_the_next_write(tmp_path: Path) -> None:
+    path = tmp_path / "features"
+    finished = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    prefix = io_manager._temporary_prefix(path)
+    dead = tmp_path / f"{prefix}{int(finished.stdout)}-abc123"
+    live = tmp_path / f"{prefix}{os.getpid()}-def456"  # a write in progress
+    dead.write_bytes(b"half a value")
+    live.write_bytes(b"half a value")
+    write_value(path, {"n": 1})
+    assert not dead.exists() and live.exists()
+    assert path.stat().st_mode & 0o777 == io_manager._FILE_MODE  # other workers may read it
+
+
+def test_values_in_a_shared_folder_are_read_not_mapped(tmp_path: Path) -> None:
+    path = tmp_path / "features"
+    write_value(path, pd.DataFrame({"x": np.arange(10.0)}))
+    frame = read_value(path, memory_map=False)
+    frame["x"].to_numpy()[0] = 99.0  # writable, in memory
+    assert read_value(path)["x"].iloc[0] == 0.0
+
+
+def test_object_storage_is_refused_with_the_setting_named(tmp_path: Path) -> None:
+    @dg.asset
+    def frame() -> int:
+        return 1
+
+    with pytest.raises(dg.DagsterInvalidConfigError, match="base_dir 's3://bucket/io'"):
+        dg.materialize(
+            [frame], resources={"io_manager": PickleIOManager(base_dir="s3://bucket/io")}
+        )
 
 
 def test_a_value_replaced_while_loaded_stays_readable(tmp_path: Path) -> None:

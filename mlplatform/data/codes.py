@@ -25,16 +25,18 @@ def factorize_sorted(values: np.ndarray | pd.Series | pd.Index) -> tuple[np.ndar
 
 def ascending_run_starts(values: np.ndarray) -> np.ndarray | None:
     """Where each run of equal values starts, when the runs are strictly ascending (so every
-    value is one run, and none is missing); else None."""
+    value is one run) and none is missing; else None."""
     if len(values) == 0:
         return None
     change = np.empty(len(values), dtype=bool)
     change[0] = True
-    np.not_equal(values[1:], values[:-1], out=change[1:])
-    starts = np.flatnonzero(change)
-    firsts = values[starts]
     try:
+        np.not_equal(values[1:], values[:-1], out=change[1:])
+        starts = np.flatnonzero(change)
+        firsts = values[starts]
+        if pd.isna(firsts).any():  # None == None, so missing values can form a run
+            return None
         ascending = bool(np.all(firsts[1:] > firsts[:-1]))
-    except TypeError:  # values of different types do not compare
+    except TypeError:  # values that do not compare (mixed types, pd.NA)
         return None
     return starts if ascending else None

@@ -84,8 +84,9 @@ def extreme_returns(
     frame = _by_ticker_then_date(prices, ["ticker", "date", "close"])
     tickers = frame["ticker"].to_numpy()
     close = frame["close"].to_numpy(dtype=np.float64)
-    prev = np.concatenate(([np.nan], close[:-1]))
-    prev[_new_ticker(tickers)] = np.nan
+    prev = np.empty_like(close)
+    prev[1:] = close[:-1]
+    prev[_new_ticker(tickers)] = np.nan  # a ticker's first bar has no previous close
     with np.errstate(divide="ignore", invalid="ignore"):
         ret = close / prev - 1.0
     hit = np.abs(ret) > threshold

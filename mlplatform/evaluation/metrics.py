@@ -43,6 +43,15 @@ def _labels(y_true: ArrayLike) -> np.ndarray:
     return y
 
 
+def _probabilities(proba: ArrayLike, y: np.ndarray) -> np.ndarray:
+    p = np.asarray(proba, dtype=float)
+    if y.shape != p.shape:
+        raise ValueError(f"labels and probabilities differ in length: {y.shape} vs {p.shape}")
+    if not np.all((p >= 0.0) & (p <= 1.0)):  # NaN fails too
+        raise ValueError("probabilities must be numbers in [0, 1] (NaN or out of range found)")
+    return p
+
+
 # --- classification ----------------------------------------------------------------------------
 def wilson_interval(
     k: int, n: int, confidence_level: float = CONFIDENCE_LEVEL
@@ -102,9 +111,9 @@ def roc_auc(y_true: ArrayLike, proba: ArrayLike) -> float:
     up = y == 1
     n_up = int(up.sum())
     n_down = y.size - n_up
+    p = _probabilities(proba, y)
     if n_up == 0 or n_down == 0:
         return math.nan
-    p = np.asarray(proba, dtype=float)
     u = stats.mannwhitneyu(p[up], p[~up], use_continuity=False, method="asymptotic").statistic
     return float(u / (n_up * n_down))
 
@@ -132,9 +141,7 @@ def classification_metrics(
     0.3 s here, AUC included. The tests hold each one equal to scikit-learn's.
     """
     y = _labels(y_true)
-    p = np.asarray(proba, dtype=float)
-    if y.shape != p.shape:
-        raise ValueError(f"labels and probabilities differ in length: {y.shape} vs {p.shape}")
+    p = _probabilities(proba, y)
     n = int(y.size)
     if n == 0:
         raise ValueError("no rows to score")

@@ -8,8 +8,12 @@ that loads it. Here the buffers (the columns, the index codes) are written as th
 aligned after the pickle stream, and a load maps the file copy-on-write: no read copy, pages come
 from the page cache as the step touches them, and a step may still modify its arrays in place
 without touching the file. A value is written to a temporary file and renamed into place, so a
-crash mid-write leaves the previous value whole, and a step that has the old file mapped keeps
-reading the old file, never a half-written one.
+process that dies mid-write leaves the previous value whole (its temporary file is removed by the
+next write of that value on the same host), and a step that has the old file mapped keeps reading
+the old file, never a half-written one. That last guarantee is the local filesystem's: on a network
+filesystem another host's replace can pull the old file from under a mapping, so values in a shared
+folder are read whole instead (`memory_map=False`), as pickle.load did. Nothing is fsynced: an
+operating-system crash can lose the latest values, which the next run recomputes.
 
 File: MAGIC, then a little-endian uint64 header (pickle length, buffer count, then offset and
 length of each buffer), the pickle stream, the buffers. Files without MAGIC (plain pickles, as
@@ -21,6 +25,7 @@ from __future__ import annotations
 import mmap
 import os
 import pickle
+import socket
 import struct
 import tempfile
 from pathlib import Path
@@ -32,6 +37,23 @@ from upath import UPath
 MAGIC = b"mlplatform.pickle5.v1\n"
 _ALIGN = 64
 _U64 = struct.Struct("<Q")
+
+
+def _umask() -> int:
+    """The process's umask, read where Linux shows it: setting it to read it back would race with
+    other threads creating files."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_FILE_MODE = 0o666 & ~_umask()  # what open() would give; mkstemp's 0600 shuts other workers out
 
 
 def _padding(offset: int) -> int:
@@ -51,8 +73,10 @@ def write_value(path: Path, value: object) -> None:
         layout.append((offset, raw.nbytes))
         offset += raw.nbytes
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".tmp-{path.name}-", dir=path.parent)
+    _remove_dead_writers_files(path)
+    fd, tmp = tempfile.mkstemp(prefix=f"{_temporary_prefix(path)}{os.getpid()}-", dir=path.parent)
     try:
+        os.fchmod(fd, _FILE_MODE)
         with os.fdopen(fd, "wb") as file:
             file.write(MAGIC)
             file.write(_U64.pack(len(stream)) + _U64.pack(len(raws)))
@@ -68,15 +92,44 @@ def write_value(path: Path, value: object) -> None:
         raise
 
 
-def read_value(path: Path) -> object:
-    """The value `write_value` wrote to `path` (or a plain pickle), its arrays mapped from the file
-    copy-on-write."""
+def _temporary_prefix(path: Path) -> str:
+    return f".tmp-{path.name}-{socket.gethostname()}-"
+
+
+def _remove_dead_writers_files(path: Path) -> None:
+    """Temporary files of `path` left by processes of this host that no longer run (killed
+    mid-write); a live writer's file is left alone."""
+    prefix = _temporary_prefix(path)
+    for leftover in path.parent.glob(f"{prefix}*"):
+        pid = leftover.name[len(prefix) :].split("-", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            leftover.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+def read_value(path: Path, *, memory_map: bool = True) -> object:
+    """The value `write_value` wrote to `path` (or a plain pickle): its arrays mapped from the file
+    copy-on-write, or read into memory with `memory_map=False`."""
     with path.open("rb") as file:
         if file.read(len(MAGIC)) != MAGIC:
             file.seek(0)
             return pickle.load(file)
-        mapped = mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_COPY)
-    view = memoryview(mapped)
+        if memory_map:
+            data: mmap.mmap | bytearray = mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_COPY)
+        else:
+            file.seek(0)
+            data = bytearray(os.fstat(file.fileno()).st_size)
+            file.readinto(data)
+    view = memoryview(data)
     at = len(MAGIC)
     stream_size, count = _U64.unpack_from(view, at)[0], _U64.unpack_from(view, at + 8)[0]
     at += 16
@@ -91,18 +144,38 @@ def read_value(path: Path) -> object:
 class _Values(dg.UPathIOManager):
     extension = ""  # the same file names as Dagster's FilesystemIOManager
 
+    def __init__(self, base_path: UPath, memory_map: bool) -> None:
+        super().__init__(base_path=base_path)
+        self.memory_map = memory_map
+
     def dump_to_path(self, context: dg.OutputContext, obj: object, path: UPath) -> None:
         write_value(Path(path), obj)
 
     def load_from_path(self, context: dg.InputContext, path: UPath) -> object:
-        return read_value(Path(path))
+        return read_value(Path(path), memory_map=self.memory_map)
 
 
 class PickleIOManager(dg.ConfigurableIOManagerFactory):
     """Asset values as files in one folder, pickled with protocol 5 and memory-mapped back (see
     the module docstring for why not Dagster's FilesystemIOManager)."""
 
-    base_dir: str = Field(description="Folder of the asset values; shared by every worker.")
+    base_dir: str = Field(
+        description="Folder of the asset values on a mounted filesystem; shared by every worker."
+    )
+    memory_map: bool = Field(
+        default=True,
+        description="Map values from their files (a local disk: no read copy per step). Off for a "
+        "folder on a network filesystem (NFS, SMB), where a value another host replaces could "
+        "fail a step that still maps the old file.",
+    )
 
     def create_io_manager(self, context: dg.InitResourceContext) -> dg.UPathIOManager:
-        return _Values(base_path=UPath(self.base_dir))
+        base = UPath(self.base_dir)
+        if base.protocol not in ("", "file", "local"):
+            raise dg.DagsterInvalidConfigError(
+                f"PickleIOManager.base_dir {self.base_dir!r}: asset values need a folder on a "
+                f"mounted filesystem, not {base.protocol}:// storage",
+                [],
+                None,
+            )
+        return _Values(base_path=base, memory_map=self.memory_map)
