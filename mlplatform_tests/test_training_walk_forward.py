@@ -210,6 +210,7 @@ def test_a_capped_recipe_trains_every_fit_on_one_seeded_sample() -> None:
     candidate = build_candidate(CAPPED, data, _windows(data))
     assert candidate.training_rows == 700
     sample = LabelledData(data.X.iloc[positions], data.y.iloc[positions])
+    pd.testing.assert_frame_equal(candidate.trained.X, sample.X)  # the drift reference's rows
     assert candidate.booster.model_to_string() == RECIPE.fit(sample).model_to_string()
     assert candidate.booster.model_to_string() != RECIPE.fit(data).model_to_string()
     assert CAPPED.key != RECIPE.key
@@ -313,6 +314,8 @@ def test_the_evaluation_reads_the_same_returns_from_the_windowed_bars() -> None:
     assert len(windowed) < len(prices)
     shuffled = prices.sample(frac=1.0, random_state=0)  # not the canonical order: kept whole
     assert bars_for_window(shuffled, start.date()) is shuffled
+    dates_reversed = prices.sort_values(["ticker", "date"], ascending=[True, False])
+    assert bars_for_window(dates_reversed, start.date()) is dates_reversed  # tickers sorted only
     for returns in (forward_returns, hold_returns):
         full, part = returns(prices), returns(windowed)
         full = full[full.index.get_level_values("date") >= start]

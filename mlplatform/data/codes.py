@@ -23,16 +23,21 @@ def factorize_sorted(values: np.ndarray | pd.Series | pd.Index) -> tuple[np.ndar
     return pd.factorize(values, sort=True)
 
 
+def run_firsts(values: np.ndarray) -> np.ndarray:
+    """True at the first row of each run of equal neighbours (every ticker's first bar, in a
+    frame sorted by ticker)."""
+    first = np.ones(len(values), dtype=bool)
+    np.not_equal(values[1:], values[:-1], out=first[1:])
+    return first
+
+
 def ascending_run_starts(values: np.ndarray) -> np.ndarray | None:
     """Where each run of equal values starts, when the runs are strictly ascending (so every
     value is one run) and none is missing; else None."""
     if len(values) == 0:
         return None
-    change = np.empty(len(values), dtype=bool)
-    change[0] = True
     try:
-        np.not_equal(values[1:], values[:-1], out=change[1:])
-        starts = np.flatnonzero(change)
+        starts = np.flatnonzero(run_firsts(values))
         firsts = values[starts]
         if pd.isna(firsts).any():  # None == None, so missing values can form a run
             return None

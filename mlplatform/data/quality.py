@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from mlplatform import config
+from mlplatform.data.codes import run_firsts
 from mlplatform.data.schema import in_canonical_order
 
 
@@ -42,13 +43,6 @@ def _by_ticker_then_date(prices: pd.DataFrame, columns: list[str]) -> pd.DataFra
     return frame.sort_values(["ticker", "date"], kind="mergesort")
 
 
-def _new_ticker(tickers: np.ndarray) -> np.ndarray:
-    """True at each ticker's first row (rows sorted by ticker)."""
-    first = np.ones(len(tickers), dtype=bool)
-    np.not_equal(tickers[1:], tickers[:-1], out=first[1:])
-    return first
-
-
 def business_day_gaps(
     prices: pd.DataFrame, max_gap: int = config.MAX_GAP_BUSINESS_DAYS
 ) -> pd.DataFrame:
@@ -58,7 +52,7 @@ def business_day_gaps(
     """
     frame = _by_ticker_then_date(prices, ["ticker", "date"])
     tickers = frame["ticker"].to_numpy()
-    same = ~_new_ticker(tickers)[1:]
+    same = ~run_firsts(tickers)[1:]
     days = _days(frame["date"].to_numpy())
     missing = np.busday_count(days[:-1] + 1, days[1:])
     hit = same & (missing > max_gap)
@@ -86,7 +80,7 @@ def extreme_returns(
     close = frame["close"].to_numpy(dtype=np.float64)
     prev = np.empty_like(close)
     prev[1:] = close[:-1]
-    prev[_new_ticker(tickers)] = np.nan  # a ticker's first bar has no previous close
+    prev[run_firsts(tickers)] = np.nan  # a ticker's first bar has no previous close
     with np.errstate(divide="ignore", invalid="ignore"):
         ret = close / prev - 1.0
     hit = np.abs(ret) > threshold

@@ -16,6 +16,7 @@ from datetime import date
 import numpy as np
 import pandas as pd
 
+from mlplatform.data.schema import in_canonical_order
 from mlplatform.evaluation.backtest import (
     BacktestResult,
     BacktestSpec,
@@ -43,7 +44,7 @@ def bars_for_window(prices: pd.DataFrame, start: date) -> pd.DataFrame:
     """The bars on or after `start` and each ticker's last bar before it: all that returns and
     previous directions of rows from `start` on read (a third of a 10-year history), so the
     evaluation's sorts, joins and reindexing scale with the window, not the history."""
-    if not prices["ticker"].is_monotonic_increasing:  # not the canonical order: keep it all
+    if not in_canonical_order(prices):  # the tail logic below needs it: keep everything
         return prices
     keep = prices["date"].to_numpy() >= np.datetime64(start)
     # sorted by ticker then date, so a ticker's kept bars are its tail and the row before the

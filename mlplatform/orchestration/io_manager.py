@@ -34,6 +34,8 @@ import dagster as dg
 from pydantic import Field
 from upath import UPath
 
+from mlplatform.registry import process_gone
+
 MAGIC = b"mlplatform.pickle5.v1\n"
 _ALIGN = 64
 _U64 = struct.Struct("<Q")
@@ -102,18 +104,8 @@ def _remove_dead_writers_files(path: Path) -> None:
     prefix = _temporary_prefix(path)
     for leftover in path.parent.glob(f"{prefix}*"):
         pid = leftover.name[len(prefix) :].split("-", 1)[0]
-        if pid.isdigit() and not _alive(int(pid)):
+        if process_gone(socket.gethostname(), pid):
             leftover.unlink(missing_ok=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's live process
-        return True
-    return True
 
 
 def read_value(path: Path, *, memory_map: bool = True) -> object:

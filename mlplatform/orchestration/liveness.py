@@ -16,7 +16,7 @@ from collections.abc import Callable
 import dagster as dg
 from mlflow.entities import Run
 
-from mlplatform.registry import end_orphaned_runs, process_alive
+from mlplatform.registry import end_orphaned_runs, process_alive, process_gone
 
 PID_TAG = "mlplatform/pid"
 HOST_TAG = "mlplatform/host"
@@ -28,16 +28,7 @@ def process_tags() -> dict[str, str]:
 
 
 def _pid_gone(tags: dict[str, str]) -> bool:
-    pid = tags.get(PID_TAG, "")
-    if tags.get(HOST_TAG) != socket.gethostname() or not pid.isdigit():
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
+    return process_gone(tags.get(HOST_TAG), tags.get(PID_TAG))
 
 
 def close_dead_dagster_runs(instance: dg.DagsterInstance) -> list[str]:

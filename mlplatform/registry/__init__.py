@@ -13,6 +13,7 @@ from mlplatform.registry.consistency import (
     end_orphaned_runs,
     owner_tags,
     process_alive,
+    process_gone,
 )
 from mlplatform.registry.export import (
     ExportIntegrityError,
@@ -98,6 +99,7 @@ __all__ = [
     "monitored_model",
     "owner_tags",
     "process_alive",
+    "process_gone",
     "production_params",
     "promote",
     "prune_archive",

@@ -52,19 +52,24 @@ def owner_tags() -> dict[str, str]:
     return {OWNER_PID_TAG: str(os.getpid()), OWNER_HOST_TAG: socket.gethostname()}
 
 
-def process_alive(run: Run) -> bool:
-    """False only when the run's owner process is provably gone (same host, no such pid)."""
-    tags = run.data.tags
-    pid = tags.get(OWNER_PID_TAG, "")
-    if tags.get(OWNER_HOST_TAG) != socket.gethostname() or not pid.isdigit():
-        return True  # another host, or no owner recorded: cannot tell, leave it alone
+def process_gone(host: str | None, pid: str | None) -> bool:
+    """True only when the process is provably gone: this host, and no process with that pid.
+    Another host, or no pid recorded: cannot tell, so not gone."""
+    if host != socket.gethostname() or not (pid or "").isdigit():
+        return False
     try:
         os.kill(int(pid), 0)
     except ProcessLookupError:
-        return False
-    except PermissionError:
         return True
-    return True
+    except PermissionError:  # another user's live process
+        return False
+    return False
+
+
+def process_alive(run: Run) -> bool:
+    """False only when the run's owner process is provably gone (same host, no such pid)."""
+    tags = run.data.tags
+    return not process_gone(tags.get(OWNER_HOST_TAG), tags.get(OWNER_PID_TAG))
 
 
 def running_runs(tracking_uri: str) -> list[Run]:

@@ -85,7 +85,6 @@ def staging_package(
     that tuned it), the drift reference of its training rows, and the export's metadata."""
     recipe, windows = candidate.recipe, candidate.windows
     refit = data.within(windows.refit)
-    trained = recipe.training_sample(refit)  # the drift reference is what the model learnt from
     tags = recipe_tags(recipe)
     facts = VersionFacts(
         version=None,
@@ -111,7 +110,11 @@ def staging_package(
         tags=tags,
         input_example=refit.X.head(5),
         reference=model_reference(
-            trained.X, trained.y, candidate.out_of_sample, config.DRIFT.n_bins
+            # what the model learnt from, not every row
+            candidate.trained.X,
+            candidate.trained.y,
+            candidate.out_of_sample,
+            config.DRIFT.n_bins,
         ),
         metadata={
             **tags,

@@ -17,12 +17,16 @@ class Candidate:
     windows: Windows
     booster: lgb.Booster  # trained on every labelled row: what production would serve
     out_of_sample: pd.Series  # walk-forward P(up) over the evaluation window
-    training_rows: int  # rows the refit trained on (a sample when the recipe caps them)
+    trained: LabelledData  # the rows the refit learnt from (a sample when the recipe caps them)
+
+    @property
+    def training_rows(self) -> int:
+        return len(self.trained.X)
 
 
 def build_candidate(recipe: Recipe, data: LabelledData, windows: Windows) -> Candidate:
     """Walk the recipe forward over the evaluation window, then refit it on every labelled row."""
     out_of_sample = walk_forward_predictions(recipe, data, windows)
-    refit = data.within(windows.refit)
-    rows = min(len(refit.X), recipe.max_training_rows or len(refit.X))
-    return Candidate(recipe, windows, recipe.fit(refit), out_of_sample, rows)
+    trained = recipe.training_sample(data.within(windows.refit))
+    # the sample is within the cap, so fitting on it trains on exactly these rows
+    return Candidate(recipe, windows, recipe.fit(trained), out_of_sample, trained)
