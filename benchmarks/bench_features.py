@@ -1,7 +1,9 @@
 """Benchmark: vectorised compute_features against a straightforward per-ticker pandas loop.
 
 Both compute the same columns on the same prices; the outputs are asserted equal at float32
-tolerance before any figure is printed. Wall time is the median of --repeat runs (no tracing);
+tolerance before any figure is printed. compute_features also runs pinned to one core (this
+process's CPU affinity narrowed to one CPU), so its threads' gain shows beside it, and that
+output is asserted identical. Wall time is the median of --repeat runs (no tracing);
 peak memory is measured in one extra traced run of each (tracemalloc, numpy buffers included).
 
     .venv/bin/python benchmarks/bench_features.py                     # 500 tickers x 10 years
@@ -157,6 +159,16 @@ def _peak_mb(fn: Callable[[], pd.DataFrame]) -> float:
     return peak / 2**20
 
 
+def on_one_core(fn: Callable[[], pd.DataFrame]) -> pd.DataFrame:
+    """fn() with this process allowed one CPU only: compute_features then runs one thread."""
+    allowed = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {min(allowed)})
+    try:
+        return fn()
+    finally:
+        os.sched_setaffinity(0, allowed)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tickers", type=int, default=500)
@@ -170,11 +182,17 @@ def main() -> None:
     print(f"cpu cores available: {len(os.sched_getaffinity(0))}")
 
     runs = _timed(
-        {"vectorised": lambda: compute_features(prices), "loop": lambda: loop_features(prices)},
+        {
+            "vectorised": lambda: compute_features(prices),
+            "one core": lambda: on_one_core(lambda: compute_features(prices)),
+            "loop": lambda: loop_features(prices),
+        },
         args.repeat,
     )
     fast, fast_times, fast_cpu = runs["vectorised"]
+    single, single_times, _ = runs["one core"]
     slow, slow_times, slow_cpu = runs["loop"]
+    pd.testing.assert_frame_equal(fast, single, check_exact=True)
 
     assert fast.index.equals(slow.index), "row sets differ"
     assert list(fast.columns) == list(slow.columns)
@@ -192,8 +210,11 @@ def main() -> None:
         ("per-ticker loop ", slow_s, slow_c, slow_peak),
     ):
         print(f"{label} : median {wall:7.3f} s wall, {cpu:7.3f} s cpu, peak {peak:7.1f} MiB")
-    print(f"walls: {fast_times} vs {slow_times}")
+    single_s = statistics.median(single_times)
+    print(f"compute_features on one core: median {single_s:7.3f} s wall (identical output)")
+    print(f"walls: {fast_times} vs one core {single_times} vs loop {slow_times}")
     print(f"speed-up         : {slow_s / fast_s:.1f}x wall, {slow_c / fast_c:.1f}x cpu")
+    print(f"threads' gain    : {single_s / fast_s:.2f}x wall over one core")
     print(
         json.dumps(
             {
@@ -208,6 +229,8 @@ def main() -> None:
                 "vectorised_s": round(fast_s, 4),
                 "loop_s": round(slow_s, 4),
                 "speedup": round(slow_s / fast_s, 2),
+                "one_core_s": round(single_s, 4),
+                "threads_speedup": round(single_s / fast_s, 2),
                 "vectorised_cpu_s": round(fast_c, 4),
                 "loop_cpu_s": round(slow_c, 4),
                 "speedup_cpu": round(slow_c / fast_c, 2),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import importlib.util
+import os
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from mlplatform import parallel
 from mlplatform.features import (
     FEATURE_COLUMNS,
     FEATURE_SPEC,
@@ -188,6 +190,29 @@ def test_agrees_with_the_independent_per_ticker_implementation() -> None:
     features = compute_features(PRICES)
     assert features.index.equals(reference.index)
     np.testing.assert_allclose(features.to_numpy(), reference.to_numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_threads_give_the_single_thread_result_and_pass_errors_on() -> None:
+    """One block of tickers per core: the same bits as one thread, whatever the split."""
+    allowed = os.sched_getaffinity(0)
+    if len(allowed) < 2:
+        pytest.skip("one CPU: compute_features runs one thread, there is nothing to compare")
+    assert len(parallel.blocks(PRICES["ticker"].nunique())) == 2
+    threaded = compute_features(PRICES, drop_warmup=False)
+    os.sched_setaffinity(0, {min(allowed)})
+    try:
+        assert parallel.blocks(100) == [slice(0, 100)]
+        single = compute_features(PRICES, drop_warmup=False)
+    finally:
+        os.sched_setaffinity(0, allowed)
+    pd.testing.assert_frame_equal(threaded, single, check_exact=True)
+
+    def fail_on_the_second(item: int) -> None:
+        if item == 1:
+            raise ValueError("second piece failed")
+
+    with pytest.raises(ValueError, match="second piece failed"):
+        parallel.in_threads(fail_on_the_second, [0, 1])
 
 
 @st.composite

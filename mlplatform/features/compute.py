@@ -1,8 +1,9 @@
 """compute_features: the prices frame -> one float32 row per (date, ticker), causal by construction.
 
-All tickers are computed at once on a (bar x ticker) panel, then cross-sectional ranks on a
-(date x ticker) panel; no per-row or per-ticker Python loop. The column list and every parameter
-come from FEATURE_SPEC (or a spec passed in), so the schema hash always describes the numbers.
+Tickers are computed a block at a time on (bar x ticker) panels, one block per core in threads,
+then cross-sectional ranks on a (date x ticker) panel; no per-row or per-ticker Python loop. The
+column list and every parameter come from FEATURE_SPEC (or a spec passed in), so the schema hash
+always describes the numbers.
 """
 
 from __future__ import annotations
@@ -16,16 +17,16 @@ import pandas as pd
 from mlplatform.data.codes import factorize_sorted
 from mlplatform.data.errors import DataValidationError
 from mlplatform.features import indicators as ind
-from mlplatform.features.layout import PriceLayout
+from mlplatform.features.layout import PRICE_COLUMNS, PriceLayout
 from mlplatform.features.schema import FEATURE_SPEC
+from mlplatform.parallel import blocks, in_threads
 
 
 class _BarPanels:
-    """OHLCV bar panels of one prices frame, plus a memo for shared intermediates (EMAs)."""
+    """OHLCV bar panels of some tickers, plus a memo for shared intermediates (EMAs)."""
 
-    def __init__(self, layout: PriceLayout, prices: pd.DataFrame) -> None:
-        self.layout = layout
-        self._prices = prices
+    def __init__(self, bars: Mapping[str, np.ndarray]) -> None:
+        self._bars = bars
         self._cache: dict[Any, Any] = {}
 
     def memo(self, key: Any, make: Callable[[], Any]) -> Any:
@@ -33,37 +34,32 @@ class _BarPanels:
             self._cache[key] = make()
         return self._cache[key]
 
-    def _price(self, name: str) -> np.ndarray:
-        return self.memo(
-            name, lambda: self.layout.bar_panel(self.layout.column(self._prices, name))
-        )
-
     @property
     def open(self) -> np.ndarray:
-        return self._price("open")
+        return self._bars["open"]
 
     @property
     def high(self) -> np.ndarray:
-        return self._price("high")
+        return self._bars["high"]
 
     @property
     def low(self) -> np.ndarray:
-        return self._price("low")
+        return self._bars["low"]
 
     @property
     def close(self) -> np.ndarray:
-        return self._price("close")
+        return self._bars["close"]
 
     @property
     def volume(self) -> np.ndarray:
-        return self._price("volume")
+        return self._bars["volume"]
 
     def log(self, name: str) -> np.ndarray:
         """log of a price panel; non-positive prices give NaN/-inf, so their rows never warm up."""
 
         def make() -> np.ndarray:
             with np.errstate(divide="ignore", invalid="ignore"):
-                return np.log(self._price(name))
+                return np.log(self._bars[name])
 
         return self.memo(("log", name), make)
 
@@ -139,8 +135,6 @@ def compute_features(
     if layout.n_rows == 0:
         empty = np.empty((0, len(names)), dtype=np.float32)
         return pd.DataFrame(empty, index=layout.multiindex(np.arange(0)), columns=names)
-    panels = _BarPanels(layout, prices)
-
     base = [j for j, n in enumerate(names) if spec[n]["kind"] in _BUILDERS]
     by_date = [j for j, n in enumerate(names) if spec[n]["kind"] in _DATE_BUILDERS]
     ranked = [j for j, n in enumerate(names) if spec[n]["kind"] == "cross_sectional_rank"]
@@ -150,15 +144,21 @@ def compute_features(
             raise ValueError(f"feature {names[j]}: ranks unknown feature {source!r}")
 
     # Per-ticker features as float32 bar panels; a cell is warm when every one is finite.
-    base_panels: dict[int, np.ndarray] = {}
+    bars = {name: layout.bar_panel(layout.column(prices, name)) for name in PRICE_COLUMNS}
+    base_panels = {j: np.empty(layout.panel_shape, dtype=np.float32, order="F") for j in base}
     warm_panel = np.ones(layout.panel_shape, dtype=bool, order="F")
-    for j in base:
-        params = {k: v for k, v in spec[names[j]].items() if k != "kind"}
-        panel = _BUILDERS[spec[names[j]]["kind"]](panels, **params)
-        with np.errstate(over="ignore", invalid="ignore"):  # overflow -> inf -> not warm
-            base_panels[j] = np.asarray(panel, dtype=np.float32, order="F")
-        warm_panel &= np.isfinite(base_panels[j])
-    del panels
+
+    def fill(tickers: slice) -> None:
+        panels = _BarPanels({name: panel[:, tickers] for name, panel in bars.items()})
+        for j in base:
+            params = {k: v for k, v in spec[names[j]].items() if k != "kind"}
+            panel = _BUILDERS[spec[names[j]]["kind"]](panels, **params)
+            with np.errstate(over="ignore", invalid="ignore"):  # overflow -> inf -> not warm
+                base_panels[j][:, tickers] = panel
+            warm_panel[:, tickers] &= np.isfinite(base_panels[j][:, tickers])
+
+    in_threads(fill, blocks(len(layout.tickers)))
+    bars.clear()
 
     # Output rows in (date, ticker) order, gathered straight from the panels.
     order = layout.date_order()
@@ -168,8 +168,11 @@ def compute_features(
         order, flat, warm = order[warm], flat[warm], warm[warm]
     # column-major: each column is contiguous, and it is the layout pandas keeps a block in
     out = np.empty((len(order), len(names)), dtype=np.float32, order="F")
-    for j in base:
+
+    def gather(j: int) -> None:
         out[:, j] = base_panels.pop(j).ravel(order="F").take(flat)
+
+    in_threads(gather, base)
     for j in by_date:
         out[:, j] = _DATE_BUILDERS[spec[names[j]]["kind"]](layout, order)
 
@@ -178,11 +181,14 @@ def compute_features(
         cells = layout.date_code[order] * n_tickers + layout.ticker_code[order]
         all_warm = bool(warm.all())
         warm_cells = cells if all_warm else cells[warm]
-        for j in ranked:
+
+        def rank(j: int) -> None:
             source = out[:, names.index(spec[names[j]]["of"])]
             date_panel = np.full((len(layout.dates), n_tickers), np.nan, dtype=np.float32)
             date_panel.ravel()[warm_cells] = source if all_warm else source[warm]
             out[:, j] = ind.cross_sectional_pct_rank(date_panel).ravel().take(cells)
+
+        in_threads(rank, ranked)
 
     return pd.DataFrame(out, index=layout.multiindex(order), columns=names, copy=False)
 
