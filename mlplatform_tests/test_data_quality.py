@@ -34,6 +34,19 @@ def test_fingerprint_ignores_row_and_column_order(prices: pd.DataFrame) -> None:
     assert fingerprint(prices.assign(extra=1)) == base
 
 
+def test_fingerprint_bytes_stay_those_of_format_v1(prices: pd.DataFrame) -> None:
+    """Study names and model versions carry the digest: the fast path for sorted str tickers
+    and the general path (sorting, non-str tickers) hash exactly what v1 always hashed."""
+    v1 = "f2e400a925430ee24299a6daba26f135c5397a834c335133d8f40e69d5a84e45"
+    assert fingerprint(prices) == v1
+    assert fingerprint(prices.sample(frac=1.0, random_state=1)) == v1
+    assert fingerprint(prices.assign(ticker=prices["ticker"].astype("category"))) == v1
+    numbered = prices.assign(ticker=prices["ticker"].str[1:].astype(int))
+    assert (
+        fingerprint(numbered) == "dd804a49a00ccd56abce49e455674aaa925ac2e26f5305d3be3a959cba8861af"
+    )
+
+
 def test_fingerprint_sees_every_change(prices: pd.DataFrame) -> None:
     base = fingerprint(prices)
     changed = prices.copy()

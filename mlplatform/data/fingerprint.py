@@ -30,30 +30,54 @@ def fingerprint(prices: pd.DataFrame) -> str:
     if getattr(dates.dtype, "tz", None) is not None:
         dates = dates.dt.tz_localize(None)
     stamps = dates.to_numpy(dtype="datetime64[ns]").astype("<i8")
-    tickers = prices["ticker"].astype(str).to_numpy(dtype=object)
-    order = _ticker_date_order(tickers, stamps)
-    if order is not None:
-        stamps, tickers = stamps[order], tickers[order]
+    joined = _sorted_tickers_joined(prices["ticker"], stamps)
+    order = None
+    if joined is None:
+        tickers = prices["ticker"].astype(str).to_numpy(dtype=object)
+        order = _ticker_date_order(tickers, stamps)
+        if order is not None:
+            stamps, tickers = stamps[order], tickers[order]
+        joined = "\n".join(tickers).encode("utf-8")
 
     digest = hashlib.sha256()
     digest.update(_FORMAT + b"\0" + ",".join(PRICE_COLUMNS).encode() + b"\0")
     digest.update(np.int64(len(stamps)).tobytes())
-    digest.update(stamps.tobytes())
-    digest.update("\n".join(tickers).encode("utf-8") + b"\0")
+    digest.update(stamps)
+    digest.update(joined + b"\0")
     for column in VALUE_COLUMNS:
         values = prices[column].to_numpy(dtype="float64")
         values = values if order is None else values[order]
-        digest.update((values + 0.0).astype("<f8").tobytes())
+        digest.update((values + 0.0).astype("<f8", copy=False))  # hashlib reads the buffer
     return digest.hexdigest()
+
+
+def _sorted_tickers_joined(tickers: pd.Series, stamps: np.ndarray) -> bytes | None:
+    """The tickers' UTF-8 lines when the frame is already in (ticker, date) order with str
+    tickers (validated frames are), built from one line per ticker times its bar count instead
+    of converting and joining every row (0.4 s at 2,000 tickers); else None."""
+    codes, names = factorize_sorted(tickers)
+    if len(codes) == 0 or codes[0] < 0 or not all(isinstance(name, str) for name in names):
+        return None
+    if not _in_ticker_date_order(codes, stamps):
+        return None
+    counts = np.bincount(codes, minlength=len(names))
+    lines = b"".join(
+        (name + "\n").encode("utf-8") * int(n) for name, n in zip(names, counts, strict=True)
+    )
+    return lines[:-1]
+
+
+def _in_ticker_date_order(codes: np.ndarray, stamps: np.ndarray) -> bool:
+    step_t, step_d = np.diff(codes), np.diff(stamps)
+    in_order = ((step_t > 0) | ((step_t == 0) & (step_d >= 0))).all()
+    return bool(in_order) and not (stamps == np.iinfo(np.int64).min).any()  # NaT sorts last
 
 
 def _ticker_date_order(tickers: np.ndarray, stamps: np.ndarray) -> np.ndarray | None:
     """Row positions sorted by ticker then date (stable), or None when already in that order:
     validated frames are, and skipping the sort saves copying every column at millions of rows."""
     codes, _ = factorize_sorted(tickers)
-    step_t, step_d = np.diff(codes), np.diff(stamps)
-    in_order = ((step_t > 0) | ((step_t == 0) & (step_d >= 0))).all()
-    if in_order and not (stamps == np.iinfo(np.int64).min).any():  # NaT sorts last in pandas
+    if _in_ticker_date_order(codes, stamps):
         return None
     keys = pd.DataFrame({"ticker": tickers, "date": stamps})
     return keys.sort_values(["ticker", "date"], kind="mergesort").index.to_numpy()
