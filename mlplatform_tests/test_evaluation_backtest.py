@@ -17,7 +17,11 @@ from mlplatform.evaluation import (
     run_backtest,
     up_rate,
 )
-from mlplatform.evaluation.backtest import CLASSIFICATION_METRICS, STRATEGY_METRICS
+from mlplatform.evaluation.backtest import (
+    CLASSIFICATION_METRICS,
+    STRATEGY_METRICS,
+    strategy_returns,
+)
 from mlplatform.features.layout import has_duplicate_rows, values_on
 
 BASELINES = ("training_majority", "always_up", "previous_direction", "buy_and_hold")
@@ -330,3 +334,27 @@ def test_row_keys_reindex_and_find_duplicates_as_pandas_does() -> None:
         )
     for candidate in (index, partial.index, foreign, partial.index.append(partial.index[:1])):
         assert has_duplicate_rows(candidate) == candidate.has_duplicates
+
+
+@pytest.mark.parametrize("held_overnight", [False, True])
+def test_strategy_returns_equal_pandas_groupby_per_date(held_overnight: bool) -> None:
+    """The per-date means come from index codes; pandas' groupby on the dates is the oracle,
+    on a ragged panel (tickers missing on some dates) with NaN returns."""
+    rng = np.random.default_rng(3)
+    dates = pd.bdate_range("2024-01-02", periods=30)
+    full = pd.MultiIndex.from_product([dates, ["A", "B", "C", "D"]], names=["date", "ticker"])
+    index = full[rng.uniform(size=len(full)) > 0.3]
+    positions = rng.choice([-1.0, 0.0, 1.0], size=len(index))
+    returns = rng.normal(0, 0.01, len(index))
+    returns[rng.uniform(size=len(index)) < 0.1] = np.nan
+    net, trade = strategy_returns(positions, returns, index, 5.0, held_overnight=held_overnight)
+
+    frame = pd.DataFrame(
+        {"date": index.get_level_values(0), "ticker": index.get_level_values(1), "pos": positions}
+    )
+    previous = frame.groupby("ticker")["pos"].shift(1).fillna(0.0).to_numpy()
+    frame["trade"] = np.abs(positions - previous) if held_overnight else 2.0 * np.abs(positions)
+    frame["net"] = positions * returns - 5.0 / 1e4 * frame["trade"]
+    daily = frame.groupby("date")[["net", "trade"]].mean()
+    pd.testing.assert_series_equal(net, daily["net"], check_freq=False, rtol=1e-12)
+    pd.testing.assert_series_equal(trade, daily["trade"], check_freq=False, rtol=1e-12)

@@ -151,22 +151,35 @@ def strategy_returns(
     held_overnight (buy and hold on close-to-close returns): only position changes are charged.
     `index` is sorted by date then ticker.
     """
-    frame = pd.DataFrame(
-        {
-            "date": index.get_level_values(0),
-            "ticker": index.get_level_values(1),
-            "pos": positions,
-        }
-    )
-    if held_overnight:
-        prev = frame.groupby("ticker", sort=False)["pos"].shift(1).fillna(0.0).to_numpy()
+    date_code, ticker_code = (np.asarray(codes) for codes in index.codes)
+    if held_overnight:  # each ticker's position on its previous row (0 before its first)
+        by_ticker = np.argsort(ticker_code, kind="stable")
+        earlier, later = by_ticker[:-1], by_ticker[1:]
+        same = ticker_code[later] == ticker_code[earlier]
+        prev = np.zeros(len(positions))
+        prev[later[same]] = positions[earlier[same]]
         trade = np.abs(positions - prev)
     else:
         trade = 2.0 * np.abs(positions)  # in at the open, out at the close
-    frame["net"] = positions * forward_returns - cost_bps / 1e4 * trade
-    frame["trade"] = trade
-    daily = frame.groupby("date", sort=True)[["net", "trade"]].mean()
-    return daily["net"], daily["trade"]
+    net = positions * forward_returns - cost_bps / 1e4 * trade
+    return _date_mean(net, date_code, index.levels[0], "net"), _date_mean(
+        trade, date_code, index.levels[0], "trade"
+    )
+
+
+def _date_mean(values: np.ndarray, date_code: np.ndarray, dates: pd.Index, name: str) -> pd.Series:
+    """Mean per date of the non-NaN values, dates sorted: groupby("date").mean() from the codes
+    (np.bincount), which skips building a frame of every row's date and ticker (0.17 s per
+    call on 1.5 M rows, twelve calls per backtest, one per tuning trial)."""
+    ok = ~np.isnan(values) & (date_code >= 0)
+    counts = np.bincount(date_code[ok], minlength=len(dates))
+    sums = np.bincount(date_code[ok], weights=values[ok], minlength=len(dates))
+    rows = np.bincount(date_code[date_code >= 0], minlength=len(dates))
+    present = rows > 0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        means = sums[present] / counts[present]  # NaN for a date with no value, as pandas
+    out = pd.Series(means, index=pd.Index(dates[present], name="date"), name=name)
+    return out if out.index.is_monotonic_increasing else out.sort_index()
 
 
 # Baselines that hold their position across the close (earning the overnight gap too).
