@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from mlplatform.features import FEATURE_COLUMNS, compute_features
+from mlplatform.parallel import cores
 
 AS_OF = "2026-10-30"  # fixed, so every run benchmarks the same bars
 RANKED = ("ret_1", "ret_5", "ret_21", "vol_21", "volume_z_21", "rsi_14")
@@ -179,7 +180,7 @@ def main() -> None:
 
     prices, source = make_prices(args.tickers, args.years, args.seed)
     print(f"prices: {len(prices):,} rows, {prices['ticker'].nunique()} tickers ({source})")
-    print(f"cpu cores available: {len(os.sched_getaffinity(0))}")
+    print(f"cpu cores available: {cores()}")
 
     runs = _timed(
         {
@@ -236,7 +237,7 @@ def main() -> None:
                 "speedup_cpu": round(slow_c / fast_c, 2),
                 "vectorised_peak_mib": round(fast_peak, 1),
                 "loop_peak_mib": round(slow_peak, 1),
-                "cores": len(os.sched_getaffinity(0)),
+                "cores": cores(),
             }
         )
     )

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -42,6 +41,7 @@ from sqlalchemy.engine import make_url
 from mlplatform import config
 from mlplatform.evaluation.backtest import position, strategy_returns
 from mlplatform.evaluation.metrics import sharpe_ratio
+from mlplatform.parallel import cores
 from mlplatform.training.search_space import (
     BASE_PARAMS,
     DEFAULT_PARAMS,
@@ -577,7 +577,7 @@ class WorkerSpec:
 def threads_per_worker(workers: int) -> int:
     """LightGBM threads per worker process, so that the workers together use each core once:
     more would make every trial's OpenMP threads wait on each other."""
-    return max(1, (os.cpu_count() or 1) // workers)
+    return max(1, cores() // workers)
 
 
 def _fold_data(
