@@ -7,10 +7,11 @@ cores compute_features runs 1.9x faster than on one (benchmarks/bench_features.p
 
 from __future__ import annotations
 
+import contextvars
 import itertools
 import os
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from typing import TypeVar
 
 import numpy as np
@@ -19,8 +20,10 @@ T = TypeVar("T")
 
 
 def cores() -> int:
-    """CPUs this process may run on (its affinity, not the machine's count)."""
-    return len(os.sched_getaffinity(0))
+    """CPUs this process may run on: its affinity where the OS has one, else the machine's."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 def blocks(n: int) -> list[slice]:
@@ -30,12 +33,21 @@ def blocks(n: int) -> list[slice]:
 
 
 def in_threads(work: Callable[[T], None], items: Sequence[T]) -> None:
-    """work(item) for every item, one thread per core; the first exception is raised here."""
+    """work(item) for every item, one thread per core.
+
+    Each piece runs in a copy of the caller's context, so numpy's error state (np.errstate)
+    applies in the threads as it would in the caller. The first failure cancels the pieces not
+    yet started and is raised here.
+    """
     threads = min(cores(), len(items))
     if threads < 2:
         for item in items:
             work(item)
         return
     with ThreadPoolExecutor(threads) as pool:
-        for piece in [pool.submit(work, item) for item in items]:
-            piece.result()
+        pieces = [pool.submit(contextvars.copy_context().run, work, item) for item in items]
+        done, _ = wait(pieces, return_when=FIRST_EXCEPTION)
+        failed = [piece for piece in pieces if piece in done and piece.exception() is not None]
+        if failed:
+            pool.shutdown(cancel_futures=True)
+            failed[0].result()  # raises its exception

@@ -148,6 +148,10 @@ def test_the_type_check_reads_the_frame_without_changing_it(prices: pd.DataFrame
     assert "Column 'high' failed" in check.description and "normalised" in check.description
     pd.testing.assert_frame_equal(bad, before, check_exact=True)
     assert PricesFrame.type_check(None, prices).success
+    # no copy: the schema validates in place, which is safe only while it neither coerces
+    # dtypes nor adds or drops columns
+    assert PRICES_SCHEMA.validate(prices) is prices
+    assert PRICES_SCHEMA.coerce is False and PRICES_SCHEMA.strict is True
     unsorted = prices.iloc[::-1]
     with pytest.raises(Exception, match="sorted_unique"):
         PRICES_SCHEMA.validate(unsorted)

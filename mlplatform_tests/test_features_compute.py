@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import copy
 import importlib.util
-import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -192,27 +192,40 @@ def test_agrees_with_the_independent_per_ticker_implementation() -> None:
     np.testing.assert_allclose(features.to_numpy(), reference.to_numpy(), rtol=1e-5, atol=1e-6)
 
 
-def test_threads_give_the_single_thread_result_and_pass_errors_on() -> None:
+@pytest.mark.parametrize("n_cores", [2, 3, 4])
+def test_threads_give_the_single_thread_result(
+    n_cores: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """One block of tickers per core: the same bits as one thread, whatever the split."""
-    allowed = os.sched_getaffinity(0)
-    if len(allowed) < 2:
-        pytest.skip("one CPU: compute_features runs one thread, there is nothing to compare")
-    assert len(parallel.blocks(PRICES["ticker"].nunique())) == 2
-    threaded = compute_features(PRICES, drop_warmup=False)
-    os.sched_setaffinity(0, {min(allowed)})
-    try:
-        assert parallel.blocks(100) == [slice(0, 100)]
-        single = compute_features(PRICES, drop_warmup=False)
-    finally:
-        os.sched_setaffinity(0, allowed)
-    pd.testing.assert_frame_equal(threaded, single, check_exact=True)
+    monkeypatch.setattr(parallel, "cores", lambda: 1)
+    single = compute_features(PRICES, drop_warmup=False)
+    monkeypatch.setattr(parallel, "cores", lambda: n_cores)
+    assert len(parallel.blocks(PRICES["ticker"].nunique())) == n_cores  # PRICES has 4 tickers
+    pd.testing.assert_frame_equal(
+        compute_features(PRICES, drop_warmup=False), single, check_exact=True
+    )
 
-    def fail_on_the_second(item: int) -> None:
-        if item == 1:
-            raise ValueError("second piece failed")
 
-    with pytest.raises(ValueError, match="second piece failed"):
-        parallel.in_threads(fail_on_the_second, [0, 1])
+def test_threads_keep_the_callers_numpy_error_state_and_raise_the_first_failure(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(parallel, "cores", lambda: 2)
+    seen: list[str] = []
+    with np.errstate(divide="raise"):
+        parallel.in_threads(lambda _: seen.append(np.geterr()["divide"]), [0, 1])
+    assert seen == ["raise", "raise"]
+
+    started: list[int] = []
+
+    def fail_first(item: int) -> None:
+        started.append(item)
+        if item == 0:
+            raise ValueError("first piece failed")
+        time.sleep(0.01)  # 200 pieces would take a second if none were cancelled
+
+    with pytest.raises(ValueError, match="first piece failed"):
+        parallel.in_threads(fail_first, list(range(200)))
+    assert len(started) < 200  # the pieces not yet started were cancelled
 
 
 @st.composite

@@ -13,7 +13,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from mlplatform import config
 from mlplatform.data import generate_market
+from mlplatform.definitions import build_resources
 from mlplatform.features import compute_features
 from mlplatform.orchestration import io_manager
 from mlplatform.orchestration.io_manager import MAGIC, PickleIOManager, read_value, write_value
@@ -99,12 +101,28 @@ def test_a_killed_writers_temporary_file_goes_with_the_next_write(tmp_path: Path
     assert path.stat().st_mode & 0o777 == io_manager._FILE_MODE  # other workers may read it
 
 
-def test_values_in_a_shared_folder_are_read_not_mapped(tmp_path: Path) -> None:
+def test_values_in_a_shared_folder_are_read_not_mapped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A shared folder (MLPLATFORM_IO_DIR, maybe NFS) is never mapped: another host's replace
+    could pull a mapped file away mid-step."""
     path = tmp_path / "features"
     write_value(path, pd.DataFrame({"x": np.arange(10.0)}))
+
+    def no_mapping(*args: object, **kwargs: object) -> None:
+        raise AssertionError("mapped a value that should have been read")
+
+    monkeypatch.setattr(io_manager.mmap, "mmap", no_mapping)
     frame = read_value(path, memory_map=False)
     frame["x"].to_numpy()[0] = 99.0  # writable, in memory
-    assert read_value(path)["x"].iloc[0] == 0.0
+    assert read_value(path, memory_map=False)["x"].iloc[0] == 0.0
+    with pytest.raises(AssertionError, match="mapped a value"):
+        read_value(path)  # the default maps
+
+    monkeypatch.setenv(config.IO_DIR_ENV, str(tmp_path / "shared"))
+    assert build_resources()["io_manager"].memory_map is False
+    monkeypatch.delenv(config.IO_DIR_ENV)
+    assert build_resources()["io_manager"].memory_map is True
 
 
 def test_object_storage_is_refused_with_the_setting_named(tmp_path: Path) -> None:
