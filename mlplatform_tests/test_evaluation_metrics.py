@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import itertools
+import json
 import math
+import subprocess
+import sys
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -212,3 +216,18 @@ def test_date_level_test_does_not_count_correlated_rows_as_independent() -> None
     hits = int(((proba > 0.5).astype(int) == y).sum())
     assert binomial_p_value(hits, len(y), 0.5) < 1e-3  # 2,000 "independent" rows
     assert date_level_p_value(y, proba, dates) > 0.1  # really 20 observations
+
+
+def test_the_kernel_benchmark_holds_every_hand_written_kernel_equal_to_its_library() -> None:
+    """benchmarks/bench_kernels.py asserts each pair's outputs equal before it prints a figure:
+    run small, it is a test of every kernel the project writes in place of a library call."""
+    bench = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_kernels.py"
+    run = subprocess.run(
+        [sys.executable, str(bench), "--tickers", "20", "--years", "3", "--repeat", "1"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    figures = json.loads(run.stdout.strip().splitlines()[-1])
+    assert len(figures["kernels"]) == 7

@@ -54,7 +54,8 @@ def fingerprint(prices: pd.DataFrame) -> str:
 def _sorted_tickers_joined(tickers: pd.Series, stamps: np.ndarray) -> bytes | None:
     """The tickers' UTF-8 lines when the frame is already in (ticker, date) order with str
     tickers (validated frames are), built from one line per ticker times its bar count instead
-    of converting and joining every row (0.4 s at 2,000 tickers); else None."""
+    of converting and joining every row (the digest of 5.2 M bars: 0.24 s against 0.53 s,
+    benchmarks/bench_kernels.py); else None."""
     codes, names = factorize_sorted(tickers)
     if len(codes) == 0 or codes[0] < 0 or not all(isinstance(name, str) for name in names):
         return None

@@ -151,38 +151,21 @@ def strategy_returns(
     held_overnight (buy and hold on close-to-close returns): only position changes are charged.
     `index` is sorted by date then ticker.
     """
-    date_code, ticker_code = (np.asarray(codes) for codes in index.codes)
     if held_overnight:  # each ticker's position on its previous row (0 before its first)
-        by_ticker = np.argsort(ticker_code, kind="stable")
-        earlier, later = by_ticker[:-1], by_ticker[1:]
-        same = ticker_code[later] == ticker_code[earlier]
-        prev = np.zeros(len(positions))
-        prev[later[same]] = positions[earlier[same]]
-        trade = np.abs(positions - prev)
+        by_ticker = pd.Series(positions).groupby(np.asarray(index.codes[1]), sort=False)
+        trade = np.abs(positions - by_ticker.shift(1).fillna(0.0).to_numpy())
     else:
         trade = 2.0 * np.abs(positions)  # in at the open, out at the close
-    net = positions * forward_returns - cost_bps / 1e4 * trade
-    daily = _means_per_date({"net": net, "trade": trade}, date_code, index.levels[0])
+    # grouped on the dates alone: a column of every row's ticker is only needed above
+    frame = pd.DataFrame(
+        {
+            "date": index.get_level_values(0),
+            "net": positions * forward_returns - cost_bps / 1e4 * trade,
+            "trade": trade,
+        }
+    )
+    daily = frame.groupby("date", sort=True)[["net", "trade"]].mean()
     return daily["net"], daily["trade"]
-
-
-def _means_per_date(
-    columns: dict[str, np.ndarray], date_code: np.ndarray, dates: pd.Index
-) -> pd.DataFrame:
-    """groupby("date").mean() of the columns (NaN skipped, dates sorted), from the date codes
-    with np.bincount: building a frame of every row's date and ticker for pandas cost 0.21 s
-    per call on 1.5 M rows (twelve calls per backtest, one per tuning trial), this 0.03 s."""
-    dated = date_code >= 0
-    present = np.bincount(date_code[dated], minlength=len(dates)) > 0
-    means = {}
-    for name, values in columns.items():
-        ok = dated & ~np.isnan(values)
-        counts = np.bincount(date_code[ok], minlength=len(dates))[present]
-        sums = np.bincount(date_code[ok], weights=values[ok], minlength=len(dates))[present]
-        with np.errstate(invalid="ignore", divide="ignore"):
-            means[name] = sums / counts  # NaN on a date without a value, as pandas gives
-    daily = pd.DataFrame(means, index=pd.Index(dates[present], name="date"))
-    return daily if daily.index.is_monotonic_increasing else daily.sort_index()
 
 
 # Baselines that hold their position across the close (earning the overnight gap too).

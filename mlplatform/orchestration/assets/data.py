@@ -111,8 +111,8 @@ RAW_PRICES_CHECKS = {
 }
 
 
-# One step for the three data checks: each is cheap, while loading the bars is not (0.25 s per
-# load of 5.2 M bars, plus a step's events), and the three read the same bars.
+# One step for the three data checks: each is cheap, while loading the bars and a step's events
+# are not, and the three read the same bars.
 @dg.multi_asset_check(
     specs=[
         dg.AssetCheckSpec(name, asset=raw_prices, description=description)
