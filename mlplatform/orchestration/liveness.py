@@ -27,16 +27,12 @@ def process_tags() -> dict[str, str]:
     return {PID_TAG: str(os.getpid()), HOST_TAG: socket.gethostname()}
 
 
-def _pid_gone(tags: dict[str, str]) -> bool:
-    return process_gone(tags.get(HOST_TAG), tags.get(PID_TAG))
-
-
 def close_dead_dagster_runs(instance: dg.DagsterInstance) -> list[str]:
     """Report FAILURE for in-process runs still STARTED/STARTING whose process is gone."""
     statuses = [dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.STARTING]
     closed = []
     for run in instance.get_runs(filters=dg.RunsFilter(statuses=statuses)):
-        if _pid_gone(run.tags):
+        if process_gone(run.tags.get(HOST_TAG), run.tags.get(PID_TAG)):
             instance.report_run_failed(run, message="its process died (found by mlplatform)")
             closed.append(run.run_id)
     return closed
