@@ -24,7 +24,7 @@ from sklearn.metrics import accuracy_score, log_loss
 
 from mlplatform import config
 from mlplatform.data.synthetic import generate_market
-from mlplatform.features import compute_features, feature_schema_hash, make_labels
+from mlplatform.features import compute_features, feature_schema_hash, outcomes
 from mlplatform.training import BASE_PARAMS, Recipe, labelled_rows, plan_windows
 from mlplatform.training.recipe import walk_forward_predictions
 
@@ -57,7 +57,7 @@ def main() -> None:
         seed=args.seed, n_tickers=args.tickers, years=args.years, as_of="2026-06-30"
     )
     features = compute_features(market.prices)
-    data = labelled_rows(features, make_labels(market.prices, horizon=1))
+    data = labelled_rows(features, outcomes(market.prices, horizon=1))
     windows = plan_windows(
         data.dates.unique(),
         evaluation_months=config.VALIDATION.evaluation_months,

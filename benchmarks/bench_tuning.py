@@ -57,13 +57,12 @@ def dataset(tickers: int, years: int, seed: int) -> tuple[pd.DataFrame, pd.Serie
     """Development rows (backtest window cut off, as the pipeline does) and the data source."""
     try:
         from mlplatform.data import generate_market
-        from mlplatform.features import compute_features, make_labels
+        from mlplatform.features import compute_features, outcomes
     except ImportError as exc:  # the parts are built in parallel; say so instead of faking it
         raise SystemExit(f"mlplatform.data / mlplatform.features unavailable: {exc}") from exc
     market = generate_market(seed=seed, n_tickers=tickers, years=years)
     features = compute_features(market.prices)
-    labels = make_labels(market.prices, horizon=config.VALIDATION.horizon)
-    data = labelled_rows(features, labels)
+    data = labelled_rows(features, outcomes(market.prices, horizon=config.VALIDATION.horizon))
     windows = plan_windows(
         data.dates.unique(),
         evaluation_months=config.VALIDATION.evaluation_months,

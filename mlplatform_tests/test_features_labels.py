@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlplatform.features import LABEL_DEFINITION, forward_returns, hold_returns, make_labels
+from mlplatform.features import LABEL_DEFINITION, make_labels, outcomes
 from mlplatform_tests.test_features_support import make_prices
 
 
@@ -107,7 +107,7 @@ def test_labels_match_the_definition_on_random_prices() -> None:
 
 
 def test_forward_returns_enter_at_next_open_exit_at_label_close() -> None:
-    fwd = forward_returns(HAND, horizon=1)
+    fwd = outcomes(HAND, horizon=1)["forward_return"]
     # decided at close t, bought at open[t+1], sold at close[t+1]
     expected = pd.Series(
         [11.0 / 10.5 - 1, 11.0 / 12.0 - 1, 49.0 / 40.0 - 1, 10.5 / 11.0 - 1, 49.5 / 44.0 - 1],
@@ -119,7 +119,7 @@ def test_forward_returns_enter_at_next_open_exit_at_label_close() -> None:
 
 
 def test_forward_returns_horizon_two() -> None:
-    fwd = forward_returns(HAND, horizon=2)
+    fwd = outcomes(HAND, horizon=2)["forward_return"]
     assert fwd.index.equals(
         _idx([("2024-01-01", "ABC"), ("2024-01-02", "ABC"), ("2024-01-02", "XYZ")])
     )
@@ -129,7 +129,7 @@ def test_forward_returns_horizon_two() -> None:
 def test_inputs_in_any_row_order_give_the_same_result() -> None:
     shuffled = HAND.sample(frac=1.0, random_state=1).reset_index(drop=True)
     pd.testing.assert_series_equal(make_labels(shuffled), make_labels(HAND))
-    pd.testing.assert_series_equal(forward_returns(shuffled), forward_returns(HAND))
+    pd.testing.assert_frame_equal(outcomes(shuffled), outcomes(HAND))
 
 
 @pytest.mark.parametrize("horizon", [0, -1, 1.5, True])
@@ -143,8 +143,9 @@ def test_label_definition_names_the_zero_rule() -> None:
 
 
 def test_hold_returns_are_close_to_close_and_agree_with_labels() -> None:
-    held = hold_returns(HAND, horizon=1)
+    after = outcomes(HAND, horizon=1)
+    held = after["hold_return"]
     assert held.iloc[0] == 11.0 / 10.0 - 1
-    labels = make_labels(HAND, horizon=1)
-    assert held.index.equals(labels.index)
-    assert ((held > 0).astype("int8") == labels).all()
+    pd.testing.assert_series_equal(after["label"], make_labels(HAND, horizon=1))
+    assert ((held > 0).astype("int8") == after["label"]).all()
+    assert list(after.columns) == ["label", "forward_return", "hold_return"]

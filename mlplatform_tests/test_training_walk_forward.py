@@ -18,7 +18,7 @@ from mlplatform.evaluation.walk_forward import (
     evaluate_candidate,
     walk_forward_baselines,
 )
-from mlplatform.features import forward_returns, hold_returns
+from mlplatform.features import outcomes
 from mlplatform.promotion import PRODUCTION, STAGING
 from mlplatform.training import (
     DEFAULT_PARAMS,
@@ -123,6 +123,39 @@ def _poison(data: LabelledData, rows: np.ndarray, keep_features: np.ndarray) -> 
     return LabelledData(X, y)
 
 
+def test_the_returns_after_each_row_stay_aligned_with_it_through_every_window() -> None:
+    """labelled_rows carries outcomes' returns beside y, and every window, sample and mask of
+    the rows (sorted or not) keeps each row's own returns: tuning's Sharpe and the backtest's
+    returns come from them."""
+    data = _data(n_dates=200)
+    rng = np.random.default_rng(5)
+    after = pd.DataFrame(
+        {"label": data.y.to_numpy(), "forward_return": rng.standard_normal(len(data.y))},
+        index=data.y.index,
+    ).assign(hold_return=lambda f: f["forward_return"] * 2)
+    kept = after.iloc[::-1].drop(after.index[7])  # any order, a row missing
+    data = labelled_rows(data.X, kept)
+    assert len(data.X) == len(after) - 1
+    windows = _windows(data)
+    order = np.random.default_rng(3).permutation(len(data.X))
+    shuffled = LabelledData(data.X.iloc[order], data.y.iloc[order], data.returns.iloc[order])
+    for part in [
+        data.within(windows.blocks[1].test),
+        data.until(windows.blocks[0].train_end),
+        data.take(np.arange(0, len(data.X), 3)),
+        shuffled.within(windows.blocks[1].test),
+    ]:
+        assert part.returns is not None and part.returns.index is part.X.index
+        expected = after.loc[part.X.index]
+        np.testing.assert_array_equal(part.y.to_numpy(), expected["label"].to_numpy())
+        for name in ("forward_return", "hold_return"):
+            np.testing.assert_array_equal(part.returns_of(name).to_numpy(), expected[name])
+    without = labelled_rows(data.X, after[["label"]])
+    assert without.returns is None
+    with pytest.raises(ValueError, match="no returns"):
+        without.returns_of("forward_return")
+
+
 @pytest.mark.parametrize("gap", [False, True])
 def test_labelled_rows_are_the_rows_with_features_and_a_label(gap: bool) -> None:
     data = _data(n_dates=30)
@@ -130,13 +163,13 @@ def test_labelled_rows_are_the_rows_with_features_and_a_label(gap: bool) -> None
     labels = data.y.iloc[3:-6]  # no label on the first date nor on the last two (horizon)
     if gap:  # one ticker without labels mid-history: the labelled rows are no leading run
         labels = labels.drop(labels.index[labels.index.get_level_values("ticker") == "B"][10:13])
-    got = labelled_rows(features, labels)
+    got = labelled_rows(features, labels.to_frame())
     expected = features.index.intersection(labels.index)
     assert got.X.index.equals(expected)
     pd.testing.assert_frame_equal(got.X, features.loc[expected])
     pd.testing.assert_series_equal(got.y, labels.loc[expected])
     with pytest.raises(SplitError, match="no row has both"):
-        labelled_rows(features.iloc[:3], labels)
+        labelled_rows(features.iloc[:3], labels.to_frame())
 
 
 def test_windows_of_unsorted_rows_equal_those_of_sorted_rows() -> None:
@@ -237,12 +270,13 @@ def _prices(data: LabelledData) -> pd.DataFrame:
 
 
 def test_staging_and_production_are_scored_on_identical_rows() -> None:
-    data = _data()
+    prices = _prices(_data())
+    data = labelled_rows(_data().X, outcomes(prices, horizon=1))  # the returns ride along
     windows = plan_windows(data.dates.unique(), evaluation_months=6, refit_months=2, horizon=1)
     staging = walk_forward_predictions(RECIPE, data, windows)
     production = Recipe(**{**RECIPE.__dict__, "num_boost_round": 5})
     contenders = Contenders(staging, 10, [0.01, 0.02, 0.03], production=production)
-    evaluation = evaluate_candidate(data, windows, _prices(data), contenders, cost_bps=5.0)
+    evaluation = evaluate_candidate(data, windows, prices, contenders, cost_bps=5.0)
     metrics = evaluation.result.metrics
     assert metrics[STAGING]["n"] == metrics[PRODUCTION]["n"] == evaluation.result.n_rows
     assert evaluation.result.mcnemar is not None  # a paired comparison
@@ -280,9 +314,9 @@ def test_a_recipe_survives_its_registry_tags() -> None:
     assert recipe_tags(CAPPED)["params_hash"] != recipe_tags(RECIPE)["params_hash"]
 
 
-def test_the_evaluation_reads_the_same_returns_from_the_windowed_bars() -> None:
-    """bars_for_window keeps what every row from `start` on needs: its later bars and its
-    ticker's previous bar, however long before `start` (a halt), for every kind of ticker."""
+def test_the_baselines_read_the_same_previous_directions_from_the_windowed_bars() -> None:
+    """bars_for_window keeps what every row from `start` on needs: its ticker's previous bar,
+    however long before `start` (a halt), for every kind of ticker."""
     dates = pd.bdate_range("2024-01-01", periods=80)
     start = dates[40]
     histories = {
@@ -316,11 +350,7 @@ def test_the_evaluation_reads_the_same_returns_from_the_windowed_bars() -> None:
     assert bars_for_window(shuffled, start.date()) is shuffled
     dates_reversed = prices.sort_values(["ticker", "date"], ascending=[True, False])
     assert bars_for_window(dates_reversed, start.date()) is dates_reversed  # tickers sorted only
-    for returns in (forward_returns, hold_returns):
-        full, part = returns(prices), returns(windowed)
-        full = full[full.index.get_level_values("date") >= start]
-        pd.testing.assert_series_equal(part.reindex(full.index), full)
-    rows = forward_returns(prices).index
+    rows = outcomes(prices).index
     rows = rows[rows.get_level_values("date") >= start]
     pd.testing.assert_series_equal(
         previous_direction(windowed, rows), previous_direction(prices, rows)

@@ -25,7 +25,6 @@ from mlplatform.evaluation.backtest import (
     run_backtest,
     up_rate,
 )
-from mlplatform.features import forward_returns, hold_returns
 from mlplatform.features.layout import values_on
 from mlplatform.promotion.criteria import PRODUCTION, STAGING
 from mlplatform.promotion.decision import comparable_production
@@ -41,9 +40,9 @@ BAYES = "bayes_optimal"  # the true P(up), known only for a synthetic market
 
 
 def bars_for_window(prices: pd.DataFrame, start: date) -> pd.DataFrame:
-    """The bars on or after `start` and each ticker's last bar before it: all that returns and
-    previous directions of rows from `start` on read (a third of a 10-year history), so the
-    evaluation's sorts, joins and reindexing scale with the window, not the history."""
+    """The bars on or after `start` and each ticker's last bar before it: all that the previous
+    directions of rows from `start` on read (a third of a 10-year history), so the baselines'
+    sorts and groupings scale with the window, not the history."""
     if not in_canonical_order(prices):  # the tail logic below needs it: keep everything
         return prices
     keep = prices["date"].to_numpy() >= np.datetime64(start)
@@ -135,13 +134,13 @@ def evaluate_candidate(
     result = run_backtest(
         predictions,
         evaluated.y,
-        forward_returns(prices, horizon=windows.horizon),
+        evaluated.returns_of("forward_return"),
         BacktestSpec(
             cost_bps=cost_bps,
             n_trials={STAGING: contenders.n_trials},
             trial_sharpes=list(contenders.trial_sharpes),
             horizon=windows.horizon,
         ),
-        hold_returns=hold_returns(prices, horizon=windows.horizon),
+        hold_returns=evaluated.returns_of("hold_return"),
     )
     return CandidateEvaluation(result, left_out)

@@ -28,13 +28,13 @@ history, never from the future). `compute_features(prices, drop_warmup=False)` k
 NaN during warm-up, for the leakage tests. Bad frames (missing column, duplicate row, NaN/inf
 bar) raise mlplatform.data.DataValidationError.
 
-Public API: compute_features, dropped_tickers, make_labels, forward_returns (labels.py),
+Public API: compute_features, dropped_tickers, outcomes, make_labels (labels.py),
 FEATURE_COLUMNS, FEATURE_SPEC, FEATURE_VERSION, LABEL_DEFINITION, feature_schema_hash,
 feature_description (schema.py).
 """
 
 from mlplatform.features.compute import compute_features, dropped_tickers
-from mlplatform.features.labels import forward_returns, hold_returns, make_labels
+from mlplatform.features.labels import make_labels, outcomes
 from mlplatform.features.schema import (
     FEATURE_COLUMNS,
     FEATURE_SPEC,
@@ -53,7 +53,6 @@ __all__ = [
     "dropped_tickers",
     "feature_description",
     "feature_schema_hash",
-    "forward_returns",
-    "hold_returns",
     "make_labels",
+    "outcomes",
 ]

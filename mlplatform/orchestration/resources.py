@@ -25,7 +25,7 @@ from pydantic import Field, model_validator
 from mlplatform import config
 from mlplatform.data import SyntheticMarket, generate_market, load_prices
 from mlplatform.data.synthetic import DEFAULT_SIGNAL_STRENGTH
-from mlplatform.features import make_labels
+from mlplatform.features import outcomes
 from mlplatform.notifications import (
     Notification,
     format_text,
@@ -298,8 +298,8 @@ class ValidationScheme(dg.ConfigurableResource):
     min_train_days: int = Field(default=config.VALIDATION.min_train_days, ge=20)
 
     def labelled(self, features: pd.DataFrame, prices: pd.DataFrame) -> LabelledData:
-        """The feature rows whose label (for this horizon) is known."""
-        return labelled_rows(features, make_labels(prices, horizon=self.horizon))
+        """The feature rows whose label (for this horizon) is known, with the returns after them."""
+        return labelled_rows(features, outcomes(prices, horizon=self.horizon))
 
     def plan(self, data: LabelledData) -> Windows:
         return plan_windows(

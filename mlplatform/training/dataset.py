@@ -26,6 +26,8 @@ import pandas as pd
 from mlplatform.features.layout import row_keys
 from mlplatform.training.splits import SplitError, _calendar, _check_positive, _iso
 
+RETURN_COLUMNS = ("forward_return", "hold_return")  # of features.labels.outcomes
+
 
 @dataclass(frozen=True)
 class DateWindow:
@@ -143,7 +145,8 @@ def plan_windows(
 
 @dataclass(frozen=True)
 class LabelledData:
-    """Feature rows whose label is known, aligned with their labels.
+    """Feature rows whose label is known, aligned with their labels (and, when built from
+    `outcomes`, with the returns that followed each row).
 
     Rows sorted by date (what compute_features gives) make every window a contiguous range: it
     is taken as a slice (a view, no copy of a multi-GB matrix), with y on the same index object
@@ -152,10 +155,23 @@ class LabelledData:
 
     X: pd.DataFrame
     y: pd.Series
+    returns: pd.DataFrame | None = None  # 'forward_return', 'hold_return' on X's index
 
     @cached_property
     def dates(self) -> pd.DatetimeIndex:
         return pd.DatetimeIndex(self.X.index.get_level_values("date"))
+
+    def _at(self, X: pd.DataFrame, rows: slice | np.ndarray) -> LabelledData:
+        """These `rows` (a slice or positions) of y and the returns, on `X`, the same rows of X."""
+        returns = None
+        if self.returns is not None:
+            returns = pd.DataFrame(
+                {name: column.to_numpy()[rows] for name, column in self.returns.items()},
+                index=X.index,
+            )
+        return LabelledData(
+            X, pd.Series(self.y.to_numpy()[rows], X.index, name=self.y.name), returns
+        )
 
     def _rows(self, first: pd.Timestamp | None, last: pd.Timestamp) -> LabelledData:
         dates = self.dates
@@ -164,14 +180,11 @@ class LabelledData:
             stop = int(dates.searchsorted(last, side="right"))
             if start == 0 and stop == len(dates):
                 return self
-            X = self.X.iloc[start:stop]
-            return LabelledData(
-                X, pd.Series(self.y.to_numpy()[start:stop], X.index, name=self.y.name)
-            )
+            return self._at(self.X.iloc[start:stop], slice(start, stop))
         mask = np.asarray(dates <= last, dtype=bool)
         if first is not None:
             mask &= np.asarray(dates >= first, dtype=bool)
-        return LabelledData(self.X[mask], self.y[mask])
+        return self._at(self.X[mask], mask)
 
     def positions_until(self, last: date) -> np.ndarray:
         """Row positions dated at or before `last`."""
@@ -183,8 +196,7 @@ class LabelledData:
         """The rows at sorted `positions` (still date-sorted), or all of them for None."""
         if positions is None:
             return self
-        X = self.X.iloc[positions]
-        return LabelledData(X, pd.Series(self.y.to_numpy()[positions], X.index, name=self.y.name))
+        return self._at(self.X.iloc[positions], positions)
 
     def within(self, window: DateWindow) -> LabelledData:
         return self._rows(pd.Timestamp(window.start), pd.Timestamp(window.end))
@@ -192,19 +204,28 @@ class LabelledData:
     def until(self, last: date) -> LabelledData:
         return self._rows(None, pd.Timestamp(last))
 
+    def returns_of(self, name: str) -> pd.Series:
+        """One column of the returns, on X's index."""
+        if self.returns is None:
+            raise ValueError(
+                f"these labelled rows carry no returns ({name}): build them from outcomes"
+            )
+        return self.returns[name]
 
-def labelled_rows(features: pd.DataFrame, labels: pd.Series) -> LabelledData:
-    """The rows that have both features and a known label, in the features' order.
+
+def labelled_rows(features: pd.DataFrame, outcomes: pd.DataFrame) -> LabelledData:
+    """The rows that have both features and a known label, in the features' order, with their
+    `outcomes` (features.labels.outcomes, or a frame of its 'label' alone).
 
     Rows are matched on integer keys built from the index codes (a lookup table over the
     date x ticker grid) rather than `MultiIndex.intersection`, which materialises tuples and
     costs seconds and GBs at millions of rows. When the labelled rows are a leading run of
     the features (every ticker's last bars unlabelled on the same dates), X is a view.
     """
-    levels = [labels.index.levels[i] for i in range(labels.index.nlevels)]
+    levels = [outcomes.index.levels[i] for i in range(outcomes.index.nlevels)]
     grid = int(np.prod([len(level) for level in levels]))
     position = np.full(grid, -1, dtype=np.int64)
-    position[row_keys(labels.index, levels)] = np.arange(len(labels))
+    position[row_keys(outcomes.index, levels)] = np.arange(len(outcomes))
     keys = row_keys(features.index, levels)
     found = np.where(keys >= 0, position[np.maximum(keys, 0)], -1)
     mask = found >= 0
@@ -212,5 +233,11 @@ def labelled_rows(features: pd.DataFrame, labels: pd.Series) -> LabelledData:
     if n == 0:
         raise SplitError("dates", "no row has both features and a known label")
     X = features.iloc[:n] if mask[:n].all() else features[mask]
-    y = pd.Series(labels.to_numpy()[found[mask]], index=X.index, name=labels.name)
-    return LabelledData(X, y)
+    at = found[mask]
+    y = pd.Series(outcomes["label"].to_numpy()[at], index=X.index, name="label")
+    returns = None
+    if set(RETURN_COLUMNS) <= set(outcomes.columns):
+        returns = pd.DataFrame(
+            {name: outcomes[name].to_numpy()[at] for name in RETURN_COLUMNS}, index=X.index
+        )
+    return LabelledData(X, y, returns)

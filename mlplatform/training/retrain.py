@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from mlplatform.data import fingerprint
-from mlplatform.features import LABEL_DEFINITION, feature_schema_hash, forward_returns
+from mlplatform.features import LABEL_DEFINITION, feature_schema_hash
 from mlplatform.training.dataset import DateWindow, LabelledData, Windows
 from mlplatform.training.recipe import Recipe
 from mlplatform.training.search_space import BASE_PARAMS
@@ -38,11 +38,11 @@ def study_name(
     return name
 
 
-def trial_returns(prices: pd.DataFrame, index: pd.Index, horizon: int) -> pd.Series | None:
+def trial_returns(dev: LabelledData, horizon: int) -> pd.Series | None:
     """The returns each trial's out-of-fold long/short Sharpe is taken on (tuning folds only,
     never the backtest window): their dispersion is the V[SR_n] of the evaluation's Deflated
     Sharpe. The backtest trades horizon 1 only, so only then is a trial's Sharpe comparable."""
-    return forward_returns(prices, horizon=1).reindex(index) if horizon == 1 else None
+    return dev.returns_of("forward_return") if horizon == 1 else None
 
 
 @dataclass(frozen=True)
@@ -90,7 +90,6 @@ def tune(
     data: LabelledData,
     windows: Windows,
     folds: Sequence[Fold],
-    prices: pd.DataFrame,
     spec: StudySpec,
     *,
     trial_callback: Callable[[TrialRecord], None] | None = None,
@@ -104,7 +103,7 @@ def tune(
         folds,
         spec,
         trial_callback=trial_callback,
-        returns=trial_returns(prices, dev.X.index, windows.horizon),
+        returns=trial_returns(dev, windows.horizon),
     )
     warm = spec.warm_start_params is not None
     return Tuned(result, windows, len(folds), warm, time.perf_counter() - started)

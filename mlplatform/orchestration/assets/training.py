@@ -199,7 +199,6 @@ def tuned_params(
             data,
             windows,
             validation.folds(data, windows),
-            raw_prices,
             config.study(stores, raw_prices, windows),
             trial_callback=_log_trial,
         )
