@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -17,7 +19,7 @@ from mlplatform.data import (
     generate_market,
     staleness_business_days,
 )
-from mlplatform.data.codes import factorize_sorted
+from mlplatform.data.codes import factorize_sorted, level_codes
 from mlplatform.orchestration.assets.data import PricesFrame
 
 
@@ -34,16 +36,56 @@ def test_fingerprint_ignores_row_and_column_order(prices: pd.DataFrame) -> None:
     assert fingerprint(prices.assign(extra=1)) == base
 
 
-def test_fingerprint_bytes_stay_those_of_format_v1(prices: pd.DataFrame) -> None:
+def _v1_bars() -> pd.DataFrame:
+    """Bars built by hand, so the pinned digests below depend on nothing but the fingerprint (a
+    generated market changes with numpy's random streams)."""
+    dates = pd.bdate_range("2024-01-01", periods=30)
+    frames = []
+    for j, ticker in enumerate(["AAA1", "BB2", "T0003"]):
+        close = 100.0 + j + 0.25 * np.arange(len(dates))
+        frames.append(
+            pd.DataFrame(
+                {
+                    "date": dates,
+                    "ticker": ticker,
+                    "open": close - 0.5,
+                    "high": close + 1.0,
+                    "low": close - 1.0,
+                    "close": close,
+                    "volume": 1e6 + 10.0 * j,
+                }
+            )
+        )
+    bars = pd.concat(frames, ignore_index=True)
+    bars.loc[3, "open"] = -0.0  # folded into 0.0 by v1
+    return bars
+
+
+def _v1_digest(bars: pd.DataFrame) -> str:
+    """Format v1 written out byte by byte from its definition (bars in ticker, date order)."""
+    digest = hashlib.sha256(b"mlplatform.prices.v1\0date,ticker,open,high,low,close,volume\0")
+    digest.update(np.int64(len(bars)).tobytes())
+    digest.update(bars["date"].to_numpy("datetime64[ns]").astype("<i8").tobytes())
+    digest.update("\n".join(map(str, bars["ticker"])).encode("utf-8") + b"\0")
+    for column in ["open", "high", "low", "close", "volume"]:
+        digest.update((bars[column].to_numpy("float64") + 0.0).astype("<f8").tobytes())
+    return digest.hexdigest()
+
+
+def test_fingerprint_bytes_stay_those_of_format_v1() -> None:
     """Study names and model versions carry the digest: the fast path for sorted str tickers
     and the general path (sorting, non-str tickers) hash exactly what v1 always hashed."""
-    v1 = "f2e400a925430ee24299a6daba26f135c5397a834c335133d8f40e69d5a84e45"
-    assert fingerprint(prices) == v1
-    assert fingerprint(prices.sample(frac=1.0, random_state=1)) == v1
-    assert fingerprint(prices.assign(ticker=prices["ticker"].astype("category"))) == v1
-    numbered = prices.assign(ticker=prices["ticker"].str[1:].astype(int))
+    bars = _v1_bars()
+    v1 = "116069c411db8d44aba8e88cfa82613da9ff32bff99f6c69efd34b39bbceffe6"
+    assert _v1_digest(bars) == v1
+    assert fingerprint(bars) == v1
+    assert fingerprint(bars.sample(frac=1.0, random_state=1)) == v1
+    assert fingerprint(bars.assign(ticker=bars["ticker"].astype("category"))) == v1
+    numbered = bars.assign(ticker=bars["ticker"].str[-1].astype(int))
     assert (
-        fingerprint(numbered) == "dd804a49a00ccd56abce49e455674aaa925ac2e26f5305d3be3a959cba8861af"
+        fingerprint(numbered)
+        == _v1_digest(numbered)
+        == ("8793868581fd90eefed088e2ccf84b28fafd7c47ee1fa178fa901628514bcf3a")
     )
 
 
@@ -125,6 +167,30 @@ def test_factorize_sorted_is_pandas_factorize(tickers: list[str]) -> None:
 )
 def test_factorize_sorted_follows_pandas_on_missing_and_odd_values(values: np.ndarray) -> None:
     _same_factorization(values)
+
+
+def _awkward_indexes() -> list[pd.MultiIndex]:
+    dates = pd.bdate_range("2024-01-01", periods=4)
+    full = pd.MultiIndex.from_product([dates, ["C", "A", "B"]], names=["date", "ticker"])
+    return [
+        full,
+        full[::-1],  # rows in any order
+        full[full.get_level_values("ticker") != "A"],  # a level value no row uses
+        pd.MultiIndex.from_arrays(  # a level that is not sorted
+            [dates[[0, 0, 1]], pd.CategoricalIndex(["B", "A", "B"], categories=["B", "A"])],
+            names=["date", "ticker"],
+        ),
+        pd.MultiIndex.from_arrays([dates[[0, 1, 1]], ["A", None, "B"]], names=["date", "ticker"]),
+        full[:0],
+    ]
+
+
+@pytest.mark.parametrize("index", _awkward_indexes())
+def test_level_codes_are_pandas_factorize_of_the_level_values(index: pd.MultiIndex) -> None:
+    codes, uniques = level_codes(index, "ticker")
+    expected_codes, expected_uniques = pd.factorize(index.get_level_values("ticker"), sort=True)
+    np.testing.assert_array_equal(codes, expected_codes)
+    assert list(uniques) == list(expected_uniques)
 
 
 def test_quality_checks_do_not_depend_on_row_order(prices: pd.DataFrame) -> None:

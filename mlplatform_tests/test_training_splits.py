@@ -91,6 +91,21 @@ def test_rows_for_selects_every_ticker_of_the_dates() -> None:
     assert rows_for(CALENDAR[:5], CALENDAR[4:]).tolist() == [False] * 4 + [True]
 
 
+def test_rows_for_reads_the_date_level_as_a_per_row_isin_would() -> None:
+    """Through the level codes: rows in any order, unused level dates, a missing date."""
+    idx = pd.MultiIndex.from_product([CALENDAR[:6], ["A", "B"]], names=["ticker", "date"][::-1])
+    for index in (
+        idx[::-1],
+        idx[idx.get_level_values("date") != CALENDAR[2]],
+        pd.MultiIndex.from_arrays(
+            [["A", "B", "A"], [CALENDAR[1], pd.NaT, CALENDAR[3]]], names=["ticker", "date"]
+        ),
+    ):
+        for dates in (CALENDAR[1:4], CALENDAR[10:12], CALENDAR[:0]):
+            expected = pd.DatetimeIndex(index.get_level_values("date")).isin(dates)
+            np.testing.assert_array_equal(rows_for(index, dates), expected)
+
+
 def test_fold_describe_is_json_safe() -> None:
     folds = walk_forward_folds(
         CALENDAR[:300], n_folds=2, horizon=1, embargo_days=3, min_train_days=100

@@ -45,3 +45,14 @@ def ascending_run_starts(values: np.ndarray) -> np.ndarray | None:
     except TypeError:  # values that do not compare (mixed types, pd.NA)
         return None
     return starts if ascending else None
+
+
+def level_codes(index: pd.MultiIndex, name: str) -> tuple[np.ndarray, pd.Index]:
+    """`pd.factorize(index.get_level_values(name), sort=True)` from the index's own codes: the
+    distinct values are the sorted level's values that some row uses, so no row is hashed."""
+    i = index.names.index(name)
+    level, codes = index.levels[i], index.codes[i]
+    if not level.is_monotonic_increasing or (codes < 0).any():
+        return pd.factorize(index.get_level_values(name), sort=True)
+    used = np.bincount(codes, minlength=len(level)) > 0
+    return (np.cumsum(used) - 1)[codes], level[used]

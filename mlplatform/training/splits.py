@@ -128,6 +128,15 @@ def walk_forward_folds(
 
 
 def rows_for(index: pd.Index, dates: pd.Index | np.ndarray | list) -> np.ndarray:
-    """Boolean mask of the rows of a (date, ticker) MultiIndex (or a DatetimeIndex) on `dates`."""
-    row_dates = index.get_level_values("date") if isinstance(index, pd.MultiIndex) else index
-    return np.asarray(pd.DatetimeIndex(row_dates).isin(pd.DatetimeIndex(dates)), dtype=bool)
+    """Boolean mask of the rows of a (date, ticker) MultiIndex (or a DatetimeIndex) on `dates`.
+
+    On a MultiIndex the test runs once per distinct date (its level) and reaches the rows through
+    the level codes, instead of materialising and hashing every row's date.
+    """
+    wanted = pd.DatetimeIndex(dates)
+    if not isinstance(index, pd.MultiIndex):
+        return np.asarray(pd.DatetimeIndex(index).isin(wanted), dtype=bool)
+    level = index.names.index("date")
+    codes = index.codes[level]
+    on_level = np.append(pd.DatetimeIndex(index.levels[level]).isin(wanted), False)
+    return on_level[codes]  # code -1 (a missing date) reads the appended False

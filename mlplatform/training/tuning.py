@@ -39,6 +39,7 @@ from optuna_integration import LightGBMPruningCallback
 from sqlalchemy.engine import make_url
 
 from mlplatform import config
+from mlplatform.data.codes import level_codes
 from mlplatform.evaluation.backtest import position, strategy_returns
 from mlplatform.evaluation.metrics import sharpe_ratio
 from mlplatform.parallel import cores
@@ -374,7 +375,7 @@ def _fold_arrays(
     ret = None if returns is None else returns.reindex(X.index).to_numpy(dtype=np.float64)
     labels = y.to_numpy()
     if "ticker" in (X.index.names or []):
-        codes, uniques = pd.factorize(X.index.get_level_values("ticker"), sort=True)
+        codes, uniques = level_codes(X.index, "ticker")
     else:  # no ticker level: nothing to sample by
         codes, uniques = np.zeros(len(X), dtype=np.intp), np.array(["all"])
     order = np.random.default_rng(int(rows.seed)).permutation(len(uniques))
