@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from mlplatform import parallel
 from mlplatform.evaluation import (
     BacktestSpec,
     naive_rules,
@@ -277,6 +278,29 @@ def test_baselines_in_a_backtest() -> None:
     assert res.n_trials == dict.fromkeys(BASELINES, 1)
 
 
+def test_models_scored_on_threads_equal_models_scored_one_at_a_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """run_backtest scores one model per core: the same numbers, in the same order, as one by
+    one (the thread count is injected, so this holds on any machine)."""
+    fr, labels = _window(n_dates=30, seed=4)
+    models = {
+        **_baselines(pd.Series([0, 1, 1]), fr.index, _prices_for(fr.index)),
+        "staging": _random_proba(fr.index, 1),
+        "production": _random_proba(fr.index, 2),
+    }
+    spec = BacktestSpec(cost_bps=5, n_trials={"staging": 20}, trial_sharpes=[0.0, 0.02])
+    runs = {}
+    for threads in (3, 1):
+        monkeypatch.setattr(parallel, "cores", lambda threads=threads: threads)
+        runs[threads] = run_backtest(models, labels, fr, spec, hold_returns=fr * 1.5)
+    threaded, alone = runs[3], runs[1]
+    assert list(threaded.metrics) == list(alone.metrics) == list(models)
+    assert json.dumps(threaded.metrics) == json.dumps(alone.metrics)  # NaN spelled alike
+    pd.testing.assert_frame_equal(threaded.returns, alone.returns, check_exact=True)
+    pd.testing.assert_frame_equal(threaded.equity, alone.equity, check_exact=True)
+
+
 def _prices_for(index: pd.MultiIndex) -> pd.DataFrame:
     rng = np.random.default_rng(12)
     frame = index.to_frame(index=False)
@@ -328,10 +352,13 @@ def test_row_keys_reindex_and_find_duplicates_as_pandas_does() -> None:
     series = pd.Series(rng.normal(size=len(index)), index=index)
     partial = series.iloc[rng.permutation(len(index))[:100]]  # shuffled, 20 rows missing
     foreign = _index(35, tickers=("BBB", "EEE"))  # dates and a ticker partial has never seen
-    for target in (index, foreign, index[::-1]):
+    for target in (index, foreign, index[::-1], partial.index):
         np.testing.assert_array_equal(
             values_on(partial, target), partial.reindex(target).to_numpy()
         )
+    same_rows = values_on(partial, partial.index)  # read straight off: still a copy
+    same_rows[:] = np.nan
+    assert not partial.isna().any()
     for candidate in (index, partial.index, foreign, partial.index.append(partial.index[:1])):
         assert has_duplicate_rows(candidate) == candidate.has_duplicates
 

@@ -30,6 +30,7 @@ import pandas as pd
 from mlplatform import config
 from mlplatform.evaluation import metrics as m
 from mlplatform.features.layout import has_duplicate_rows, row_keys, row_values, values_on
+from mlplatform.parallel import in_threads
 
 STRATEGIES: tuple[str, ...] = ("long_short", "long_flat")
 STRATEGY_METRICS: tuple[str, ...] = (
@@ -374,12 +375,11 @@ def run_backtest(
         hold_fr = np.nan_to_num(values_on(hold, common), nan=0.0)
     dates = common.get_level_values(0)
 
-    results: dict[str, dict[str, float]] = {}
-    equity: dict[str, pd.Series] = {}
-    daily_returns: dict[str, pd.Series] = {}
-    for name, p in on_rows.items():
+    def score(name: str) -> None:
+        p = on_rows[name]
         row = m.classification_metrics(y, p)
         row["p_value_by_date"] = m.date_level_p_value(y, p, dates)
+        nets: dict[str, pd.Series] = {}
         for strategy in STRATEGIES:
             overnight = hold_fr is not None and name in HELD_OVERNIGHT
             net, trade = strategy_returns(
@@ -397,9 +397,16 @@ def run_backtest(
                 trial_sharpes=spec.trial_sharpes,
             )
             row.update({f"{strategy}_{k}": v for k, v in sm.items()})
-            daily_returns[f"{name}/{strategy}"] = net
-            equity[f"{name}/{strategy}"] = (1.0 + net).cumprod()
-        results[name] = row
+            nets[f"{name}/{strategy}"] = net
+        scored[name] = (row, nets)
+
+    # Models are scored independently, and their sorts (AUC's ranks) and per-date groupbys
+    # release the GIL: one model per core.
+    scored: dict[str, tuple[dict[str, float], dict[str, pd.Series]]] = {}
+    in_threads(score, list(on_rows))
+    results = {name: scored[name][0] for name in on_rows}
+    daily_returns = {key: net for name in on_rows for key, net in scored[name][1].items()}
+    equity = {key: (1.0 + net).cumprod() for key, net in daily_returns.items()}
 
     mcnemar = None
     if spec.primary in preds and spec.challenger in preds:

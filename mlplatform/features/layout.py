@@ -163,6 +163,8 @@ def row_values(series: pd.Series, levels: list[pd.Index], keys: np.ndarray) -> n
     """The values of `series` on the rows with these `row_keys` over `levels`, NaN where it has
     none: a reindex by binary search on integer keys instead of hashing tuples."""
     own = row_keys(series.index, levels)
+    if len(own) == len(keys) and np.array_equal(own, keys):  # the same rows in the same order
+        return series.to_numpy(dtype=np.float64, copy=True)
     order = None if bool(np.all(own[1:] > own[:-1])) else np.argsort(own, kind="stable")
     ordered = own if order is None else own[order]
     at = np.minimum(np.searchsorted(ordered, keys), max(len(ordered) - 1, 0))
