@@ -40,37 +40,45 @@ def test_fingerprint_ignores_row_and_column_order(prices: pd.DataFrame) -> None:
 def _v1_bars() -> pd.DataFrame:
     """Bars built by hand, so the pinned digests below depend on nothing but the fingerprint (a
     generated market changes with numpy's random streams)."""
-    tickers = ["AAA1", "BB2", "T0003"]
-    frame = pd.concat([bars(t, n=30, start="2024-01-01") for t in tickers], ignore_index=True)
+    frames = []
+    for j, ticker in enumerate(["AAA2", "BB10", "T0003"]):
+        frame = bars(ticker, n=30, start="2024-01-01")
+        frame[["open", "high", "low", "close", "volume"]] *= 1.0 + 0.5 * j  # each its own values
+        frames.append(frame)
+    frame = pd.concat(frames, ignore_index=True)
     frame.loc[3, "open"] = -0.0  # folded into 0.0 by v1
     return frame
 
 
-def _v1_digest(bars: pd.DataFrame) -> str:
-    """Format v1 written out byte by byte from its definition (bars in ticker, date order)."""
+def _v1_digest(frame: pd.DataFrame) -> str:
+    """Format v1 written out byte by byte from its definition (rows in ticker, date order)."""
     digest = hashlib.sha256(b"mlplatform.prices.v1\0date,ticker,open,high,low,close,volume\0")
-    digest.update(np.int64(len(bars)).tobytes())
-    digest.update(bars["date"].to_numpy("datetime64[ns]").astype("<i8").tobytes())
-    digest.update("\n".join(map(str, bars["ticker"])).encode("utf-8") + b"\0")
+    digest.update(np.int64(len(frame)).tobytes())
+    digest.update(frame["date"].to_numpy("datetime64[ns]").astype("<i8").tobytes())
+    digest.update("\n".join(map(str, frame["ticker"])).encode("utf-8") + b"\0")
     for column in ["open", "high", "low", "close", "volume"]:
-        digest.update((bars[column].to_numpy("float64") + 0.0).astype("<f8").tobytes())
+        digest.update((frame[column].to_numpy("float64") + 0.0).astype("<f8").tobytes())
     return digest.hexdigest()
 
 
 def test_fingerprint_bytes_stay_those_of_format_v1() -> None:
     """Study names and model versions carry the digest: the fast path for sorted str tickers
     and the general path (sorting, non-str tickers) hash exactly what v1 always hashed."""
-    bars = _v1_bars()
-    v1 = "34e783826a1bb919acbb5188e42ca734040fb1bae2f0447566a2e2fd25cceb59"
-    assert _v1_digest(bars) == v1
-    assert fingerprint(bars) == v1
-    assert fingerprint(bars.sample(frac=1.0, random_state=1)) == v1
-    assert fingerprint(bars.assign(ticker=bars["ticker"].astype("category"))) == v1
-    numbered = bars.assign(ticker=bars["ticker"].str[-1].astype(int))
+    frame = _v1_bars()
+    v1 = "1895e4aaef9966880bfe99abdbb1742059fa3daf409c1ffaff489f6a63136e32"
+    assert _v1_digest(frame) == v1
+    assert fingerprint(frame) == v1
+    assert fingerprint(frame.sample(frac=1.0, random_state=1)) == v1
+    assert fingerprint(frame.assign(ticker=frame["ticker"].astype("category"))) == v1
+    # v1 sorts tickers as text: integer tickers 2, 10, 3 hash in the order 10, 2, 3
+    numbered = frame.assign(ticker=frame["ticker"].str.extract(r"(\d+)$")[0].astype(int))
+    as_text = numbered.assign(text=numbered["ticker"].astype(str))
+    in_order = as_text.sort_values(["text", "date"], kind="stable").drop(columns="text")
+    assert in_order["ticker"].unique().tolist() == [10, 2, 3]
     assert (
         fingerprint(numbered)
-        == _v1_digest(numbered)
-        == ("1b2eebbcb6fcfffe3a7774798ad89744f44b6af3ff5cdaf040c3af37c2cb0c03")
+        == _v1_digest(in_order)
+        == ("ae31a7330fe159e40bc23075f2694e0bf85df7da22756db67d089f9d8098eb83")
     )
 
 

@@ -154,6 +154,8 @@ def test_the_returns_after_each_row_stay_aligned_with_it_through_every_window() 
     assert without.returns is None
     with pytest.raises(ValueError, match="no returns"):
         without.returns_of("forward_return")
+    with pytest.raises(ValueError, match="not all of"):  # half the returns: refused, not dropped
+        labelled_rows(data.X, after[["label", "forward_return"]])
 
 
 @pytest.mark.parametrize("gap", [False, True])

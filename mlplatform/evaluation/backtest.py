@@ -1,11 +1,11 @@
 """Score models side by side on one held-out window: direction metrics and two trading strategies.
 
 Time semantics (DESIGN.md): a prediction for row (t, ticker) is made from data up to close t.
-`forward_returns` already encodes execution: entry at the next bar's open, exit at the label
-bar's close (close[t+1]/open[t+1] − 1 for horizon 1), so the P&L booked on date t is
-position_t × forward_return_t and nothing in this module shifts data in time. Every position is a
-round trip inside one bar (the overnight gap is never earned), so it pays the one-way cost twice:
-cost_bps/1e4 × 2|position_t| per ticker and day; turnover counts both legs.
+The forward returns (features.labels.outcomes) already encode execution: entry at the next bar's
+open, exit at the label bar's close (close[t+1]/open[t+1] − 1 for horizon 1), so the P&L booked
+on date t is position_t × forward_return_t and nothing in this module shifts data in time. Every
+position is a round trip inside one bar (the overnight gap is never earned), so it pays the one-way
+cost twice: cost_bps/1e4 × 2|position_t| per ticker and day; turnover counts both legs.
 The portfolio return of a date is the equal-weight mean over the tickers scored that date
 (equivalently: rebalanced to equal weights daily, rebalancing itself not charged).
 

@@ -235,8 +235,11 @@ def labelled_rows(features: pd.DataFrame, outcomes: pd.DataFrame) -> LabelledDat
     X = features.iloc[:n] if mask[:n].all() else features[mask]
     at = found[mask]
     y = pd.Series(outcomes["label"].to_numpy()[at], index=X.index, name="label")
+    carried = [name for name in RETURN_COLUMNS if name in outcomes.columns]
+    if carried and len(carried) < len(RETURN_COLUMNS):
+        raise ValueError(f"outcomes has {carried} but not all of {list(RETURN_COLUMNS)}")
     returns = None
-    if set(RETURN_COLUMNS) <= set(outcomes.columns):
+    if carried:
         returns = pd.DataFrame(
             {name: outcomes[name].to_numpy()[at] for name in RETURN_COLUMNS}, index=X.index
         )

@@ -758,7 +758,7 @@ def run_study(
 
     A trial that raises is recorded FAIL and the study goes on; when every trial of this call
     fails, TuningError carries the first error. `returns` (per-row strategy return aligned to X's
-    index, e.g. forward_returns) makes every complete trial also record "oof_sharpe": the
+    index, e.g. outcomes' forward_return) makes every complete trial also record "oof_sharpe": the
     per-period Sharpe of the long/short strategy on its out-of-fold predictions, collected in
     `trial_sharpes`. With `spec.workers` > 1 this process collects the best trial from the
     storage after the workers are done.
