@@ -39,7 +39,7 @@ def test_fingerprint_ignores_row_and_column_order(prices: pd.DataFrame) -> None:
 
 def _v1_bars() -> pd.DataFrame:
     """Bars built by hand, so the pinned digests below depend on nothing but the fingerprint (a
-    generated market changes with numpy's random streams)."""
+    generated market can change with the installed packages, as it did for this test)."""
     frames = []
     for j, ticker in enumerate(["AAA2", "BB10", "T0003"]):
         frame = bars(ticker, n=30, start="2024-01-01")
