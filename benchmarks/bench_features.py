@@ -21,7 +21,7 @@ import statistics
 import time
 import tracemalloc
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -160,8 +160,11 @@ def _peak_mb(fn: Callable[[], pd.DataFrame]) -> float:
     return peak / 2**20
 
 
-def on_one_core(fn: Callable[[], pd.DataFrame]) -> pd.DataFrame:
-    """fn() with this process allowed one CPU only: compute_features then runs one thread."""
+T = TypeVar("T")
+
+
+def on_one_core(fn: Callable[[], T]) -> T:
+    """fn() with this process allowed one CPU only: mlplatform.parallel then runs one thread."""
     allowed = os.sched_getaffinity(0)
     os.sched_setaffinity(0, {min(allowed)})
     try:

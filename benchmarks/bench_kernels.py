@@ -34,6 +34,7 @@ from sklearn import metrics as sk
 from mlplatform.data import PRICES_SCHEMA, fingerprint, generate_market
 from mlplatform.data.codes import factorize_sorted
 from mlplatform.data.schema import PRICE_COLUMNS, VALUE_COLUMNS
+from mlplatform.evaluation.backtest import BacktestSpec, run_backtest
 from mlplatform.evaluation.metrics import PROB_CLIP, classification_metrics
 from mlplatform.parallel import cores
 
@@ -150,6 +151,26 @@ def main() -> None:
     for key, value in b.items():
         assert math.isclose(a[key], value, rel_tol=1e-9, abs_tol=1e-12), key
     rows.append((f"five scores on {n_eval:,} rows vs scikit-learn", ours, lib, "equal to 1e-9"))
+
+    days = pd.bdate_range("2023-07-03", periods=max(n_eval // args.tickers, 1))
+    names = pd.Index([f"T{i:04d}" for i in range(args.tickers)])
+    evaluated = pd.MultiIndex.from_product([days, names], names=["date", "ticker"])[:n_eval]
+    labels = pd.Series(y, index=evaluated, name="label")
+    after = pd.Series(rng.normal(0, 0.01, n_eval), index=evaluated)
+    models = {
+        name: pd.Series(np.clip(p + rng.normal(0, 0.02, n_eval), 0, 1), index=evaluated)
+        for name in ("staging", "production", "bayes_optimal", "previous_direction")
+    }
+    models["always_up"] = pd.Series(1.0, index=evaluated)
+    models["training_majority"] = pd.Series(0.51, index=evaluated)
+    spec = BacktestSpec(cost_bps=5.0, n_trials={"staging": 50}, trial_sharpes=[0.0, 0.02])
+
+    def backtest() -> dict[str, Any]:
+        return run_backtest(models, labels, after, spec, hold_returns=after).metrics
+
+    a, b, ours, lib = _timed(backtest, lambda: on_one_core(backtest), r)
+    assert json.dumps(a) == json.dumps(b)
+    rows.append(("backtest of 6 models, one per core vs one core", ours, lib, "equal"))
 
     n_train = min(1_000_000, n_eval)
     binned = lgb.Dataset(rng.normal(size=(n_train, 4)), label=rng.integers(0, 2, n_train))
