@@ -42,6 +42,15 @@ SMALL_VALIDATION = {
     "refit_months": 6,
 }
 SMALL_TUNING = {"n_trials": 6, "timeout_s": 300.0}
+# Every asset a retrain materializes, raw_prices first: what a test materializes to train.
+RETRAIN_ASSETS = (
+    "raw_prices",
+    "features",
+    "labels",
+    "tuned_params",
+    "staging_model",
+    "backtest_report",
+)
 
 
 def materialize(

@@ -286,6 +286,7 @@ def test_bad_file_changes_no_stored_prices_and_registers_nothing(platform_home: 
                 instance,
                 "raw_prices",
                 "features",
+                "labels",
                 "tuned_params",
                 "staging_model",
             )
@@ -358,6 +359,7 @@ def test_bad_run_config_fails_at_once_naming_the_field(platform_home: Path) -> N
             instance,
             "raw_prices",
             "features",
+            "labels",
             *bad,
             run_config={"ops": {asset: {"config": config} for asset, (config, _) in bad.items()}},
         )
@@ -369,7 +371,7 @@ def test_bad_run_config_fails_at_once_naming_the_field(platform_home: Path) -> N
     retried = [e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]
     assert retried == []
     materialized = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
-    assert materialized == {"raw_prices", "features"}
+    assert materialized == {"raw_prices", "features", "labels"}
 
 
 def test_optuna_database_removed_mid_study_names_the_storage(tmp_path: Path) -> None:

@@ -34,6 +34,7 @@ from mlplatform.definitions import build_definitions
 from mlplatform.orchestration.resources import MarketDataSource, PromotionPolicy
 from mlplatform.registry import get_alias_version
 from mlplatform_tests.conftest import (
+    RETRAIN_ASSETS,
     failure_message,
     materialize,
     small_run_config,
@@ -57,7 +58,6 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-TRAINED = ("raw_prices", "features", "tuned_params", "staging_model", "backtest_report")
 ARTIFACTS = config.PROJECT_ROOT / ".mlplatform-test-artifacts" / "browser"
 UI_TIMEOUT_MS = 30_000  # two busy cores: pages and their queries can take seconds
 RUN_TIMEOUT_MS = 120_000  # a run launched from the UI starts a worker process that imports it all
@@ -123,7 +123,9 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
             defs = build_definitions(source)
             # v1 passes every default criterion and goes to production without an override;
             # v2 is judged by a stricter policy, fails a check and waits as staging.
-            trained = materialize(defs, instance, *TRAINED, run_config=small_run_config(n_trials=2))
+            trained = materialize(
+                defs, instance, *RETRAIN_ASSETS, run_config=small_run_config(n_trials=2)
+            )
             assert trained.success, failure_message(trained)
             promoted = materialize(defs, instance, "production_model")
             assert promoted.success, failure_message(promoted)

@@ -41,6 +41,7 @@ def test_definitions_load_with_everything() -> None:
     assert groups == {
         "raw_prices": "data",
         "features": "data",
+        "labels": "training",
         "tuned_params": "training",
         "staging_model": "training",
         "backtest_report": "evaluation",
@@ -77,7 +78,7 @@ def test_weekly_schedule_targets_retrain_at_sunday_two_utc() -> None:
 def test_retrain_job_selection() -> None:
     job = defs.resolve_job_def("retrain_job")
     keys = {k.to_user_string() for k in job.asset_layer.selected_asset_keys}
-    assert keys == {"features", "tuned_params", "staging_model", "backtest_report"}
+    assert keys == {"features", "labels", "tuned_params", "staging_model", "backtest_report"}
     checks = {k.name for k in job.asset_layer.asset_graph.asset_check_keys}
     assert "beats_majority_class" in checks
 

@@ -16,9 +16,10 @@ import pytest
 from mlplatform import config
 from mlplatform.data import generate_market
 from mlplatform.definitions import build_resources
-from mlplatform.features import compute_features
+from mlplatform.features import compute_features, make_labels
 from mlplatform.orchestration import io_manager
 from mlplatform.orchestration.io_manager import MAGIC, PickleIOManager, read_value, write_value
+from mlplatform.orchestration.resources import ValidationScheme
 
 
 @pytest.fixture(scope="module")
@@ -168,3 +169,19 @@ def test_assets_pass_values_through_the_io_manager(tmp_path: Path) -> None:
     )
     assert result.success and result.output_for_node("total") == 20.0
     assert read_value(tmp_path / "frame")["a"].sum() == 10.0
+
+
+def test_the_labels_keep_their_horizon_and_another_horizon_refuses_them(
+    tmp_path: Path, prices: pd.DataFrame
+) -> None:
+    """The horizon the labels were made for travels with the stored frame; a validation scheme
+    with another horizon refuses them instead of training on the wrong label."""
+    features = compute_features(prices)
+    labels = ValidationScheme(horizon=2).labels(features, prices)
+    write_value(tmp_path / "labels", labels)
+    stored = read_value(tmp_path / "labels")
+    assert stored.attrs == {"horizon": 2}
+    data = ValidationScheme(horizon=2).labelled(features, stored)
+    pd.testing.assert_series_equal(data.y, make_labels(prices, 2).loc[data.X.index])
+    with pytest.raises(ValueError, match=r"made for horizon 2, but ValidationScheme\.horizon is 1"):
+        ValidationScheme(horizon=1).labelled(features, stored)

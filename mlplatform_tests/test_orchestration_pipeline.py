@@ -16,7 +16,9 @@ from mlplatform.cli import execute, run_pipeline
 from mlplatform.definitions import build_definitions
 from mlplatform.promotion import BLOCKING_CRITERIA, WARNING_CRITERIA
 from mlplatform.registry import verify_export
+from mlplatform.training.retrain import label_definition
 from mlplatform_tests.conftest import (
+    RETRAIN_ASSETS,
     failure_message,
     lenient_policy,
     materialize,
@@ -64,14 +66,7 @@ def test_every_asset_but_production_materializes(pipeline: SimpleNamespace) -> N
     keys = {
         e.asset_key.to_user_string() for e in pipeline.result.get_asset_materialization_events()
     }
-    assert keys == {
-        "raw_prices",
-        "features",
-        "tuned_params",
-        "staging_model",
-        "backtest_report",
-        "drift_report",
-    }
+    assert keys == {*RETRAIN_ASSETS, "drift_report"}
 
 
 def test_checks_evaluated_with_numbers(pipeline: SimpleNamespace) -> None:
@@ -97,6 +92,23 @@ def test_staging_registered_and_exported(pipeline: SimpleNamespace) -> None:
         assert version.tags[tag]
     metadata = verify_export(Path(stores.models_dir) / "staging")
     assert str(metadata["model_version"]) == str(version.version)
+
+
+def test_labels_are_made_for_the_schemes_horizon(pipeline: SimpleNamespace) -> None:
+    def metadata(asset: str) -> dict:
+        event = pipeline.instance.get_latest_materialization_event(dg.AssetKey(asset))
+        return {k: v.value for k, v in event.asset_materialization.metadata.items()}
+
+    labels, features = metadata("labels"), metadata("features")
+    horizon = pipeline.defs.resources["validation"].horizon
+    assert labels["label"] == label_definition(horizon)
+    assert (
+        labels["dagster/row_count"] + labels["unlabelled_feature_rows"]
+        == (features["dagster/row_count"])
+    )
+    # every ticker's last `horizon` bars have no bar that far ahead yet (one shared calendar)
+    assert labels["unlabelled_feature_rows"] == features["tickers"] * horizon
+    assert 0.4 < labels["up_share"] < 0.65
 
 
 def test_no_mlflow_run_left_running(pipeline: SimpleNamespace) -> None:

@@ -88,7 +88,7 @@ def test_transient_store_error_is_retried_with_backoff(
 ) -> None:
     with dg.instance_for_test() as instance:
         defs = build_definitions(small_overrides(policy=lenient_policy()))
-        assert materialize(defs, instance, "raw_prices", "features").success
+        assert materialize(defs, instance, "raw_prices", "features", "labels").success
         real = registry_staging.get_alias_version
         calls = {"n": 0}
 
@@ -124,6 +124,7 @@ def test_same_seed_and_data_give_identical_model(
                 instance,
                 "raw_prices",
                 "features",
+                "labels",
                 "tuned_params",
                 "staging_model",
                 run_config=small_run_config(n_trials=3),

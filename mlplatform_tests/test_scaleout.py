@@ -43,6 +43,7 @@ from mlplatform.registry.locking import registry_lock
 from mlplatform.training import SEARCH_SPACE, walk_forward_folds
 from mlplatform.training.tuning import StudySpec, make_storage, run_study
 from mlplatform_tests.conftest import (
+    RETRAIN_ASSETS,
     SMALL_MARKET,
     SMALL_VALIDATION,
     failure_message,
@@ -205,12 +206,11 @@ def test_retrain_promote_rollback_with_every_store_on_the_servers(
         }
     )
 
-    retrain = ("raw_prices", "features", "tuned_params", "staging_model", "backtest_report")
     trained = execute(
         defs,
         instance,
         trigger="test",
-        assets=[dg.AssetKey(k) for k in retrain],
+        assets=[dg.AssetKey(k) for k in RETRAIN_ASSETS],
         run_config=small_run_config(n_trials=2),
     )
     assert trained.success, failure_message(trained)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import pickle
 
 import numpy as np
 import pandas as pd
@@ -27,6 +28,7 @@ from mlplatform.training import (
     SplitError,
     Windows,
     build_candidate,
+    dataset,
     labelled_rows,
     plan_windows,
     recipe_from_tags,
@@ -156,6 +158,34 @@ def test_the_returns_after_each_row_stay_aligned_with_it_through_every_window() 
         without.returns_of("forward_return")
     with pytest.raises(ValueError, match="not all of"):  # half the returns: refused, not dropped
         labelled_rows(data.X, after[["label", "forward_return"]])
+
+
+@pytest.mark.parametrize("gap", [False, True])
+def test_the_labels_frame_gives_the_same_labelled_rows_back(
+    gap: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What the labels asset stores (outcome_frame), pickled as the IO manager does, gives the
+    same X, y and returns: by position when its rows lead the features, by keys otherwise."""
+    data = _data(n_dates=60)
+    rng = np.random.default_rng(8)
+    after = pd.DataFrame(
+        {"label": data.y.to_numpy(), "forward_return": rng.standard_normal(len(data.y))},
+        index=data.y.index,
+    ).assign(hold_return=lambda f: f["forward_return"] - 0.5)
+    after = after.iloc[:-6]  # the last two dates: no bar `horizon` later
+    if gap:  # one ticker without labels mid-history: the labelled rows are no leading run
+        after = after.drop(after.index[after.index.get_level_values("ticker") == "B"][10:13])
+    first = labelled_rows(data.X, after)
+    frame = pickle.loads(pickle.dumps(first.outcome_frame(), protocol=5))
+    if not gap:  # matched by position: no key table is built
+        monkeypatch.setattr(dataset, "row_keys", None)
+    again = labelled_rows(data.X, frame)
+    pd.testing.assert_frame_equal(again.X, first.X)
+    pd.testing.assert_series_equal(again.y, first.y)
+    pd.testing.assert_frame_equal(again.returns, first.returns)
+    pd.testing.assert_series_equal(again.y, after["label"].loc[again.X.index])
+    if not gap:
+        assert np.shares_memory(again.X.to_numpy(), data.X.to_numpy())  # X stays a view
 
 
 @pytest.mark.parametrize("gap", [False, True])

@@ -19,7 +19,7 @@ from mlplatform.registry import (
 retrain_job = dg.define_asset_job(
     name="retrain_job",
     selection=dg.AssetSelection.assets(
-        "features", "tuned_params", "staging_model", "backtest_report"
+        "features", "labels", "tuned_params", "staging_model", "backtest_report"
     ),
     description="Tune, train, register a staging version and backtest it with the promotion "
     "checks. Never promotes.",

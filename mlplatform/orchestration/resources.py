@@ -273,6 +273,9 @@ def mlflow_tracking(init_context: dg.InitResourceContext) -> Iterator[MlFlow]:
             mlflow.end_run(status="FAILED" if failed else "FINISHED")
 
 
+HORIZON_ATTR = "horizon"  # in the labels frame's attrs, which travel with it through pickle
+
+
 class ValidationScheme(dg.ConfigurableResource):
     """How every stage splits time: one resource so tuning, training and evaluation agree."""
 
@@ -297,9 +300,22 @@ class ValidationScheme(dg.ConfigurableResource):
     embargo_days: int = Field(default=config.VALIDATION.embargo_days, ge=0, le=252)
     min_train_days: int = Field(default=config.VALIDATION.min_train_days, ge=20)
 
-    def labelled(self, features: pd.DataFrame, prices: pd.DataFrame) -> LabelledData:
-        """The feature rows whose label (for this horizon) is known, with the returns after them."""
-        return labelled_rows(features, outcomes(prices, horizon=self.horizon))
+    def labels(self, features: pd.DataFrame, prices: pd.DataFrame) -> pd.DataFrame:
+        """The label and the returns after every feature row whose bar `horizon` later exists,
+        on the features' rows and tagged with the horizon (the labels asset's value)."""
+        frame = labelled_rows(features, outcomes(prices, horizon=self.horizon)).outcome_frame()
+        frame.attrs[HORIZON_ATTR] = self.horizon
+        return frame
+
+    def labelled(self, features: pd.DataFrame, labels: pd.DataFrame) -> LabelledData:
+        """The feature rows with their labels; labels made for another horizon are refused."""
+        made_for = labels.attrs.get(HORIZON_ATTR)
+        if made_for != self.horizon:
+            raise ValueError(
+                f"the labels were made for horizon {made_for}, but ValidationScheme.horizon is "
+                f"{self.horizon}: materialize labels again"
+            )
+        return labelled_rows(features, labels)
 
     def plan(self, data: LabelledData) -> Windows:
         return plan_windows(

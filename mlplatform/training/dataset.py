@@ -212,32 +212,59 @@ class LabelledData:
             )
         return self.returns[name]
 
+    def outcome_frame(self) -> pd.DataFrame:
+        """The label and the returns as one frame on X's rows (what the labels asset stores):
+        `labelled_rows` on the same features gives these rows back by position."""
+        columns: dict[str, np.ndarray] = {"label": self.y.to_numpy()}
+        if self.returns is not None:
+            columns |= {name: self.returns[name].to_numpy() for name in RETURN_COLUMNS}
+        return pd.DataFrame(columns, index=self.X.index, copy=False)
+
+
+def _leading_rows(features: pd.DataFrame, outcomes: pd.DataFrame) -> bool:
+    """Whether the outcome rows are the features' first rows in the same order, as the labels
+    asset stores them: then they are matched by position, with no key table."""
+    own, theirs = features.index, outcomes.index
+    if len(theirs) > len(own) or own.nlevels != theirs.nlevels:
+        return False
+    n = len(theirs)
+    return all(
+        mine.equals(level) and np.array_equal(mine_codes[:n], codes)
+        for mine, level, mine_codes, codes in zip(
+            own.levels, theirs.levels, own.codes, theirs.codes, strict=True
+        )
+    )
+
 
 def labelled_rows(features: pd.DataFrame, outcomes: pd.DataFrame) -> LabelledData:
     """The rows that have both features and a known label, in the features' order, with their
-    `outcomes` (features.labels.outcomes, or a frame of its 'label' alone).
+    `outcomes` (features.labels.outcomes, the labels asset, or a frame of its 'label' alone).
 
     Rows are matched on integer keys built from the index codes (a lookup table over the
     date x ticker grid) rather than `MultiIndex.intersection`, which materialises tuples and
     costs seconds and GBs at millions of rows. When the labelled rows are a leading run of
     the features (every ticker's last bars unlabelled on the same dates), X is a view.
     """
-    levels = [outcomes.index.levels[i] for i in range(outcomes.index.nlevels)]
-    grid = int(np.prod([len(level) for level in levels]))
-    position = np.full(grid, -1, dtype=np.int64)
-    position[row_keys(outcomes.index, levels)] = np.arange(len(outcomes))
-    keys = row_keys(features.index, levels)
-    found = np.where(keys >= 0, position[np.maximum(keys, 0)], -1)
-    mask = found >= 0
-    n = int(mask.sum())
-    if n == 0:
-        raise SplitError("dates", "no row has both features and a known label")
-    X = features.iloc[:n] if mask[:n].all() else features[mask]
-    at = found[mask]
-    y = pd.Series(outcomes["label"].to_numpy()[at], index=X.index, name="label")
     carried = [name for name in RETURN_COLUMNS if name in outcomes.columns]
     if carried and len(carried) < len(RETURN_COLUMNS):
         raise ValueError(f"outcomes has {carried} but not all of {list(RETURN_COLUMNS)}")
+    at: slice | np.ndarray
+    if len(outcomes) and _leading_rows(features, outcomes):
+        X, at = features.iloc[: len(outcomes)], slice(None)
+    else:
+        levels = [outcomes.index.levels[i] for i in range(outcomes.index.nlevels)]
+        grid = int(np.prod([len(level) for level in levels]))
+        position = np.full(grid, -1, dtype=np.int64)
+        position[row_keys(outcomes.index, levels)] = np.arange(len(outcomes))
+        keys = row_keys(features.index, levels)
+        found = np.where(keys >= 0, position[np.maximum(keys, 0)], -1)
+        mask = found >= 0
+        n = int(mask.sum())
+        if n == 0:
+            raise SplitError("dates", "no row has both features and a known label")
+        X = features.iloc[:n] if mask[:n].all() else features[mask]
+        at = found[mask]
+    y = pd.Series(outcomes["label"].to_numpy()[at], index=X.index, name="label")
     returns = None
     if carried:
         returns = pd.DataFrame(

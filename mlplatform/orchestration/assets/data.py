@@ -131,7 +131,7 @@ def raw_prices_quality(
 
 
 # What each column means, shown on the asset's page even before its first materialization. The
-# label is not a column: training derives it from the bars (outcomes); its definition is shown.
+# label is not a column: the labels asset derives it from the bars; its definition is shown.
 FEATURES_SCHEMA = dg.TableSchema(
     columns=[
         dg.TableColumn("date", "datetime", description="Row index: the close t of the bar."),

@@ -154,6 +154,7 @@ def backtest_report(
     context: dg.AssetExecutionContext,
     config: BacktestConfig,
     features: pd.DataFrame,
+    labels: pd.DataFrame,
     raw_prices: pd.DataFrame,
     staging_model: dict,
     mlflow_tracking: dg.ResourceParam[MlFlow],
@@ -163,7 +164,7 @@ def backtest_report(
     policy: PromotionPolicy,
 ) -> dg.Output[dict]:
     with step_guard(context):
-        data = validation.labelled(features, raw_prices)
+        data = validation.labelled(features, labels)
         windows = Windows.from_dict(staging_model["windows"])  # the blocks staging was scored on
         staging = stores.client.get_model_version(staging_model["name"], staging_model["version"])
         production = get_alias_version(
