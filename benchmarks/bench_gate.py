@@ -1,8 +1,8 @@
 """The promotion gate's operating characteristics: how often it promotes a model that has a real
 edge, and how often one that cannot have any.
 
-For each seed, the whole retrain (raw_prices → features → tuned_params → staging_model →
-backtest_report with its promotion checks) runs through Dagster in process on a fresh temporary
+For each seed, the whole retrain (raw_prices → features → labels → tuned_params → staging_model
+→ backtest_report with its promotion checks) runs through Dagster in process on a fresh temporary
 home folder, on the default-size synthetic market twice: with the default planted signal and with
 `signal_strength=0` (a market nothing can predict). A market counts as promoted when every
 blocking criterion passed, which is exactly when a plain Materialize of production_model succeeds
@@ -34,8 +34,9 @@ import optuna
 
 from mlplatform import config
 from mlplatform.data.synthetic import DEFAULT_SIGNAL_STRENGTH
+from mlplatform.orchestration.jobs import RETRAINED_ASSETS
 
-ASSETS = ("raw_prices", "features", "tuned_params", "staging_model", "backtest_report")
+ASSETS = ("raw_prices", *RETRAINED_ASSETS)
 TARGET_POWER = 0.90
 TARGET_FALSE_PROMOTION = 0.05
 

@@ -37,11 +37,12 @@ import sqlalchemy as sa
 from optuna.trial import TrialState
 
 from mlplatform import config
+from mlplatform.orchestration.jobs import RETRAINED_ASSETS
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_tuning import dataset, folds_for  # the same data as the tuning benchmark
 
-RETRAIN = ("raw_prices", "features", "tuned_params", "staging_model", "backtest_report")
+RETRAIN = ("raw_prices", *RETRAINED_ASSETS)
 
 
 def new_database(server: str, prefix: str) -> str:

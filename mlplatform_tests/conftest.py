@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from mlplatform import config
+from mlplatform.orchestration.jobs import RETRAINED_ASSETS
 
 
 @pytest.fixture
@@ -43,14 +44,7 @@ SMALL_VALIDATION = {
 }
 SMALL_TUNING = {"n_trials": 6, "timeout_s": 300.0}
 # Every asset a retrain materializes, raw_prices first: what a test materializes to train.
-RETRAIN_ASSETS = (
-    "raw_prices",
-    "features",
-    "labels",
-    "tuned_params",
-    "staging_model",
-    "backtest_report",
-)
+RETRAIN_ASSETS = ("raw_prices", *RETRAINED_ASSETS)
 
 
 def materialize(

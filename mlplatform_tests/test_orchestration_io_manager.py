@@ -16,8 +16,8 @@ import pytest
 from mlplatform import config
 from mlplatform.data import generate_market
 from mlplatform.definitions import build_resources
-from mlplatform.features import compute_features, make_labels
-from mlplatform.orchestration import io_manager
+from mlplatform.features import compute_features, outcomes
+from mlplatform.orchestration import io_manager, resources
 from mlplatform.orchestration.io_manager import MAGIC, PickleIOManager, read_value, write_value
 from mlplatform.orchestration.resources import ValidationScheme
 
@@ -171,17 +171,30 @@ def test_assets_pass_values_through_the_io_manager(tmp_path: Path) -> None:
     assert read_value(tmp_path / "frame")["a"].sum() == 10.0
 
 
-def test_the_labels_keep_their_horizon_and_another_horizon_refuses_them(
-    tmp_path: Path, prices: pd.DataFrame
+def test_stored_labels_serve_only_the_features_and_horizon_they_were_made_for(
+    tmp_path: Path, prices: pd.DataFrame, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The horizon the labels were made for travels with the stored frame; a validation scheme
-    with another horizon refuses them instead of training on the wrong label."""
+    """What the labels were made from travels with the stored frame. A step whose features or
+    horizon differ (materialized alone after a data refresh) derives them again from the bars
+    instead of training on stale labels; a matching step reads them as stored."""
     features = compute_features(prices)
-    labels = ValidationScheme(horizon=2).labels(features, prices)
-    write_value(tmp_path / "labels", labels)
+    last_date = features.index.get_level_values("date") == features.index[-1][0]
+    older = features[~last_date]  # the features before the latest refresh
+    write_value(tmp_path / "labels", ValidationScheme(horizon=2).labels(older, prices))
     stored = read_value(tmp_path / "labels")
-    assert stored.attrs == {"horizon": 2}
-    data = ValidationScheme(horizon=2).labelled(features, stored)
-    pd.testing.assert_series_equal(data.y, make_labels(prices, 2).loc[data.X.index])
-    with pytest.raises(ValueError, match=r"made for horizon 2, but ValidationScheme\.horizon is 1"):
-        ValidationScheme(horizon=1).labelled(features, stored)
+    assert stored.attrs["horizon"] == 2 and stored.attrs["feature_rows"] == len(older)
+    assert stored.attrs["last_feature_row"] == "2024-06-27 T0003"
+
+    for horizon, rows in ((2, features), (1, older), (2, older)):
+        data = ValidationScheme(horizon=horizon).labelled(rows, stored, prices)
+        truth = outcomes(prices, horizon)
+        assert data.X.index.equals(rows.index[rows.index.isin(truth.index)])
+        expected = truth.loc[data.X.index]
+        np.testing.assert_array_equal(data.y.to_numpy(), expected["label"].to_numpy())
+        for name in ("forward_return", "hold_return"):
+            np.testing.assert_array_equal(data.returns_of(name), expected[name])
+
+    monkeypatch.setattr(resources, "outcomes", None)  # a match reads the stored labels as they are
+    ValidationScheme(horizon=2).labelled(older, stored, prices)
+    with pytest.raises(TypeError):
+        ValidationScheme(horizon=2).labelled(features, stored, prices)

@@ -8,15 +8,16 @@ from types import SimpleNamespace
 
 import dagster as dg
 import optuna
+import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
 from mlplatform import config
 from mlplatform.cli import execute, run_pipeline
 from mlplatform.definitions import build_definitions
+from mlplatform.features import outcomes
 from mlplatform.promotion import BLOCKING_CRITERIA, WARNING_CRITERIA
 from mlplatform.registry import verify_export
-from mlplatform.training.retrain import label_definition
 from mlplatform_tests.conftest import (
     RETRAIN_ASSETS,
     failure_message,
@@ -94,21 +95,22 @@ def test_staging_registered_and_exported(pipeline: SimpleNamespace) -> None:
     assert str(metadata["model_version"]) == str(version.version)
 
 
-def test_labels_are_made_for_the_schemes_horizon(pipeline: SimpleNamespace) -> None:
-    def metadata(asset: str) -> dict:
-        event = pipeline.instance.get_latest_materialization_event(dg.AssetKey(asset))
-        return {k: v.value for k, v in event.asset_materialization.metadata.items()}
-
-    labels, features = metadata("labels"), metadata("features")
+def test_labels_are_stored_once_for_the_schemes_horizon(pipeline: SimpleNamespace) -> None:
+    event = pipeline.instance.get_latest_materialization_event(dg.AssetKey("labels"))
+    metadata = {k: v.value for k, v in event.asset_materialization.metadata.items()}
     horizon = pipeline.defs.resources["validation"].horizon
-    assert labels["label"] == label_definition(horizon)
-    assert (
-        labels["dagster/row_count"] + labels["unlabelled_feature_rows"]
-        == (features["dagster/row_count"])
+    assert metadata["horizon"] == horizon and f"[horizon={horizon}]" in metadata["label"]
+    labels, features, prices = (
+        pipeline.defs.load_asset_value(key, instance=pipeline.instance)
+        for key in ("labels", "features", "raw_prices")
     )
-    # every ticker's last `horizon` bars have no bar that far ahead yet (one shared calendar)
-    assert labels["unlabelled_feature_rows"] == features["tickers"] * horizon
-    assert 0.4 < labels["up_share"] < 0.65
+    assert labels.attrs["horizon"] == horizon
+    truth = outcomes(prices, horizon)
+    # every feature row whose bar `horizon` later exists, and nothing else
+    assert labels.index.equals(features.index[features.index.isin(truth.index)])
+    assert len(labels) == metadata["dagster/row_count"]
+    pd.testing.assert_frame_equal(labels, truth.loc[labels.index], check_like=True)
+    assert 0.4 < metadata["up_share"] < 0.65
 
 
 def test_no_mlflow_run_left_running(pipeline: SimpleNamespace) -> None:

@@ -37,8 +37,8 @@ def outcomes(prices: pd.DataFrame, horizon: int = 1) -> pd.DataFrame:
       decided on, and the overnight gap from close t to open t+1 is not earned, because no order
       could have been filled in it.
 
-    One layout for the three: every training step needs the label and tuning and the backtest the
-    returns of the same rows, so they are derived together once per step.
+    One layout for the three: training needs the label and tuning and the backtest the returns of
+    the same rows, so they are derived together, once per retrain (the labels asset).
     """
     h = _check_horizon(horizon)
     layout = PriceLayout.from_prices(prices)

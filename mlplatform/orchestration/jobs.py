@@ -16,11 +16,12 @@ from mlplatform.registry import (
     rollback,
 )
 
+# What a retrain recomputes from the stored bars (raw_prices is the data refresh's).
+RETRAINED_ASSETS = ("features", "labels", "tuned_params", "staging_model", "backtest_report")
+
 retrain_job = dg.define_asset_job(
     name="retrain_job",
-    selection=dg.AssetSelection.assets(
-        "features", "labels", "tuned_params", "staging_model", "backtest_report"
-    ),
+    selection=dg.AssetSelection.assets(*RETRAINED_ASSETS),
     description="Tune, train, register a staging version and backtest it with the promotion "
     "checks. Never promotes.",
     tags={"mlplatform/pipeline": "retrain"},

@@ -273,9 +273,6 @@ def mlflow_tracking(init_context: dg.InitResourceContext) -> Iterator[MlFlow]:
             mlflow.end_run(status="FAILED" if failed else "FINISHED")
 
 
-HORIZON_ATTR = "horizon"  # in the labels frame's attrs, which travel with it through pickle
-
-
 class ValidationScheme(dg.ConfigurableResource):
     """How every stage splits time: one resource so tuning, training and evaluation agree."""
 
@@ -300,22 +297,43 @@ class ValidationScheme(dg.ConfigurableResource):
     embargo_days: int = Field(default=config.VALIDATION.embargo_days, ge=0, le=252)
     min_train_days: int = Field(default=config.VALIDATION.min_train_days, ge=20)
 
+    def _made_from(self, features: pd.DataFrame) -> dict[str, object]:
+        """What a labels frame must have been made from to serve these features."""
+        last = features.index[-1] if len(features) else ()
+        return {
+            "horizon": self.horizon,
+            "feature_rows": len(features),
+            "last_feature_row": " ".join(
+                str(v.date()) if isinstance(v, pd.Timestamp) else str(v) for v in last
+            ),
+        }
+
     def labels(self, features: pd.DataFrame, prices: pd.DataFrame) -> pd.DataFrame:
         """The label and the returns after every feature row whose bar `horizon` later exists,
-        on the features' rows and tagged with the horizon (the labels asset's value)."""
-        frame = labelled_rows(features, outcomes(prices, horizon=self.horizon)).outcome_frame()
-        frame.attrs[HORIZON_ATTR] = self.horizon
+        on the features' rows, with what they were made from in `attrs` (the labels asset)."""
+        rows = features.iloc[:, :0]  # the index alone: no copy of the matrix when rows drop out
+        frame = labelled_rows(rows, outcomes(prices, horizon=self.horizon)).outcome_frame()
+        frame.attrs.update(self._made_from(features))
         return frame
 
-    def labelled(self, features: pd.DataFrame, labels: pd.DataFrame) -> LabelledData:
-        """The feature rows with their labels; labels made for another horizon are refused."""
-        made_for = labels.attrs.get(HORIZON_ATTR)
-        if made_for != self.horizon:
-            raise ValueError(
-                f"the labels were made for horizon {made_for}, but ValidationScheme.horizon is "
-                f"{self.horizon}: materialize labels again"
-            )
-        return labelled_rows(features, labels)
+    def labelled(
+        self, features: pd.DataFrame, labels: pd.DataFrame, prices: pd.DataFrame
+    ) -> LabelledData:
+        """The feature rows with their labels: the labels asset's when it was made from these
+        features for this horizon, else derived again from the bars (a step materialized alone
+        after a data refresh, or another horizon), so a stale labels asset never trains."""
+        wanted = self._made_from(features)
+        made = {key: labels.attrs.get(key) for key in wanted}
+        if made == wanted:
+            return labelled_rows(features, labels)
+        dg.get_dagster_logger().warning(
+            f"the stored labels were made for horizon {made['horizon']} from "
+            f"{made['feature_rows']} feature rows up to {made['last_feature_row']}; this step has "
+            f"horizon {self.horizon} (the `validation` resource) and {len(features)} feature rows "
+            f"up to {wanted['last_feature_row']}: labels derived again from raw_prices "
+            "(materialize labels, as retrain_job does, to store them)"
+        )
+        return labelled_rows(features, outcomes(prices, horizon=self.horizon))
 
     def plan(self, data: LabelledData) -> Windows:
         return plan_windows(

@@ -240,10 +240,12 @@ def labelled_rows(features: pd.DataFrame, outcomes: pd.DataFrame) -> LabelledDat
     """The rows that have both features and a known label, in the features' order, with their
     `outcomes` (features.labels.outcomes, the labels asset, or a frame of its 'label' alone).
 
-    Rows are matched on integer keys built from the index codes (a lookup table over the
-    date x ticker grid) rather than `MultiIndex.intersection`, which materialises tuples and
-    costs seconds and GBs at millions of rows. When the labelled rows are a leading run of
-    the features (every ticker's last bars unlabelled on the same dates), X is a view.
+    Outcomes whose rows are the features' leading rows (the labels asset, on a shared calendar)
+    are matched by position. Any others are matched on integer keys built from the index codes
+    (a lookup table over the date x ticker grid) rather than `MultiIndex.intersection`, which
+    materialises tuples and costs seconds and GBs at millions of rows. When the labelled rows
+    are a leading run of the features (every ticker's last bars unlabelled on the same dates),
+    X is a view.
     """
     carried = [name for name in RETURN_COLUMNS if name in outcomes.columns]
     if carried and len(carried) < len(RETURN_COLUMNS):

@@ -164,7 +164,7 @@ def backtest_report(
     policy: PromotionPolicy,
 ) -> dg.Output[dict]:
     with step_guard(context):
-        data = validation.labelled(features, labels)
+        data = validation.labelled(features, labels, raw_prices)
         windows = Windows.from_dict(staging_model["windows"])  # the blocks staging was scored on
         staging = stores.client.get_model_version(staging_model["name"], staging_model["version"])
         production = get_alias_version(

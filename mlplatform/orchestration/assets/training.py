@@ -45,14 +45,16 @@ LABELS_SCHEMA = dg.TableSchema(
 
 
 # Its own asset so the one step that looks forward in time is derived once per retrain, not
-# once in each of the three steps that read it (about 1 s each at 5 M bars).
+# once in each of the three steps that read it (about 1 s each at 5 M bars); each of them checks
+# that the stored labels fit its features (ValidationScheme.labelled).
 @dg.asset(
     group_name="training",
     **ownership("weekly"),
     metadata={"dagster/column_schema": LABELS_SCHEMA},
     kinds={"pandas"},
-    description="What followed each feature row whose bar `horizon` later exists: the label and "
-    "the returns tuning and the backtest score on. The only asset that looks forward in time.",
+    description="What followed each feature row whose bar `horizon` later exists: its label, and "
+    "the returns that tuning's Sharpe and the backtest are measured on. The only asset that "
+    "looks forward in time.",
 )
 def labels(
     context: dg.AssetExecutionContext,
@@ -60,7 +62,8 @@ def labels(
     raw_prices: pd.DataFrame,
     validation: ValidationScheme,
 ) -> dg.Output[pd.DataFrame]:
-    frame = validation.labels(features, raw_prices)
+    with step_guard(context):  # a market too short for the horizon fails with its reason
+        frame = validation.labels(features, raw_prices)
     dates = frame.index.get_level_values("date")
     context.log.info(f"{len(frame)} labelled rows of {len(features)} feature rows")
     return dg.Output(
@@ -68,6 +71,7 @@ def labels(
         metadata={
             "dagster/row_count": len(frame),
             "label": label_definition(validation.horizon),
+            "horizon": validation.horizon,
             "up_share": round(float(frame["label"].mean()), 4),
             "unlabelled_feature_rows": len(features) - len(frame),
             "first_date": dates.min().date().isoformat(),
@@ -239,7 +243,7 @@ def tuned_params(
     validation: ValidationScheme,
 ) -> dg.Output[dict]:
     with step_guard(context):
-        data = validation.labelled(features, labels)
+        data = validation.labelled(features, labels, raw_prices)
         windows = validation.plan(data)  # the one split of this run; later steps read it
         tuned = tune(
             data,
@@ -300,7 +304,7 @@ def staging_model(
     validation: ValidationScheme,
 ) -> dg.Output[dict]:
     with step_guard(context):
-        data = validation.labelled(features, labels)
+        data = validation.labelled(features, labels, raw_prices)
         recipe = tuned_recipe(
             tuned_params,
             seed=config.seed,
