@@ -352,7 +352,13 @@ def test_row_keys_reindex_and_find_duplicates_as_pandas_does() -> None:
     series = pd.Series(rng.normal(size=len(index)), index=index)
     partial = series.iloc[rng.permutation(len(index))[:100]]  # shuffled, 20 rows missing
     foreign = _index(35, tickers=("BBB", "EEE"))  # dates and a ticker partial has never seen
-    for target in (index, foreign, index[::-1], partial.index):
+    # a row without a ticker (code -1) matches nothing, not the level's last ticker
+    missing = pd.MultiIndex.from_arrays(
+        [index.get_level_values(0), index.get_level_values(1).where(np.arange(len(index)) % 7 > 0)],
+        names=index.names,
+    )
+    assert (missing.codes[1] == -1).any()
+    for target in (index, foreign, index[::-1], partial.index, missing):
         np.testing.assert_array_equal(
             values_on(partial, target), partial.reindex(target).to_numpy()
         )

@@ -141,7 +141,7 @@ def row_keys(index: pd.MultiIndex, levels: list[pd.Index]) -> np.ndarray:
     key = np.zeros(len(index), dtype=np.int64)
     known = np.ones(len(index), dtype=bool)
     for own, codes, target in zip(index.levels, index.codes, levels, strict=True):
-        code = target.get_indexer(own)[codes]
+        code = np.append(target.get_indexer(own), -1)[codes]  # a missing value (-1) stays -1
         known &= code >= 0
         key = key * len(target) + code
     return np.where(known, key, -1)
