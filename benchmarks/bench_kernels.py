@@ -34,8 +34,9 @@ from sklearn import metrics as sk
 from mlplatform.data import PRICES_SCHEMA, fingerprint, generate_market
 from mlplatform.data.codes import factorize_sorted
 from mlplatform.data.schema import PRICE_COLUMNS, VALUE_COLUMNS
-from mlplatform.evaluation.backtest import BacktestSpec, run_backtest
+from mlplatform.evaluation.backtest import BacktestSpec, previous_direction, run_backtest
 from mlplatform.evaluation.metrics import PROB_CLIP, classification_metrics
+from mlplatform.evaluation.walk_forward import bars_for_window
 from mlplatform.parallel import cores
 
 AS_OF = "2026-06-30"
@@ -91,6 +92,18 @@ def sklearn_scores(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
         "log_loss": sk.log_loss(y, np.clip(p, PROB_CLIP, 1 - PROB_CLIP)),
         "brier": sk.brier_score_loss(y, p),
     }
+
+
+def pandas_previous_direction(prices: pd.DataFrame, index: pd.MultiIndex) -> pd.Series:
+    """The previous bar's direction the plain pandas way: sort, per-ticker shift, tuple reindex."""
+    px = prices[["date", "ticker", "close"]].copy()
+    px["ticker"] = px["ticker"].astype(str)
+    px = px.sort_values(["ticker", "date"])
+    prev_close = px.groupby("ticker", sort=False)["close"].shift(1)
+    prev_return = px["close"].to_numpy() / prev_close.to_numpy() - 1.0
+    prev_up = np.where(np.isnan(prev_return), np.nan, (prev_return > 0).astype(float))
+    prev_dir = pd.Series(prev_up, index=pd.MultiIndex.from_frame(px[["date", "ticker"]]))
+    return prev_dir.reindex(index)
 
 
 def main() -> None:
@@ -171,6 +184,21 @@ def main() -> None:
     a, b, ours, lib = _timed(backtest, lambda: on_one_core(backtest), r)
     assert json.dumps(a) == json.dumps(b)
     rows.append(("backtest of 6 models, one per core vs one core", ours, lib, "equal"))
+
+    bar_dates = np.sort(prices["date"].unique())
+    first = pd.Timestamp(bar_dates[-min(len(days), len(bar_dates))])  # the evaluation window
+    window = bars_for_window(prices, first.date())
+    scored = pd.MultiIndex.from_product(
+        [pd.DatetimeIndex(bar_dates[bar_dates >= first]), np.unique(tickers)],
+        names=["date", "ticker"],
+    )
+    a, b, ours, lib = _timed(
+        lambda: previous_direction(window, scored),
+        lambda: pandas_previous_direction(window, scored),
+        r,
+    )
+    pd.testing.assert_series_equal(a, b, check_exact=True)
+    rows.append((f"previous direction, {len(scored):,} rows vs pandas", ours, lib, "equal"))
 
     n_train = min(1_000_000, n_eval)
     binned = lgb.Dataset(rng.normal(size=(n_train, 4)), label=rng.integers(0, 2, n_train))

@@ -45,8 +45,13 @@ class PriceLayout:
             raise DataValidationError(
                 f"prices frame lacks column(s) {', '.join(missing)}", column=missing[0]
             )
-        ticker_code, tickers = factorize_sorted(prices["ticker"])
-        date_values = pd.DatetimeIndex(prices["date"]).as_unit("ns").to_numpy()
+        return cls.from_keys(prices["date"], prices["ticker"])
+
+    @classmethod
+    def from_keys(cls, date: pd.Series, ticker: pd.Series) -> PriceLayout:
+        """The layout of rows given by their date and ticker columns alone."""
+        ticker_code, tickers = factorize_sorted(ticker)
+        date_values = pd.DatetimeIndex(date).as_unit("ns").to_numpy()
         date_code, dates = pd.factorize(date_values, sort=True)
         step_t, step_d = np.diff(ticker_code), np.diff(date_code)
         if ((step_t > 0) | ((step_t == 0) & (step_d > 0))).all():  # the contract order already
