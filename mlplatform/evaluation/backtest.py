@@ -32,6 +32,7 @@ from mlplatform.evaluation import metrics as m
 from mlplatform.features.layout import (
     PriceLayout,
     has_duplicate_rows,
+    positions_of,
     row_keys,
     row_values,
     values_on,
@@ -233,10 +234,12 @@ def previous_direction(prices: pd.DataFrame, test_index: pd.Index) -> pd.Series:
     rise = close[later] / close[later - 1] - 1.0
     up = np.full(layout.n_rows, np.nan)
     up[later] = np.where(np.isnan(rise), np.nan, (rise > 0).astype(float))
-    position = np.full(len(layout.dates) * len(layout.tickers), -1, dtype=np.int64)
-    position[layout.date_code * len(layout.tickers) + layout.ticker_code] = np.arange(len(up))
-    keys = row_keys(index, [layout.dates, layout.tickers])
-    found = np.where(keys >= 0, position[np.maximum(keys, 0)], -1)
+    n_tickers = len(layout.tickers)
+    found = positions_of(
+        row_keys(index, [layout.dates, layout.tickers]),
+        layout.date_code * n_tickers + layout.ticker_code,  # the bars' own keys, same grid
+        len(layout.dates) * n_tickers,
+    )
     return pd.Series(np.where(found >= 0, up[np.maximum(found, 0)], np.nan), index=index)
 
 

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mlplatform.features.layout import row_keys
+from mlplatform.features.layout import positions_of, row_keys
 from mlplatform.training.splits import SplitError, _calendar, _check_positive, _iso
 
 RETURN_COLUMNS = ("forward_return", "hold_return")  # of features.labels.outcomes
@@ -256,10 +256,9 @@ def labelled_rows(features: pd.DataFrame, outcomes: pd.DataFrame) -> LabelledDat
     else:
         levels = [outcomes.index.levels[i] for i in range(outcomes.index.nlevels)]
         grid = int(np.prod([len(level) for level in levels]))
-        position = np.full(grid, -1, dtype=np.int64)
-        position[row_keys(outcomes.index, levels)] = np.arange(len(outcomes))
-        keys = row_keys(features.index, levels)
-        found = np.where(keys >= 0, position[np.maximum(keys, 0)], -1)
+        found = positions_of(
+            row_keys(features.index, levels), row_keys(outcomes.index, levels), grid
+        )
         mask = found >= 0
         n = int(mask.sum())
         if n == 0:
