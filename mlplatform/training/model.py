@@ -32,6 +32,16 @@ def train_model(
     return lgb.train(dict(params), dataset, num_boost_round=int(num_boost_round))
 
 
+def rows_of(binned: lgb.Dataset, positions: np.ndarray, params: Mapping[str, Any]) -> lgb.Dataset:
+    """`binned.subset(positions)`, its bins shared, with the sorted positions kept as one int32
+    array. `Dataset.subset` sorts them as Python ints and `construct` turns that list back into
+    an array: 0.068 s against 0.020 s per 900,000 rows (benchmarks/bench_kernels.py), which the
+    walk-forward pays once per block."""
+    rows = binned.subset([], params=dict(params))
+    rows.used_indices = np.ascontiguousarray(positions, dtype=np.int32)  # type: ignore[assignment]
+    return rows
+
+
 def predict_up_proba(booster: lgb.Booster, X: pd.DataFrame) -> np.ndarray:
     """P(up) per row of X, with X's columns put in the order the booster was trained on."""
     names = booster.feature_name()

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from mlplatform.training.dataset import LabelledData, Windows
-from mlplatform.training.model import predict_up_proba, train_model
+from mlplatform.training.model import predict_up_proba, rows_of, train_model
 
 
 @dataclass(frozen=True)
@@ -94,10 +94,7 @@ def walk_forward_predictions(recipe: Recipe, data: LabelledData, windows: Window
     binned.construct()
     parts = []
     for block, test in tests:
-        # A list: Dataset.subset runs Python's sorted() on what it is given, which walks a NumPy
-        # array element by element (0.037 s per million rows against 0.027 s for a list,
-        # benchmarks/bench_kernels.py).
-        rows = binned.subset(sample.positions_until(block.train_end).tolist(), params=params)
+        rows = rows_of(binned, sample.positions_until(block.train_end), params)
         booster = lgb.train(params, rows, num_boost_round=recipe.num_boost_round)
         parts.append(pd.Series(predict_up_proba(booster, test.X), index=test.X.index))
     return pd.concat(parts).rename("p_up")
