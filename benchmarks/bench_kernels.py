@@ -22,7 +22,7 @@ import math
 import statistics
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import lightgbm as lgb
 import numpy as np
@@ -31,7 +31,7 @@ import pandera.pandas as pa
 from bench_features import on_one_core  # a sibling script: benchmarks/ is on sys.path
 from sklearn import metrics as sk
 
-from mlplatform.data import PRICES_SCHEMA, fingerprint, generate_market
+from mlplatform.data import PRICES_SCHEMA, fingerprint, generate_market, synthetic
 from mlplatform.data.codes import factorize_sorted
 from mlplatform.data.schema import PRICE_COLUMNS, VALUE_COLUMNS
 from mlplatform.evaluation.backtest import BacktestSpec, previous_direction, run_backtest
@@ -42,6 +42,7 @@ from mlplatform.parallel import cores
 from mlplatform.training.model import rows_of
 
 AS_OF = "2026-06-30"
+T = TypeVar("T")
 
 
 def _timed(ours: Callable[[], Any], library: Callable[[], Any], repeat: int) -> tuple[Any, ...]:
@@ -108,6 +109,16 @@ def pandas_previous_direction(prices: pd.DataFrame, index: pd.MultiIndex) -> pd.
     return prev_dir.reindex(index)
 
 
+def one_year_per_draw(fn: Callable[[], T]) -> T:
+    """fn() with the synthetic market's tickers drawing one year per call, as they did before."""
+    kept = synthetic._YEARS_PER_DRAW
+    synthetic._YEARS_PER_DRAW = 1
+    try:
+        return fn()
+    finally:
+        synthetic._YEARS_PER_DRAW = kept
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tickers", type=int, default=2000)
@@ -132,6 +143,19 @@ def main() -> None:
     )
     pd.testing.assert_frame_equal(a, b, check_exact=True)
     rows.append(("synthetic market, threads vs one core", ours, lib, "identical bars"))
+
+    a, b, ours, lib = _timed(
+        lambda: generate_market(n_tickers=args.tickers, years=args.years, as_of=AS_OF).prices,
+        lambda: one_year_per_draw(
+            lambda: generate_market(n_tickers=args.tickers, years=args.years, as_of=AS_OF).prices
+        ),
+        r,
+    )
+    pd.testing.assert_frame_equal(a, b, check_exact=True)
+    years = synthetic._YEARS_PER_DRAW
+    rows.append(
+        (f"synthetic market, {years} years per draw call vs 1", ours, lib, "identical bars")
+    )
 
     columns = {name: prices[name].to_numpy().copy() for name in prices.columns}
     a, b, ours, lib = _timed(

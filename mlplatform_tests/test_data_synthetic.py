@@ -9,7 +9,13 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from mlplatform.data import PRICE_COLUMNS, PRICES_SCHEMA, generate_market, validate_prices
+from mlplatform.data import (
+    PRICE_COLUMNS,
+    PRICES_SCHEMA,
+    generate_market,
+    synthetic,
+    validate_prices,
+)
 
 AS_OF = "2015-06-30"
 
@@ -44,6 +50,18 @@ def test_later_as_of_only_appends_and_tickers_are_independent(market) -> None:
     fewer = generate_market(seed=3, n_tickers=3, years=6, as_of=AS_OF).prices
     subset = earlier[earlier["ticker"].isin(fewer["ticker"].unique())].reset_index(drop=True)
     pd.testing.assert_frame_equal(fewer, subset, check_exact=True)
+
+
+@pytest.mark.parametrize("years_per_call", [1, 3])
+def test_the_bars_do_not_depend_on_how_many_years_a_stream_draws_per_call(
+    market, monkeypatch: pytest.MonkeyPatch, years_per_call: int
+) -> None:
+    """Each ticker's stream is drawn several years per call for speed; one year per call (as
+    before) or any other stretch must give the same numbers, so the bars are the same."""
+    monkeypatch.setattr(synthetic, "_YEARS_PER_DRAW", years_per_call)
+    again = generate_market(seed=3, n_tickers=8, years=6, as_of=AS_OF)
+    pd.testing.assert_frame_equal(again.prices, market.prices, check_exact=True)
+    pd.testing.assert_series_equal(again.prob_up, market.prob_up, check_exact=True)
 
 
 def test_frame_contract_and_ohlc_consistency(market) -> None:

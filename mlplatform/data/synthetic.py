@@ -30,6 +30,8 @@ Friday, no holidays.
 
 from __future__ import annotations
 
+import collections
+import itertools
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,6 +45,7 @@ from mlplatform.parallel import blocks, in_threads
 
 EPOCH = np.datetime64("2000-01-03", "D")
 _TAG_STATIC, _TAG_DAILY, _TAG_MARKET = 1, 2, 3
+_YEARS_PER_DRAW = 4  # 250 MB of draws at 5,000 tickers
 _N_DAILY_DRAWS = 6  # idiosyncratic shock, overnight gap, high, low, volume noise, scale shock
 
 # GARCH(1,1): (unconditional daily variance, alpha, beta)
@@ -107,17 +110,53 @@ class SyntheticMarket:
         }
 
 
-def _year_draws(rngs: list[np.random.Generator], year_days: int, kept: slice) -> np.ndarray:
-    """(days, tickers, draws) for the `kept` days of one calendar year; every ticker's stream
-    consumes the whole year. Blocks of tickers draw in threads (numpy's fills release the GIL)."""
-    draws = np.empty((kept.stop - kept.start, len(rngs), _N_DAILY_DRAWS))
+class _YearDraws:
+    """Every ticker's and the market's normals, whole calendar years in a row from the epoch.
 
-    def draw(tickers: slice) -> None:
-        for i in range(tickers.start, tickers.stop):
-            draws[:, i, :] = rngs[i].standard_normal((year_days, _N_DAILY_DRAWS))[kept]
+    A stream gives the same numbers in one call as in consecutive calls, so each ticker draws
+    `_YEARS_PER_DRAW` years per call: one call per ticker and year was mostly the call's own
+    cost (benchmarks/bench_kernels.py, "years per draw call"). Blocks of tickers draw in
+    threads (numpy's fills release the GIL).
+    """
 
-    in_threads(draw, blocks(len(rngs)))
-    return draws
+    def __init__(
+        self,
+        tickers: list[np.random.Generator],
+        market: np.random.Generator,
+        year_lengths: list[int],
+    ) -> None:
+        self._tickers, self._market = tickers, market
+        self._lengths = collections.deque(year_lengths)
+        self._daily = np.empty((0, len(tickers), _N_DAILY_DRAWS))
+        self._market_daily = np.empty(0)
+        self._at = 0
+
+    def next_year(self, days: int) -> tuple[np.ndarray, np.ndarray]:
+        """(days, tickers, draws) and the market's (days,) for the first `days` business days
+        of the next year; the streams consume the whole year."""
+        length = self._lengths.popleft()
+        if self._at == len(self._market_daily):
+            stretch = length + sum(itertools.islice(self._lengths, _YEARS_PER_DRAW - 1))
+            self._daily = np.empty((stretch, len(self._tickers), _N_DAILY_DRAWS))
+            self._market_daily = self._market.standard_normal(stretch)
+            self._at = 0
+
+            def draw(tickers: slice) -> None:
+                for i in range(tickers.start, tickers.stop):
+                    self._daily[:, i, :] = self._tickers[i].standard_normal(
+                        (stretch, _N_DAILY_DRAWS)
+                    )
+
+            in_threads(draw, blocks(len(self._tickers)))
+        start, self._at = self._at, self._at + length
+        return self._daily[start : start + days], self._market_daily[start : start + days]
+
+
+def _business_days(year: int) -> np.ndarray:
+    days = np.arange(
+        np.datetime64(f"{year}-01-01"), np.datetime64(f"{year + 1}-01-01"), dtype="datetime64[D]"
+    )
+    return days[np.is_busday(days)]
 
 
 def generate_market(
@@ -191,24 +230,27 @@ def generate_market(
     ]
     market_rng = np.random.default_rng(np.random.SeedSequence([seed, _TAG_MARKET]))
 
-    out_days: list[np.ndarray] = []
-    out: dict[str, list[np.ndarray]] = {k: [] for k in ("open", "high", "low", "close", "volume")}
-    out_mu: list[np.ndarray] = []
+    # Every business day from the epoch (the first of its year) to as_of, year by year.
+    calendar = [_business_days(y) for y in range(int(str(EPOCH)[:4]), int(str(end)[:4]) + 1)]
+    calendar = [year_days for year_days in calendar if year_days[0] <= end]
+    streams = _YearDraws(ticker_rngs, market_rng, [len(year_days) for year_days in calendar])
+    dates = np.concatenate([d[(d >= start) & (d <= end)] for d in calendar]).astype(
+        "datetime64[ns]"
+    )
+    n_days = len(dates)
+    # Written year by year where they end up: each column ticker-major (every ticker's bars in a
+    # row, as the frame holds them) and the mu of each kept day's next day. Lists of years to
+    # concatenate and transpose made two more copies of each (42 MB at 2,000 tickers).
+    bars = {
+        name: np.empty((n_tickers, n_days)) for name in ("open", "high", "low", "close", "volume")
+    }
+    mu_following = np.empty((n_days, n_tickers))  # the last row: the day after as_of
+    written = 0
     cursor = 0
-    for year in range(int(str(EPOCH)[:4]), int(str(end)[:4]) + 1):
-        all_days = np.arange(
-            np.datetime64(f"{year}-01-01"),
-            np.datetime64(f"{year + 1}-01-01"),
-            dtype="datetime64[D]",
-        )
-        all_days = all_days[np.is_busday(all_days)]
-        days = all_days[(all_days >= EPOCH) & (all_days <= end)]
-        if len(days) == 0:
-            continue
-        offset = int(np.searchsorted(all_days, days[0]))
+    for year_days in calendar:
+        days = year_days[year_days <= end]
         n = len(days)
-        draws = _year_draws(ticker_rngs, len(all_days), slice(offset, offset + n))
-        market = market_rng.standard_normal(len(all_days))[offset : offset + n]
+        draws, market = streams.next_year(n)
         shift = np.zeros(n) if regime_day is None else (days >= regime_day).astype(float)
 
         sigma = np.empty((n, n_tickers))
@@ -250,44 +292,42 @@ def generate_market(
         volume = np.round(
             np.exp(log_volume + 0.35 * (np.abs(z_all) - 0.8) + 0.3 * draws[:, :, 4] - 0.045)
         )
-        out_days.append(days[keep])
         # high/low computed from the same rounded numbers keep high >= max(open, close) exact
         open_, close = np.exp(log_open[keep]), np.exp(log_close[keep])
-        out["open"].append(open_)
-        out["close"].append(close)
-        out["high"].append(np.maximum(np.exp(log_high[keep]), np.maximum(open_, close)))
-        out["low"].append(np.minimum(np.exp(log_low[keep]), np.minimum(open_, close)))
-        out["volume"].append(volume[keep])
-        out_mu.append(mu_all[keep])
+        year = slice(written, written + len(open_))
+        bars["open"][:, year] = open_.T
+        bars["close"][:, year] = close.T
+        bars["high"][:, year] = np.maximum(np.exp(log_high[keep]), np.maximum(open_, close)).T
+        bars["low"][:, year] = np.minimum(np.exp(log_low[keep]), np.minimum(open_, close)).T
+        bars["volume"][:, year] = volume[keep].T
+        # row i of mu_following: the mu of kept day i + 1 (prob_up at close i is Phi of it)
+        if written == 0:
+            mu_following[: year.stop - 1] = mu_all[keep][1:]
+        else:
+            mu_following[written - 1 : year.stop - 1] = mu_all[keep]
+        written = year.stop
 
     # P(up) for the bar after as_of: the next business day's mu, known at as_of's close
     next_day = np.busday_offset(end, 1, roll="forward")
     next_shift = 0.0 if regime_day is None or next_day < regime_day else 1.0
     mu_next = signal_strength * signal() + drift + regime_drift_shift * next_shift
 
-    dates = np.concatenate(out_days).astype("datetime64[ns]")
-    n_days = len(dates)
     names = np.array([_ticker_name(i) for i in range(n_tickers)], dtype=object)
-
-    def long(key: str) -> np.ndarray:  # (days, tickers) -> ticker-major long vector
-        return np.concatenate(out[key]).T.ravel()
-
-    columns: dict[str, np.ndarray] = {"ticker": np.repeat(names, n_days)}
+    columns: dict[str, np.ndarray] = {name: values.ravel() for name, values in bars.items()}
 
     def assemble(name: str) -> None:
-        columns[name] = np.tile(dates, n_tickers) if name == "date" else long(name)
+        columns[name] = np.tile(dates, n_tickers) if name == "date" else np.repeat(names, n_days)
 
-    in_threads(assemble, ["date", "open", "high", "low", "close", "volume"])
+    in_threads(assemble, ["date", "ticker"])
     prices = pd.DataFrame(
         columns,
         columns=list(PRICE_COLUMNS),
         copy=False,  # the columns are fresh arrays: pandas' default copies each (bench_kernels)
     )
 
-    # prob_up at close t is Phi(mu_{t+1}): shift mu one day back
-    mu_window = np.concatenate(out_mu)
-    mu_following = np.vstack([mu_window[1:], mu_next[None, :]])
-    prob = ndtr(mu_following)
+    # prob_up at close t is Phi(mu_{t+1})
+    mu_following[-1] = mu_next
+    prob = ndtr(mu_following, out=mu_following)
     index = pd.MultiIndex(  # from codes: both levels are already sorted and unique
         levels=[pd.DatetimeIndex(dates), pd.Index(names)],
         codes=[np.repeat(np.arange(n_days), n_tickers), np.tile(np.arange(n_tickers), n_days)],
