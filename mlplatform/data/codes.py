@@ -47,6 +47,15 @@ def ascending_run_starts(values: np.ndarray) -> np.ndarray | None:
     return starts if ascending else None
 
 
+def sorted_by(major: np.ndarray, minor: np.ndarray, *, strictly: bool) -> bool:
+    """Whether the rows are in (major, minor) order, minor ascending within each major value
+    (strictly: no two rows share both). Neighbours are compared to booleans: np.diff's int64
+    differences cost 0.1 s more at 5 M rows, most of it touching fresh memory."""
+    later, same = major[1:] > major[:-1], major[1:] == major[:-1]
+    minor_up = minor[1:] > minor[:-1] if strictly else minor[1:] >= minor[:-1]
+    return bool((later | (same & minor_up)).all())
+
+
 def level_codes(index: pd.MultiIndex, name: str) -> tuple[np.ndarray, pd.Index]:
     """`pd.factorize(index.get_level_values(name), sort=True)` from the index's own codes: the
     distinct values are the sorted level's values that some row uses, so no row is hashed."""

@@ -15,7 +15,7 @@ from functools import cached_property
 import numpy as np
 import pandas as pd
 
-from mlplatform.data.codes import factorize_sorted
+from mlplatform.data.codes import factorize_sorted, sorted_by
 from mlplatform.data.errors import DataValidationError
 
 PRICE_COLUMNS: tuple[str, ...] = ("open", "high", "low", "close", "volume")
@@ -51,10 +51,11 @@ class PriceLayout:
     def from_keys(cls, date: pd.Series, ticker: pd.Series) -> PriceLayout:
         """The layout of rows given by their date and ticker columns alone."""
         ticker_code, tickers = factorize_sorted(ticker)
-        date_values = pd.DatetimeIndex(date).as_unit("ns").to_numpy()
+        date_values = np.asarray(date)
+        if date_values.dtype != "datetime64[ns]":  # else the column itself, not a copy
+            date_values = pd.DatetimeIndex(date).as_unit("ns").to_numpy()
         date_code, dates = pd.factorize(date_values, sort=True)
-        step_t, step_d = np.diff(ticker_code), np.diff(date_code)
-        if ((step_t > 0) | ((step_t == 0) & (step_d > 0))).all():  # the contract order already
+        if sorted_by(ticker_code, date_code, strictly=True):  # the contract order already
             rows = np.arange(len(ticker_code))
             dup = np.zeros(0, dtype=bool)
         else:
