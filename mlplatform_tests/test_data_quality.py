@@ -82,6 +82,22 @@ def test_fingerprint_bytes_stay_those_of_format_v1() -> None:
     )
 
 
+def test_fingerprint_until_a_date_is_that_of_the_bars_up_to_it(prices: pd.DataFrame) -> None:
+    """A study's development bars are fingerprinted in place: the same digest as the filtered
+    frame's, in the fast path (sorted str tickers) and the general one, for a cut inside the bars,
+    before them all and after them all."""
+    shuffled = prices.sample(frac=1.0, random_state=2)
+    numbered = prices.assign(ticker=prices["ticker"].str.len())  # not str: the general path
+    middle = prices["date"].sort_values().iloc[len(prices) // 2]
+    cuts = [middle, prices["date"].min() - pd.Timedelta(days=1), prices["date"].max()]
+    for frame in (prices, shuffled, numbered):
+        for cut in cuts:
+            expected = fingerprint(frame[frame["date"] <= cut])
+            assert fingerprint(frame, until=cut) == expected
+    assert fingerprint(prices, until=middle) != fingerprint(prices)
+    assert fingerprint(prices, until=prices["date"].max()) == fingerprint(prices)
+
+
 def test_fingerprint_sees_every_change(prices: pd.DataFrame) -> None:
     base = fingerprint(prices)
     changed = prices.copy()

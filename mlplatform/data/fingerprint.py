@@ -17,10 +17,14 @@ from mlplatform.data.errors import DataValidationError
 from mlplatform.data.schema import PRICE_COLUMNS, VALUE_COLUMNS
 
 _FORMAT = b"mlplatform.prices.v1"
+_NAT = np.iinfo(np.int64).min
 
 
-def fingerprint(prices: pd.DataFrame) -> str:
-    """sha256 hex digest of the canonical byte representation of `prices`."""
+def fingerprint(prices: pd.DataFrame, *, until: pd.Timestamp | None = None) -> str:
+    """sha256 hex digest of the canonical byte representation of `prices`; with `until`, that of
+    its bars dated on or before it, equal to `fingerprint(prices[prices["date"] <= until])`
+    without copying the frame (a study's development bars: 3.5 M of 5.2 M rows at 2,000 tickers,
+    whose copy took longer than their digest)."""
     missing = [c for c in PRICE_COLUMNS if c not in prices.columns]
     if missing:
         raise DataValidationError(
@@ -31,10 +35,15 @@ def fingerprint(prices: pd.DataFrame) -> str:
         dates = dates.dt.tz_localize(None)
     # a view of the column where it already is nanoseconds (no copy of 5 M stamps)
     stamps = dates.to_numpy(dtype="datetime64[ns]").view(np.int64).astype("<i8", copy=False)
-    joined = _sorted_tickers_joined(prices["ticker"], stamps)
+    rows = None
+    if until is not None:
+        rows = (stamps <= pd.Timestamp(until).value) & (stamps != _NAT)
+        stamps = stamps[rows]
+    joined = _sorted_tickers_joined(prices["ticker"], stamps, rows)
     order = None
     if joined is None:
         tickers = prices["ticker"].astype(str).to_numpy(dtype=object)
+        tickers = tickers if rows is None else tickers[rows]
         order = _ticker_date_order(tickers, stamps)
         if order is not None:
             stamps, tickers = stamps[order], tickers[order]
@@ -47,6 +56,7 @@ def fingerprint(prices: pd.DataFrame) -> str:
     digest.update(joined + b"\0")
     for column in VALUE_COLUMNS:
         values = prices[column].to_numpy(dtype="float64")
+        values = values if rows is None else values[rows]
         values = values if order is None else values[order]
         if np.signbit(values[values == 0.0]).any():
             values = values + 0.0  # -0.0 hashes as 0.0; a copy only when there is one
@@ -54,12 +64,15 @@ def fingerprint(prices: pd.DataFrame) -> str:
     return digest.hexdigest()
 
 
-def _sorted_tickers_joined(tickers: pd.Series, stamps: np.ndarray) -> bytes | None:
-    """The tickers' UTF-8 lines when the frame is already in (ticker, date) order with str
-    tickers (validated frames are), built from one line per ticker times its bar count instead
-    of converting and joining every row (the digest of 5.2 M bars: 0.24 s against 0.53 s,
-    benchmarks/bench_kernels.py); else None."""
+def _sorted_tickers_joined(
+    tickers: pd.Series, stamps: np.ndarray, rows: np.ndarray | None
+) -> bytes | None:
+    """The UTF-8 lines of the tickers (of these `rows`) when they are already in (ticker, date)
+    order with str tickers (validated frames are), built from one line per ticker times its bar
+    count instead of converting and joining every row (the digest of 5.2 M bars: 0.24 s against
+    0.53 s, benchmarks/bench_kernels.py); else None."""
     codes, names = factorize_sorted(tickers)
+    codes = codes if rows is None else codes[rows]
     if len(codes) == 0 or codes[0] < 0 or not all(isinstance(name, str) for name in names):
         return None
     if not _in_ticker_date_order(codes, stamps):
@@ -73,7 +86,7 @@ def _sorted_tickers_joined(tickers: pd.Series, stamps: np.ndarray) -> bytes | No
 
 def _in_ticker_date_order(codes: np.ndarray, stamps: np.ndarray) -> bool:
     in_order = sorted_by(codes, stamps, strictly=False)
-    return in_order and not (stamps == np.iinfo(np.int64).min).any()  # NaT sorts last
+    return in_order and not (stamps == _NAT).any()  # NaT sorts last
 
 
 def _ticker_date_order(tickers: np.ndarray, stamps: np.ndarray) -> np.ndarray | None:

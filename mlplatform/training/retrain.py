@@ -30,8 +30,7 @@ def study_name(
 ) -> str:
     """One resumable study per model and development data: trial values on other data are not
     comparable, so a retrain on new bars starts a new study (warm-started from production)."""
-    dev_prices = prices[prices["date"] <= pd.Timestamp(development.end)]
-    name = f"{model_name}:{fingerprint(dev_prices)[:12]}"
+    name = f"{model_name}:{fingerprint(prices, until=pd.Timestamp(development.end))[:12]}"
     if rows.capped:
         # Trials on another row sample are not comparable either: one study per sample.
         name += f":rows{rows.max_train_rows}x{rows.max_test_rows}"
