@@ -228,6 +228,27 @@ def test_windows_of_unsorted_rows_equal_those_of_sorted_rows() -> None:
     assert data.within(windows.refit) is data  # the whole range: no copy
 
 
+def test_windows_are_cut_on_the_date_codes_as_a_timestamp_mask_would_cut_them() -> None:
+    """Date-sorted rows are cut on the date level's codes, with no timestamp per row: the same
+    rows as a mask on the dates, for bounds between or outside the rows' dates and for rows
+    whose level holds dates they do not use (a window of a window)."""
+    data = _data(n_dates=200)
+    part = data.within(_windows(data).blocks[1].test)
+    assert len(part.X.index.levels[0]) > part.X.index.get_level_values("date").nunique()
+    for rows in (data, part):
+        dates = rows.X.index.get_level_values("date")
+        days = pd.date_range(dates.min() - pd.Timedelta(days=3), dates.max() + pd.Timedelta(days=3))
+        for first, last in [(days[0], days[-1]), (days[4], days[-6]), (days[5], days[5])]:
+            mask = np.asarray((dates >= first) & (dates <= last))
+            got = rows.within(dataset.DateWindow(first.date(), last.date()))
+            pd.testing.assert_frame_equal(got.X, rows.X[mask])
+            pd.testing.assert_series_equal(got.y, rows.y[mask])
+            assert np.array_equal(
+                rows.positions_until(last.date()), np.flatnonzero(np.asarray(dates <= last))
+            )
+            assert len(rows.until(first.date()).X) == int((dates <= first).sum())
+
+
 @pytest.mark.parametrize("recipe", [RECIPE, CAPPED], ids=["all rows", "row sample"])
 def test_no_block_is_predicted_by_a_model_that_saw_its_future(recipe: Recipe) -> None:
     data = _data()

@@ -173,14 +173,37 @@ class LabelledData:
             X, pd.Series(self.y.to_numpy()[rows], X.index, name=self.y.name), returns
         )
 
+    @cached_property
+    def _sorted_date_codes(self) -> tuple[pd.Index, np.ndarray] | None:
+        """The sorted date level and each row's code into it, when the rows are sorted by date:
+        a window's rows are then found on the codes, with no timestamp per row materialised
+        (40 MB at 5 M rows, in every step that cuts a window); else None."""
+        index = self.X.index
+        if not isinstance(index, pd.MultiIndex) or "date" not in index.names:
+            return None
+        i = index.names.index("date")
+        level, codes = index.levels[i], index.codes[i]
+        if not level.is_monotonic_increasing or not bool((codes[1:] >= codes[:-1]).all()):
+            return None
+        if len(codes) and codes[0] < 0:  # a missing date sorts first in the codes
+            return None
+        return level, codes
+
+    def _leading(self, bound: pd.Timestamp, *, through: bool) -> int:
+        """How many leading rows are dated before `bound` (or on it too, `through`); for rows
+        sorted by date."""
+        level, codes = self._sorted_date_codes  # type: ignore[misc]
+        code = level.searchsorted(bound, side="right" if through else "left")
+        return int(np.searchsorted(codes, code, side="left"))
+
     def _rows(self, first: pd.Timestamp | None, last: pd.Timestamp) -> LabelledData:
-        dates = self.dates
-        if dates.is_monotonic_increasing:
-            start = 0 if first is None else int(dates.searchsorted(first, side="left"))
-            stop = int(dates.searchsorted(last, side="right"))
-            if start == 0 and stop == len(dates):
+        if self._sorted_date_codes is not None:
+            start = 0 if first is None else self._leading(first, through=False)
+            stop = self._leading(last, through=True)
+            if start == 0 and stop == len(self.X):
                 return self
             return self._at(self.X.iloc[start:stop], slice(start, stop))
+        dates = self.dates
         mask = np.asarray(dates <= last, dtype=bool)
         if first is not None:
             mask &= np.asarray(dates >= first, dtype=bool)
@@ -188,8 +211,8 @@ class LabelledData:
 
     def positions_until(self, last: date) -> np.ndarray:
         """Row positions dated at or before `last`."""
-        if self.dates.is_monotonic_increasing:
-            return np.arange(int(self.dates.searchsorted(pd.Timestamp(last), side="right")))
+        if self._sorted_date_codes is not None:
+            return np.arange(self._leading(pd.Timestamp(last), through=True))
         return np.flatnonzero(self.dates <= pd.Timestamp(last))
 
     def take(self, positions: np.ndarray | None) -> LabelledData:
