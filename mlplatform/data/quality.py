@@ -36,11 +36,11 @@ def staleness_business_days(prices: pd.DataFrame, as_of: Any) -> int:
 
 
 def _by_ticker_then_date(prices: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
-    """`columns` of `prices` sorted by ticker then date; validated frames already are."""
-    frame = prices[columns]
+    """A frame with `columns` of `prices` sorted by ticker then date: validated frames already
+    are, and are read as they are (selecting the columns would copy them)."""
     if in_canonical_order(prices):
-        return frame
-    return frame.sort_values(["ticker", "date"], kind="mergesort")
+        return prices
+    return prices[columns].sort_values(["ticker", "date"], kind="mergesort")
 
 
 def business_day_gaps(

@@ -194,7 +194,8 @@ class LabelledData:
         sorted by date."""
         level, codes = self._sorted_date_codes  # type: ignore[misc]
         code = level.searchsorted(bound, side="right" if through else "left")
-        return int(np.searchsorted(codes, code, side="left"))
+        # searched as the codes' own type: an int64 key would convert all the codes (8 ms a call)
+        return int(np.searchsorted(codes, codes.dtype.type(code), side="left"))
 
     def _rows(self, first: pd.Timestamp | None, last: pd.Timestamp) -> LabelledData:
         if self._sorted_date_codes is not None:
