@@ -15,6 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mlplatform import parallel
+from mlplatform.data import generate_market
 from mlplatform.features import (
     FEATURE_COLUMNS,
     FEATURE_SPEC,
@@ -23,6 +24,7 @@ from mlplatform.features import (
     feature_schema_hash,
     make_labels,
 )
+from mlplatform.features.layout import PriceLayout
 from mlplatform_tests.test_features_support import make_prices
 
 PRICES = make_prices(seed=1)
@@ -182,6 +184,22 @@ def _load_benchmark():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def test_a_full_panel_is_read_in_place_and_gives_what_the_padded_panel_gives() -> None:
+    """Tickers on one calendar, rows in order: each column is its bar panel already (a read-only
+    view, so no kernel can write into the caller's bars). Shuffled rows take the padded copy."""
+    prices = generate_market(seed=5, n_tickers=6, years=2, as_of="2021-06-30").prices
+    layout = PriceLayout.from_prices(prices)
+    panel = layout.bar_panel(layout.column(prices, "close"))
+    assert np.shares_memory(panel, prices["close"].to_numpy()) and not panel.flags.writeable
+    before = prices.copy()
+    shuffled = prices.sample(frac=1.0, random_state=4)
+    assert not PriceLayout.from_prices(shuffled).rows_in_order
+    pd.testing.assert_frame_equal(
+        compute_features(prices), compute_features(shuffled), check_exact=True
+    )
+    pd.testing.assert_frame_equal(prices, before, check_exact=True)
 
 
 def test_agrees_with_the_independent_per_ticker_implementation() -> None:

@@ -112,11 +112,22 @@ class PriceLayout:
             + self.pos[canonical_positions]
         )
 
+    @cached_property
+    def _full_panel(self) -> bool:
+        """Every ticker has a bar at every position, rows in canonical order (a universe on one
+        calendar): a column is then its bar panel already."""
+        return self.rows_in_order and bool((self.counts == self.panel_shape[0]).all())
+
     def bar_panel(self, values: np.ndarray) -> np.ndarray:
         """(bar position x ticker) float64 panel of canonical-order values, NaN-padded.
 
-        Column-major, so each ticker's history is contiguous for the time-series kernels.
+        Column-major, so each ticker's history is contiguous for the time-series kernels. On a
+        full panel it is a read-only view of `values`: no 42 MB copy per column at 2,000 tickers.
         """
+        if self._full_panel and values.dtype == np.float64 and values.flags.c_contiguous:
+            view = values.reshape(self.panel_shape, order="F")
+            view.flags.writeable = False
+            return view
         panel = np.full(self.panel_shape, np.nan, order="F")
         panel.ravel(order="K")[self.panel_flat_index()] = values
         return panel
