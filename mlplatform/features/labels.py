@@ -54,6 +54,7 @@ def outcomes(prices: pd.DataFrame, horizon: int = 1) -> pd.DataFrame:
             "hold_return": hold,
         },
         index=layout.multiindex(rows),
+        copy=False,  # fresh columns: pandas' default copies a dict's arrays again
     )
 
 

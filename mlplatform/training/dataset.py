@@ -168,6 +168,7 @@ class LabelledData:
             returns = pd.DataFrame(
                 {name: column.to_numpy()[rows] for name, column in self.returns.items()},
                 index=X.index,
+                copy=False,  # fresh columns: pandas' default copies a dict's arrays again
             )
         return LabelledData(
             X, pd.Series(self.y.to_numpy()[rows], X.index, name=self.y.name), returns
@@ -293,6 +294,8 @@ def labelled_rows(features: pd.DataFrame, outcomes: pd.DataFrame) -> LabelledDat
     returns = None
     if carried:
         returns = pd.DataFrame(
-            {name: outcomes[name].to_numpy()[at] for name in RETURN_COLUMNS}, index=X.index
+            {name: outcomes[name].to_numpy()[at] for name in RETURN_COLUMNS},
+            index=X.index,
+            copy=False,  # fresh columns: pandas' default copies a dict's arrays again
         )
     return LabelledData(X, y, returns)
