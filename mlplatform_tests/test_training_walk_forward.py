@@ -312,6 +312,7 @@ def test_a_capped_recipe_trains_every_fit_on_one_seeded_sample() -> None:
     # except on the rows being predicted) leaves every block's predictions as they were
     windows = _windows(data)
     scores = walk_forward_predictions(CAPPED, data, windows)
+    pd.testing.assert_series_equal(candidate.out_of_sample, scores)  # its sample, drawn once
     outside = np.ones(len(data.X), dtype=bool)
     outside[positions] = False
     predicted = windows.evaluation.contains(data.dates)

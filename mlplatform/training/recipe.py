@@ -72,8 +72,11 @@ class Recipe:
         return train_model(sample.X, sample.y, self.params, self.num_boost_round)
 
 
-def walk_forward_predictions(recipe: Recipe, data: LabelledData, windows: Windows) -> pd.Series:
-    """Out-of-sample P(up) for every labelled row of the evaluation window, block by block.
+def walk_forward_predictions(
+    recipe: Recipe, data: LabelledData, windows: Windows, *, sample: LabelledData | None = None
+) -> pd.Series:
+    """Out-of-sample P(up) for every labelled row of the evaluation window, block by block;
+    `sample` is the recipe's training sample of `data` when the caller has drawn it already.
 
     Block k's model sees only rows dated at or before its `train_end` (horizon dates before the
     block, so no training label reaches into it); nothing it predicts was ever trained on.
@@ -87,7 +90,7 @@ def walk_forward_predictions(recipe: Recipe, data: LabelledData, windows: Window
     if not tests:
         raise ValueError("the evaluation window has no labelled rows to predict")
     params = dict(recipe.params)
-    sample = data.take(recipe.training_positions(len(data.X)))
+    sample = recipe.training_sample(data) if sample is None else sample
     first = sample.until(windows.blocks[0].train_end)
     bins = lgb.Dataset(first.X, label=np.asarray(first.y), params=params).construct()
     binned = lgb.Dataset(sample.X, label=np.asarray(sample.y), reference=bins, params=params)
