@@ -154,14 +154,17 @@ class PriceLayout:
 
 
 def row_keys(index: pd.MultiIndex, levels: list[pd.Index]) -> np.ndarray:
-    """One int64 per row from its codes in `levels` (-1 when a value is not in them)."""
+    """One int64 per row from its codes in `levels` (-1 when a value is not in them). Built in
+    place in the first level's codes: each temporary is a fresh array of every row."""
     key = np.zeros(len(index), dtype=np.int64)
-    known = np.ones(len(index), dtype=bool)
+    unknown = np.zeros(len(index), dtype=bool)
     for own, codes, target in zip(index.levels, index.codes, levels, strict=True):
         code = np.append(target.get_indexer(own), -1)[codes]  # a missing value (-1) stays -1
-        known &= code >= 0
-        key = key * len(target) + code
-    return np.where(known, key, -1)
+        unknown |= code < 0
+        key *= len(target)
+        key += code
+    key[unknown] = -1
+    return key
 
 
 def positions_of(keys: np.ndarray, table_keys: np.ndarray, table_size: int) -> np.ndarray:
