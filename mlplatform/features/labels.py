@@ -45,12 +45,20 @@ def outcomes(prices: pd.DataFrame, horizon: int = 1) -> pd.DataFrame:
     open_ = layout.column(prices, "open")
     close = layout.column(prices, "close")
     rows = _rows_with_future(layout, h)
-    later = close[rows + h]
-    hold = later / close[rows] - 1.0
+    # in place: each temporary would be a fresh array of every bar (slow to touch at 5 M rows)
+    ahead = rows + h
+    later = close[ahead]
+    hold = close[rows]
+    np.divide(later, hold, out=hold)
+    hold -= 1.0
+    np.add(rows, 1, out=ahead)
+    forward = open_[ahead]
+    np.divide(later, forward, out=forward)
+    forward -= 1.0
     return pd.DataFrame(
         {
             "label": (hold > 0.0).astype(np.int8),
-            "forward_return": later / open_[rows + 1] - 1.0,
+            "forward_return": forward,
             "hold_return": hold,
         },
         index=layout.multiindex(rows),
