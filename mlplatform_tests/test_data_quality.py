@@ -87,15 +87,28 @@ def test_fingerprint_until_a_date_is_that_of_the_bars_up_to_it(prices: pd.DataFr
     frame's, in the fast path (sorted str tickers) and the general one, for a cut inside the bars,
     before them all and after them all."""
     shuffled = prices.sample(frac=1.0, random_state=2)
-    numbered = prices.assign(ticker=prices["ticker"].str.len())  # not str: the general path
+    numbered = prices.assign(ticker=prices["ticker"].str[1:].astype(int))  # the general path
+    assert numbered["ticker"].nunique() == prices["ticker"].nunique() > 1
+    first, last = prices["date"].min(), prices["date"].max()
     middle = prices["date"].sort_values().iloc[len(prices) // 2]
-    cuts = [middle, prices["date"].min() - pd.Timedelta(days=1), prices["date"].max()]
+    cuts = [middle, first - pd.Timedelta(days=1), last, last + pd.Timedelta(days=1)]
     for frame in (prices, shuffled, numbered):
         for cut in cuts:
             expected = fingerprint(frame[frame["date"] <= cut])
             assert fingerprint(frame, until=cut) == expected
     assert fingerprint(prices, until=middle) != fingerprint(prices)
-    assert fingerprint(prices, until=prices["date"].max()) == fingerprint(prices)
+    assert fingerprint(prices, until=last) == fingerprint(prices)
+    # zoned dates: the cut is an instant, compared in the dates' zone, as the filter compares it
+    zoned = prices.assign(date=prices["date"].dt.tz_localize("America/New_York"))
+    cut = (middle + pd.Timedelta(hours=2)).tz_localize("Europe/Berlin")  # 20:00 the day before
+    assert fingerprint(zoned, until=cut) == fingerprint(zoned[zoned["date"] <= cut])
+    assert fingerprint(zoned, until=cut) != fingerprint(
+        zoned[zoned["date"] <= middle.tz_localize("America/New_York")]
+    )
+    with pytest.raises(TypeError, match="cannot compare"):
+        fingerprint(zoned, until=middle)
+    with pytest.raises(TypeError, match="cannot compare"):
+        fingerprint(prices, until=cut)
 
 
 def test_fingerprint_sees_every_change(prices: pd.DataFrame) -> None:

@@ -52,6 +52,13 @@ def test_later_as_of_only_appends_and_tickers_are_independent(market) -> None:
     pd.testing.assert_frame_equal(fewer, subset, check_exact=True)
 
 
+def test_the_epoch_is_the_first_business_day_of_its_year() -> None:
+    """The streams are drawn in whole calendar years from the epoch's year, and its first day is
+    the first simulated one: a later epoch would need the days before it drawn and skipped."""
+    year = int(str(synthetic.EPOCH)[:4])
+    assert synthetic._business_days(year)[0] == synthetic.EPOCH
+
+
 @pytest.mark.parametrize("years_per_call", [1, 3])
 def test_the_bars_do_not_depend_on_how_many_years_a_stream_draws_per_call(
     market, monkeypatch: pytest.MonkeyPatch, years_per_call: int

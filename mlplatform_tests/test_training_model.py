@@ -58,6 +58,9 @@ def test_rows_of_trains_the_model_dataset_subset_trains() -> None:
         assert ours.model_to_string() == theirs.model_to_string()
     cut = lgb.train(params, rows_of(binned, np.arange(300), params), num_boost_round=15)
     assert cut.model_to_string() != lgb.train(params, binned, 15).model_to_string()
+    for unsorted in (np.array([3, 1, 2]), np.array([1, 1, 2])):  # LightGBM needs them ascending
+        with pytest.raises(ValueError, match="ascending"):
+            rows_of(binned, unsorted, params)
 
 
 def test_bad_inputs_are_refused() -> None:

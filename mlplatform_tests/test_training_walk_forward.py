@@ -235,10 +235,19 @@ def test_windows_are_cut_on_the_date_codes_as_a_timestamp_mask_would_cut_them() 
     data = _data(n_dates=200)
     part = data.within(_windows(data).blocks[1].test)
     assert len(part.X.index.levels[0]) > part.X.index.get_level_values("date").nunique()
-    for rows in (data, part):
+    small = _data(n_dates=100)  # int8 codes
+    # a level longer than its int8 codes can number (pandas allows it unverified)
+    level_days = pd.bdate_range("2019-01-01", periods=300)
+    overflow = small.X.index.set_levels(level_days, level="date", verify_integrity=False)
+    assert overflow.codes[0].dtype == np.int8
+    long_level = LabelledData(small.X.set_axis(overflow), small.y.set_axis(overflow))
+    for rows in (data, part, small, long_level):
+        assert rows._sorted_date_codes is not None  # the path under test
         dates = rows.X.index.get_level_values("date")
         days = pd.date_range(dates.min() - pd.Timedelta(days=3), dates.max() + pd.Timedelta(days=3))
-        for first, last in [(days[0], days[-1]), (days[4], days[-6]), (days[5], days[5])]:
+        beyond = rows.X.index.levels[0][-1]  # the level's last date, past the rows' own
+        cuts = [(days[0], days[-1]), (days[4], days[-6]), (days[5], days[5]), (days[0], beyond)]
+        for first, last in cuts:
             mask = np.asarray((dates >= first) & (dates <= last))
             got = rows.within(dataset.DateWindow(first.date(), last.date()))
             pd.testing.assert_frame_equal(got.X, rows.X[mask])
@@ -247,6 +256,27 @@ def test_windows_are_cut_on_the_date_codes_as_a_timestamp_mask_would_cut_them() 
                 rows.positions_until(last.date()), np.flatnonzero(np.asarray(dates <= last))
             )
             assert len(rows.until(first.date()).X) == int((dates <= first).sum())
+
+
+def test_the_candidate_draws_its_training_sample_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The refit and the walk-forward's blocks train on the same sample: it is drawn (copied out
+    of the labelled rows) once per candidate, also for rows sorted without a sorted date level."""
+    data = _data()  # 1,200 rows: CAPPED samples 700
+    plain = data.X.index.get_level_values("date")  # a DatetimeIndex named "date": sorted rows
+    flat = LabelledData(data.X.set_axis(plain), data.y.set_axis(plain))
+    assert flat._sorted_date_codes is None and flat.within(_windows(data).refit) is flat
+    draws = []
+    take = LabelledData.take
+
+    def counted(self: LabelledData, positions: np.ndarray | None) -> LabelledData:
+        draws.extend([] if positions is None else [len(positions)])
+        return take(self, positions)
+
+    monkeypatch.setattr(LabelledData, "take", counted)
+    for rows in (data, flat):
+        draws.clear()
+        build_candidate(CAPPED, rows, _windows(data))
+        assert draws == [700]
 
 
 @pytest.mark.parametrize("recipe", [RECIPE, CAPPED], ids=["all rows", "row sample"])
@@ -312,7 +342,7 @@ def test_a_capped_recipe_trains_every_fit_on_one_seeded_sample() -> None:
     # except on the rows being predicted) leaves every block's predictions as they were
     windows = _windows(data)
     scores = walk_forward_predictions(CAPPED, data, windows)
-    pd.testing.assert_series_equal(candidate.out_of_sample, scores)  # its sample, drawn once
+    pd.testing.assert_series_equal(candidate.out_of_sample, scores)
     outside = np.ones(len(data.X), dtype=bool)
     outside[positions] = False
     predicted = windows.evaluation.contains(data.dates)

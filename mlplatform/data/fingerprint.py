@@ -8,6 +8,7 @@ hashed as little-endian float64 / int64 nanoseconds / UTF-8 text, with -0.0 fold
 from __future__ import annotations
 
 import hashlib
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -31,13 +32,14 @@ def fingerprint(prices: pd.DataFrame, *, until: pd.Timestamp | None = None) -> s
             f"cannot fingerprint: missing column {missing[0]!r}", column=missing[0]
         )
     dates = pd.to_datetime(prices["date"])
-    if getattr(dates.dtype, "tz", None) is not None:
-        dates = dates.dt.tz_localize(None)
+    zone = getattr(dates.dtype, "tz", None)
+    if zone is not None:
+        dates = dates.dt.tz_localize(None)  # v1 hashes the wall-clock time
     # a view of the column where it already is nanoseconds (no copy of 5 M stamps)
     stamps = dates.to_numpy(dtype="datetime64[ns]").view(np.int64).astype("<i8", copy=False)
     rows = None
     if until is not None:
-        rows = (stamps <= pd.Timestamp(until).value) & (stamps != _NAT)
+        rows = (stamps <= _wall_clock(until, zone).value) & (stamps != _NAT)
         stamps = stamps[rows]
     joined = _sorted_tickers_joined(prices["ticker"], stamps, rows)
     order = None
@@ -62,6 +64,17 @@ def fingerprint(prices: pd.DataFrame, *, until: pd.Timestamp | None = None) -> s
             values = values + 0.0  # -0.0 hashes as 0.0; a copy only when there is one
         digest.update(values.astype("<f8", copy=False))  # hashlib reads the buffer
     return digest.hexdigest()
+
+
+def _wall_clock(until: pd.Timestamp, zone: Any) -> pd.Timestamp:
+    """`until` as the naive wall-clock time of the dates' zone, comparable with the stamps; a
+    naive `until` for zoned dates (or the reverse) cannot be compared, as pandas says too."""
+    bound = pd.Timestamp(until)
+    if (bound.tz is None) != (zone is None):
+        raise TypeError(
+            f"cannot compare until={bound} with dates {'in ' + str(zone) if zone else 'naive'}"
+        )
+    return bound if zone is None else bound.tz_convert(zone).tz_localize(None)
 
 
 def _sorted_tickers_joined(

@@ -36,8 +36,9 @@ def staleness_business_days(prices: pd.DataFrame, as_of: Any) -> int:
 
 
 def _by_ticker_then_date(prices: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
-    """A frame with `columns` of `prices` sorted by ticker then date: validated frames already
-    are, and are read as they are (selecting the columns would copy them)."""
+    """A frame whose `columns` are those of `prices` sorted by ticker then date: `prices` itself
+    when it is (validated frames are; selecting the columns would copy them), else a sorted copy
+    of those columns."""
     if in_canonical_order(prices):
         return prices
     return prices[columns].sort_values(["ticker", "date"], kind="mergesort")

@@ -43,6 +43,7 @@ from mlplatform import config
 from mlplatform.data.schema import PRICE_COLUMNS
 from mlplatform.parallel import blocks, in_threads
 
+# The first business day of its year: every stream starts on the epoch's year (a test checks it).
 EPOCH = np.datetime64("2000-01-03", "D")
 _TAG_STATIC, _TAG_DAILY, _TAG_MARKET = 1, 2, 3
 _YEARS_PER_DRAW = 4  # 250 MB of draws at 5,000 tickers
@@ -121,13 +122,13 @@ class _YearDraws:
 
     def __init__(
         self,
-        tickers: list[np.random.Generator],
-        market: np.random.Generator,
+        ticker_streams: list[np.random.Generator],
+        market_stream: np.random.Generator,
         year_lengths: list[int],
     ) -> None:
-        self._tickers, self._market = tickers, market
+        self._tickers, self._market = ticker_streams, market_stream
         self._lengths = collections.deque(year_lengths)
-        self._daily = np.empty((0, len(tickers), _N_DAILY_DRAWS))
+        self._daily = np.empty((0, len(ticker_streams), _N_DAILY_DRAWS))
         self._market_daily = np.empty(0)
         self._at = 0
 

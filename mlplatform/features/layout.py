@@ -114,8 +114,8 @@ class PriceLayout:
 
     @cached_property
     def _full_panel(self) -> bool:
-        """Every ticker has a bar at every position, rows in canonical order (a universe on one
-        calendar): a column is then its bar panel already."""
+        """Every ticker has as many bars as the longest history and the rows are in canonical
+        order: a column is then its bar panel already, with no padding."""
         return self.rows_in_order and bool((self.counts == self.panel_shape[0]).all())
 
     def bar_panel(self, values: np.ndarray) -> np.ndarray:
@@ -154,8 +154,8 @@ class PriceLayout:
 
 
 def row_keys(index: pd.MultiIndex, levels: list[pd.Index]) -> np.ndarray:
-    """One int64 per row from its codes in `levels` (-1 when a value is not in them). Built in
-    place in the first level's codes: each temporary is a fresh array of every row."""
+    """One int64 per row from its codes in `levels` (-1 when a value is not in them), built in
+    place in one array: each temporary would be a fresh array of every row."""
     key = np.zeros(len(index), dtype=np.int64)
     unknown = np.zeros(len(index), dtype=bool)
     for own, codes, target in zip(index.levels, index.codes, levels, strict=True):

@@ -195,13 +195,27 @@ class LabelledData:
         sorted by date."""
         level, codes = self._sorted_date_codes  # type: ignore[misc]
         code = level.searchsorted(bound, side="right" if through else "left")
+        if code > np.iinfo(codes.dtype).max:  # past every code (a level longer than its codes)
+            return len(codes)
         # searched as the codes' own type: an int64 key would convert all the codes (8 ms a call)
         return int(np.searchsorted(codes, codes.dtype.type(code), side="left"))
 
-    def _rows(self, first: pd.Timestamp | None, last: pd.Timestamp) -> LabelledData:
+    def _span(self, first: pd.Timestamp | None, last: pd.Timestamp) -> tuple[int, int] | None:
+        """The rows dated from `first` (None: the first row) through `last` as a range of
+        positions, when the rows are sorted by date; else None."""
         if self._sorted_date_codes is not None:
             start = 0 if first is None else self._leading(first, through=False)
-            stop = self._leading(last, through=True)
+            return start, self._leading(last, through=True)
+        dates = self.dates  # sorted rows whose date level is not: one timestamp per row
+        if dates.is_monotonic_increasing:
+            start = 0 if first is None else int(dates.searchsorted(first, side="left"))
+            return start, int(dates.searchsorted(last, side="right"))
+        return None
+
+    def _rows(self, first: pd.Timestamp | None, last: pd.Timestamp) -> LabelledData:
+        span = self._span(first, last)
+        if span is not None:
+            start, stop = span
             if start == 0 and stop == len(self.X):
                 return self
             return self._at(self.X.iloc[start:stop], slice(start, stop))
@@ -213,8 +227,9 @@ class LabelledData:
 
     def positions_until(self, last: date) -> np.ndarray:
         """Row positions dated at or before `last`."""
-        if self._sorted_date_codes is not None:
-            return np.arange(self._leading(pd.Timestamp(last), through=True))
+        span = self._span(None, pd.Timestamp(last))
+        if span is not None:
+            return np.arange(span[1])
         return np.flatnonzero(self.dates <= pd.Timestamp(last))
 
     def take(self, positions: np.ndarray | None) -> LabelledData:
