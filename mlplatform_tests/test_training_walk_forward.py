@@ -13,7 +13,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mlplatform.evaluation import previous_direction
+from mlplatform.evaluation.metrics import classification_metrics
 from mlplatform.evaluation.walk_forward import (
+    BAYES,
     Contenders,
     bars_for_window,
     evaluate_candidate,
@@ -373,6 +375,34 @@ def test_staging_and_production_are_scored_on_identical_rows() -> None:
     assert metrics[STAGING]["n"] == metrics[PRODUCTION]["n"] == evaluation.result.n_rows
     assert evaluation.result.mcnemar is not None  # a paired comparison
     assert {"training_majority", "always_up", "previous_direction"} <= set(metrics)
+
+
+def test_the_bayes_rule_scores_the_truth_of_the_evaluated_rows_sorted_or_not() -> None:
+    prices = _prices(_data())
+    data = labelled_rows(_data().X, outcomes(prices, horizon=1))
+    windows = plan_windows(data.dates.unique(), evaluation_months=6, refit_months=2, horizon=1)
+    contenders = Contenders(walk_forward_predictions(RECIPE, data, windows), 10, [0.01, 0.02])
+    p_up = np.random.default_rng(4).uniform(0.2, 0.8, len(data.X))
+    truth = pd.Series(p_up, index=data.X.index).sort_index()  # the synthetic market's order
+    shuffled = truth.sample(frac=1.0, random_state=5)
+    scored = [
+        evaluate_candidate(data, windows, prices, contenders, cost_bps=5.0, truth=t).result
+        for t in (truth, shuffled)
+    ]
+    evaluated = data.within(windows.evaluation)
+    expected = classification_metrics(
+        evaluated.y.to_numpy(), truth.loc[evaluated.X.index].to_numpy()
+    )
+    for result in scored:
+        assert result.metrics[BAYES]["n"] == len(evaluated.X) == result.n_rows
+        for name, value in expected.items():
+            assert result.metrics[BAYES][name] == pytest.approx(value)
+    # a truth that misses a row of the window scores no Bayes rule (never on fewer rows)
+    missing = truth.drop(evaluated.X.index[:1])
+    result = evaluate_candidate(
+        data, windows, prices, contenders, cost_bps=5.0, truth=missing
+    ).result
+    assert BAYES not in result.metrics
 
 
 def test_training_majority_is_walked_forward() -> None:
