@@ -117,15 +117,19 @@ def _align(series: Sequence[pd.Series]) -> tuple[pd.MultiIndex, list[np.ndarray]
     keys = first[order]
     values = [series[0].to_numpy(dtype=np.float64)[order]]
     values += [row_values(s, levels, keys) for s in series[1:]]
-    keep = np.logical_and.reduce([~np.isnan(v) for v in values])
-    keys, n_tickers = keys[keep], len(levels[1])
+    gaps = np.zeros(len(keys), dtype=bool)
+    for v in values:
+        gaps |= np.isnan(v)
+    if gaps.any():  # else every row is common: no copy of each series
+        keys, values = keys[~gaps], [v[~gaps] for v in values]
+    n_tickers = len(levels[1])
     index = pd.MultiIndex(
         levels=levels,
         codes=[keys // n_tickers, keys % n_tickers],
         names=INDEX_NAMES,
         verify_integrity=False,
     )
-    return index, [v[keep] for v in values]
+    return index, values
 
 
 def _describe(s: pd.Series) -> str:
