@@ -20,6 +20,7 @@ from mlplatform.features import (
     FEATURE_COLUMNS,
     FEATURE_SPEC,
     FEATURE_VERSION,
+    compute,
     compute_features,
     feature_schema_hash,
     make_labels,
@@ -196,10 +197,45 @@ def test_a_full_panel_is_read_in_place_and_gives_what_the_padded_panel_gives() -
     before = prices.copy()
     shuffled = prices.sample(frac=1.0, random_state=4)
     assert not PriceLayout.from_prices(shuffled).rows_in_order
-    pd.testing.assert_frame_equal(
-        compute_features(prices), compute_features(shuffled), check_exact=True
-    )
+    assert layout.shared_calendar and not PriceLayout.from_prices(shuffled).shared_calendar
+    for drop_warmup in (True, False):  # written in place and moved up, or gathered
+        pd.testing.assert_frame_equal(
+            compute_features(prices, drop_warmup=drop_warmup),
+            compute_features(shuffled, drop_warmup=drop_warmup),
+            check_exact=True,
+        )
     pd.testing.assert_frame_equal(prices, before, check_exact=True)
+
+
+@pytest.mark.parametrize(
+    "dropped",
+    [[], [0, 1, 2], [0, 1, 2, 5], [7], list(range(9))],
+    ids=["none", "leading", "leading-and-one", "one-inside", "all-but-last"],
+)
+def test_dropping_rows_keeps_the_others_in_order_column_major(dropped: list[int]) -> None:
+    matrix = np.asfortranarray(np.arange(40, dtype=np.float32).reshape(10, 4))
+    keep = np.ones(10, dtype=bool)
+    keep[dropped] = False
+    expected = matrix[keep].copy()
+    kept = compute._rows_kept(matrix, keep)
+    np.testing.assert_array_equal(kept, expected)
+    assert kept.flags.f_contiguous
+    # a leading run moves up in the matrix's own memory; anything else is a new matrix
+    assert np.shares_memory(kept, matrix) == (dropped == list(range(len(dropped))))
+
+
+def test_the_date_order_is_a_stable_sort_by_date_on_any_calendar() -> None:
+    """A shared calendar is read bar by bar; tickers with as many bars on other dates (one listed
+    a day later) are sorted, as are rows out of order."""
+    shared = generate_market(seed=5, n_tickers=4, years=1, as_of="2021-06-30").prices
+    first = shared["ticker"] == shared["ticker"].iloc[0]
+    later = shared.copy()
+    later.loc[first, "date"] = later.loc[first, "date"] + pd.offsets.BDay(1)
+    for prices in (shared, later, shared.sample(frac=1.0, random_state=2)):
+        layout = PriceLayout.from_prices(prices)
+        expected = np.argsort(layout.date_code, kind="stable")
+        np.testing.assert_array_equal(layout.date_order(), expected)
+    assert PriceLayout.from_prices(later)._full_panel  # same counts, yet not one calendar
 
 
 def test_agrees_with_the_independent_per_ticker_implementation() -> None:

@@ -143,9 +143,17 @@ def compute_features(
         if source not in names or names.index(source) not in base + by_date:
             raise ValueError(f"feature {names[j]}: ranks unknown feature {source!r}")
 
-    # Per-ticker features as float32 bar panels; a cell is warm when every one is finite.
+    # Per-ticker features as float32 bar panels; a cell is warm when every one is finite. On a
+    # shared calendar the output's rows (date, then ticker) are the panels read bar by bar, so
+    # each feature is written straight into its output column: no panel per feature to gather
+    # from (0.5 GB at 2,000 tickers).
     bars = {name: layout.bar_panel(layout.column(prices, name)) for name in PRICE_COLUMNS}
-    base_panels = {j: np.empty(layout.panel_shape, dtype=np.float32, order="F") for j in base}
+    shared = layout.shared_calendar
+    if shared:
+        full = np.empty((layout.n_rows, len(names)), dtype=np.float32, order="F")
+        base_panels = {j: full[:, j].reshape(layout.panel_shape) for j in base}
+    else:
+        base_panels = {j: np.empty(layout.panel_shape, dtype=np.float32, order="F") for j in base}
     warm_panel = np.ones(layout.panel_shape, dtype=bool, order="F")
 
     def fill(tickers: slice) -> None:
@@ -154,25 +162,30 @@ def compute_features(
             params = {k: v for k, v in spec[names[j]].items() if k != "kind"}
             panel = _BUILDERS[spec[names[j]]["kind"]](panels, **params)
             with np.errstate(over="ignore", invalid="ignore"):  # overflow -> inf -> not warm
-                base_panels[j][:, tickers] = panel
-            warm_panel[:, tickers] &= np.isfinite(base_panels[j][:, tickers])
+                values = panel.astype(np.float32, order="F")
+            warm_panel[:, tickers] &= np.isfinite(values)
+            base_panels[j][:, tickers] = values
 
     in_threads(fill, blocks(len(layout.tickers)))
     bars.clear()
 
-    # Output rows in (date, ticker) order, gathered straight from the panels.
+    # Output rows in (date, ticker) order.
     order = layout.date_order()
     flat = layout.panel_flat_index(order)
     warm = warm_panel.ravel(order="F")[flat]
-    if drop_warmup:
-        order, flat, warm = order[warm], flat[warm], warm[warm]
-    # column-major: each column is contiguous, and it is the layout pandas keeps a block in
-    out = np.empty((len(order), len(names)), dtype=np.float32, order="F")
+    keep = warm if drop_warmup else None
+    if keep is not None:
+        order, flat, warm = order[keep], flat[keep], warm[keep]
+    if shared:
+        out = full if keep is None else _rows_kept(full, keep)
+    else:
+        # column-major: each column is contiguous, and it is the layout pandas keeps a block in
+        out = np.empty((len(order), len(names)), dtype=np.float32, order="F")
 
-    def gather(j: int) -> None:
-        out[:, j] = base_panels.pop(j).ravel(order="F").take(flat)
+        def gather(j: int) -> None:
+            out[:, j] = base_panels.pop(j).ravel(order="F").take(flat)
 
-    in_threads(gather, base)
+        in_threads(gather, base)
     for j in by_date:
         out[:, j] = _DATE_BUILDERS[spec[names[j]]["kind"]](layout, order)
 
@@ -191,6 +204,25 @@ def compute_features(
         in_threads(rank, ranked)
 
     return pd.DataFrame(out, index=layout.multiindex(order), columns=names, copy=False)
+
+
+def _rows_kept(matrix: np.ndarray, keep: np.ndarray) -> np.ndarray:
+    """The rows of a column-major `matrix` where `keep` holds, column-major. When only a leading
+    run is dropped (the warm-up, on a shared calendar) every column moves up over it in the
+    matrix's own memory, one memmove each: 0.02 s at 2,000 tickers, against 0.25 s for gathering
+    the rows into a new 0.5 GB matrix."""
+    n, m = matrix.shape
+    kept = int(np.count_nonzero(keep))
+    dropped = n - kept
+    if dropped == 0:
+        return matrix
+    if not keep[dropped:].all():  # not a leading run: a new matrix
+        out = np.empty((kept, m), dtype=matrix.dtype, order="F")
+        return np.compress(keep, matrix, axis=0, out=out)
+    flat = matrix.ravel(order="F")  # a view: the matrix is column-major
+    for j in range(m):  # column j lands before column j + 1's first kept value
+        flat[j * kept : (j + 1) * kept] = flat[j * n + dropped : (j + 1) * n]
+    return flat[: m * kept].reshape((kept, m), order="F")
 
 
 def _check_finite(prices: pd.DataFrame) -> None:
