@@ -29,13 +29,14 @@ import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 from bench_features import on_one_core  # a sibling script: benchmarks/ is on sys.path
+from scipy import stats
 from sklearn import metrics as sk
 
 from mlplatform.data import PRICES_SCHEMA, fingerprint, generate_market, synthetic
 from mlplatform.data.codes import factorize_sorted
 from mlplatform.data.schema import PRICE_COLUMNS, VALUE_COLUMNS
 from mlplatform.evaluation.backtest import BacktestSpec, previous_direction, run_backtest
-from mlplatform.evaluation.metrics import PROB_CLIP, classification_metrics
+from mlplatform.evaluation.metrics import PROB_CLIP, classification_metrics, roc_auc
 from mlplatform.evaluation.walk_forward import bars_for_window
 from mlplatform.features import FEATURE_COLUMNS
 from mlplatform.parallel import cores
@@ -95,6 +96,12 @@ def sklearn_scores(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
         "log_loss": sk.log_loss(y, np.clip(p, PROB_CLIP, 1 - PROB_CLIP)),
         "brier": sk.brier_score_loss(y, p),
     }
+
+
+def scipy_auc(y: np.ndarray, p: np.ndarray) -> float:
+    up = y == 1
+    u = stats.mannwhitneyu(p[up], p[~up], use_continuity=False, method="asymptotic").statistic
+    return float(u / (up.sum() * (~up).sum()))
 
 
 def pandas_previous_direction(prices: pd.DataFrame, index: pd.MultiIndex) -> pd.Series:
@@ -190,6 +197,10 @@ def main() -> None:
     for key, value in b.items():
         assert math.isclose(a[key], value, rel_tol=1e-9, abs_tol=1e-12), key
     rows.append((f"five scores on {n_eval:,} rows vs scikit-learn", ours, lib, "equal to 1e-9"))
+    model = np.round(p, 6)  # a model's scores: many distinct values, some shared
+    a, b, ours, lib = _timed(lambda: roc_auc(y, model), lambda: scipy_auc(y, model), r)
+    assert a == b, (a, b)
+    rows.append((f"AUC on {n_eval:,} rows vs scipy's Mann-Whitney U", ours, lib, "equal"))
 
     days = pd.bdate_range("2023-07-03", periods=max(n_eval // args.tickers, 1))
     names = pd.Index([f"T{i:04d}" for i in range(args.tickers)])

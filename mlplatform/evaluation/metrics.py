@@ -104,8 +104,11 @@ def roc_auc(y_true: ArrayLike, proba: ArrayLike) -> float:
     """ROC AUC, NaN when only one class is present (AUC is undefined then).
 
     The Mann-Whitney U of the up rows' scores over n_up x n_down, ties counting half: the same
-    number as scikit-learn's roc_auc_score, which builds the whole ROC curve for it (measured with
-    the other scores in benchmarks/bench_kernels.py).
+    number as scikit-learn's roc_auc_score, which builds the whole ROC curve for it. U is counted
+    from each class's sorted scores: for every up score, the down scores below it plus half of
+    those equal to it. scipy's mannwhitneyu ranks the pooled scores and adds a tie correction the
+    AUC does not use: 0.23 s against 0.05 s for a model's scores on 1.5 M rows
+    (benchmarks/bench_kernels.py).
     """
     y = _labels(y_true)
     up = y == 1
@@ -114,8 +117,10 @@ def roc_auc(y_true: ArrayLike, proba: ArrayLike) -> float:
     p = _probabilities(proba, y)
     if n_up == 0 or n_down == 0:
         return math.nan
-    u = stats.mannwhitneyu(p[up], p[~up], use_continuity=False, method="asymptotic").statistic
-    return float(u / (n_up * n_down))
+    ups, downs = np.sort(p[up]), np.sort(p[~up])  # sorted queries: each search starts late
+    below = np.searchsorted(downs, ups, side="left").sum(dtype=np.int64)
+    through = np.searchsorted(downs, ups, side="right").sum(dtype=np.int64)
+    return float((below + through) / 2 / (n_up * n_down))
 
 
 def clipped_log_loss(y_true: ArrayLike, proba: ArrayLike, eps: float = PROB_CLIP) -> float:
@@ -137,8 +142,8 @@ def classification_metrics(
 
     The scores are written out rather than taken from scikit-learn, which re-validates and
     re-encodes the labels in every call (type_of_target, a label binarizer, a confusion matrix):
-    0.45 s per model on 1.5 M rows (2,000 tickers x 3 years, six models per backtest) against
-    0.24 s here, AUC included (benchmarks/bench_kernels.py). The tests hold each one equal to
+    0.42 s per model on 1.5 M rows (2,000 tickers x 3 years, six models per backtest) against
+    0.08 s here, AUC included (benchmarks/bench_kernels.py). The tests hold each one equal to
     scikit-learn's.
     """
     y = _labels(y_true)
