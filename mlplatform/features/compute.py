@@ -89,11 +89,10 @@ _BUILDERS: dict[str, Callable[..., np.ndarray]] = {
     "overnight_gap": lambda p: ind.overnight_gap(p.log("open"), p.log("close")),
     "close_location_value": lambda p: ind.close_location_value(p.high, p.low, p.close),
 }
-# kind -> builder(layout, canonical rows) for features of the date alone: no panel, no warm-up.
-_DATE_BUILDERS: dict[str, Callable[..., np.ndarray]] = {
-    "day_of_week": lambda layout, rows: ind.day_of_week(layout.dates.to_numpy())[
-        layout.date_code[rows]
-    ],
+# kind -> builder(dates) giving one value per date, for features of the date alone: no panel,
+# no warm-up.
+_DATE_BUILDERS: dict[str, Callable[[pd.DatetimeIndex], np.ndarray]] = {
+    "day_of_week": lambda dates: ind.day_of_week(dates.to_numpy()),
 }
 _SUPPORTED = {
     "rsi": {"smoothing": "wilder"},
@@ -175,23 +174,26 @@ def compute_features(
     warm = warm_panel.ravel(order="F")[flat]
     keep = warm if drop_warmup else None
     if keep is not None:
-        order, flat, warm = order[keep], flat[keep], warm[keep]
+        order, warm = order[keep], warm[keep]
     if shared:
         out = full if keep is None else _rows_kept(full, keep)
     else:
+        offsets = flat if keep is None else flat[keep]
         # column-major: each column is contiguous, and it is the layout pandas keeps a block in
         out = np.empty((len(order), len(names)), dtype=np.float32, order="F")
 
         def gather(j: int) -> None:
-            out[:, j] = base_panels.pop(j).ravel(order="F").take(flat)
+            out[:, j] = base_panels.pop(j).ravel(order="F").take(offsets)
 
         in_threads(gather, base)
-    for j in by_date:
-        out[:, j] = _DATE_BUILDERS[spec[names[j]]["kind"]](layout, order)
+    date_codes = layout.date_code[order]
+    for j in by_date:  # taken straight into the column: no array of every row per feature
+        per_date = _DATE_BUILDERS[spec[names[j]]["kind"]](layout.dates).astype(np.float32)
+        np.take(per_date, date_codes, out=out[:, j])
 
     if ranked:
         n_tickers = len(layout.tickers)
-        cells = layout.date_code[order] * n_tickers + layout.ticker_code[order]
+        cells = date_codes * n_tickers + layout.ticker_code[order]
         all_warm = bool(warm.all())
         warm_cells = cells if all_warm else cells[warm]
 
