@@ -186,6 +186,7 @@ def compute_features(
             out[:, j] = base_panels.pop(j).ravel(order="F").take(offsets)
 
         in_threads(gather, base)
+    del flat  # an offset per bar, not needed from here on
     date_codes = layout.date_code[order]
     for j in by_date:  # taken straight into the column: no array of every row per feature
         per_date = _DATE_BUILDERS[spec[names[j]]["kind"]](layout.dates).astype(np.float32)
@@ -193,7 +194,8 @@ def compute_features(
 
     if ranked:
         n_tickers = len(layout.tickers)
-        cells = date_codes * n_tickers + layout.ticker_code[order]
+        cells = date_codes * n_tickers  # in place from here: each temporary is a row per bar
+        cells += layout.ticker_code[order]
         all_warm = bool(warm.all())
         warm_cells = cells if all_warm else cells[warm]
 
