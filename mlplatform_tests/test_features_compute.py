@@ -238,6 +238,32 @@ def test_the_date_order_is_a_stable_sort_by_date_on_any_calendar() -> None:
     assert PriceLayout.from_prices(later)._full_panel  # same counts, yet not one calendar
 
 
+@pytest.mark.parametrize("rows", ["all", "none", "one ticker", "late dates shuffled"])
+def test_the_rows_index_is_pandas_own_with_the_unused_values_removed(rows: str) -> None:
+    prices = generate_market(seed=5, n_tickers=5, years=1, as_of="2021-06-30").prices
+    layout = PriceLayout.from_prices(prices)
+    every = np.arange(layout.n_rows)
+    positions = {
+        "all": every,
+        "none": every[:0],
+        "one ticker": np.flatnonzero(layout.ticker_code == 2),
+        "late dates shuffled": np.random.default_rng(3).permutation(every[layout.date_code > 99]),
+    }[rows]
+    expected = pd.MultiIndex(
+        levels=[layout.dates, layout.tickers],
+        codes=[layout.date_code[positions], layout.ticker_code[positions]],
+        names=["date", "ticker"],
+    ).remove_unused_levels()
+    index = layout.multiindex(positions)
+    assert index.equals(expected) and index.names == expected.names
+    # the levels hold exactly the values used, still sorted (pandas orders a shuffled subset's
+    # by first appearance), and the codes have the type pandas gives them
+    for mine, theirs in zip(index.levels, expected.levels, strict=True):
+        assert mine.equals(theirs.sort_values()) and mine.name == theirs.name
+    for mine, theirs in zip(index.codes, expected.codes, strict=True):
+        assert mine.dtype == theirs.dtype
+
+
 def test_agrees_with_the_independent_per_ticker_implementation() -> None:
     """The benchmark's plain pandas loop is a second, independent implementation."""
     reference = _load_benchmark().loop_features(PRICES)

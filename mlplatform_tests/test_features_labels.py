@@ -155,3 +155,11 @@ def test_hold_return_is_close_to_close_by_bar_count(horizon: int) -> None:
     expected = expected.dropna().sort_index()
     np.testing.assert_array_equal(after["hold_return"].sort_index(), expected)
     assert after["hold_return"].sort_index().index.equals(expected.index)
+
+
+def test_a_ticker_shorter_than_the_horizon_has_no_label_and_leaves_the_others_alone() -> None:
+    """ABC has 4 bars, XYZ 3: at horizon 3 only ABC's first bar sees its third next bar."""
+    labels = make_labels(HAND, horizon=3)
+    assert labels.index.equals(_idx([("2024-01-01", "ABC")]))
+    assert labels.iloc[0] == 1  # 10.0 -> 10.5
+    assert make_labels(HAND, horizon=4).empty

@@ -20,7 +20,10 @@ def _check_horizon(horizon: int) -> int:
 
 def _rows_with_future(layout: PriceLayout, bars_ahead: int) -> np.ndarray:
     """Canonical positions whose ticker has a bar `bars_ahead` later, in (date, ticker) order."""
-    has = layout.pos + bars_ahead < layout.counts[layout.ticker_code]
+    has = np.ones(layout.n_rows, dtype=bool)
+    ends = np.cumsum(layout.counts)  # one past each ticker's last canonical row
+    for back in range(1, bars_ahead + 1):  # each ticker's last `bars_ahead` bars have none
+        has[(ends - back)[layout.counts >= back]] = False
     order = layout.date_order()
     return order[has[order]]
 
