@@ -26,9 +26,13 @@ def cores() -> int:
     return os.cpu_count() or 1
 
 
-def blocks(n: int) -> list[slice]:
-    """range(n) cut into one contiguous slice per core (fewer when n is smaller)."""
-    edges = np.linspace(0, n, max(min(cores(), n), 1) + 1).astype(int)
+def blocks(n: int, max_size: int | None = None) -> list[slice]:
+    """range(n) cut into one contiguous slice per core (fewer when n is smaller), or into more
+    when a slice would be longer than `max_size`."""
+    pieces = max(min(cores(), n), 1)
+    if max_size is not None:
+        pieces = max(pieces, -(-n // max_size))
+    edges = np.linspace(0, n, pieces + 1).astype(int)
     return [slice(int(a), int(b)) for a, b in itertools.pairwise(edges)]
 
 

@@ -286,6 +286,18 @@ def test_threads_give_the_single_thread_result(
     )
 
 
+def test_blocks_of_a_few_tickers_give_the_same_bits(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Blocks are capped in size (their temporaries are reused): any cap, the same features."""
+    whole = compute_features(PRICES, drop_warmup=False)
+    monkeypatch.setattr(compute, "_TICKERS_PER_BLOCK", 1)
+    pd.testing.assert_frame_equal(
+        compute_features(PRICES, drop_warmup=False), whole, check_exact=True
+    )
+    pieces = parallel.blocks(1000, max_size=256)
+    assert len(pieces) == 4 and all(p.stop - p.start <= 256 for p in pieces)
+    assert [i for p in pieces for i in range(p.start, p.stop)] == list(range(1000))
+
+
 def test_threads_keep_the_callers_numpy_error_state_and_raise_the_first_failure(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
