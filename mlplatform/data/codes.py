@@ -65,3 +65,12 @@ def level_codes(index: pd.MultiIndex, name: str) -> tuple[np.ndarray, pd.Index]:
         return pd.factorize(index.get_level_values(name), sort=True)
     used = np.bincount(codes, minlength=len(level)) > 0
     return (np.cumsum(used) - 1)[codes], level[used]
+
+
+def pandas_level_codes(codes: np.ndarray, level_length: int) -> np.ndarray:
+    """`codes` in the smallest type pandas keeps for a level of this length (int8 below 127
+    values, then int16, int32; its coerce_indexer_dtype), so MultiIndex takes them uncopied."""
+    for kind in (np.int8, np.int16, np.int32):
+        if level_length < np.iinfo(kind).max:
+            return codes.astype(kind, copy=False)
+    return codes.astype(np.int64, copy=False)

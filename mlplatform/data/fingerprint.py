@@ -55,7 +55,8 @@ def fingerprint(prices: pd.DataFrame, *, until: pd.Timestamp | None = None) -> s
     digest.update(_FORMAT + b"\0" + ",".join(PRICE_COLUMNS).encode() + b"\0")
     digest.update(np.int64(len(stamps)).tobytes())
     digest.update(stamps)
-    digest.update(joined + b"\0")
+    digest.update(joined)  # then its terminator: no 30 MB copy to append one byte
+    digest.update(b"\0")
     for column in VALUE_COLUMNS:
         values = prices[column].to_numpy(dtype="float64")
         values = values if rows is None else values[rows]
@@ -79,7 +80,7 @@ def _wall_clock(until: pd.Timestamp, zone: Any) -> pd.Timestamp:
 
 def _sorted_tickers_joined(
     tickers: pd.Series, stamps: np.ndarray, rows: np.ndarray | None
-) -> bytes | None:
+) -> bytes | memoryview | None:
     """The UTF-8 lines of the tickers (of these `rows`) when they are already in (ticker, date)
     order with str tickers (validated frames are), built from one line per ticker times its bar
     count instead of converting and joining every row (the digest of 5.2 M bars: 0.24 s against
@@ -94,7 +95,7 @@ def _sorted_tickers_joined(
     lines = b"".join(
         (name + "\n").encode("utf-8") * int(n) for name, n in zip(names, counts, strict=True)
     )
-    return lines[:-1]
+    return memoryview(lines)[:-1]  # without the last newline, uncopied
 
 
 def _in_ticker_date_order(codes: np.ndarray, stamps: np.ndarray) -> bool:

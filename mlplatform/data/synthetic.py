@@ -40,6 +40,7 @@ import pandas as pd
 from scipy.special import ndtr
 
 from mlplatform import config
+from mlplatform.data.codes import pandas_level_codes
 from mlplatform.data.schema import PRICE_COLUMNS
 from mlplatform.parallel import blocks, in_threads
 
@@ -331,7 +332,10 @@ def generate_market(
     prob = ndtr(mu_following, out=mu_following)
     index = pd.MultiIndex(  # from codes: both levels are already sorted and unique
         levels=[pd.DatetimeIndex(dates), pd.Index(names)],
-        codes=[np.repeat(np.arange(n_days), n_tickers), np.tile(np.arange(n_tickers), n_days)],
+        codes=[  # in the type pandas keeps, so it takes them uncopied
+            np.repeat(pandas_level_codes(np.arange(n_days), n_days), n_tickers),
+            np.tile(pandas_level_codes(np.arange(n_tickers), n_tickers), n_days),
+        ],
         names=["date", "ticker"],
         verify_integrity=False,
     )

@@ -15,7 +15,7 @@ from functools import cached_property
 import numpy as np
 import pandas as pd
 
-from mlplatform.data.codes import factorize_sorted, sorted_by
+from mlplatform.data.codes import factorize_sorted, pandas_level_codes, sorted_by
 from mlplatform.data.errors import DataValidationError
 
 PRICE_COLUMNS: tuple[str, ...] = ("open", "high", "low", "close", "volume")
@@ -170,7 +170,7 @@ class PriceLayout:
         """
         levels: list[pd.Index] = [self.dates, self.tickers]
         codes = [
-            _level_codes(code, len(level)).take(canonical_positions)
+            pandas_level_codes(code, len(level)).take(canonical_positions)
             for code, level in zip((self.date_code, self.ticker_code), levels, strict=True)
         ]
         for i, level in enumerate(levels):
@@ -178,18 +178,9 @@ class PriceLayout:
             used[codes[i]] = True
             if not used.all():
                 levels[i] = level[used]
-                recode = _level_codes(np.cumsum(used) - 1, len(levels[i]))
+                recode = pandas_level_codes(np.cumsum(used) - 1, len(levels[i]))
                 codes[i] = recode.take(codes[i])
         return pd.MultiIndex(levels=levels, codes=codes, names=INDEX_NAMES, verify_integrity=False)
-
-
-def _level_codes(codes: np.ndarray, level_length: int) -> np.ndarray:
-    """`codes` in the smallest type pandas keeps for a level of this length (int8 below 127
-    values, then int16, int32; its coerce_indexer_dtype), so MultiIndex takes them uncopied."""
-    for kind in (np.int8, np.int16, np.int32):
-        if level_length < np.iinfo(kind).max:
-            return codes.astype(kind, copy=False)
-    return codes.astype(np.int64, copy=False)
 
 
 def row_keys(index: pd.MultiIndex, levels: list[pd.Index]) -> np.ndarray:
