@@ -247,6 +247,15 @@ def test_naive_rules_definitions() -> None:
     pd.testing.assert_series_equal(base["previous_direction"], expected, check_names=False)
     with pytest.raises(ValueError, match="empty"):
         up_rate(pd.Series([], dtype=float))
+    # int8 labels as the labels asset stores them, bools, and floats whose NaN is unknown
+    for labels in (
+        pd.Series([1, 0, 1, 1], dtype=np.int8),
+        pd.Series([True, False, True, True]),
+        pd.Series([1.0, np.nan, 0.0, 1.0, 1.0]),
+    ):
+        assert up_rate(labels) == 0.75
+    with pytest.raises(ValueError, match="empty"):
+        up_rate(pd.Series([np.nan]))
 
 
 def test_baselines_in_a_backtest() -> None:

@@ -212,8 +212,10 @@ def naive_rules(rate: float, previous: pd.Series) -> dict[str, pd.Series]:
 
 def up_rate(train_labels: pd.Series) -> float:
     """The share of up labels among the known ones."""
-    labels = np.asarray(train_labels, dtype=float)
-    labels = labels[~np.isnan(labels)]
+    labels = np.asarray(train_labels)
+    if labels.dtype.kind not in "biu":  # NaN marks an unknown label: float copies, then dropped
+        labels = np.asarray(labels, dtype=float)
+        labels = labels[~np.isnan(labels)]
     if labels.size == 0:
         raise ValueError("up_rate: train_labels is empty")
     return float(labels.mean())
