@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import mmap
 import os
 import pickle
 import subprocess
@@ -84,6 +85,50 @@ def test_a_failed_write_keeps_the_previous_value_whole(
     assert [p.name for p in tmp_path.iterdir()] == ["tuned_params"]  # no temporary file left
 
 
+def test_mapped_windows_write_the_bytes_one_stream_writes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Buffers cut by window edges, odd sizes, padding between them: the file is byte for byte
+    the one written in one stream (a network folder's way), and reads back equal."""
+    monkeypatch.setattr(io_manager, "_WINDOW", 16 * mmap.ALLOCATIONGRANULARITY)
+    rng = np.random.default_rng(2)
+    value = {
+        "frame": pd.DataFrame(
+            {
+                "x": rng.random(50_001),
+                "y": rng.random(50_001),
+                "n": np.arange(50_001, dtype=np.int8),
+            }
+        ),
+        "tiny": np.arange(3, dtype=np.int16),
+        "text": "not a buffer",
+    }
+    write_value(tmp_path / "mapped", value)
+    write_value(tmp_path / "streamed", value, memory_map=False)
+    assert (tmp_path / "mapped").read_bytes() == (tmp_path / "streamed").read_bytes()
+    loaded = read_value(tmp_path / "mapped")
+    pd.testing.assert_frame_equal(loaded["frame"], value["frame"], check_exact=True)
+    assert np.array_equal(loaded["tiny"], value["tiny"]) and loaded["text"] == "not a buffer"
+
+
+def test_a_full_disk_while_writing_buffers_is_an_error_and_keeps_the_previous_value(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The blocks are reserved before the file is mapped: no space is an OSError, not a crash."""
+    path = tmp_path / "features"
+    write_value(path, pd.DataFrame({"x": np.zeros(10)}))
+
+    def full_disk(*_: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(io_manager.os, "posix_fallocate", full_disk)
+    with pytest.raises(OSError, match="No space"):
+        write_value(path, pd.DataFrame({"x": np.ones(100_000)}))
+    monkeypatch.undo()
+    pd.testing.assert_frame_equal(read_value(path), pd.DataFrame({"x": np.zeros(10)}))
+    assert [p.name for p in tmp_path.iterdir()] == ["features"]
+
+
 def test_a_killed_writers_temporary_file_goes_with_the_next_write(tmp_path: Path) -> None:
     path = tmp_path / "features"
     finished = subprocess.run(
@@ -114,6 +159,7 @@ def test_values_in_a_shared_folder_are_read_not_mapped(
         raise AssertionError("mapped a value that should have been read")
 
     monkeypatch.setattr(io_manager.mmap, "mmap", no_mapping)
+    write_value(path, pd.DataFrame({"x": np.arange(10.0)}), memory_map=False)  # nor written so
     frame = read_value(path, memory_map=False)
     frame["x"].to_numpy()[0] = 99.0  # writable, in memory
     assert read_value(path, memory_map=False)["x"].iloc[0] == 0.0

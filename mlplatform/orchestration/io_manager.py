@@ -5,7 +5,8 @@ Dagster's FilesystemIOManager pickles with protocol 4, which copies every NumPy 
 object before writing it (a transient second copy of the largest asset, the features: 1.3 GB at
 5,000 tickers), and reads a value back by copying the whole file into memory again in every step
 that loads it. Here the buffers (the columns, the index codes) are written as they are, 64-byte
-aligned after the pickle stream, and a load maps the file copy-on-write: no read copy, pages come
+aligned after the pickle stream (on a local disk, copied in through mapped windows of the file on
+every core), and a load maps the file copy-on-write: no read copy, pages come
 from the page cache as the step touches them, and a step may still modify its arrays in place
 without touching the file. A value is written to a temporary file and renamed into place, so a
 process that dies mid-write leaves the previous value whole (its temporary file is removed by the
@@ -31,13 +32,16 @@ import tempfile
 from pathlib import Path
 
 import dagster as dg
+import numpy as np
 from pydantic import Field
 from upath import UPath
 
+from mlplatform.parallel import in_threads
 from mlplatform.registry import process_gone
 
 MAGIC = b"mlplatform.pickle5.v1\n"
 _ALIGN = 64
+_WINDOW = 16 * 2**20  # bytes of the file mapped and filled per piece of work (a multiple of 64 KiB)
 _U64 = struct.Struct("<Q")
 
 
@@ -62,36 +66,71 @@ def _padding(offset: int) -> int:
     return -offset % _ALIGN
 
 
-def write_value(path: Path, value: object) -> None:
-    """Pickle `value` to `path` (protocol 5, buffers out of band), atomically."""
+def write_value(path: Path, value: object, *, memory_map: bool = True) -> None:
+    """Pickle `value` to `path` (protocol 5, buffers out of band), atomically: the buffers copied
+    through mapped windows on every core, or written one after another with `memory_map=False`
+    (a network filesystem)."""
     buffers: list[pickle.PickleBuffer] = []
     stream = pickle.dumps(value, protocol=5, buffer_callback=buffers.append)
     raws = [buffer.raw() for buffer in buffers]
     header_size = len(MAGIC) + _U64.size * (2 + 2 * len(raws))
     offset = header_size + len(stream)
-    layout = []
+    starts = []
     for raw in raws:
         offset += _padding(offset)
-        layout.append((offset, raw.nbytes))
+        starts.append(offset)
         offset += raw.nbytes
+    head = [MAGIC, _U64.pack(len(stream)) + _U64.pack(len(raws))]
+    head += [
+        _U64.pack(start) + _U64.pack(raw.nbytes) for start, raw in zip(starts, raws, strict=True)
+    ]
     path.parent.mkdir(parents=True, exist_ok=True)
     _remove_dead_writers_files(path)
     fd, tmp = tempfile.mkstemp(prefix=f"{_temporary_prefix(path)}{os.getpid()}-", dir=path.parent)
     try:
-        os.fchmod(fd, _FILE_MODE)
         with os.fdopen(fd, "wb") as file:
-            file.write(MAGIC)
-            file.write(_U64.pack(len(stream)) + _U64.pack(len(raws)))
-            for start, size in layout:
-                file.write(_U64.pack(start) + _U64.pack(size))
+            os.fchmod(fd, _FILE_MODE)
+            file.write(b"".join(head))
             file.write(stream)
-            for (start, _), raw in zip(layout, raws, strict=True):
-                file.write(b"\0" * (start - file.tell()))
-                file.write(raw)
+            file.flush()
+            if memory_map and raws and hasattr(os, "posix_fallocate"):  # not on macOS
+                _map_buffers(fd, offset, starts, raws)
+            else:  # the space between buffers is a hole: it reads as zeros
+                for start, raw in zip(starts, raws, strict=True):
+                    file.seek(start)
+                    file.write(raw)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _map_buffers(fd: int, size: int, starts: list[int], raws: list[memoryview]) -> None:
+    """The buffers copied to their offsets through mapped windows of the file, one window per
+    piece of work on every core.
+
+    The file's blocks are reserved first, so a full disk raises OSError here (a write into a
+    mapping past the free space would kill the process instead); reserved space reads as zeros.
+    Each window is unmapped once copied, so the file never counts much in the process's memory.
+    The page cache is filled on every core: a 498 MiB float32 block in 0.19 s against 0.47 s
+    for one stream (benchmarks/bench_kernels.py), the features at 2,000 tickers written first in
+    a fresh process in 0.72 s against 1.1 s.
+    """
+    os.posix_fallocate(fd, 0, size)
+    first = starts[0] - starts[0] % mmap.ALLOCATIONGRANULARITY
+
+    def copy(window: int) -> None:
+        end = min(window + _WINDOW, size)
+        with mmap.mmap(fd, end - window, offset=window) as mapped:
+            target = np.frombuffer(mapped, dtype=np.uint8)  # numpy copies without the GIL
+            for start, raw in zip(starts, raws, strict=True):
+                low, high = max(start, window), min(start + raw.nbytes, end)
+                if low < high:
+                    source = np.frombuffer(raw, dtype=np.uint8)
+                    target[low - window : high - window] = source[low - start : high - start]
+            del target  # the mapping closes only once nothing exports it
+
+    in_threads(copy, range(first, size, _WINDOW))
 
 
 def _temporary_prefix(path: Path) -> str:
@@ -141,7 +180,7 @@ class _Values(dg.UPathIOManager):
         self.memory_map = memory_map
 
     def dump_to_path(self, context: dg.OutputContext, obj: object, path: UPath) -> None:
-        write_value(Path(path), obj)
+        write_value(Path(path), obj, memory_map=self.memory_map)
 
     def load_from_path(self, context: dg.InputContext, path: UPath) -> object:
         return read_value(Path(path), memory_map=self.memory_map)
@@ -156,9 +195,10 @@ class PickleIOManager(dg.ConfigurableIOManagerFactory):
     )
     memory_map: bool = Field(
         default=True,
-        description="Map values from their files (a local disk: no read copy per step). Off for a "
-        "folder on a network filesystem (NFS, SMB), where a value another host replaces could "
-        "fail a step that still maps the old file.",
+        description="Map values from their files and write them through mapped windows (a local "
+        "disk: no read copy per step, the page cache filled on every core). Off for a folder on a "
+        "network filesystem (NFS, SMB), where a value another host replaces could fail a step "
+        "that still maps the old file: values are then read whole and written in one stream.",
     )
 
     def create_io_manager(self, context: dg.InitResourceContext) -> dg.UPathIOManager:
