@@ -239,7 +239,7 @@ def test_the_date_order_is_a_stable_sort_by_date_on_any_calendar() -> None:
 
 
 @pytest.mark.parametrize("rows", ["all", "none", "one ticker", "late dates shuffled"])
-def test_the_rows_index_is_pandas_own_with_the_unused_values_removed(rows: str) -> None:
+def test_the_rows_index_equals_pandas_with_only_the_used_values_kept_sorted(rows: str) -> None:
     prices = generate_market(seed=5, n_tickers=5, years=1, as_of="2021-06-30").prices
     layout = PriceLayout.from_prices(prices)
     every = np.arange(layout.n_rows)

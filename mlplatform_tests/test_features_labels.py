@@ -163,3 +163,9 @@ def test_a_ticker_shorter_than_the_horizon_has_no_label_and_leaves_the_others_al
     assert labels.index.equals(_idx([("2024-01-01", "ABC")]))
     assert labels.iloc[0] == 1  # 10.0 -> 10.5
     assert make_labels(HAND, horizon=4).empty
+
+
+def test_no_bars_give_no_outcomes() -> None:
+    empty = HAND.iloc[:0]
+    frame = outcomes(empty)
+    assert frame.empty and list(frame.index.names) == ["date", "ticker"]

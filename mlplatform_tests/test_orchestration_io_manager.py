@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import mmap
 import os
 import pickle
@@ -109,6 +110,50 @@ def test_mapped_windows_write_the_bytes_one_stream_writes(
     loaded = read_value(tmp_path / "mapped")
     pd.testing.assert_frame_equal(loaded["frame"], value["frame"], check_exact=True)
     assert np.array_equal(loaded["tiny"], value["tiny"]) and loaded["text"] == "not a buffer"
+
+
+def test_a_value_ending_in_an_empty_buffer_is_the_same_file_either_way(tmp_path: Path) -> None:
+    value = [np.arange(10.0), np.empty(0)]  # padding before the empty buffer ends the file
+    write_value(tmp_path / "mapped", value)
+    write_value(tmp_path / "streamed", value, memory_map=False)
+    assert (tmp_path / "mapped").read_bytes() == (tmp_path / "streamed").read_bytes()
+    loaded = read_value(tmp_path / "streamed")
+    assert np.array_equal(loaded[0], value[0]) and loaded[1].size == 0
+
+
+def test_a_filesystem_that_cannot_map_gets_the_stream(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    value = pd.DataFrame({"x": np.arange(1_000.0)})
+    write_value(tmp_path / "streamed", value, memory_map=False)
+
+    def no_mapping(*_: object, **__: object) -> None:
+        raise OSError(errno.ENODEV, "No such device")
+
+    monkeypatch.setattr(io_manager.mmap, "mmap", no_mapping)
+    write_value(tmp_path / "features", value)
+    assert (tmp_path / "features").read_bytes() == (tmp_path / "streamed").read_bytes()
+
+
+def test_a_failure_while_copying_is_raised_as_itself(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not as the BufferError of closing a mapping that something still exports."""
+    path = tmp_path / "features"
+    write_value(path, pd.DataFrame({"x": np.zeros(10)}))
+    frombuffer = np.frombuffer
+
+    def failing(buffer: object, *args: object, **kwargs: object) -> np.ndarray:
+        if isinstance(buffer, mmap.mmap):
+            return frombuffer(buffer, *args, **kwargs)
+        raise RuntimeError("interrupted mid-copy")
+
+    monkeypatch.setattr(io_manager.np, "frombuffer", failing)
+    with pytest.raises(RuntimeError, match="mid-copy"):
+        write_value(path, pd.DataFrame({"x": np.ones(100_000)}))
+    monkeypatch.undo()
+    pd.testing.assert_frame_equal(read_value(path), pd.DataFrame({"x": np.zeros(10)}))
+    assert [p.name for p in tmp_path.iterdir()] == ["features"]
 
 
 def test_a_full_disk_while_writing_buffers_is_an_error_and_keeps_the_previous_value(

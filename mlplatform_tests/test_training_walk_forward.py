@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mlplatform.evaluation import previous_direction
+from mlplatform.evaluation import previous_direction, walk_forward
 from mlplatform.evaluation.metrics import classification_metrics
 from mlplatform.evaluation.walk_forward import (
     BAYES,
@@ -403,6 +403,18 @@ def test_the_bayes_rule_scores_the_truth_of_the_evaluated_rows_sorted_or_not() -
         data, windows, prices, contenders, cost_bps=5.0, truth=missing
     ).result
     assert BAYES not in result.metrics
+
+
+@pytest.mark.parametrize("kind", ["zoned dates", "date level out of order"])
+def test_a_truth_that_cannot_be_cut_by_date_is_used_whole(kind: str) -> None:
+    days = pd.DatetimeIndex(["2024-01-01", "2024-01-02", "2024-01-03"])
+    if kind == "zoned dates":
+        index = pd.MultiIndex.from_product([days.tz_localize("UTC"), ["A"]])
+    else:  # rows in date order, the level's values not
+        index = pd.MultiIndex(levels=[days[::-1], ["A"]], codes=[[2, 1, 0], [0, 0, 0]])
+    truth = pd.Series([0.4, 0.5, 0.6], index=index)
+    assert truth.index.is_monotonic_increasing
+    assert walk_forward._from(truth, days[1].date()) is truth
 
 
 def test_training_majority_is_walked_forward() -> None:

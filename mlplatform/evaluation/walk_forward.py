@@ -58,7 +58,10 @@ def _from(values: pd.Series, start: date) -> pd.Series:
     true P(up) at 2,000 tickers)."""
     if not values.index.is_monotonic_increasing:
         return values
-    return values.loc[pd.Timestamp(start) :]
+    try:
+        return values.loc[pd.Timestamp(start) :]
+    except (TypeError, pd.errors.UnsortedIndexError):  # zoned dates, or levels out of order
+        return values
 
 
 def walk_forward_baselines(

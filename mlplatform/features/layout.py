@@ -138,7 +138,7 @@ class PriceLayout:
     @cached_property
     def shared_calendar(self) -> bool:
         """A full panel whose tickers all trade on the same dates: bar b is one date for all."""
-        if not self._full_panel:
+        if not self._full_panel or self.n_rows == 0:
             return False
         by_ticker = self.date_code.reshape(len(self.tickers), -1)
         return bool((by_ticker == by_ticker[:1]).all())
@@ -147,8 +147,8 @@ class PriceLayout:
         """Canonical positions reordered by date then ticker (the output order).
 
         A stable sort on the date alone keeps the canonical ticker order within each date. On a
-        shared calendar that order is the panel read bar by bar, with no sort (0.02 s against
-        0.1 s at 2,000 tickers).
+        shared calendar that order is the panel read bar by bar, with no sort (0.013 s against
+        0.045 s at 2,000 tickers).
         """
         if self.shared_calendar:
             n_bars, n_tickers = self.panel_shape

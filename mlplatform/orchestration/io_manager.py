@@ -23,6 +23,7 @@ earlier versions and Dagster's FilesystemIOManager wrote) load with pickle.load.
 
 from __future__ import annotations
 
+import errno
 import mmap
 import os
 import pickle
@@ -41,7 +42,9 @@ from mlplatform.registry import process_gone
 
 MAGIC = b"mlplatform.pickle5.v1\n"
 _ALIGN = 64
-_WINDOW = 16 * 2**20  # bytes of the file mapped and filled per piece of work (a multiple of 64 KiB)
+# bytes of the file mapped and filled per piece of work (a multiple of mmap.ALLOCATIONGRANULARITY)
+_WINDOW = 16 * 2**20
+_CANNOT_MAP = {errno.ENODEV, errno.EOPNOTSUPP, errno.EINVAL, errno.EACCES}
 _U64 = struct.Struct("<Q")
 
 
@@ -93,44 +96,54 @@ def write_value(path: Path, value: object, *, memory_map: bool = True) -> None:
             file.write(b"".join(head))
             file.write(stream)
             file.flush()
-            if memory_map and raws and hasattr(os, "posix_fallocate"):  # not on macOS
-                _map_buffers(fd, offset, starts, raws)
-            else:  # the space between buffers is a hole: it reads as zeros
+            mapped = memory_map and bool(raws) and hasattr(os, "posix_fallocate")  # not macOS
+            if not (mapped and _map_buffers(fd, offset, starts, raws)):
                 for start, raw in zip(starts, raws, strict=True):
                     file.seek(start)
                     file.write(raw)
+                file.truncate(offset)  # holes between buffers read as zeros, to the last padding
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
 
 
-def _map_buffers(fd: int, size: int, starts: list[int], raws: list[memoryview]) -> None:
+def _map_buffers(fd: int, size: int, starts: list[int], raws: list[memoryview]) -> bool:
     """The buffers copied to their offsets through mapped windows of the file, one window per
-    piece of work on every core.
+    piece of work on every core; False where the filesystem cannot map or reserve the file (some
+    FUSE mounts), and the caller writes them as a stream instead.
 
     The file's blocks are reserved first, so a full disk raises OSError here (a write into a
-    mapping past the free space would kill the process instead); reserved space reads as zeros.
+    mapping past the free space would kill the process instead; copy-on-write filesystems such
+    as btrfs and ZFS reserve nothing, and keep that risk); reserved space reads as zeros.
     Each window is unmapped once copied, so the file never counts much in the process's memory.
     The page cache is filled on every core: a 498 MiB float32 block in 0.19 s against 0.47 s
     for one stream (benchmarks/bench_kernels.py), the features at 2,000 tickers written first in
     a fresh process in 0.72 s against 1.1 s.
     """
-    os.posix_fallocate(fd, 0, size)
     first = starts[0] - starts[0] % mmap.ALLOCATIONGRANULARITY
 
     def copy(window: int) -> None:
         end = min(window + _WINDOW, size)
         with mmap.mmap(fd, end - window, offset=window) as mapped:
             target = np.frombuffer(mapped, dtype=np.uint8)  # numpy copies without the GIL
-            for start, raw in zip(starts, raws, strict=True):
-                low, high = max(start, window), min(start + raw.nbytes, end)
-                if low < high:
-                    source = np.frombuffer(raw, dtype=np.uint8)
-                    target[low - window : high - window] = source[low - start : high - start]
-            del target  # the mapping closes only once nothing exports it
+            try:
+                for start, raw in zip(starts, raws, strict=True):
+                    low, high = max(start, window), min(start + raw.nbytes, end)
+                    if low < high:
+                        source = np.frombuffer(raw, dtype=np.uint8)
+                        target[low - window : high - window] = source[low - start : high - start]
+            finally:
+                del target  # the mapping closes only once nothing exports it
 
-    in_threads(copy, range(first, size, _WINDOW))
+    try:
+        os.posix_fallocate(fd, 0, size)
+        in_threads(copy, range(first, size, _WINDOW))
+    except OSError as exc:
+        if exc.errno not in _CANNOT_MAP:
+            raise
+        return False
+    return True
 
 
 def _temporary_prefix(path: Path) -> str:
