@@ -135,12 +135,29 @@ def test_a_filesystem_that_cannot_map_gets_the_stream(
     assert (tmp_path / "features").read_bytes() == (tmp_path / "streamed").read_bytes()
 
 
+def _write_previous(tmp_path: Path) -> pd.DataFrame:
+    previous = pd.DataFrame({"x": np.zeros(10)})
+    write_value(tmp_path / "features", previous)
+    return previous
+
+
+def _fails_and_keeps(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, previous: pd.DataFrame, match: str
+) -> None:
+    """Writing a larger value fails (under the caller's patches) with `match`; the previous value
+    stays whole and no temporary file is left."""
+    with pytest.raises((OSError, RuntimeError), match=match):
+        write_value(tmp_path / "features", pd.DataFrame({"x": np.ones(100_000)}))
+    monkeypatch.undo()
+    pd.testing.assert_frame_equal(read_value(tmp_path / "features"), previous)
+    assert [p.name for p in tmp_path.iterdir()] == ["features"]
+
+
 def test_a_failure_while_copying_is_raised_as_itself(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Not as the BufferError of closing a mapping that something still exports."""
-    path = tmp_path / "features"
-    write_value(path, pd.DataFrame({"x": np.zeros(10)}))
+    previous = _write_previous(tmp_path)
     frombuffer = np.frombuffer
 
     def failing(buffer: object, *args: object, **kwargs: object) -> np.ndarray:
@@ -149,29 +166,20 @@ def test_a_failure_while_copying_is_raised_as_itself(
         raise RuntimeError("interrupted mid-copy")
 
     monkeypatch.setattr(io_manager.np, "frombuffer", failing)
-    with pytest.raises(RuntimeError, match="mid-copy"):
-        write_value(path, pd.DataFrame({"x": np.ones(100_000)}))
-    monkeypatch.undo()
-    pd.testing.assert_frame_equal(read_value(path), pd.DataFrame({"x": np.zeros(10)}))
-    assert [p.name for p in tmp_path.iterdir()] == ["features"]
+    _fails_and_keeps(tmp_path, monkeypatch, previous, "mid-copy")
 
 
 def test_a_full_disk_while_writing_buffers_is_an_error_and_keeps_the_previous_value(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The blocks are reserved before the file is mapped: no space is an OSError, not a crash."""
-    path = tmp_path / "features"
-    write_value(path, pd.DataFrame({"x": np.zeros(10)}))
+    previous = _write_previous(tmp_path)
 
     def full_disk(*_: object) -> None:
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(io_manager.os, "posix_fallocate", full_disk)
-    with pytest.raises(OSError, match="No space"):
-        write_value(path, pd.DataFrame({"x": np.ones(100_000)}))
-    monkeypatch.undo()
-    pd.testing.assert_frame_equal(read_value(path), pd.DataFrame({"x": np.zeros(10)}))
-    assert [p.name for p in tmp_path.iterdir()] == ["features"]
+    _fails_and_keeps(tmp_path, monkeypatch, previous, "No space")
 
 
 def test_a_killed_writers_temporary_file_goes_with_the_next_write(tmp_path: Path) -> None:
