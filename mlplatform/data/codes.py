@@ -63,8 +63,16 @@ def level_codes(index: pd.MultiIndex, name: str) -> tuple[np.ndarray, pd.Index]:
     level, codes = index.levels[i], index.codes[i]
     if not level.is_monotonic_increasing or (codes < 0).any():
         return pd.factorize(index.get_level_values(name), sort=True)
-    used = np.bincount(codes, minlength=len(level)) > 0
+    used = used_values(level, codes)
     return (np.cumsum(used) - 1)[codes], level[used]
+
+
+def used_values(level: pd.Index, codes: np.ndarray) -> np.ndarray:
+    """Which values of `level` some of the (non-negative) `codes` point at. Marked rather than
+    counted: np.bincount counts every code at int64, a fresh array of every row."""
+    used = np.zeros(len(level), dtype=bool)
+    used[codes] = True
+    return used
 
 
 def pandas_level_codes(codes: np.ndarray, level_length: int) -> np.ndarray:

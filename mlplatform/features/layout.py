@@ -15,7 +15,7 @@ from functools import cached_property
 import numpy as np
 import pandas as pd
 
-from mlplatform.data.codes import factorize_sorted, pandas_level_codes, sorted_by
+from mlplatform.data.codes import factorize_sorted, pandas_level_codes, sorted_by, used_values
 from mlplatform.data.errors import DataValidationError
 
 PRICE_COLUMNS: tuple[str, ...] = ("open", "high", "low", "close", "volume")
@@ -174,8 +174,7 @@ class PriceLayout:
             for code, level in zip((self.date_code, self.ticker_code), levels, strict=True)
         ]
         for i, level in enumerate(levels):
-            used = np.zeros(len(level), dtype=bool)
-            used[codes[i]] = True
+            used = used_values(level, codes[i])
             if not used.all():
                 levels[i] = level[used]
                 recode = pandas_level_codes(np.cumsum(used) - 1, len(levels[i]))

@@ -96,8 +96,8 @@ def write_value(path: Path, value: object, *, memory_map: bool = True) -> None:
             file.write(b"".join(head))
             file.write(stream)
             file.flush()
-            mapped = memory_map and bool(raws) and hasattr(os, "posix_fallocate")  # not macOS
-            if not (mapped and _map_buffers(fd, offset, starts, raws)):
+            by_windows = memory_map and bool(raws) and hasattr(os, "posix_fallocate")  # not macOS
+            if not (by_windows and _map_buffers(fd, offset, starts, raws)):
                 for start, raw in zip(starts, raws, strict=True):
                     file.seek(start)
                     file.write(raw)
