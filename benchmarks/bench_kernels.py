@@ -19,6 +19,7 @@ import copy
 import hashlib
 import json
 import math
+import pickle
 import statistics
 import tempfile
 import time
@@ -174,12 +175,27 @@ def main() -> None:
     pd.testing.assert_frame_equal(a, b, check_exact=True)
     rows.append(("frame of fresh columns, copy=False vs pandas' default", ours, lib, "equal"))
 
-    tickers = prices["ticker"].to_numpy()
+    tickers = prices["ticker"].to_numpy()  # as text, as any frame sorted by ticker holds them
     a, b, ours, lib = _timed(
         lambda: factorize_sorted(tickers), lambda: pd.factorize(tickers, sort=True), r
     )
     assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
     rows.append(("ticker codes: sorted runs vs pd.factorize(sort=True)", ours, lib, "equal"))
+
+    a, b, ours, lib = _timed(
+        lambda: factorize_sorted(prices["ticker"]), lambda: factorize_sorted(tickers), r
+    )
+    assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+    rows.append(("ticker codes: categorical vs sorted runs of text", ours, lib, "equal"))
+
+    as_text = prices.assign(ticker=tickers)
+    a, b, ours, lib = _timed(
+        lambda: pickle.loads(pickle.dumps(prices, protocol=5)),
+        lambda: pickle.loads(pickle.dumps(as_text, protocol=5)),
+        r,
+    )
+    pd.testing.assert_frame_equal(a.assign(ticker=a["ticker"].astype(object)), b)
+    rows.append(("prices pickled and read, categorical vs text tickers", ours, lib, "equal"))
 
     a, b, ours, lib = _timed(lambda: fingerprint(prices), lambda: plain_fingerprint(prices), r)
     assert a == b

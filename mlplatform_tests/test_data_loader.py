@@ -142,6 +142,8 @@ def test_validate_prices_accepts_text_dates_and_names_source() -> None:
     frame["date"] = frame["date"].dt.strftime("%Y-%m-%d 16:00")
     out = validate_prices(frame, source="api", min_history_days=MIN)
     assert (out["date"] == out["date"].dt.normalize()).all()
+    # tickers as a categorical whose categories are the sorted names (codes order like them)
+    assert list(out["ticker"].cat.categories) == sorted(frame["ticker"].unique())
     frame.loc[2, "low"] = 500.0
     with pytest.raises(DataValidationError) as err:
         validate_prices(frame, source="api", min_history_days=MIN)
@@ -151,6 +153,16 @@ def test_validate_prices_accepts_text_dates_and_names_source() -> None:
         "2024-03-06",
         "low",
     )
+
+
+def test_tickers_that_differ_by_spaces_are_one_ticker() -> None:
+    frame = pd.concat([bars("MSFT"), bars("AAPL", n=8)], ignore_index=True)
+    frame.loc[frame.index[-3:], "ticker"] = " AAPL "  # the same instrument, spaced in a file
+    out = validate_prices(frame.iloc[::-1], source="api", min_history_days=MIN)
+    assert list(out["ticker"].cat.categories) == ["AAPL", "MSFT"]
+    assert out["ticker"].tolist() == ["AAPL"] * 8 + ["MSFT"] * 5
+    assert out["date"].is_monotonic_increasing is False  # sorted per ticker, not overall
+    assert out.loc[out["ticker"] == "AAPL", "date"].is_monotonic_increasing
 
 
 def test_error_str_and_pickle() -> None:

@@ -19,7 +19,7 @@ from mlplatform.data import (
     generate_market,
     staleness_business_days,
 )
-from mlplatform.data.codes import factorize_sorted, level_codes
+from mlplatform.data.codes import ascending_run_starts, factorize_sorted, level_codes
 from mlplatform.orchestration.assets.data import PricesFrame
 from mlplatform_tests.test_data_loader import bars
 
@@ -169,6 +169,45 @@ def test_factorize_sorted_is_pandas_factorize(tickers: list[str]) -> None:
     _same_factorization(np.array(tickers, dtype=object))  # any order, repeats, splits, None
     named = sorted(t for t in tickers if t is not None)
     _same_factorization(np.array(named, dtype=object))  # the runs of a prices frame
+
+
+@given(
+    st.lists(st.sampled_from(["AAPL", "MSFT", "T0001", "X", None]), max_size=40),
+    st.booleans(),
+    st.booleans(),
+)
+def test_a_categoricals_codes_are_read_as_its_values_would_be_factorized(
+    tickers: list[str | None], reverse: bool, unused: bool
+) -> None:
+    """Validated frames hold tickers as a categorical: its codes stand in for comparing the
+    values only where they order like them, and a category no row uses is not a ticker."""
+    categories = sorted({t for t in tickers if t is not None} | ({"ZZZ"} if unused else set()))
+    categorical = pd.Series(
+        pd.Categorical(tickers, categories=categories[::-1] if reverse else categories)
+    )
+    as_text = np.array(tickers, dtype=object)
+    codes, uniques = factorize_sorted(categorical)
+    expected_codes, expected_uniques = pd.factorize(as_text, sort=True)
+    np.testing.assert_array_equal(codes, expected_codes)
+    assert list(uniques) == list(expected_uniques)
+    runs, expected_runs = ascending_run_starts(categorical), ascending_run_starts(as_text)
+    assert (runs is None) == (expected_runs is None)
+    if runs is not None:
+        np.testing.assert_array_equal(runs, expected_runs)
+
+
+def test_quality_reports_read_the_same_from_categorical_or_text_tickers(
+    prices: pd.DataFrame,
+) -> None:
+    gappy = prices.drop(index=prices.index[10:30]).reset_index(drop=True)
+    gappy.loc[40, "close"] *= 3.0
+    as_text = gappy.assign(ticker=gappy["ticker"].astype(str).astype(object))
+    assert isinstance(gappy["ticker"].dtype, pd.CategoricalDtype)
+    for report in (business_day_gaps, extreme_returns):
+        found = report(gappy)
+        assert len(found) > 0
+        pd.testing.assert_frame_equal(found, report(as_text))
+        assert found["ticker"].map(type).eq(str).all()
 
 
 @pytest.mark.parametrize(

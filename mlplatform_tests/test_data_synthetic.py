@@ -49,6 +49,7 @@ def test_later_as_of_only_appends_and_tickers_are_independent(market) -> None:
     # fewer tickers: the ones kept are unchanged
     fewer = generate_market(seed=3, n_tickers=3, years=6, as_of=AS_OF).prices
     subset = earlier[earlier["ticker"].isin(fewer["ticker"].unique())].reset_index(drop=True)
+    subset["ticker"] = subset["ticker"].cat.remove_unused_categories()
     pd.testing.assert_frame_equal(fewer, subset, check_exact=True)
 
 
@@ -161,3 +162,5 @@ def test_defaults_come_from_config() -> None:
     assert m.seed == config.SYNTHETIC.seed
     with pytest.raises(ValueError):
         generate_market(as_of="1999-01-01")
+    with pytest.raises(ValueError, match="at most 10,000"):  # names past T9999 break the order
+        generate_market(n_tickers=10_001, as_of="2012-01-31", years=1)

@@ -12,12 +12,17 @@ import numpy as np
 import pandas as pd
 
 from mlplatform import config
-from mlplatform.data.codes import run_firsts
+from mlplatform.data.codes import factorize_sorted, run_firsts
 from mlplatform.data.schema import in_canonical_order
 
 
 def _days(values: Any) -> np.ndarray:
     return pd.to_datetime(pd.Series(values)).to_numpy(dtype="datetime64[D]")
+
+
+def _names_of(codes: np.ndarray, names: np.ndarray) -> np.ndarray:
+    """The tickers of these codes; None where the ticker is missing (code -1)."""
+    return np.append(names, None)[codes]
 
 
 def staleness_business_days(prices: pd.DataFrame, as_of: Any) -> int:
@@ -52,8 +57,8 @@ def business_day_gaps(
     Columns: ticker, from (last bar before the gap), to (first bar after it), missing.
     """
     frame = _by_ticker_then_date(prices, ["ticker", "date"])
-    tickers = frame["ticker"].to_numpy()
-    same = ~run_firsts(tickers)[1:]
+    codes, names = factorize_sorted(frame["ticker"])
+    same = ~run_firsts(codes)[1:]
     days = _days(frame["date"].to_numpy())
     missing = np.busday_count(days[:-1] + 1, days[1:])
     hit = same & (missing > max_gap)
@@ -61,7 +66,7 @@ def business_day_gaps(
     dates = frame["date"].to_numpy()
     return pd.DataFrame(
         {
-            "ticker": tickers[idx],
+            "ticker": _names_of(codes[idx], names),
             "from": dates[idx],
             "to": dates[idx + 1],
             "missing": missing[idx].astype("int64"),
@@ -77,17 +82,17 @@ def extreme_returns(
     Columns: ticker, date, prev_close, close, return.
     """
     frame = _by_ticker_then_date(prices, ["ticker", "date", "close"])
-    tickers = frame["ticker"].to_numpy()
+    codes, names = factorize_sorted(frame["ticker"])
     close = frame["close"].to_numpy(dtype=np.float64)
     prev = np.empty_like(close)
     prev[1:] = close[:-1]
-    prev[run_firsts(tickers)] = np.nan  # a ticker's first bar has no previous close
+    prev[run_firsts(codes)] = np.nan  # a ticker's first bar has no previous close
     with np.errstate(divide="ignore", invalid="ignore"):
         ret = close / prev - 1.0
     hit = np.abs(ret) > threshold
     return pd.DataFrame(
         {
-            "ticker": tickers[hit],
+            "ticker": _names_of(codes[hit], names),
             "date": frame["date"].to_numpy()[hit],
             "prev_close": prev[hit],
             "close": close[hit],

@@ -62,6 +62,9 @@ DEFAULT_BETA_RANGE = (0.5, 1.5)
 DEFAULT_REGIME_DRIFT_SHIFT = -0.08
 
 
+MAX_TICKERS = 10_000
+
+
 def _ticker_name(index: int) -> str:
     return f"T{index:04d}"
 
@@ -182,6 +185,8 @@ def generate_market(
     """
     if seed < 0 or n_tickers < 1 or years < 1:
         raise ValueError("seed must be >= 0, n_tickers >= 1 and years >= 1")
+    if n_tickers > MAX_TICKERS:  # T10000 would sort before T9999: the frame's order breaks
+        raise ValueError(f"n_tickers is at most {MAX_TICKERS:,} (names T0000 to T9999)")
     as_of_ts = pd.Timestamp.today().normalize() if as_of is None else pd.Timestamp(as_of)
     as_of_ts = as_of_ts.tz_localize(None) if as_of_ts.tz is not None else as_of_ts
     as_of_ts = as_of_ts.normalize()
@@ -314,13 +319,12 @@ def generate_market(
     next_shift = 0.0 if regime_day is None or next_day < regime_day else 1.0
     mu_next = signal_strength * signal() + drift + regime_drift_shift * next_shift
 
-    names = np.array([_ticker_name(i) for i in range(n_tickers)], dtype=object)
-    columns: dict[str, np.ndarray] = {name: values.ravel() for name, values in bars.items()}
-
-    def assemble(name: str) -> None:
-        columns[name] = np.tile(dates, n_tickers) if name == "date" else np.repeat(names, n_days)
-
-    in_threads(assemble, ["date", "ticker"])
+    names = pd.Index([_ticker_name(i) for i in range(n_tickers)], dtype=object)  # in text order
+    columns: dict[str, Any] = {name: values.ravel() for name, values in bars.items()}
+    columns["date"] = np.tile(dates, n_tickers)
+    columns["ticker"] = pd.Categorical.from_codes(
+        np.repeat(pandas_level_codes(np.arange(n_tickers), n_tickers), n_days), categories=names
+    )
     prices = pd.DataFrame(
         columns,
         columns=list(PRICE_COLUMNS),
@@ -331,7 +335,7 @@ def generate_market(
     mu_following[-1] = mu_next
     prob = ndtr(mu_following, out=mu_following)
     index = pd.MultiIndex(  # from codes: both levels are already sorted and unique
-        levels=[pd.DatetimeIndex(dates), pd.Index(names)],
+        levels=[pd.DatetimeIndex(dates), names],
         codes=[  # in the type pandas keeps, so it takes them uncopied
             np.repeat(pandas_level_codes(np.arange(n_days), n_days), n_tickers),
             np.tile(pandas_level_codes(np.arange(n_tickers), n_tickers), n_days),

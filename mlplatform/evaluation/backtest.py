@@ -232,8 +232,9 @@ def previous_direction(prices: pd.DataFrame, test_index: pd.Index) -> pd.Series:
     if missing:
         raise ValueError(f"previous_direction: prices lack column(s) {sorted(missing)}")
     tickers = px["ticker"]
-    if not pd.api.types.is_object_dtype(tickers):  # the test index's tickers are text
-        tickers = tickers.astype(str)
+    categories = tickers.cat.categories if isinstance(tickers.dtype, pd.CategoricalDtype) else None
+    if not pd.api.types.is_object_dtype(tickers if categories is None else categories):
+        tickers = tickers.astype(str)  # the test index's tickers are text
     layout = PriceLayout.from_keys(px["date"], tickers)
     close = layout.column(px, "close")
     later = np.flatnonzero(layout.pos > 0)  # rows with a previous bar of the same ticker

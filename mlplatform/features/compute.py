@@ -267,7 +267,7 @@ def dropped_tickers(
     subset = prices[prices["ticker"].isin(missing)]
     full = compute_features(subset, drop_warmup=False, spec=spec)
     own = [name for name in full.columns if spec[name]["kind"] != "cross_sectional_rank"]
-    bars = subset.groupby("ticker")["date"].size()
+    bars = subset.groupby("ticker", observed=True)["date"].size()
     reasons: dict[str, str] = {}
     for ticker in missing:
         rows = full.xs(ticker, level="ticker")[own].to_numpy(dtype=np.float64)

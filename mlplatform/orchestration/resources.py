@@ -24,7 +24,7 @@ from pydantic import Field, model_validator
 
 from mlplatform import config
 from mlplatform.data import SyntheticMarket, generate_market, load_prices
-from mlplatform.data.synthetic import DEFAULT_SIGNAL_STRENGTH
+from mlplatform.data.synthetic import DEFAULT_SIGNAL_STRENGTH, MAX_TICKERS
 from mlplatform.features import outcomes
 from mlplatform.notifications import (
     Notification,
@@ -90,7 +90,7 @@ class MarketDataSource(dg.ConfigurableResource):
     )
     min_history_days: int = Field(default=config.MIN_HISTORY_DAYS, ge=1)
     seed: int = config.SYNTHETIC.seed
-    n_tickers: int = Field(default=config.SYNTHETIC.n_tickers, ge=1)
+    n_tickers: int = Field(default=config.SYNTHETIC.n_tickers, ge=1, le=MAX_TICKERS)
     years: int = Field(default=config.SYNTHETIC.years, ge=1)
     date_format: str | None = Field(
         default=None,
