@@ -210,6 +210,20 @@ def test_quality_reports_read_the_same_from_categorical_or_text_tickers(
         assert found["ticker"].map(type).eq(str).all()
 
 
+def test_a_bar_without_a_ticker_has_no_previous_bar(prices: pd.DataFrame) -> None:
+    frame = prices.assign(ticker=prices["ticker"].astype(str).astype(object))
+    frame.loc[[5, 6], "ticker"] = None  # an unvalidated frame: two bars of no ticker in a row
+    frame.loc[6, ["high", "close"]] *= 3.0
+    assert extreme_returns(frame).empty
+
+
+def test_text_tickers_fail_the_type_check_by_their_type(prices: pd.DataFrame) -> None:
+    check = PricesFrame.type_check(None, prices.assign(ticker=prices["ticker"].astype(object)))
+    assert not check.success
+    assert "category" in str(check.description)
+    assert "AttributeError" not in str(check.description) + str(check.metadata)
+
+
 @pytest.mark.parametrize(
     "values",
     [

@@ -20,6 +20,12 @@ def _days(values: Any) -> np.ndarray:
     return pd.to_datetime(pd.Series(values)).to_numpy(dtype="datetime64[D]")
 
 
+def _ticker_firsts(codes: np.ndarray) -> np.ndarray:
+    """True at each ticker's first bar, and at every bar whose ticker is missing (code -1): it
+    has no previous bar of the same ticker."""
+    return run_firsts(codes) | (codes < 0)
+
+
 def _names_of(codes: np.ndarray, names: np.ndarray) -> np.ndarray:
     """The tickers of these codes; None where the ticker is missing (code -1)."""
     return np.append(names, None)[codes]
@@ -58,7 +64,7 @@ def business_day_gaps(
     """
     frame = _by_ticker_then_date(prices, ["ticker", "date"])
     codes, names = factorize_sorted(frame["ticker"])
-    same = ~run_firsts(codes)[1:]
+    same = ~_ticker_firsts(codes)[1:]
     days = _days(frame["date"].to_numpy())
     missing = np.busday_count(days[:-1] + 1, days[1:])
     hit = same & (missing > max_gap)
@@ -86,7 +92,7 @@ def extreme_returns(
     close = frame["close"].to_numpy(dtype=np.float64)
     prev = np.empty_like(close)
     prev[1:] = close[:-1]
-    prev[run_firsts(codes)] = np.nan  # a ticker's first bar has no previous close
+    prev[_ticker_firsts(codes)] = np.nan  # a ticker's first bar has no previous close
     with np.errstate(divide="ignore", invalid="ignore"):
         ret = close / prev - 1.0
     hit = np.abs(ret) > threshold

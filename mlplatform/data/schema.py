@@ -51,7 +51,9 @@ def _tickers_non_empty(series: pd.Series) -> bool:
 
 
 def _is_text(series: pd.Series) -> bool:
-    return pd.api.types.infer_dtype(series.cat.categories, skipna=False) in ("string", "empty")
+    return isinstance(series.dtype, pd.CategoricalDtype) and pd.api.types.infer_dtype(
+        series.cat.categories, skipna=False
+    ) in ("string", "empty")
 
 
 def _positive_finite(series: pd.Series) -> pd.Series:
