@@ -21,13 +21,8 @@ def factorize_sorted(values: Keys) -> tuple[np.ndarray, np.ndarray]:
     """`pd.factorize(values, sort=True)`: (codes, sorted uniques), -1 for missing values."""
     categorical = _sorted_categorical(values)
     if categorical is not None:
-        used = used_values(categorical.categories, categorical.codes)
-        codes = (
-            categorical.codes.astype(np.intp)
-            if used.all()
-            else (np.cumsum(used) - 1)[categorical.codes]
-        )
-        return codes, categorical.categories.to_numpy()[used]
+        codes, uniques = _used_codes(categorical.categories, categorical.codes)
+        return codes, uniques.to_numpy()
     values = np.asarray(values)
     runs = ascending_run_starts(values)
     if runs is not None:
@@ -91,7 +86,15 @@ def level_codes(index: pd.MultiIndex, name: str) -> tuple[np.ndarray, pd.Index]:
     level, codes = index.levels[i], index.codes[i]
     if not level.is_monotonic_increasing or (codes < 0).any():
         return pd.factorize(index.get_level_values(name), sort=True)
+    return _used_codes(level, codes)
+
+
+def _used_codes(level: pd.Index, codes: np.ndarray) -> tuple[np.ndarray, pd.Index]:
+    """The (non-negative) `codes` into a sorted `level`, renumbered over the values they use,
+    and those values: pd.factorize(sort=True) of the values they stand for."""
     used = used_values(level, codes)
+    if used.all():
+        return codes.astype(np.intp), level
     return (np.cumsum(used) - 1)[codes], level[used]
 
 
