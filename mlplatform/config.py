@@ -27,6 +27,9 @@ REGISTRY_LOCK_URL_ENV = "MLPLATFORM_REGISTRY_LOCK_URL"  # Postgres URL of the cr
 IO_DIR_ENV = "MLPLATFORM_IO_DIR"  # asset values: a path every step worker can reach
 CELERY_BROKER_ENV = "MLPLATFORM_CELERY_BROKER"  # e.g. redis://127.0.0.1:6379/10
 CELERY_BACKEND_ENV = "MLPLATFORM_CELERY_BACKEND"  # default: the broker URL (rpc:// for amqp)
+PROMOTION_POLICY_ENV = (
+    "MLPLATFORM_PROMOTION_POLICY"  # JSON object of thresholds, e.g. {"min_dsr": 0.9}
+)
 EXECUTOR_ENV = "MLPLATFORM_EXECUTOR"  # `celery`: the code location's jobs run steps on Celery
 
 
@@ -198,20 +201,6 @@ class BacktestDefaults:
 BACKTEST = BacktestDefaults()
 
 
-@dataclass(frozen=True)
-class PromotionCriteria:
-    """Blocking checks on backtest_report; each criterion is one check."""
-
-    max_p_value: float = 0.05  # binomial test against the majority-class rate
-    max_log_loss_increase: float = 0.0  # staging log loss may not exceed production's by more
-    min_accuracy_delta: float = 0.0  # staging accuracy ≥ production accuracy + delta
-    min_sharpe: float = 0.0  # long/short Sharpe after costs
-    min_dsr: float = 0.95  # Deflated Sharpe Ratio
-    min_class_share: float = 0.05  # each class predicted at least this often
-    leakage_alarm_accuracy: float = 0.65  # warning: on daily bars this signals leakage
-
-
-PROMOTION = PromotionCriteria()
 ARCHIVE_RETENTION = 10  # archived exports kept on disk; registry versions are never deleted
 PROMOTION_LOCK_TIMEOUT_S = 120.0  # wait this long for models/.lock before refusing
 MAX_REASON_CHARS = 1_000  # promotion/rollback reasons are MLflow tags; refused above this

@@ -26,12 +26,13 @@ from mlplatform.orchestration.resources import (
     MarketDataSource,
     Notifier,
     PlatformStores,
-    PromotionPolicy,
     ValidationScheme,
+    fixed,
     mlflow_tracking,
 )
 from mlplatform.orchestration.schedules import daily_refresh_schedule, weekly_retrain_schedule
 from mlplatform.orchestration.sensors import drift_sensor, run_failure_notification_sensor
+from mlplatform.promotion import PromotionPolicy
 
 
 def _env_or_none(name: str) -> dg.EnvVar | None:
@@ -54,7 +55,18 @@ def _registry_lock_url() -> dg.EnvVar | None:
     return _env_or_none(config.REGISTRY_LOCK_URL_ENV) or dg.EnvVar(config.MLFLOW_TRACKING_URI_ENV)
 
 
+def promotion_policy() -> PromotionPolicy:
+    """The deployed promotion policy: the defaults, changed only by MLPLATFORM_PROMOTION_POLICY
+    (a JSON object of thresholds) when it is set."""
+    text = os.environ.get(config.PROMOTION_POLICY_ENV)
+    if not text:
+        return PromotionPolicy()
+    return PromotionPolicy.from_json(text, source=config.PROMOTION_POLICY_ENV)
+
+
 def build_resources() -> dict[str, object]:
+    """The deployment's resources, as built from the environment (build_definitions freezes
+    them: a run's config cannot change any)."""
     market_data = (
         MarketDataSource(
             kind="file",
@@ -64,6 +76,13 @@ def build_resources() -> dict[str, object]:
         if os.environ.get(config.DATA_PATH_ENV)
         else MarketDataSource()
     )
+    tracking = {
+        "experiment_name": config.EXPERIMENT_NAME,
+        "mlflow_tracking_uri": _env_or_default(
+            config.MLFLOW_TRACKING_URI_ENV, config.mlflow_tracking_uri, as_source=True
+        ),
+        "artifact_location": str(config.mlflow_artifact_root()),
+    }
     return {
         "market_data": market_data,
         "stores": PlatformStores(
@@ -76,20 +95,14 @@ def build_resources() -> dict[str, object]:
             registry_lock_url=_registry_lock_url(),
         ),
         "validation": ValidationScheme(),
-        "policy": PromotionPolicy(),
+        "policy": promotion_policy(),
         "notifier": Notifier(
             webhook_url=_env_or_none(config.WEBHOOK_URL_ENV),
             slack_token=_env_or_none(config.SLACK_TOKEN_ENV),
             slack_channel=os.environ.get(config.SLACK_CHANNEL_ENV, "#mlplatform"),
         ),
         "mlflow_tracking": mlflow_tracking.configured(
-            {
-                "experiment_name": config.EXPERIMENT_NAME,
-                "mlflow_tracking_uri": _env_or_default(
-                    config.MLFLOW_TRACKING_URI_ENV, config.mlflow_tracking_uri, as_source=True
-                ),
-                "artifact_location": str(config.mlflow_artifact_root()),
-            }
+            lambda _config, tracking=tracking: tracking, config_schema={}
         ),
         # Distributed steps need a base_dir every worker reaches (MLPLATFORM_IO_DIR, shared).
         # A shared folder is likely a network filesystem: its values are read, not mapped.
@@ -114,7 +127,10 @@ def build_definitions(
         jobs=[retrain_job, data_refresh_job, rollback_job, repair_export_job],
         schedules=[weekly_retrain_schedule, daily_refresh_schedule],
         sensors=[drift_sensor, run_failure_notification_sensor],
-        resources={**build_resources(), **(overrides or {})},
+        resources={
+            key: fixed(resource)
+            for key, resource in {**build_resources(), **(overrides or {})}.items()
+        },
         executor=executor_definition(
             executor or os.environ.get(config.EXECUTOR_ENV) or "multiprocess"
         ),

@@ -86,10 +86,17 @@ def failure_message(result: object) -> str:
     )
 
 
+def deployed_stores() -> object:
+    """The stores the code location uses in this test's environment (its home folder)."""
+    from mlplatform.definitions import build_resources
+
+    return build_resources()["stores"]
+
+
 def lenient_policy(**criteria: float) -> object:
     """Promotion criteria every candidate passes (unless `criteria` tighten one): lets a test
     reach promotion deterministically on a market too small for the real criteria's power."""
-    from mlplatform.orchestration.resources import PromotionPolicy
+    from mlplatform.promotion import PromotionPolicy
 
     lenient = {
         "max_p_value": 1.0,

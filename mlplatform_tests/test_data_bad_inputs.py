@@ -15,7 +15,7 @@ from mlflow.tracking import MlflowClient
 from mlplatform.data import DataValidationError, generate_market, load_prices
 from mlplatform.definitions import build_definitions
 from mlplatform.orchestration.resources import MarketDataSource
-from mlplatform_tests.conftest import failure_message, materialize, small_overrides
+from mlplatform_tests.conftest import deployed_stores, failure_message, materialize, small_overrides
 from mlplatform_tests.test_data_loader import MIN, bars, write_csv
 
 # --- dates ---------------------------------------------------------------------------------------
@@ -274,7 +274,7 @@ def test_bad_file_changes_no_stored_prices_and_registers_nothing(platform_home: 
         assert materialize(ok, instance, "raw_prices").success
         before = instance.fetch_materializations(dg.AssetKey("raw_prices"), limit=1).records
         stored = (platform_home / "io" / "raw_prices").read_bytes()
-        tracking_uri = ok.resources["stores"].tracking_uri
+        tracking_uri = deployed_stores().tracking_uri
 
         for case, (make_bad, words) in BAD_FILES.items():
             bad = platform_home.parent / "bad.csv"

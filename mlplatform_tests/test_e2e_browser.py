@@ -31,7 +31,8 @@ from mlplatform import config
 from mlplatform.cli import prepare_home
 from mlplatform.data import generate_market
 from mlplatform.definitions import build_definitions
-from mlplatform.orchestration.resources import MarketDataSource, PromotionPolicy
+from mlplatform.orchestration.resources import MarketDataSource
+from mlplatform.promotion import PromotionPolicy
 from mlplatform.registry import get_alias_version
 from mlplatform_tests.conftest import (
     RETRAIN_ASSETS,

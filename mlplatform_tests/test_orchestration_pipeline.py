@@ -16,10 +16,13 @@ from mlplatform import config
 from mlplatform.cli import execute, run_pipeline
 from mlplatform.definitions import build_definitions
 from mlplatform.features import outcomes
+from mlplatform.orchestration.resources import ValidationScheme
 from mlplatform.promotion import BLOCKING_CRITERIA, WARNING_CRITERIA
 from mlplatform.registry import verify_export
 from mlplatform_tests.conftest import (
     RETRAIN_ASSETS,
+    SMALL_VALIDATION,
+    deployed_stores,
     failure_message,
     lenient_policy,
     materialize,
@@ -79,7 +82,7 @@ def test_checks_evaluated_with_numbers(pipeline: SimpleNamespace) -> None:
 
 
 def test_staging_registered_and_exported(pipeline: SimpleNamespace) -> None:
-    stores = pipeline.defs.resources["stores"]
+    stores = deployed_stores()
     client = MlflowClient(tracking_uri=stores.tracking_uri)
     version = client.get_model_version_by_alias(config.MODEL_NAME, config.STAGING_ALIAS)
     assert version.tags["semver"] == "1.0.0"
@@ -98,7 +101,7 @@ def test_staging_registered_and_exported(pipeline: SimpleNamespace) -> None:
 def test_labels_are_stored_once_for_the_schemes_horizon(pipeline: SimpleNamespace) -> None:
     event = pipeline.instance.get_latest_materialization_event(dg.AssetKey("labels"))
     metadata = {k: v.value for k, v in event.asset_materialization.metadata.items()}
-    horizon = pipeline.defs.resources["validation"].horizon
+    horizon = ValidationScheme(**SMALL_VALIDATION).horizon
     assert metadata["horizon"] == horizon and f"[horizon={horizon}]" in metadata["label"]
     labels, features, prices = (
         pipeline.defs.load_asset_value(key, instance=pipeline.instance)
@@ -114,7 +117,7 @@ def test_labels_are_stored_once_for_the_schemes_horizon(pipeline: SimpleNamespac
 
 
 def test_no_mlflow_run_left_running(pipeline: SimpleNamespace) -> None:
-    statuses = mlflow_statuses(pipeline.defs.resources["stores"].tracking_uri)
+    statuses = mlflow_statuses(deployed_stores().tracking_uri)
     assert statuses and "RUNNING" not in statuses
 
 
@@ -143,11 +146,23 @@ def test_promotion_refused_when_a_check_failed(pipeline: SimpleNamespace) -> Non
     assert not refused.success
     message = failure_message(refused)
     assert message.count("predictions_not_degenerate: FAILED") == 1
-    assert "1 problem(s) with 5 promotion checks" in message
+    # judged under the stricter deployment's policy: no check vouches under this one
+    assert message.count("min_class_share 0.5 (deployed 0)") == len(BLOCKING_CRITERIA)
     assert "override: true" in message and "make promote OVERRIDE=1" in message
-    stores = pipeline.defs.resources["stores"]
+    stores = deployed_stores()
     client = MlflowClient(tracking_uri=stores.tracking_uri)
     assert "production" not in client.get_registered_model(config.MODEL_NAME).aliases
+
+
+def test_a_backtest_costed_below_the_policy_fails_the_sharpe_check(
+    pipeline: SimpleNamespace,
+) -> None:
+    free = {"ops": {"backtest_report": {"config": {"cost_bps": 0.0}}}}
+    rerun = materialize(pipeline.defs, pipeline.instance, "backtest_report", run_config=free)
+    assert rerun.success, failure_message(rerun)
+    checks = {c.check_name: c for c in rerun.get_asset_check_evaluations()}
+    sharpe = checks["sharpe_after_costs_and_dsr"]
+    assert not sharpe.passed and "the policy judges at ≥ 5 bps" in (sharpe.description or "")
 
 
 def test_override_needs_a_reason(pipeline: SimpleNamespace) -> None:
@@ -161,7 +176,7 @@ def test_promotion_accepted_after_checks_pass(pipeline: SimpleNamespace) -> None
     assert rerun.success
     promoted = materialize_production(pipeline.defs, pipeline.instance, reason="test promote")
     assert promoted.success, failure_message(promoted)
-    stores = pipeline.defs.resources["stores"]
+    stores = deployed_stores()
     client = MlflowClient(tracking_uri=stores.tracking_uri)
     production = client.get_model_version_by_alias(config.MODEL_NAME, config.PRODUCTION_ALIAS)
     staging = client.get_model_version_by_alias(config.MODEL_NAME, config.STAGING_ALIAS)
@@ -195,7 +210,7 @@ def test_promotion_refused_without_staging(platform_home: Path) -> None:
 
 
 def test_rollback_job_restores_previous(pipeline: SimpleNamespace) -> None:
-    stores = pipeline.defs.resources["stores"]
+    stores = deployed_stores()
     client = MlflowClient(tracking_uri=stores.tracking_uri)
     first = client.get_model_version_by_alias(config.MODEL_NAME, config.PRODUCTION_ALIAS)
     # Promote the retrained version by override, then roll back to the first.
@@ -228,9 +243,7 @@ def test_rollback_job_restores_previous(pipeline: SimpleNamespace) -> None:
 def test_bad_tuning_config_refused_before_work(
     pipeline: SimpleNamespace, bad: dict, field: str
 ) -> None:
-    studies_before = len(
-        optuna.study.get_all_study_summaries(pipeline.defs.resources["stores"].optuna_storage)
-    )
+    studies_before = len(optuna.study.get_all_study_summaries(deployed_stores().optuna_storage))
     result = materialize(
         pipeline.defs, pipeline.instance, "tuned_params", run_config=small_run_config(**bad)
     )
@@ -238,7 +251,7 @@ def test_bad_tuning_config_refused_before_work(
     assert field in failure_message(result)
     retries = [e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]
     assert not retries  # bad config is never retried
-    studies = optuna.study.get_all_study_summaries(pipeline.defs.resources["stores"].optuna_storage)
+    studies = optuna.study.get_all_study_summaries(deployed_stores().optuna_storage)
     assert len(studies) == studies_before  # refused before any study was touched
 
 

@@ -19,6 +19,7 @@ from mlplatform.registry import mlflow_registry
 from mlplatform.registry import staging as registry_staging
 from mlplatform_tests.conftest import (
     WebhookReceiver,
+    deployed_stores,
     failure_message,
     lenient_policy,
     materialize,
@@ -57,7 +58,7 @@ def test_failure_after_alias_move_leaves_registry_export_and_mlflow_clean(
         defs = build_definitions(small_overrides(policy=lenient_policy()))
         first = run_pipeline(defs, instance, small_run_config(n_trials=2))
         assert first.success
-        stores = defs.resources["stores"]
+        stores = deployed_stores()
         client = MlflowClient(tracking_uri=stores.tracking_uri)
         staging_dir = Path(stores.models_dir) / "staging"
         before_files = {p.name: p.read_bytes() for p in staging_dir.iterdir()}
@@ -106,7 +107,7 @@ def test_transient_store_error_is_retried_with_backoff(
     assert calls["n"] >= 2
     retries = [e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]
     assert len(retries) == 1
-    statuses = _statuses(defs.resources["stores"].tracking_uri)
+    statuses = _statuses(deployed_stores().tracking_uri)
     assert statuses and set(statuses) == {"FINISHED"}  # the retry succeeded: not left FAILED
 
 
@@ -169,7 +170,7 @@ def test_rollback_that_stops_half_way_says_so_and_repair_finishes_it(
         repaired = execute(defs, instance, trigger="test", job="repair_export_job")
         assert repaired.success
         assert repaired.output_for_node("repair_production")["production_version"] == "1"
-    stores = defs.resources["stores"]
+    stores = deployed_stores()
     assert str(verify_export(Path(stores.models_dir) / "production")["model_version"]) == "1"
 
 

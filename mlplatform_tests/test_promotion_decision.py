@@ -8,7 +8,9 @@ from mlplatform.promotion import (
     BLOCKING_CRITERIA,
     CheckEvidence,
     CheckStatus,
+    PolicyError,
     PromotionFacts,
+    PromotionPolicy,
     awaiting_review,
     comparable_production,
     decide_promotion,
@@ -25,7 +27,11 @@ def _passed(name: str, staging: str = "5", production: str = "3", backtest: int 
         backtest_id=backtest,
         staging_version=staging,
         production_version=production,
+        policy=POLICY.to_dict(),
     )
+
+
+POLICY = PromotionPolicy()
 
 
 def _facts(*checks: CheckEvidence, staging="5", production="3", rolled_back=None):
@@ -35,6 +41,7 @@ def _facts(*checks: CheckEvidence, staging="5", production="3", rolled_back=None
         production_version=production,
         rolled_back_version=rolled_back,
         checks=tuple(by_name.get(name, _passed(name)) for name in BLOCKING_CRITERIA),
+        policy=POLICY,
     )
 
 
@@ -96,7 +103,7 @@ def test_unfinished_or_stale_evidence_refuses(check: CheckEvidence, words: str) 
 
 def test_re_promoting_production_is_not_stale() -> None:
     facts = _facts(*(_passed(n, staging="5", production="3") for n in BLOCKING_CRITERIA))
-    facts = PromotionFacts("5", "5", None, facts.checks)
+    facts = PromotionFacts("5", "5", None, facts.checks, POLICY)
     assert decide_promotion(facts, override=False, reason="").allowed
 
 
@@ -122,7 +129,7 @@ def test_override_needs_a_reason_and_cannot_invent_a_staging_model() -> None:
     assert not no_reason.allowed and "written reason" in no_reason.message()
     with_reason = decide_promotion(_facts(failed), override=True, reason="reviewed by hand")
     assert with_reason.allowed and with_reason.overridden and with_reason.reason
-    nothing = PromotionFacts(None, None, None, ())
+    nothing = PromotionFacts(None, None, None, (), POLICY)
     assert not decide_promotion(nothing, override=True, reason="please").allowed
 
 
@@ -143,3 +150,40 @@ def test_drift_retrain_awaits_a_person() -> None:
     # nothing in production: the staging version the retrain produced is the one under review
     assert awaiting_review("staging:3", 100.0, "staging:4", True, 200.0)
     assert not awaiting_review("staging:3", 100.0, "staging:2", True, 50.0)
+
+
+def test_a_check_judged_under_another_policy_vouches_for_nothing() -> None:
+    loosened = {**POLICY.to_dict(), "min_dsr": 0.0, "min_sharpe": -100000.0}
+    check = CheckEvidence(
+        "sharpe_after_costs_and_dsr",
+        CheckStatus.PASSED,
+        backtest_id=42,
+        staging_version="5",
+        production_version="3",
+        policy=loosened,
+    )
+    decision = decide_promotion(_facts(check), override=False, reason="")
+    assert not decision.allowed
+    (problem,) = decision.problems
+    assert "another promotion policy" in problem
+    assert "min_dsr 0.0 (deployed 0.95)" in problem and "min_sharpe -100000.0" in problem
+
+
+def test_a_check_with_no_recorded_policy_vouches_for_nothing() -> None:
+    check = CheckEvidence(
+        "beats_majority_class", CheckStatus.PASSED, backtest_id=42, staging_version="5",
+        production_version="3",
+    )  # fmt: skip
+    (problem,) = decide_promotion(_facts(check), override=False, reason="").problems
+    assert "no promotion policy was recorded" in problem
+
+
+def test_policy_from_json_names_what_is_wrong() -> None:
+    assert PromotionPolicy.from_json('{"min_dsr": 0.9}', source="ENV").min_dsr == 0.9
+    with pytest.raises(PolicyError, match="ENV: not valid JSON"):
+        PromotionPolicy.from_json("{min_dsr: 0.9", source="ENV")
+    with pytest.raises(PolicyError, match=r"unknown threshold.*min_dsrr"):
+        PromotionPolicy.from_json('{"min_dsrr": 0.9}', source="ENV")
+    with pytest.raises(PolicyError, match=r"min_dsr=2.*\[0.0, 1.0\]"):
+        PromotionPolicy.from_json('{"min_dsr": 2}', source="ENV")
+    assert PromotionPolicy().fingerprint != PromotionPolicy(min_dsr=0.9).fingerprint

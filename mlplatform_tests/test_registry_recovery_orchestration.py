@@ -15,7 +15,7 @@ from mlplatform.cli import execute, run_errors
 from mlplatform.orchestration.liveness import close_dead_runs, process_tags
 from mlplatform.orchestration.promotion_facts import check_evidence
 from mlplatform.orchestration.resources import mlflow_tracking
-from mlplatform.promotion import CheckStatus, PromotionFacts, decide_promotion
+from mlplatform.promotion import CheckStatus, PromotionFacts, PromotionPolicy, decide_promotion
 from mlplatform.registry import owner_tags
 
 
@@ -36,13 +36,10 @@ def test_gate_after_a_failed_check_run_reports_instead_of_crashing() -> None:
     assert not result.success
     evidence = check_evidence(instance, "beats_majority_class")
     assert evidence.status is CheckStatus.UNFINISHED
-    decision = decide_promotion(
-        PromotionFacts("1", None, None, (evidence,)), override=True, reason="reviewed"
-    )
+    facts = PromotionFacts("1", None, None, (evidence,), PromotionPolicy())
+    decision = decide_promotion(facts, override=True, reason="reviewed")
     assert decision.allowed and decision.overridden  # an override gets past it, no crash
-    refused = decide_promotion(
-        PromotionFacts("1", None, None, (evidence,)), override=False, reason=""
-    )
+    refused = decide_promotion(facts, override=False, reason="")
     assert "beats_majority_class: latest evaluation did not finish" in refused.message()
 
 

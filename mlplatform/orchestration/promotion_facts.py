@@ -10,8 +10,15 @@ from __future__ import annotations
 import dagster as dg
 
 from mlplatform import config as settings
+from mlplatform.orchestration.assets.evaluation import POLICY_METADATA_KEY
 from mlplatform.orchestration.resources import PlatformStores
-from mlplatform.promotion import BLOCKING_CRITERIA, CheckEvidence, CheckStatus, PromotionFacts
+from mlplatform.promotion import (
+    BLOCKING_CRITERIA,
+    CheckEvidence,
+    CheckStatus,
+    PromotionFacts,
+    PromotionPolicy,
+)
 from mlplatform.registry import get_alias_version
 
 BACKTEST_KEY = dg.AssetKey("backtest_report")
@@ -46,6 +53,7 @@ def check_evidence(instance: dg.DagsterInstance, name: str) -> CheckEvidence:
         return CheckEvidence(name, CheckStatus.UNFINISHED, run_id=record.run_id)
     storage_id = evaluation.target_materialization_data.storage_id
     staging, production = _scored_versions(instance, storage_id)
+    recorded = evaluation.metadata.get(POLICY_METADATA_KEY)
     return CheckEvidence(
         name,
         CheckStatus.PASSED if evaluation.passed else CheckStatus.FAILED,
@@ -54,10 +62,13 @@ def check_evidence(instance: dg.DagsterInstance, name: str) -> CheckEvidence:
         backtest_id=storage_id,
         staging_version=staging,
         production_version=production,
+        policy=None if recorded is None else dict(recorded.value),
     )
 
 
-def promotion_facts(instance: dg.DagsterInstance, stores: PlatformStores) -> PromotionFacts:
+def promotion_facts(
+    instance: dg.DagsterInstance, stores: PlatformStores, policy: PromotionPolicy
+) -> PromotionFacts:
     staging = get_alias_version(stores.tracking_uri, stores.model_name, settings.STAGING_ALIAS)
     production = get_alias_version(
         stores.tracking_uri, stores.model_name, settings.PRODUCTION_ALIAS
@@ -69,4 +80,5 @@ def promotion_facts(instance: dg.DagsterInstance, stores: PlatformStores) -> Pro
         if production is None
         else production.tags.get("rollback_from_version"),
         checks=tuple(check_evidence(instance, name) for name in BLOCKING_CRITERIA),
+        policy=policy,
     )

@@ -364,19 +364,45 @@ class ValidationScheme(dg.ConfigurableResource):
         return self
 
 
-class PromotionPolicy(dg.ConfigurableResource):
-    """The promotion criteria: one resource, so the checks and the gate apply the same ones."""
+def _shown(value: object) -> str:
+    """A setting as the UI may show it: an environment variable by its name, never its value."""
+    return f"${value.env_var_name}" if isinstance(value, dg.EnvVar) else repr(value)
 
-    max_p_value: float = Field(default=config.PROMOTION.max_p_value, gt=0, le=1)
-    max_log_loss_increase: float = Field(default=config.PROMOTION.max_log_loss_increase, ge=0)
-    min_accuracy_delta: float = Field(default=config.PROMOTION.min_accuracy_delta, ge=-1, le=1)
-    min_sharpe: float = config.PROMOTION.min_sharpe
-    min_dsr: float = Field(default=config.PROMOTION.min_dsr, ge=0, le=1)
-    min_class_share: float = Field(default=config.PROMOTION.min_class_share, ge=0, le=0.5)
-    leakage_alarm_accuracy: float = Field(
-        default=config.PROMOTION.leakage_alarm_accuracy, gt=0.5, le=1
+
+def _resolved(resource: dg.ConfigurableResource) -> dg.ConfigurableResource:
+    """The resource with its EnvVar fields read from this process's environment."""
+    values = {
+        name: value.get_value() if isinstance(value, dg.EnvVar) else value
+        for name, value in dict(resource).items()
+    }
+    return type(resource)(**values)
+
+
+def fixed(resource: object, summary: str | None = None) -> dg.ResourceDefinition:
+    """`resource` exactly as the deployment built it. Its config schema is empty, so run config
+    (the Launchpad's included) that tries to change where data is read or written, which store
+    is used or what the gate accepts is refused at launch, before any step runs. The UI shows
+    the settings in the description; environment variables by name only."""
+    if isinstance(resource, dg.ConfigurableResource | dg.ConfigurableIOManagerFactory):
+        settings = ", ".join(f"{k}={_shown(v)}" for k, v in dict(resource).items())
+        doc = (type(resource).__doc__ or "").strip().splitlines()[0]
+        description = f"{doc} Fixed by the deployment: {summary or settings}"
+        if isinstance(resource, dg.ConfigurableIOManagerFactory):
+            return dg.IOManagerDefinition(
+                resource_fn=lambda context: _resolved(resource).create_io_manager(context),
+                config_schema={},
+                description=description,
+            )
+        return dg.ResourceDefinition(
+            resource_fn=lambda _context: _resolved(resource),
+            config_schema={},
+            description=description,
+        )
+    if isinstance(resource, dg.ResourceDefinition):  # built frozen already (see definitions)
+        return resource
+    doc = (type(resource).__doc__ or "").strip().splitlines()[0]
+    return dg.ResourceDefinition(
+        resource_fn=lambda _context: resource,
+        config_schema={},
+        description=f"{doc} Fixed by the deployment: {summary or resource}",
     )
-
-    @property
-    def criteria(self) -> config.PromotionCriteria:
-        return config.PromotionCriteria(**self.model_dump())

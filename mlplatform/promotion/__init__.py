@@ -23,6 +23,7 @@ from mlplatform.promotion.decision import (
     comparable_production,
     decide_promotion,
 )
+from mlplatform.promotion.policy import PolicyError, PromotionPolicy
 
 __all__ = [
     "BLOCKING_CRITERIA",
@@ -34,7 +35,9 @@ __all__ = [
     "CheckEvidence",
     "CheckStatus",
     "Decision",
+    "PolicyError",
     "PromotionFacts",
+    "PromotionPolicy",
     "Verdict",
     "awaiting_review",
     "comparable_production",

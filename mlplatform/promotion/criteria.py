@@ -1,7 +1,7 @@
 """The promotion criteria, applied to the walk-forward evaluation's metrics: one check each.
 
 Pure: takes the per-model metric dicts the evaluation produced and the thresholds (a
-PromotionCriteria), returns one verdict per criterion with the numbers behind it.
+PromotionPolicy), returns one verdict per criterion with the numbers behind it.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from mlplatform.config import PromotionCriteria
+from mlplatform.promotion.policy import PromotionPolicy
 
 STAGING = "staging"
 PRODUCTION = "production"
@@ -57,9 +57,10 @@ def _f(value: Any) -> float:
 
 
 def evaluate_criteria(
-    metrics: dict[str, dict[str, Any]], criteria: PromotionCriteria
+    metrics: dict[str, dict[str, Any]], policy: PromotionPolicy, *, cost_bps: float
 ) -> list[Verdict]:
-    """One verdict per criterion for the `staging` model against `production` (when present)."""
+    """One verdict per criterion for the `staging` model against `production` (when present);
+    `cost_bps` is the one-way cost the backtest charged (the Sharpe's)."""
     if STAGING not in metrics:
         raise ValueError(f"backtest metrics have no '{STAGING}' entry: {sorted(metrics)}")
     s = metrics[STAGING]
@@ -72,9 +73,9 @@ def evaluate_criteria(
     verdicts.append(
         Verdict(
             BEATS_MAJORITY,
-            p_value < criteria.max_p_value and p_by_date < criteria.max_p_value,
+            p_value < policy.max_p_value and p_by_date < policy.max_p_value,
             f"p = {p_value:.4g} by row, {p_by_date:.4g} by date (each needs < "
-            f"{criteria.max_p_value}); accuracy {_f(s.get('accuracy')):.4f} vs majority rate "
+            f"{policy.max_p_value}); accuracy {_f(s.get('accuracy')):.4f} vs majority rate "
             f"{_f(s.get('window_majority_rate')):.4f}",
             numbers={
                 "p_value": p_value,
@@ -82,7 +83,7 @@ def evaluate_criteria(
                 "accuracy": _f(s.get("accuracy")),
                 "window_majority_rate": _f(s.get("window_majority_rate")),
             },
-            thresholds={"max_p_value": criteria.max_p_value},
+            thresholds={"max_p_value": policy.max_p_value},
         )
     )
 
@@ -108,9 +109,9 @@ def evaluate_criteria(
         verdicts.append(
             Verdict(
                 LOG_LOSS_VS_PRODUCTION,
-                s_ll <= p_ll + criteria.max_log_loss_increase,
+                s_ll <= p_ll + policy.max_log_loss_increase,
                 f"staging {s_ll:.5f} vs production {p_ll:.5f} "
-                f"(allowed increase {criteria.max_log_loss_increase})",
+                f"(allowed increase {policy.max_log_loss_increase})",
                 numbers={"staging_log_loss": s_ll, "production_log_loss": p_ll},
             )
         )
@@ -118,26 +119,32 @@ def evaluate_criteria(
         verdicts.append(
             Verdict(
                 ACCURACY_VS_PRODUCTION,
-                s_acc >= p_acc + criteria.min_accuracy_delta,
+                s_acc >= p_acc + policy.min_accuracy_delta,
                 f"staging {s_acc:.4f} vs production {p_acc:.4f} "
-                f"+ delta {criteria.min_accuracy_delta}",
+                f"+ delta {policy.min_accuracy_delta}",
                 numbers={
                     "staging_accuracy": s_acc,
                     "production_accuracy": p_acc,
                 },
-                thresholds={"min_delta": criteria.min_accuracy_delta},
+                thresholds={"min_delta": policy.min_accuracy_delta},
             )
         )
 
     sharpe, dsr = _f(s.get("long_short_sharpe")), _f(s.get("long_short_dsr"))
+    costed = cost_bps >= policy.min_cost_bps
     verdicts.append(
         Verdict(
             SHARPE_AFTER_COSTS,
-            sharpe > criteria.min_sharpe and dsr >= criteria.min_dsr,
-            f"long/short Sharpe after costs {sharpe:.3f} (needs > {criteria.min_sharpe}), "
-            f"DSR {dsr:.3f} (needs ≥ {criteria.min_dsr})",
-            numbers={"sharpe": sharpe, "dsr": dsr},
-            thresholds={"min_sharpe": criteria.min_sharpe, "min_dsr": criteria.min_dsr},
+            costed and sharpe > policy.min_sharpe and dsr >= policy.min_dsr,
+            f"long/short Sharpe after costs {sharpe:.3f} (needs > {policy.min_sharpe:g}), "
+            f"DSR {dsr:.3f} (needs ≥ {policy.min_dsr:g}), costs {cost_bps:g} bps one way"
+            + ("" if costed else f" (the policy judges at ≥ {policy.min_cost_bps:g} bps)"),
+            numbers={"sharpe": sharpe, "dsr": dsr, "cost_bps": float(cost_bps)},
+            thresholds={
+                "min_sharpe": policy.min_sharpe,
+                "min_dsr": policy.min_dsr,
+                "min_cost_bps": policy.min_cost_bps,
+            },
         )
     )
 
@@ -145,8 +152,8 @@ def evaluate_criteria(
     verdicts.append(
         Verdict(
             NOT_DEGENERATE,
-            min(up, down) >= criteria.min_class_share,
-            f"predicted up {up:.1%}, down {down:.1%} (each needs ≥ {criteria.min_class_share:.0%})",
+            min(up, down) >= policy.min_class_share,
+            f"predicted up {up:.1%}, down {down:.1%} (each needs ≥ {policy.min_class_share:.0%})",
             numbers={"up_share": up, "down_share": down},
         )
     )
@@ -155,12 +162,12 @@ def evaluate_criteria(
     verdicts.append(
         Verdict(
             LEAKAGE_ALARM,
-            not accuracy > criteria.leakage_alarm_accuracy,
-            f"accuracy {accuracy:.4f} vs alarm level {criteria.leakage_alarm_accuracy}: honest "
+            not accuracy > policy.leakage_alarm_accuracy,
+            f"accuracy {accuracy:.4f} vs alarm level {policy.leakage_alarm_accuracy}: honest "
             "daily-bar models score about 50–53 %; above the alarm, look for look-ahead first",
             blocking=False,
             numbers={"accuracy": accuracy},
-            thresholds={"alarm": criteria.leakage_alarm_accuracy},
+            thresholds={"alarm": policy.leakage_alarm_accuracy},
         )
     )
     return verdicts

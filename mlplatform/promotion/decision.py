@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
+from mlplatform.promotion.policy import PromotionPolicy
 from mlplatform.training import Recipe
 
 NO_PRODUCTION = "none"
@@ -35,6 +36,7 @@ class CheckEvidence:
     backtest_id: int | None = None  # the backtest_report materialization it evaluated
     staging_version: str | None = None  # the staging version that backtest scored
     production_version: str | None = None  # the production it compared against, or "none"
+    policy: dict[str, float] | None = None  # the promotion policy it applied, as recorded
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,7 @@ class PromotionFacts:
     production_version: str | None
     rolled_back_version: str | None  # the version the last rollback took out of production
     checks: tuple[CheckEvidence, ...]
+    policy: PromotionPolicy  # the deployed policy: a check run under another vouches for nothing
 
 
 @dataclass(frozen=True)
@@ -86,7 +89,10 @@ def _version(value: str | None) -> str:
 
 
 def _check_problem(
-    check: CheckEvidence, staging_version: str, production_version: str | None
+    check: CheckEvidence,
+    staging_version: str,
+    production_version: str | None,
+    policy: PromotionPolicy,
 ) -> str | None:
     """One line for a check that does not vouch for this staging version now, else None."""
     if check.status is CheckStatus.NOT_EVALUATED:
@@ -112,6 +118,11 @@ def _check_problem(
             f"stale — compared against production {_version(check.production_version)}, "
             f"production is now {_version(current)}"
         )
+    changed = policy.differences(check.policy)
+    if changed:
+        reasons.append(
+            "judged under another promotion policy than the deployed one: " + "; ".join(changed)
+        )
     return f"{check.name}: " + "; ".join(reasons) if reasons else None
 
 
@@ -126,7 +137,7 @@ def decide_promotion(facts: PromotionFacts, *, override: bool, reason: str) -> D
         refusals.append("override needs a written reason in the `reason` field")
     if staging is not None:
         for check in facts.checks:
-            problem = _check_problem(check, staging, facts.production_version)
+            problem = _check_problem(check, staging, facts.production_version, facts.policy)
             if problem:
                 problems.append(problem)
         targets = {c.backtest_id for c in facts.checks if c.backtest_id is not None}

@@ -12,7 +12,7 @@ from mlplatform.notifications import Notification, NotificationKind
 from mlplatform.orchestration.metadata import mlflow_model_url, ownership
 from mlplatform.orchestration.promotion_facts import promotion_facts
 from mlplatform.orchestration.resources import Notifier, PlatformStores
-from mlplatform.promotion import Decision, decide_promotion
+from mlplatform.promotion import Decision, PromotionPolicy, decide_promotion
 from mlplatform.registry import PromotionRecord, RegistryError, get_alias_version, promote
 
 
@@ -98,9 +98,12 @@ def production_model(
     config: PromotionConfig,
     stores: PlatformStores,
     notifier: Notifier,
+    policy: dg.ResourceParam[PromotionPolicy],
 ) -> dg.Output[dict]:
     decision = decide_promotion(
-        promotion_facts(context.instance, stores), override=config.override, reason=config.reason
+        promotion_facts(context.instance, stores, policy),
+        override=config.override,
+        reason=config.reason,
     )
     if not decision.allowed:
         raise dg.Failure(
@@ -125,4 +128,5 @@ def production_model(
         )
     )
     metadata = _promotion_metadata(details, decision, actor, context.run_id, stores)
+    metadata["promotion_policy"] = dg.MetadataValue.json(policy.to_dict())
     return dg.Output(details, metadata=metadata)

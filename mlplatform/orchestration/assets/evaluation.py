@@ -26,7 +26,6 @@ from mlplatform.orchestration.resources import (
     MarketDataSource,
     Notifier,
     PlatformStores,
-    PromotionPolicy,
     ValidationScheme,
 )
 from mlplatform.promotion import (
@@ -34,11 +33,13 @@ from mlplatform.promotion import (
     NO_PRODUCTION,
     PRODUCTION,
     STAGING,
+    PromotionPolicy,
     evaluate_criteria,
 )
 from mlplatform.registry import get_alias_version
 from mlplatform.training import Recipe, Windows
 
+POLICY_METADATA_KEY = "promotion_policy"
 # Numbers plotted across materializations in the UI's Plots tab.
 PLOTTED = ("accuracy", "auc", "log_loss", "brier", "long_short_sharpe", "long_short_dsr")
 
@@ -72,6 +73,7 @@ def _report(
         "production_version": NO_PRODUCTION if production is None else str(production.version),
         "windows": windows.to_dict(),
         "metrics": result.to_dict(include_equity=False)["metrics"],
+        "cost_bps": float(result.cost_bps),
         "html": str(html_path),
         "report_url": url,
     }
@@ -87,7 +89,7 @@ def _backtest_metadata(
 ) -> dict[str, Any]:
     result = evaluation.result
     staging_metrics = result.metrics[STAGING]
-    verdicts = evaluate_criteria(result.metrics, policy.criteria)
+    verdicts = evaluate_criteria(result.metrics, policy, cost_bps=report["cost_bps"])
     metadata: dict[str, Any] = {
         f"staging_{key}": round(float(staging_metrics[key]), 4)
         for key in PLOTTED
@@ -161,7 +163,7 @@ def backtest_report(
     stores: PlatformStores,
     validation: ValidationScheme,
     market_data: MarketDataSource,
-    policy: PromotionPolicy,
+    policy: dg.ResourceParam[PromotionPolicy],
 ) -> dg.Output[dict]:
     with step_guard(context):
         data = validation.labelled(features, labels, raw_prices)
@@ -211,9 +213,11 @@ def promotion_criteria(
     context: dg.AssetCheckExecutionContext,
     backtest_report: dict,
     notifier: Notifier,
-    policy: PromotionPolicy,
+    policy: dg.ResourceParam[PromotionPolicy],
 ):
-    verdicts = evaluate_criteria(backtest_report["metrics"], policy.criteria)
+    verdicts = evaluate_criteria(
+        backtest_report["metrics"], policy, cost_bps=backtest_report["cost_bps"]
+    )
     for verdict in verdicts:
         yield dg.AssetCheckResult(
             check_name=verdict.name,
@@ -227,6 +231,8 @@ def promotion_criteria(
                 "staging_version": backtest_report["staging_version"],
                 **{k: round(float(v), 4) for k, v in verdict.numbers.items() if v is not None},
                 **{k: dg.MetadataValue.text(str(v)) for k, v in verdict.thresholds.items()},
+                # What the gate compares with the deployed policy before it trusts this check.
+                POLICY_METADATA_KEY: dg.MetadataValue.json(policy.to_dict()),
             },
         )
     if all(v.passed for v in verdicts if v.blocking):
