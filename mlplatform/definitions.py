@@ -100,6 +100,7 @@ def build_resources() -> dict[str, object]:
             webhook_url=_env_or_none(config.WEBHOOK_URL_ENV),
             slack_token=_env_or_none(config.SLACK_TOKEN_ENV),
             slack_channel=os.environ.get(config.SLACK_CHANNEL_ENV, "#mlplatform"),
+            slack_api_url=os.environ.get(config.SLACK_API_URL_ENV) or config.SLACK_API_URL_DEFAULT,
         ),
         "mlflow_tracking": mlflow_tracking.configured(
             lambda _config, tracking=tracking: tracking, config_schema={}

@@ -25,6 +25,7 @@ def platform_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[P
     monkeypatch.delenv(config.DATA_PATH_ENV, raising=False)
     monkeypatch.delenv(config.WEBHOOK_URL_ENV, raising=False)
     monkeypatch.delenv(config.SLACK_TOKEN_ENV, raising=False)
+    monkeypatch.delenv(config.SLACK_API_URL_ENV, raising=False)
     monkeypatch.delenv(config.MLFLOW_TRACKING_URI_ENV, raising=False)
     monkeypatch.delenv(config.OPTUNA_STORAGE_ENV, raising=False)
     monkeypatch.delenv(config.REGISTRY_LOCK_URL_ENV, raising=False)

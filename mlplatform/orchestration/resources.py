@@ -5,7 +5,6 @@ Launchpad never shows a secret and a deployment changes stores without code.
 """
 
 import functools
-import logging
 import sys
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
@@ -26,13 +25,7 @@ from mlplatform import config
 from mlplatform.data import SyntheticMarket, generate_market, load_prices
 from mlplatform.data.synthetic import DEFAULT_SIGNAL_STRENGTH, MAX_TICKERS
 from mlplatform.features import outcomes
-from mlplatform.notifications import (
-    Notification,
-    format_text,
-    post_slack,
-    post_webhook,
-    redact,
-)
+from mlplatform.notifications import Notification, Targets, deliver
 from mlplatform.orchestration.errors import FAILED_STEP_TAG
 from mlplatform.orchestration.liveness import close_dead_runs
 from mlplatform.registry import owner_tags
@@ -45,8 +38,6 @@ from mlplatform.training import (
     plan_windows,
     walk_forward_folds,
 )
-
-logger = logging.getLogger("mlplatform")
 
 
 @dataclass(frozen=True)
@@ -171,33 +162,22 @@ class PlatformStores(dg.ConfigurableResource):
 
 
 class Notifier(dg.ConfigurableResource):
-    """Always a log line; Slack (dagster-slack) with a token; a JSON webhook with a URL."""
+    """Always a log line; Slack with a token; a JSON webhook with a URL (notifications.deliver)."""
 
     webhook_url: str | None = None
     slack_token: str | None = None
     slack_channel: str = "#mlplatform"
+    slack_api_url: str = config.SLACK_API_URL_DEFAULT
 
     def send(self, notification: Notification) -> list[str]:
         """Deliver to every configured channel; a failing channel is logged, never raised."""
-        delivered = ["log"]
-        logger.info("notification %s: %s", notification.kind, format_text(notification))
-        secrets = [self.webhook_url, self.slack_token]
-        if self.webhook_url:
-            try:
-                post_webhook(self.webhook_url, notification)
-                delivered.append("webhook")
-            except Exception as exc:  # a notification must never fail a promotion
-                logger.warning(redact(f"webhook notification failed: {exc}", secrets))
-        if self.slack_token:
-            try:
-                from dagster_slack import SlackResource
-
-                client = SlackResource(token=self.slack_token).get_client()
-                post_slack(client, self.slack_channel, notification)
-                delivered.append("slack")
-            except Exception as exc:
-                logger.warning(redact(f"slack notification failed: {exc}", secrets))
-        return delivered
+        targets = Targets(
+            webhook_url=self.webhook_url,
+            slack_token=self.slack_token,
+            slack_channel=self.slack_channel,
+            slack_api_url=self.slack_api_url,
+        )
+        return deliver(notification, targets)
 
 
 def ensure_experiment(tracking_uri: str, name: str, artifact_root: Path) -> str:
