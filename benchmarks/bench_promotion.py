@@ -26,9 +26,10 @@ from mlflow import MlflowClient
 from mlplatform import config
 from mlplatform.registry import (
     ModelPackage,
+    Registry,
     get_alias_version,
     promote,
-    register_candidate,
+    register,
     rollback,
 )
 
@@ -72,6 +73,7 @@ def main() -> None:
         client = MlflowClient(tracking_uri=uri)
         experiment_id = client.create_experiment("bench", artifact_location=str(root / "art"))
         export_root = root / "models"
+        registry = Registry(uri, export_root)
         t0 = time.perf_counter()
         register_s: list[float] = []
         model_bytes = 0
@@ -79,7 +81,8 @@ def main() -> None:
             booster, X = _booster(i, args.features, args.trees)
             model_bytes = len(booster.model_to_string().encode())
             start = time.perf_counter()
-            register_candidate(
+            register(
+                registry,
                 ModelPackage(
                     booster,
                     semver=f"1.{i}.0",
@@ -88,26 +91,23 @@ def main() -> None:
                     reference={"n_bins": 10},
                     metadata={"bench": True},
                 ),
-                tracking_uri=uri,
                 run_id=client.create_run(experiment_id).info.run_id,
-                export_root=export_root,
             )
             register_s.append(time.perf_counter() - start)
         setup_s = time.perf_counter() - t0
 
-        common = {"tracking_uri": uri, "name": config.MODEL_NAME, "export_root": export_root}
         who = {"actor": "bench", "run_id": "bench"}
-        promote(version="1", reason="initial", **common, **who)
+        promote(registry, "1", reason="initial", **who)
         versions = [str(v) for v in range(2, args.versions + 1)]
         promote_s: list[float] = []
         rollback_s: list[float] = []
         for i in range(args.repeat):
             target = versions[i % len(versions)]
             start = time.perf_counter()
-            promote(version=target, reason=f"bench round {i}", **common, **who)
+            promote(registry, target, reason=f"bench round {i}", **who)
             promote_s.append(time.perf_counter() - start)
             start = time.perf_counter()
-            record = rollback(reason=f"bench round {i}", **common, **who)
+            record = rollback(registry, reason=f"bench round {i}", **who)
             rollback_s.append(time.perf_counter() - start)
             assert record.to_version == "1"
         production = get_alias_version(uri, config.MODEL_NAME, config.PRODUCTION_ALIAS)
@@ -116,7 +116,7 @@ def main() -> None:
     promo, rb = _stats(promote_s), _stats(rollback_s)
     print(
         f"setup: {args.versions} versions registered in {setup_s:.1f} s "
-        f"(register_candidate median {statistics.median(register_s):.2f} s); model.txt "
+        f"(register median {statistics.median(register_s):.2f} s); model.txt "
         f"{model_bytes / 1e6:.2f} MB ({args.trees} trees, {args.features} features)"
     )
     print(f"{'operation':<10} {'median':>9} {'p90':>9} {'min':>9} {'max':>9}   (n={args.repeat})")

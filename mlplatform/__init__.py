@@ -8,5 +8,8 @@ import os
 # fits up to 50x slower (21 s instead of 0.25 s). The policy is read once, when the OpenMP runtime
 # loads, so it is set here, before anything can import lightgbm; an explicit choice is kept.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# MLflow draws a progress bar for every artifact it downloads (each registry read): noise on the
+# console between the lines a person reads.
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 __version__ = "0.1.0"

@@ -2,7 +2,7 @@
 test_registry_faults (`python -m mlplatform_tests.fault_child '<json spec>'`).
 
 A spec names the step as an attribute ("MlflowClient.create_model_version", "os.rename",
-"mlplatform.registry.promotion.clear_intent"), `when` (before/after the real call), which
+"mlplatform.registry.aliases.clear_intent"), `when` (before/after the real call), which
 matching call (`nth`; `match` = regex on the first argument's basename, for os.rename) and the
 `action`: kill (SIGKILL this process), raise (an MlflowException, as a lost response
 would) or enospc.
@@ -68,8 +68,7 @@ def arm(spec: dict[str, Any], setattr_: Callable[[Any, str, Any], None] = setatt
 
 def run_operation(op: str, uri: str, export_root: Path, experiment_id: str) -> str:
     """Do `op` as the platform does it, inside an MLflow run tagged with this process."""
-    from mlplatform import config
-    from mlplatform.registry import owner_tags, promote, rollback
+    from mlplatform.registry import Registry, owner_tags, promote, rollback
     from mlplatform_tests.registry_support import Store
 
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
@@ -80,15 +79,11 @@ def run_operation(op: str, uri: str, export_root: Path, experiment_id: str) -> s
     elif op.startswith("promote"):
         version = op.partition(":")[2] or "4"
         common = {"actor": "tester", "reason": "fault suite", "run_id": run_id}
-        result = promote(
-            tracking_uri=uri, name=config.MODEL_NAME, version=version, export_root=export_root,
-            **common,
-        ).version  # fmt: skip
+        result = promote(Registry(uri, export_root), version, **common).version
     elif op == "rollback":
         result = rollback(
-            tracking_uri=uri, name=config.MODEL_NAME, export_root=export_root,
-            actor="tester", reason="fault suite", run_id=run_id,
-        ).to_version  # fmt: skip
+            Registry(uri, export_root), actor="tester", reason="fault suite", run_id=run_id
+        ).to_version
     else:
         raise ValueError(f"unknown operation {op!r}")
     client.set_terminated(run_id, status="FINISHED")

@@ -14,7 +14,14 @@ import pandas as pd
 from mlflow import MlflowClient
 
 from mlplatform import config
-from mlplatform.registry import ModelHandle, ModelPackage, register_candidate
+from mlplatform.registry import (
+    ModelHandle,
+    ModelPackage,
+    Registry,
+    archive_registry_version,
+    list_archive,
+    register,
+)
 
 FEATURES = ("f0", "f1", "f2")
 
@@ -58,13 +65,12 @@ class Store:
             reference={"bins": {"f0": [0.0, 1.0]}, "seed": seed},
             metadata={"features": list(FEATURES), "seed": seed},
         )
-        return register_candidate(
-            package,
-            tracking_uri=self.uri,
-            run_id=run_id or self.new_run(),
-            export_root=export_root,
-            **kwargs,
+        return register(
+            self.registry(export_root, **kwargs), package, run_id=run_id or self.new_run()
         )
+
+    def registry(self, export_root: Path, **kwargs: object) -> Registry:
+        return Registry(self.uri, export_root, **kwargs)  # type: ignore[arg-type]
 
     def copy_to(self, dest: Path) -> Store:
         """A copy of the database (artifacts are shared: tests never modify them)."""
@@ -107,3 +113,20 @@ def snapshot(folder: Path) -> dict[str, bytes]:
         for p in sorted(folder.rglob("*"))
         if p.is_file() and p.name != ".lock"
     }
+
+
+def find_archive(export_root: Path, version: str) -> Path | None:
+    """The archive folder models/archive keeps for a registry version, if any."""
+    for folder in list_archive(Path(export_root) / "archive"):
+        if archive_registry_version(folder) == str(version):
+            return folder
+    return None
+
+
+def remove_export(folder: Path | None) -> None:
+    """Delete an export as a careless person would: the folder, or the link to it."""
+    assert folder is not None
+    if folder.is_symlink():
+        folder.unlink()
+    else:
+        shutil.rmtree(folder)

@@ -47,5 +47,5 @@ def test_run_promote_rollback_through_the_cli(
 
     (config.models_dir() / "production" / "model.txt").write_text("corrupted")
     assert main(["repair"]) == 0  # a damaged export is rewritten to match the alias
-    assert "exports rebuilt from the registry: production (1)" in capsys.readouterr().out
+    assert "exports rebuilt: production (v1)" in capsys.readouterr().out
     verify_export(config.models_dir() / "production")

@@ -15,7 +15,7 @@ from mlplatform import config
 from mlplatform.cli import execute, run_pipeline
 from mlplatform.data import generate_market
 from mlplatform.definitions import build_definitions
-from mlplatform.registry import mlflow_registry
+from mlplatform.registry import export as registry_export
 from mlplatform.registry import staging as registry_staging
 from mlplatform_tests.conftest import (
     WebhookReceiver,
@@ -67,7 +67,7 @@ def test_failure_after_alias_move_leaves_registry_export_and_mlflow_clean(
         def crash(*_args: Any, **_kwargs: Any) -> None:
             raise RuntimeError("injected crash between the alias move and the export")
 
-        monkeypatch.setattr(mlflow_registry, "write_export", crash)
+        monkeypatch.setattr(registry_export, "publish", crash)
         failed = materialize(
             defs,
             instance,
@@ -144,7 +144,7 @@ def test_same_seed_and_data_give_identical_model(
 def test_rollback_that_stops_half_way_says_so_and_repair_finishes_it(
     platform_home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from mlplatform.registry import promotion, verify_export
+    from mlplatform.registry import aliases, export, verify_export
 
     with dg.instance_for_test() as instance:
         defs = build_definitions(small_overrides(policy=lenient_policy()))
@@ -160,8 +160,8 @@ def test_rollback_that_stops_half_way_says_so_and_repair_finishes_it(
             raise OSError("store went away after the alias move")
 
         with monkeypatch.context() as patch:  # the move fails after the alias, so does its undo
-            patch.setattr(promotion, "_write_production", store_went_away)
-            patch.setattr(promotion, "move_back", store_went_away)
+            patch.setattr(export, "publish", store_went_away)
+            patch.setattr(aliases, "move_back", store_went_away)
             half = execute(defs, instance, trigger="test", job="rollback_job")
         assert not half.success
         message = failure_message(half)

@@ -7,7 +7,13 @@ from pathlib import Path
 import pytest
 
 from mlplatform import config
-from mlplatform.registry import audit_production_alias, promote, rollback, unrecorded_alias_move
+from mlplatform.registry import (
+    Registry,
+    audit_production_alias,
+    promote,
+    rollback,
+    unrecorded_alias_move,
+)
 from mlplatform_tests.registry_support import Store, make_store
 
 NAME = config.MODEL_NAME
@@ -74,16 +80,9 @@ def test_real_registry_move_in_mlflow_is_detected_and_a_platform_rollback_clears
     store: Store, tmp_path: Path
 ) -> None:
     export = tmp_path / "models"
+    registry = Registry(store.uri, export)
     for version in ("1", "2"):
-        promote(
-            tracking_uri=store.uri,
-            name=NAME,
-            version=version,
-            export_root=export,
-            actor="alice",
-            reason="checks passed",
-            run_id=f"run-{version}",
-        )
+        promote(registry, version, actor="alice", reason="checks passed", run_id=f"run-{version}")
     assert audit_production_alias(store.uri, NAME) == ("2", None)
 
     # What MLflow's "Promote model" button / alias editor does: only the alias moves.
@@ -94,13 +93,5 @@ def test_real_registry_move_in_mlflow_is_detected_and_a_platform_rollback_clears
     assert "production points at v1" in message and "promotion of v2 by alice" in message
 
     store.client.set_registered_model_alias(NAME, config.PRODUCTION_ALIAS, "2")
-    rollback(
-        tracking_uri=store.uri,
-        name=NAME,
-        to_version="1",
-        export_root=export,
-        actor="bob",
-        reason="test",
-        run_id="run-rollback",
-    )
+    rollback(registry, to_version="1", actor="bob", reason="test", run_id="run-rollback")
     assert audit_production_alias(store.uri, NAME) == ("1", None)

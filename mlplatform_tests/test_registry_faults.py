@@ -13,14 +13,15 @@ import json
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from mlplatform import config
 from mlplatform.registry import (
+    Registry,
     check_consistency,
-    find_archive,
     get_alias_version,
     promote,
     read_intent,
@@ -29,31 +30,31 @@ from mlplatform.registry import (
     verify_export,
 )
 from mlplatform_tests.fault_child import arm, run_operation
-from mlplatform_tests.registry_support import Store, make_store
+from mlplatform_tests.registry_support import Store, find_archive, make_store, remove_export
 
 NAME = config.MODEL_NAME
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 # (operation, step, when, nth, match): every step of each operation's protocol.
 STEPS = [
-    ("register", "mlplatform.registry.mlflow_registry.write_intent", "after", 1, None),
+    ("register", "mlplatform.registry.versions.write_intent", "after", 1, None),
     ("register", "MlflowClient.create_logged_model", "after", 1, None),
     ("register", "mlflow.lightgbm.log_model", "after", 1, None),
     ("register", "MlflowClient.create_model_version", "after", 1, None),
     ("register", "MlflowClient.set_registered_model_alias", "after", 1, None),
-    ("register", "os.rename", "after", 1, "staging"),
+    ("register", "os.replace", "after", 1, r"\.staging\.link-.*"),
     ("register", "MlflowClient.delete_model_version_tag", "after", 1, None),
-    ("promote", "mlplatform.registry.promotion.write_intent", "after", 1, None),
+    ("promote", "mlplatform.registry.aliases.write_intent", "after", 1, None),
     ("promote", "MlflowClient.set_model_version_tag", "after", 1, None),
     ("promote", "MlflowClient.set_registered_model_alias", "after", 1, None),
-    ("promote", "mlplatform.registry.mlflow_registry.write_export", "before", 1, None),
-    ("promote", "os.rename", "after", 1, "production"),
-    ("promote", "mlplatform.registry.promotion.prune_archive", "before", 1, None),
-    ("promote", "mlplatform.registry.promotion.clear_intent", "before", 1, None),
+    ("promote", "mlplatform.registry.export.write_archive", "before", 1, None),
+    ("promote", "os.replace", "after", 1, r"\.production\.link-.*"),
+    ("promote", "mlplatform.registry.export.remove", "before", 1, None),
+    ("promote", "mlplatform.registry.aliases.clear_intent", "before", 1, None),
     ("rollback", "MlflowClient.set_model_version_tag", "after", 2, None),
     ("rollback", "MlflowClient.set_registered_model_alias", "after", 1, None),
-    ("rollback", "os.rename", "after", 1, "production"),
-    ("rollback", "mlplatform.registry.promotion.clear_intent", "before", 1, None),
+    ("rollback", "os.replace", "after", 1, r"\.production\.link-.*"),
+    ("rollback", "mlplatform.registry.aliases.clear_intent", "before", 1, None),
 ]
 # Indices of STEPS after which the operation's alias has moved (its commit point).
 COMMITTED = {4, 5, 6, 9, 10, 11, 12, 13, 15, 16, 17}
@@ -68,12 +69,9 @@ def base(tmp_path_factory: pytest.TempPathFactory) -> tuple[Store, Path]:
     for seed, semver in enumerate(("1.0.0", "1.1.0", "1.2.0", "1.2.1"), start=1):
         store.register(semver, seed=seed, export_root=models)
     for version in ("1", "2", "3"):
-        promote(
-            tracking_uri=store.uri, name=NAME, version=version, export_root=models,
-            actor="setup", reason="base", run_id="setup",
-        )  # fmt: skip
+        promote(Registry(store.uri, models), version, actor="setup", reason="base", run_id="setup")
     _end_own_runs(store)  # registry_support leaves its runs open
-    assert check_consistency(tracking_uri=store.uri, export_root=models) == []
+    assert check_consistency(Registry(store.uri, models)) == []
     return store, models
 
 
@@ -81,7 +79,7 @@ def base(tmp_path_factory: pytest.TempPathFactory) -> tuple[Store, Path]:
 def world(base: tuple[Store, Path], tmp_path: Path) -> tuple[Store, Path]:
     store, models = base
     export_root = tmp_path / "models"
-    shutil.copytree(models, export_root)
+    shutil.copytree(models, export_root, symlinks=True)
     return store.copy_to(tmp_path / "mlflow"), export_root
 
 
@@ -108,7 +106,7 @@ def _alias(store: Store, alias: str) -> str | None:
 
 
 def _assert_consistent(store: Store, export_root: Path) -> None:
-    problems = check_consistency(tracking_uri=store.uri, export_root=export_root)
+    problems = check_consistency(Registry(store.uri, export_root))
     assert problems == [], "\n".join(map(str, problems))
     versions = store.client.search_model_versions(f"name = '{NAME}'")
     assert not [mv.version for mv in versions if "mlplatform.pending" in mv.tags]
@@ -147,13 +145,14 @@ def test_sigkill_at_each_step_then_repair(
     )
     _out, err = child.communicate(timeout=120)
     assert child.returncode == -9, err[-2000:]
-    left = check_consistency(tracking_uri=store.uri, export_root=export_root)
+    registry = Registry(store.uri, export_root)
+    left = check_consistency(registry)
     print(f"\nFAULT kill {op} {target} {when}{nth}: {len(left)} problem(s) before repair")
-    report = repair(tracking_uri=store.uri, export_root=export_root)
-    assert report.runs_ended  # the killed process's MLflow run was RUNNING
+    report = repair(registry)
+    assert report.convergence.runs_ended  # the killed process's MLflow run was RUNNING
     _assert_consistent(store, export_root)
     _assert_outcome(store, export_root, op)
-    assert not repair(tracking_uri=store.uri, export_root=export_root).changed  # idempotent
+    assert not repair(registry).changed  # idempotent
     # A kill after the commit point (the alias move) is rolled forward, never lost.
     _assert_outcome(
         store,
@@ -175,7 +174,7 @@ def test_error_at_each_step_is_undone_or_repaired(
 ) -> None:
     """An error (a lost response: the call landed, the caller saw a failure) at each step."""
     store, export_root = world
-    when = "before" if target == "os.rename" else when  # a rename either happens or raises
+    when = "before" if target == "os.replace" else when  # a rename either happens or raises
     with monkeypatch.context() as patch:
         arm(
             {"target": target, "when": when, "nth": nth, "match": match, "action": "raise"},
@@ -183,14 +182,15 @@ def test_error_at_each_step_is_undone_or_repaired(
         )
         with pytest.raises(Exception, match="injected fault") as raised:
             run_operation(op, store.uri, export_root, store.experiment_id)
-    left = check_consistency(tracking_uri=store.uri, export_root=export_root, run_alive=_any)
+    registry = Registry(store.uri, export_root)
+    left = check_consistency(registry, run_alive=_any)
     print(
         f"\nFAULT error {op} {target} {when}{nth}: {raised.type.__name__}, {len(left)} problem(s)"
     )
     # Only a failure of the final clear_intent may leave the (finished) intent behind.
     assert len(left) == (1 if target.endswith("clear_intent") else 0)
-    assert [str(p) for p in left if ".intent.json" not in str(p)] == []
-    repair(tracking_uri=store.uri, export_root=export_root, run_alive=_any)
+    assert [str(p) for p in left if p.what != "intent"] == []
+    repair(registry, run_alive=_any)
     _end_own_runs(store)
     _assert_consistent(store, export_root)
     _assert_outcome(store, export_root, op)
@@ -215,13 +215,11 @@ def test_rerunning_a_killed_rollback_does_not_go_further_back(world: tuple[Store
     )  # fmt: skip
     child.communicate(timeout=120)
     assert child.returncode == -9 and _alias(store, "production") == "2"
-    record = rollback(
-        tracking_uri=store.uri, name=NAME, export_root=export_root,
-        actor="ops", reason="again", run_id="rb-2",
-    )  # fmt: skip
+    registry = Registry(store.uri, export_root)
+    record = rollback(registry, actor="ops", reason="again", run_id="rb-2")
     assert record.finished_after_crash and record.to_version == "2" and record.from_version == "3"
     assert _alias(store, "production") == "2"  # not v1
-    repair(tracking_uri=store.uri, export_root=export_root)
+    repair(registry)
     _assert_consistent(store, export_root)
 
 
@@ -232,7 +230,7 @@ def test_the_next_register_cleans_the_orphan_of_a_killed_one(world: tuple[Store,
         target="MlflowClient.create_model_version", when="after", nth=1, action="kill",
     )  # fmt: skip
     child.communicate(timeout=120)
-    assert child.returncode == -9 and read_intent(export_root) is not None
+    assert child.returncode == -9 and read_intent(store.client, NAME) is not None
     assert "5" in {str(mv.version) for mv in store.client.search_model_versions(f"name = '{NAME}'")}
     child = _spawn(store, export_root, "register")
     out, err = child.communicate(timeout=120)
@@ -240,7 +238,7 @@ def test_the_next_register_cleans_the_orphan_of_a_killed_one(world: tuple[Store,
     assert out.strip() == "6" and _alias(store, config.STAGING_ALIAS) == "6"
     versions = {str(mv.version) for mv in store.client.search_model_versions(f"name = '{NAME}'")}
     assert versions == {"1", "2", "3", "4", "6"}  # the orphan v5 is gone
-    repair(tracking_uri=store.uri, export_root=export_root)  # ends the killed run
+    repair(Registry(store.uri, export_root))  # ends the killed run
     _assert_consistent(store, export_root)
 
 
@@ -290,10 +288,10 @@ def test_locked_database_leaves_no_orphan_version(
             with pytest.raises(MlflowException, match="database is locked"):
                 run_operation("register", store.uri, export_root, store.experiment_id)
     _end_own_runs(store)
-    pending = check_consistency(tracking_uri=store.uri, export_root=export_root)
+    pending = check_consistency(Registry(store.uri, export_root))
     assert any("orphan" in str(p) for p in pending)  # one orphan at a time, never more
     assert sum("orphan" in str(p) for p in pending) == 1
-    repair(tracking_uri=store.uri, export_root=export_root)
+    repair(Registry(store.uri, export_root))
     _assert_consistent(store, export_root)
     assert _alias(store, config.STAGING_ALIAS) == "4"
 
@@ -321,36 +319,92 @@ def test_two_processes_registering_the_same_semver(world: tuple[Store, Path]) ->
         for mv in store.client.search_model_versions(f"name = '{NAME}'")
     }
     assert (semvers["5"], semvers["6"]) == ("1.3.0", "1.3.1")
-    promote(
-        tracking_uri=store.uri, name=NAME, version="5", export_root=export_root,
-        actor="a", reason="r", run_id="p5",
-    )  # fmt: skip
-    promote(
-        tracking_uri=store.uri, name=NAME, version="6", export_root=export_root,
-        actor="a", reason="r", run_id="p6",
-    )  # fmt: skip
-    assert find_archive(export_root, NAME, "5") != find_archive(export_root, NAME, "6")
+    registry = Registry(store.uri, export_root)
+    promote(registry, "5", actor="a", reason="r", run_id="p5")
+    promote(registry, "6", actor="a", reason="r", run_id="p6")
+    assert find_archive(export_root, "5") != find_archive(export_root, "6")
     _assert_consistent(store, export_root)
 
 
 def test_damaged_exports_are_rebuilt_from_the_registry(world: tuple[Store, Path]) -> None:
     store, export_root = world
     (export_root / "staging" / "model.txt").write_text("corrupt")
-    shutil.rmtree(export_root / "production")
-    archive_v2 = find_archive(export_root, NAME, "2")
+    remove_export(export_root / "production")
+    archive_v2 = find_archive(export_root, "2")
+    assert archive_v2 is not None
     (archive_v2 / "metadata.json").write_text("{}")
-    shutil.rmtree(find_archive(export_root, NAME, "1"))
+    remove_export(find_archive(export_root, "1"))
     (export_root / ".production.tmp-0123456789ab").mkdir()
     (export_root / ".production.old-0123456789ab").mkdir()
-    problems = check_consistency(tracking_uri=store.uri, export_root=export_root)
+    registry = Registry(store.uri, export_root)
+    problems = check_consistency(registry)
     assert len(problems) >= 5, problems
-    repair(tracking_uri=store.uri, export_root=export_root)
+    repair(registry)
     _assert_consistent(store, export_root)
     assert verify_export(archive_v2)["model_version"] == "2"
-    # v1's archive was lost: rolling back to it rebuilds it from the registry.
-    record = rollback(
-        tracking_uri=store.uri, name=NAME, to_version="1", export_root=export_root,
-        actor="ops", reason="lost archive", run_id="rb",
-    )  # fmt: skip
+    record = rollback(registry, to_version="1", actor="ops", reason="lost archive", run_id="rb")
     assert record.to_version == "1" == _alias(store, "production")
+    _assert_consistent(store, export_root)
+
+
+@pytest.fixture
+def lost_v3(world: tuple[Store, Path]) -> Iterator[None]:
+    """v3's model files gone from the registry's artifact store (moved away, and put back
+    after the test: the module's stores share their artifacts)."""
+    store, _ = world
+    folder = Path(store.client.get_model_version_download_uri(NAME, "3").removeprefix("file://"))
+    aside = folder.with_name(folder.name + ".lost")
+    folder.rename(aside)
+    try:
+        yield
+    finally:
+        aside.rename(folder)
+
+
+def test_a_lost_registry_artifact_is_named_and_never_wedges_the_platform(
+    world: tuple[Store, Path], lost_v3: None
+) -> None:
+    """Production's MLflow files deleted, then its export and archive copies damaged too: the
+    checker and repair name the loss, a rollback to the intact previous version works (the
+    leaving version is recorded as lost, not required), and every later command runs."""
+    store, export_root = world
+    registry = Registry(store.uri, export_root)
+    problems = [str(p) for p in check_consistency(registry)]
+    assert any(p.startswith("registry: v3 (production)") and "gone" in p for p in problems)
+    report = repair(registry)
+    assert any(loss.startswith("v3 (production)") for loss in report.losses)
+    assert "everything" not in " ".join(report.lines())
+    (export_root / "production" / "model.txt").write_text("damaged")
+    archive = find_archive(export_root, "3")
+    assert archive is not None
+    (archive / "model.txt").write_text("damaged")
+    report = repair(registry)  # names, does not crash
+    assert report.convergence.projection.losses
+    record = rollback(registry, actor="ops", reason="v3 is lost", run_id="rb")
+    assert (record.from_version, record.to_version) == ("3", "2")
+    assert any("v3" in loss for loss in record.losses)
+    assert _alias(store, "production") == "2"
+    assert verify_export(export_root / "production")["model_version"] == "2"
+    assert read_intent(store.client, NAME) is None  # nothing left to block the next command
+    promote(registry, "4", actor="ops", reason="healthy staging", run_id="p4")
+    assert _alias(store, "production") == "4"
+    left = [str(p) for p in check_consistency(registry)]
+    assert left and all("v3" in p or "-r3_" in p for p in left), left  # only v3's loss remains
+
+
+def test_the_next_promotion_undoes_a_killed_registration_first(world: tuple[Store, Path]) -> None:
+    """Killed between creating the version and moving staging: the next promote finishes the
+    cleanup (orphan, intent, export, the dead run's MLflow run) and promotes the validated
+    staging version it was asked for."""
+    store, export_root = world
+    child = _spawn(
+        store, export_root, "register",
+        target="MlflowClient.create_model_version", when="after", nth=1, action="kill",
+    )  # fmt: skip
+    child.communicate(timeout=120)
+    assert child.returncode == -9 and read_intent(store.client, NAME) is not None
+    record = promote(Registry(store.uri, export_root), "4", actor="ops", reason="r", run_id="p")
+    assert record.version == "4" == _alias(store, "production")
+    assert "unfinished registration of 1.3.0" in record.converged and "undone" in record.converged
+    assert "MLflow run(s) of dead processes ended" in record.converged
     _assert_consistent(store, export_root)

@@ -1,4 +1,4 @@
-"""register_candidate against a real MLflow sqlite store: happy path and all-or-nothing."""
+"""register against a real MLflow sqlite store: happy path and all-or-nothing."""
 
 from __future__ import annotations
 
@@ -19,7 +19,6 @@ from mlplatform.registry import (
     load_booster,
     read_intent,
     verify_export,
-    version_facts,
 )
 from mlplatform_tests.registry_support import (
     Store,
@@ -56,13 +55,8 @@ def test_register_candidate_happy_path(store: Store, tmp_path: Path) -> None:
     assert staging is not None and str(staging.version) == "1"
     assert staging.tags["semver"] == "1.0.0"
     assert staging.tags["dagster_run_id"] == "dagster-1"
-    assert version_facts(store.uri, config.MODEL_NAME, 1) == {
-        "version": "1.0.0",
-        "feature_schema_hash": None,
-        "label_definition": None,
-        "params_hash": None,
-        "data_fingerprint": "fp1",
-    }
+    assert staging.tags["data_fingerprint"] == "fp1"
+    assert len(staging.tags["model_sha256"]) == 64  # what a lost or altered artifact is told by
     meta = verify_export(export_root / "staging")
     assert (meta["model_version"], meta["semver"], meta["alias"]) == ("1", "1.0.0", "staging")
     assert meta["seed"] == 1 and meta["mlflow_run_id"] == run_id
@@ -103,7 +97,8 @@ def test_a_colliding_semver_gets_the_next_patch(store: Store, tmp_path: Path) ->
     first = store.register("1.1.2", seed=1, export_root=export_root)
     second = store.register("1.1.2", seed=2, export_root=export_root)
     assert (first.semver, second.semver) == ("1.1.2", "1.1.3")
-    assert version_facts(store.uri, config.MODEL_NAME, second.version)["version"] == "1.1.3"
+    registered = store.client.get_model_version(config.MODEL_NAME, second.version)
+    assert registered.tags["semver"] == "1.1.3"
     assert download_model_metadata(store.uri, config.MODEL_NAME, second.version)["seed"] == 2
 
 
@@ -118,7 +113,7 @@ def test_first_candidate_failing_leaves_no_registered_model(
         store.register("1.0.0", seed=1, export_root=tmp_path / "models")
     assert store.client.search_registered_models() == []
     assert not (tmp_path / "models" / "staging").exists()
-    assert read_intent(tmp_path / "models") is None
+    assert read_intent(store.client, config.MODEL_NAME) is None
 
 
 def test_load_booster_never_unpickles(

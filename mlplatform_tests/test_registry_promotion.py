@@ -14,9 +14,9 @@ from mlplatform import config
 from mlplatform.registry import (
     PromotionError,
     PromotionRecord,
+    Registry,
     RollbackError,
     RollbackRecord,
-    find_archive,
     get_alias_version,
     list_archive,
     load_export_booster,
@@ -26,7 +26,14 @@ from mlplatform.registry import (
     rollback,
     verify_export,
 )
-from mlplatform_tests.registry_support import Store, make_store, snapshot
+from mlplatform.registry import export as export_module
+from mlplatform_tests.registry_support import (
+    Store,
+    find_archive,
+    make_store,
+    remove_export,
+    snapshot,
+)
 
 NAME = config.MODEL_NAME
 SEMVERS = ("1.0.0", "1.1.0", "1.2.0")
@@ -52,17 +59,17 @@ def export_root(tmp_path: Path) -> Path:
     return tmp_path / "models"
 
 
-def _promote(store: Store, export_root: Path, version: str, **kwargs) -> PromotionRecord:
+def _promote(
+    store: Store, export_root: Path, version: str, retention: int = 10, **kwargs
+) -> PromotionRecord:
     params = {"actor": "alice", "reason": f"checks passed for v{version}", "run_id": "run-x"}
-    return promote(
-        tracking_uri=store.uri, name=NAME, version=version, export_root=export_root,
-        **(params | kwargs),
-    )  # fmt: skip
+    registry = Registry(store.uri, export_root, retention=retention)
+    return promote(registry, version, **(params | kwargs))
 
 
 def _rollback(store: Store, export_root: Path, **kwargs) -> RollbackRecord:
     params = {"actor": "c", "reason": "r", "run_id": "rb"}
-    return rollback(tracking_uri=store.uri, name=NAME, export_root=export_root, **(params | kwargs))
+    return rollback(Registry(store.uri, export_root), **(params | kwargs))
 
 
 def _production(store: Store) -> str | None:
@@ -132,7 +139,7 @@ def test_failure_before_alias_move_restores_tags(
     monkeypatch.setattr(MlflowClient, "set_registered_model_alias", failing_alias)
     with pytest.raises(PromotionError, match="undone: production is unchanged \\(v1\\)"):
         _promote(store, export_root, "2")
-    assert _production(store) == "1" and read_intent(export_root) is None
+    assert _production(store) == "1" and read_intent(store.client, NAME) is None
     assert (_tags(store, "2"), snapshot(export_root)) == before
 
 
@@ -142,15 +149,14 @@ def test_failure_after_alias_move_is_undone(
     """A full disk while writing models/production: the alias goes back, nothing half done."""
     _promote(store, export_root, "1")
     before = (_tags(store, "1"), _tags(store, "2"), snapshot(export_root / "production"))
-    import mlplatform.registry.promotion as promotion_module
 
     def full_disk(*_args: object, **_kwargs: object) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(promotion_module, "_write_production", full_disk)
+    monkeypatch.setattr(export_module, "publish", full_disk)
     with pytest.raises(PromotionError, match="No space left on device"):
         _promote(store, export_root, "2")
-    assert _production(store) == "1" and read_intent(export_root) is None
+    assert _production(store) == "1" and read_intent(store.client, NAME) is None
     after = (_tags(store, "1"), _tags(store, "2"), snapshot(export_root / "production"))
     assert after == before
 
@@ -168,20 +174,17 @@ def test_promoting_the_production_version_again_resyncs_its_export(
 
 
 def test_repair_rebuilds_a_missing_production_export(store: Store, export_root: Path) -> None:
-    assert (
-        repair(tracking_uri=store.uri, name=NAME, export_root=export_root).production_version
-        is None
-    )
+    registry = Registry(store.uri, export_root)
+    assert repair(registry).production_version is None
     _promote(store, export_root, "1")
     _promote(store, export_root, "2")
-    import shutil
-
-    shutil.rmtree(export_root / "production")
-    shutil.rmtree(find_archive(export_root, NAME, "2"))
-    report = repair(tracking_uri=store.uri, name=NAME, export_root=export_root)
-    assert report.production_version == "2" and "production (2)" in report.exports_rebuilt
+    remove_export(export_root / "production")
+    remove_export(find_archive(export_root, "2"))
+    report = repair(registry)
+    rebuilt = report.convergence.projection.changed
+    assert report.production_version == "2" and "production (v2)" in rebuilt
     assert _exported_version(export_root) == "2"
-    assert not repair(tracking_uri=store.uri, name=NAME, export_root=export_root).changed
+    assert not repair(registry).changed
 
 
 def test_racing_promotions_stay_consistent(store: Store, export_root: Path) -> None:
@@ -220,7 +223,7 @@ def test_rollback_to_previous(store: Store, export_root: Path) -> None:
     record = _rollback(store, export_root, actor="carol", reason="v2 misbehaves", run_id="rb-1")
     assert (record.from_version, record.to_version, record.to_semver) == ("2", "1", "1.0.0")
     assert _production(store) == "1" == _exported_version(export_root)
-    archive_v1 = find_archive(export_root, NAME, "1")
+    archive_v1 = find_archive(export_root, "1")
     assert (export_root / "production/model.txt").read_bytes() == (
         archive_v1 / "model.txt"
     ).read_bytes()
@@ -239,7 +242,7 @@ def test_rollback_rebuilds_a_corrupted_archive_from_the_registry(
 ) -> None:
     _promote(store, export_root, "1")
     _promote(store, export_root, "2")
-    archive_v1 = find_archive(export_root, NAME, "1")
+    archive_v1 = find_archive(export_root, "1")
     model = archive_v1 / "model.txt"
     original = model.read_bytes()
     model.write_text(model.read_text().replace("Tree=0", "Tree=9", 1))
@@ -302,13 +305,11 @@ def test_rollback_rebuilds_an_unloadable_model_with_matching_checksums(
     store: Store, export_root: Path
 ) -> None:
     """Checksums only prove the bytes are what was written; the model must also load."""
-    from mlplatform.registry import write_export
-
     _promote(store, export_root, "1")
     _promote(store, export_root, "2")
-    archive_v1 = find_archive(export_root, NAME, "1")
+    archive_v1 = find_archive(export_root, "1")
     meta = verify_export(archive_v1)
-    write_export(archive_v1, model_text="not a lightgbm model\n", metadata=meta)
+    export_module.write_archive(archive_v1, "not a lightgbm model\n", meta)
     _rollback(store, export_root)
     assert _production(store) == "1" == _exported_version(export_root)
     load_export_booster(export_root / "production")

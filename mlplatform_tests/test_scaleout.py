@@ -38,8 +38,7 @@ from mlplatform.orchestration.resources import (
     ValidationScheme,
     ensure_experiment,
 )
-from mlplatform.registry import ModelPackage, load_booster, promote, register_candidate
-from mlplatform.registry.locking import registry_lock
+from mlplatform.registry import ModelPackage, Registry, load_booster, promote, register
 from mlplatform.training import SEARCH_SPACE, walk_forward_folds
 from mlplatform.training.tuning import StudySpec, make_storage, run_study
 from mlplatform_tests.conftest import (
@@ -297,16 +296,8 @@ def _promote_in_process(
 ) -> None:
     """One host's promotion, started together with the other's (spawned process)."""
     barrier.wait()
-    with registry_lock(lock_url, model):
-        promote(
-            tracking_uri=tracking_uri,
-            name=model,
-            version=version,
-            export_root=Path(export),
-            actor=f"host-{version}",
-            reason="race",
-            run_id=f"run-{version}",
-        )
+    registry = Registry(tracking_uri, Path(export), name=model, lock_url=lock_url)
+    promote(registry, version, actor=f"host-{version}", reason="race", run_id=f"run-{version}")
 
 
 def test_two_concurrent_promotions_leave_one_consistent_production(
@@ -326,12 +317,10 @@ def test_two_concurrent_promotions_leave_one_consistent_production(
             reference={"seed": seed},
             metadata={"seed": seed},
         )
-        register_candidate(
+        register(
+            Registry(server_url, tmp_path / "registering-host", name=model),
             package,
-            tracking_uri=server_url,
             run_id=client.create_run(experiment).info.run_id,
-            name=model,
-            export_root=tmp_path / "registering-host",
         )
     context = multiprocessing.get_context("spawn")
     barrier = context.Barrier(2)

@@ -5,7 +5,7 @@ from pydantic import Field
 
 from mlplatform.notifications import Notification, NotificationKind
 from mlplatform.orchestration.assets.deployment import launching_user
-from mlplatform.orchestration.liveness import close_dead_dagster_runs, mlflow_run_alive
+from mlplatform.orchestration.liveness import close_dead_dagster_runs, converge, mlflow_run_alive
 from mlplatform.orchestration.resources import Notifier, PlatformStores
 from mlplatform.registry import (
     RegistryError,
@@ -48,16 +48,14 @@ def _rollback(
 ) -> RollbackRecord:
     """Move production back as asked; a refused or half-done rollback fails the run, unretried."""
     try:
-        with stores.registry_lock():
-            return rollback(
-                tracking_uri=stores.tracking_uri,
-                name=stores.model_name,
-                to_version=config.to_version or None,
-                export_root=stores.models_path,
-                actor=actor,
-                reason=config.reason or "manual rollback",
-                run_id=context.run_id,
-            )
+        converge(context, stores)
+        return rollback(
+            stores.registry(),
+            to_version=config.to_version or None,
+            actor=actor,
+            reason=config.reason or "manual rollback",
+            run_id=context.run_id,
+        )
     except UnfinishedOperation as exc:
         raise dg.Failure(
             description=f"rollback failed half way: {exc}", allow_retries=False
@@ -116,22 +114,12 @@ def rollback_job() -> None:
 )
 def repair_production(context: dg.OpExecutionContext, stores: PlatformStores) -> dict:
     dagster_runs = close_dead_dagster_runs(context.instance)
-    with stores.registry_lock():
-        report = repair(
-            tracking_uri=stores.tracking_uri,
-            name=stores.model_name,
-            export_root=stores.models_path,
-            run_alive=mlflow_run_alive(context.instance),
-        )
+    run_alive = mlflow_run_alive(context.instance)
+    report = repair(stores.registry(), run_alive)
     lines = report.lines() + [f"Dagster runs of dead processes failed: {r}" for r in dagster_runs]
     for line in lines:
         context.log.info(f"repair: {line}")
-    problems = check_consistency(
-        tracking_uri=stores.tracking_uri,
-        name=stores.model_name,
-        export_root=stores.models_path,
-        run_alive=mlflow_run_alive(context.instance),
-    )
+    problems = check_consistency(stores.registry(), run_alive)
     if problems:
         raise dg.Failure(
             description="still inconsistent after repair:\n- " + "\n- ".join(map(str, problems)),

@@ -16,7 +16,8 @@ from collections.abc import Callable
 import dagster as dg
 from mlflow.entities import Run
 
-from mlplatform.registry import end_orphaned_runs, process_alive, process_gone
+from mlplatform.registry import Convergence, end_orphaned_runs, process_alive, process_gone
+from mlplatform.registry import converge as converge_registry
 
 PID_TAG = "mlplatform/pid"
 HOST_TAG = "mlplatform/host"
@@ -57,3 +58,20 @@ def close_dead_runs(instance: dg.DagsterInstance | None, tracking_uri: str) -> d
         "dagster_runs_failed": dagster_runs,
         "mlflow_runs_killed": end_orphaned_runs(tracking_uri, mlflow_run_alive(instance)),
     }
+
+
+def converge(
+    context: dg.AssetExecutionContext | dg.OpExecutionContext, stores: object
+) -> Convergence:
+    """Before a registry command: fail the Dagster runs of dead processes, finish or undo what
+    they left in the registry, end their MLflow runs, re-project models/; say so in one line."""
+    dead = close_dead_dagster_runs(context.instance)
+    convergence = converge_registry(
+        stores.registry(),
+        run_alive=mlflow_run_alive(context.instance),  # type: ignore[attr-defined]
+    )
+    line = convergence.line()
+    if dead:
+        line += f"; {len(dead)} Dagster run(s) of dead processes marked failed"
+    context.log.info(f"registry: {line}")
+    return convergence

@@ -7,7 +7,6 @@ Launchpad never shows a secret and a deployment changes stores without code.
 import functools
 import sys
 from collections.abc import Iterator
-from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -28,8 +27,7 @@ from mlplatform.features import outcomes
 from mlplatform.notifications import Notification, Targets, deliver
 from mlplatform.orchestration.errors import FAILED_STEP_TAG
 from mlplatform.orchestration.liveness import close_dead_runs
-from mlplatform.registry import owner_tags
-from mlplatform.registry.locking import registry_lock
+from mlplatform.registry import Registry, owner_tags
 from mlplatform.training import (
     Fold,
     LabelledData,
@@ -142,9 +140,14 @@ class PlatformStores(dg.ConfigurableResource):
         default=None, description="Postgres URL of the cross-host registry lock (None: one host)."
     )
 
-    def registry_lock(self) -> AbstractContextManager[None]:
-        """Held around every alias move, so hosts sharing the registry take turns."""
-        return registry_lock(self.registry_lock_url, self.model_name)
+    def registry(self) -> Registry:
+        """The registry and export every registry operation works on (each takes the lock)."""
+        return Registry(
+            tracking_uri=self.tracking_uri,
+            export_root=self.models_path,
+            name=self.model_name,
+            lock_url=self.registry_lock_url,
+        )
 
     @property
     def client(self) -> MlflowClient:

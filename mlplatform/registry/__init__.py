@@ -1,62 +1,46 @@
-"""MLflow registry operations, the atomic models/ export, promotion, rollback and their recovery
-(no dagster)."""
+"""The model registry (MLflow aliases and versions) and its models/ projection, Dagster-free.
 
-from mlplatform.registry.alias_audit import (
+Floors, each importing only the ones above it: errors, lock -> store (reading MLflow) and
+export (folders on disk) -> journal (intents) -> projection (models/ from the aliases) ->
+recovery (finish or undo, converge, repair) -> versions (register), aliases (promote,
+rollback), consistency (the checker), audit (alias moved outside the platform); staging (what
+the retrain reads and writes) on top.
+"""
+
+from mlplatform.registry.aliases import (
+    PromotionRecord,
+    RollbackRecord,
+    promote,
+    rollback,
+    smoke_predict,
+)
+from mlplatform.registry.audit import (
     AliasMove,
     audit_production_alias,
     recorded_moves,
     unrecorded_alias_move,
 )
-from mlplatform.registry.consistency import (
-    Problem,
-    check_consistency,
-    end_orphaned_runs,
-    owner_tags,
-    process_alive,
-    process_gone,
+from mlplatform.registry.consistency import Problem, check_consistency
+from mlplatform.registry.errors import (
+    ArtifactLost,
+    ExportIntegrityError,
+    LockTimeout,
+    PromotionError,
+    RegistryError,
+    RollbackError,
+    StorageError,
+    UnfinishedOperation,
 )
 from mlplatform.registry.export import (
-    ExportIntegrityError,
-    ExportLockTimeout,
-    RegistryError,
     archive_dirname,
-    export_lock,
+    archive_registry_version,
     list_archive,
     load_export_booster,
-    prune_archive,
     verify_export,
-    write_export,
 )
-from mlplatform.registry.journal import (
-    Intent,
-    UnfinishedOperation,
-    read_intent,
-    registry_lock,
-)
-from mlplatform.registry.mlflow_registry import (
-    ModelHandle,
-    ModelPackage,
-    client_for,
-    download_model_metadata,
-    download_reference,
-    get_alias_version,
-    latest_version,
-    load_booster,
-    read_model_text,
-    register_candidate,
-    version_facts,
-)
-from mlplatform.registry.promotion import (
-    PromotionError,
-    PromotionRecord,
-    RollbackError,
-    RollbackRecord,
-    check_rollback_target,
-    find_archive,
-    promote,
-    rollback,
-)
-from mlplatform.registry.recovery import RepairReport, repair
+from mlplatform.registry.journal import Intent, read_intent
+from mlplatform.registry.recovery import Convergence, RepairReport, converge, repair
+from mlplatform.registry.runs import end_orphaned_runs, owner_tags, process_alive, process_gone
 from mlplatform.registry.staging import (
     latest_facts,
     monitored_model,
@@ -64,32 +48,46 @@ from mlplatform.registry.staging import (
     sharpe_summary,
     staging_package,
 )
+from mlplatform.registry.store import (
+    ModelHandle,
+    Registry,
+    client_for,
+    download_model_metadata,
+    download_reference,
+    get_alias_version,
+    latest_version,
+    load_booster,
+)
+from mlplatform.registry.versions import ModelPackage, register
 
 __all__ = [
     "AliasMove",
+    "ArtifactLost",
+    "Convergence",
     "ExportIntegrityError",
-    "ExportLockTimeout",
     "Intent",
+    "LockTimeout",
     "ModelHandle",
     "ModelPackage",
     "Problem",
     "PromotionError",
     "PromotionRecord",
+    "Registry",
     "RegistryError",
     "RepairReport",
     "RollbackError",
     "RollbackRecord",
+    "StorageError",
     "UnfinishedOperation",
     "archive_dirname",
+    "archive_registry_version",
     "audit_production_alias",
     "check_consistency",
-    "check_rollback_target",
     "client_for",
+    "converge",
     "download_model_metadata",
     "download_reference",
     "end_orphaned_runs",
-    "export_lock",
-    "find_archive",
     "get_alias_version",
     "latest_facts",
     "latest_version",
@@ -102,18 +100,14 @@ __all__ = [
     "process_gone",
     "production_params",
     "promote",
-    "prune_archive",
     "read_intent",
-    "read_model_text",
     "recorded_moves",
-    "register_candidate",
-    "registry_lock",
+    "register",
     "repair",
     "rollback",
     "sharpe_summary",
+    "smoke_predict",
     "staging_package",
     "unrecorded_alias_move",
     "verify_export",
-    "version_facts",
-    "write_export",
 ]

@@ -1,35 +1,28 @@
-"""The intent journal: what a registry-changing operation is about to do, written before it does it.
+"""The intent record: what a registry operation is about to do, written before it does it.
 
-register, promote and rollback each write one record (`<export_root>/.intent.json`) after
-validating their inputs and before touching an alias, a tag or an export, and delete it once the
-registry and every export agree again. A record found later means its process died (or could not
-undo its own failure): the next registry command, or `repair`, rolls it forward or back
-(mlplatform.registry.recovery).
-
-Why a file beside the export and not a registered-model tag: it must be writable exactly when the
-registry is failing (a locked or read-only MLflow database), it is guarded by the same lock as the
-aliases and exports it protects (so at most one record exists), and a rename makes it atomic.
+register, promote and rollback each write one record after validating their inputs and before
+touching an alias or a tag, and delete it once the registry and every export agree again. It is
+a tag of the registered model, so every host sharing the registry sees it, and the registry lock
+guarantees at most one. A record found later means its process died (or could not undo its own
+failure): the next registry command, or `repair`, finishes or undoes it (recovery.py).
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import socket
 import uuid
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
-from mlplatform.registry.export import RegistryError, export_lock, now_iso
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
 
-INTENT_FILE = ".intent.json"
+from mlplatform.registry.errors import RegistryError
+from mlplatform.registry.store import is_not_found, now_utc
 
-
-class UnfinishedOperation(RegistryError):
-    """An operation failed and could not undo itself: its intent is kept for `repair`."""
+INTENT_TAG = "mlplatform.intent"
 
 
 @dataclass
@@ -40,56 +33,45 @@ class Intent:
     name: str
     data: dict[str, Any]
     token: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
-    started_at: str = field(default_factory=now_iso)
+    started_at: str = field(default_factory=lambda: now_utc().isoformat())
     pid: int = field(default_factory=os.getpid)
     host: str = field(default_factory=socket.gethostname)
 
+    def describe(self) -> str:
+        if self.op == "register":
+            what = f"registration of {self.data.get('semver')}"
+        else:
+            what = f"{self.op} v{self.data.get('from_version')} -> v{self.data.get('to_version')}"
+        return f"{what} (started {self.started_at} by pid {self.pid} on {self.host})"
 
-def intent_path(export_root: Path) -> Path:
-    return Path(export_root) / INTENT_FILE
+
+def write_intent(client: MlflowClient, intent: Intent) -> None:
+    """Record (or update) the intent on the registered model: one tag write, atomic."""
+    client.set_registered_model_tag(intent.name, INTENT_TAG, json.dumps(asdict(intent)))
 
 
-def write_intent(export_root: Path, intent: Intent) -> None:
-    """Replace the record atomically: temp file, fsync, rename, fsync of the folder."""
-    path = intent_path(export_root)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{INTENT_FILE}.tmp-{uuid.uuid4().hex[:12]}")
+def read_intent(client: MlflowClient, name: str) -> Intent | None:
+    """The recorded intent, None when there is none; an unreadable record (a hand edit) is a
+    RegistryError that names it."""
     try:
-        with tmp.open("w", encoding="utf-8") as fh:
-            json.dump(asdict(intent), fh, indent=2, sort_keys=True, default=str)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-    with contextlib.suppress(OSError):
-        fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-def read_intent(export_root: Path) -> Intent | None:
-    path = intent_path(export_root)
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-        return Intent(**raw)
-    except FileNotFoundError:
+        raw = client.get_registered_model(name).tags.get(INTENT_TAG)
+    except MlflowException as exc:
+        if is_not_found(exc):
+            return None
+        raise
+    if raw is None:
         return None
-    except (ValueError, TypeError) as exc:  # a rename never tears it: this is a hand edit
-        raise RegistryError(f"{path}: unreadable intent record ({exc}); inspect it") from exc
+    try:
+        return Intent(**json.loads(raw))
+    except (ValueError, TypeError) as exc:
+        raise RegistryError(
+            f"registered model {name!r}: unreadable {INTENT_TAG} tag ({exc})"
+        ) from exc
 
 
-def clear_intent(export_root: Path) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        intent_path(export_root).unlink()
-
-
-@contextlib.contextmanager
-def registry_lock(export_root: Path) -> Iterator[None]:
-    """The one lock every registry change holds. Swap its body for a cross-host lock (issue 10);
-    today it is a `flock` on export_root/.lock, held across processes on one host."""
-    with export_lock(Path(export_root)):
-        yield
+def clear_intent(client: MlflowClient, name: str) -> None:
+    try:
+        client.delete_registered_model_tag(name, INTENT_TAG)
+    except MlflowException as exc:
+        if not is_not_found(exc):
+            raise

@@ -15,12 +15,8 @@ from mlplatform import config
 from mlplatform.data import fingerprint
 from mlplatform.monitoring import model_reference
 from mlplatform.monitoring.model_drift import MonitoredModel
-from mlplatform.registry.mlflow_registry import (
-    ModelPackage,
-    get_alias_version,
-    latest_version,
-    version_facts,
-)
+from mlplatform.registry.store import TAG_SEMVER, client_for, get_alias_version, latest_version
+from mlplatform.registry.versions import ModelPackage
 from mlplatform.training import (
     Candidate,
     LabelledData,
@@ -29,6 +25,8 @@ from mlplatform.training import (
     recipe_tags,
 )
 
+# The tags the semver rule compares (the fields of training.versioning.VersionFacts).
+FACT_TAGS = ("feature_schema_hash", "label_definition", "params_hash", "data_fingerprint")
 MAX_TAGGED_SHARPES = 400  # keeps the tag under MLflow's 5000-character limit
 
 
@@ -59,7 +57,11 @@ def latest_facts(tracking_uri: str, name: str) -> VersionFacts | None:
     latest = latest_version(tracking_uri, name)
     if latest is None:
         return None
-    return VersionFacts(**version_facts(tracking_uri, name, latest.version))
+    tags = client_for(tracking_uri).get_model_version(name, latest.version).tags
+    return VersionFacts(
+        version=tags.get(TAG_SEMVER),
+        **{key: tags.get(key) for key in FACT_TAGS},  # type: ignore[arg-type]
+    )
 
 
 def sharpe_summary(values: Sequence[float]) -> list[float]:

@@ -9,6 +9,7 @@ from pydantic import Field
 
 from mlplatform import config as settings
 from mlplatform.notifications import Notification, NotificationKind
+from mlplatform.orchestration.liveness import converge
 from mlplatform.orchestration.metadata import mlflow_model_url, ownership
 from mlplatform.orchestration.promotion_facts import promotion_facts
 from mlplatform.orchestration.resources import Notifier, PlatformStores
@@ -32,22 +33,24 @@ def launching_user(context: dg.AssetExecutionContext | dg.OpExecutionContext, gi
 
 
 def _promote(
-    context: dg.AssetExecutionContext, stores: PlatformStores, decision: Decision, actor: str
+    context: dg.AssetExecutionContext,
+    stores: PlatformStores,
+    decision: Decision,
+    actor: str,
+    policy: PromotionPolicy,
 ) -> PromotionRecord:
     """Move the production alias as decided; a refused or failed move says where production is."""
     version = str(decision.staging_version)
     try:
-        with stores.registry_lock():
-            return promote(
-                tracking_uri=stores.tracking_uri,
-                name=stores.model_name,
-                version=version,
-                export_root=stores.models_path,
-                actor=actor,
-                reason=decision.reason or "manual promotion",
-                run_id=context.run_id,
-                override=decision.overridden,
-            )
+        return promote(
+            stores.registry(),
+            version,
+            actor=actor,
+            reason=decision.reason or "manual promotion",
+            run_id=context.run_id,
+            override=decision.overridden,
+            policy=policy.describe(),
+        )
     except (RegistryError, MlflowException) as exc:
         now = get_alias_version(stores.tracking_uri, stores.model_name, settings.PRODUCTION_ALIAS)
         moved = now is not None and str(now.version) == version
@@ -100,6 +103,7 @@ def production_model(
     notifier: Notifier,
     policy: dg.ResourceParam[PromotionPolicy],
 ) -> dg.Output[dict]:
+    converge(context, stores)  # what a dead process left is put right before deciding
     decision = decide_promotion(
         promotion_facts(context.instance, stores, policy),
         override=config.override,
@@ -115,7 +119,7 @@ def production_model(
     if decision.overridden:
         context.log.warning(f"promotion override: {reason} | " + "; ".join(decision.problems))
     actor = launching_user(context, config.actor)
-    details = _promote(context, stores, decision, actor).to_dict()
+    details = _promote(context, stores, decision, actor, policy).to_dict()
     notifier.send(
         Notification(
             NotificationKind.PROMOTED,

@@ -18,7 +18,7 @@ from mlplatform.registry import (
     ModelHandle,
     latest_facts,
     production_params,
-    register_candidate,
+    register,
     staging_package,
 )
 from mlplatform.training import (
@@ -322,14 +322,7 @@ def staging_model(
         )
         run = mlflow_tracking.active_run()
         mlflow.log_params({f"lgbm_{k}": v for k, v in recipe.params.items()})
-        with stores.registry_lock():
-            handle = register_candidate(
-                package,
-                tracking_uri=stores.tracking_uri,
-                run_id=run.info.run_id,
-                name=stores.model_name,
-                export_root=stores.models_path,
-            )
+        handle = register(stores.registry(), package, run_id=run.info.run_id)
     context.log.info(f"registered {handle.name} v{handle.version} ({handle.semver}) as staging")
     value = {
         **handle.to_dict(),

@@ -13,14 +13,16 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from mlplatform import config
-from mlplatform.registry.mlflow_registry import client_for, get_alias_version
-from mlplatform.registry.promotion import (
+from mlplatform.registry.store import (
     TAG_PROMOTED_AT,
     TAG_PROMOTED_BY,
     TAG_PROMOTION_RUN_ID,
     TAG_ROLLBACK_RUN_ID,
     TAG_ROLLED_BACK_AT,
     TAG_ROLLED_BACK_BY,
+    all_versions,
+    client_for,
+    get_alias_version,
 )
 
 
@@ -98,7 +100,7 @@ def unrecorded_alias_move(
 def audit_production_alias(tracking_uri: str, name: str) -> tuple[str | None, str | None]:
     """(the version production points at, the message of unrecorded_alias_move or None)."""
     current = get_alias_version(tracking_uri, name, config.PRODUCTION_ALIAS)
-    versions = client_for(tracking_uri).search_model_versions(f"name = '{name}'")
+    versions = all_versions(client_for(tracking_uri), name)
     alias_version = None if current is None else str(current.version)
     tags = {str(mv.version): dict(mv.tags) for mv in versions}
     return alias_version, unrecorded_alias_move(alias_version, tags)

@@ -1,0 +1,265 @@
+"""models/ as a projection of the registry: the aliases are the truth, the export follows them.
+
+`project` makes `models/production`, `models/staging` and `models/archive/` say what the
+registry says, idempotently: an export that already verifies and names the right version is left
+alone, anything else is rebuilt from the version's registered files, or, when those are lost,
+from an intact export copy of the same version (checked against the checksum recorded at
+registration). A version whose files are lost everywhere is named in `losses`, never raised:
+promoting or rolling back to a healthy version must not depend on an unreadable one.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mlflow import MlflowClient
+from mlflow.entities.model_registry import ModelVersion
+
+from mlplatform import config
+from mlplatform.registry import export
+from mlplatform.registry.errors import ArtifactLost
+from mlplatform.registry.store import (
+    EXTRA_FILES_DIR,
+    MODEL_METADATA_FILE,
+    TAG_MODEL_SHA256,
+    TAG_OVERRIDE,
+    TAG_PENDING,
+    TAG_PREVIOUS_PRODUCTION,
+    TAG_PROMOTED_AT,
+    TAG_PROMOTED_BY,
+    TAG_PROMOTION_REASON,
+    TAG_PROMOTION_RUN_ID,
+    TAG_ROLLBACK_FROM,
+    TAG_ROLLBACK_REASON,
+    TAG_ROLLBACK_RUN_ID,
+    TAG_ROLLED_BACK_AT,
+    TAG_ROLLED_BACK_BY,
+    TAG_SEMVER,
+    _download,
+    alias_version,
+    all_versions,
+    model_text,
+    now_utc,
+    production_since,
+    sha256_text,
+    was_production,
+)
+
+ALIASES = (config.PRODUCTION_ALIAS, config.STAGING_ALIAS)
+
+
+@dataclass
+class Projection:
+    """What one pass changed, and each version whose files could not be found anywhere."""
+
+    changed: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    losses: list[str] = field(default_factory=list)
+
+
+def _promotion(mv: ModelVersion) -> dict[str, Any]:
+    return {
+        "promoted_by": mv.tags.get(TAG_PROMOTED_BY, ""),
+        "promoted_at": mv.tags.get(TAG_PROMOTED_AT, ""),
+        "promotion_run_id": mv.tags.get(TAG_PROMOTION_RUN_ID, ""),
+        "promotion_reason": mv.tags.get(TAG_PROMOTION_REASON, ""),
+        "override": mv.tags.get(TAG_OVERRIDE, "false") == "true",
+        "previous_production_version": mv.tags.get(TAG_PREVIOUS_PRODUCTION) or None,
+    }
+
+
+def _rollback(mv: ModelVersion) -> dict[str, Any] | None:
+    """How `mv` last came back into production, when its latest move was a rollback."""
+    at = mv.tags.get(TAG_ROLLED_BACK_AT, "")
+    if not at or at < mv.tags.get(TAG_PROMOTED_AT, ""):
+        return None
+    return {
+        "rolled_back_by": mv.tags.get(TAG_ROLLED_BACK_BY, ""),
+        "rolled_back_at": at,
+        "rollback_reason": mv.tags.get(TAG_ROLLBACK_REASON, ""),
+        "rollback_run_id": mv.tags.get(TAG_ROLLBACK_RUN_ID, ""),
+        "rollback_from_version": mv.tags.get(TAG_ROLLBACK_FROM, ""),
+    }
+
+
+class Sources:
+    """Where a version's files come from: the registry first, then intact export copies."""
+
+    def __init__(
+        self, client: MlflowClient, tracking_uri: str, name: str, export_root: Path
+    ) -> None:
+        self.client, self.tracking_uri, self.export_root = client, tracking_uri, export_root
+        self.name = name
+        self.texts: dict[str, str | None] = {}
+        self.lost: dict[str, str] = {}
+
+    def _copies(self) -> list[Path]:
+        links = [self.export_root / alias for alias in ALIASES]
+        return [p for p in links if p.exists()] + export.list_archive(
+            self.export_root / export.ARCHIVE_DIR
+        )
+
+    def text(self, mv: ModelVersion) -> str | None:
+        version = str(mv.version)
+        if version not in self.texts:
+            try:
+                self.texts[version] = model_text(self.client, self.tracking_uri, mv)
+            except ArtifactLost as exc:
+                self.texts[version] = self._from_copies(mv)
+                if self.texts[version] is None:
+                    self.lost[version] = f"v{version}: {exc}; no intact copy in {self.export_root}"
+        return self.texts[version]
+
+    def _from_copies(self, mv: ModelVersion) -> str | None:
+        expected = mv.tags.get(TAG_MODEL_SHA256)
+        for folder in self._copies():
+            text = export.intact_model(folder, mv.name, str(mv.version))
+            if text is not None and (expected is None or sha256_text(text) == expected):
+                return text
+        return None
+
+    def metadata(self, mv: ModelVersion) -> dict[str, Any]:
+        """The metadata.json registered with the version ({} when lost or never written)."""
+        try:
+            raw = _download(
+                self.client, self.tracking_uri, mv, f"{EXTRA_FILES_DIR}/{MODEL_METADATA_FILE}"
+            )
+        except ArtifactLost:
+            return {}
+        return json.loads(raw)
+
+
+def export_metadata(sources: Sources, mv: ModelVersion, alias: str) -> dict[str, Any]:
+    """metadata.json of an export: what was registered, plus the registry facts naming it."""
+    meta = {
+        **sources.metadata(mv),
+        "model_name": mv.name,
+        "model_version": str(mv.version),
+        "semver": mv.tags.get(TAG_SEMVER, ""),
+        "model_uri": f"models:/{mv.name}/{mv.version}",
+        "mlflow_run_id": mv.run_id,
+        "alias": alias,
+        "tags": {k: v for k, v in mv.tags.items() if k != TAG_PENDING},
+        "exported_at": now_utc().isoformat(),
+    }
+    if alias == config.PRODUCTION_ALIAS:
+        meta["promotion"] = _promotion(mv)
+        rollback = _rollback(mv)
+        if rollback:
+            meta["rollback"] = rollback
+    return meta
+
+
+def matches(folder: Path, mv: ModelVersion, alias: str) -> bool:
+    """The folder verifies, names this version and alias, and holds its registered bytes."""
+    try:
+        meta = export.verify_export(folder)
+    except export.ExportIntegrityError:
+        return False
+    if (meta.get("model_name"), str(meta.get("model_version"))) != (mv.name, str(mv.version)):
+        return False
+    if meta.get("alias") != alias:
+        return False
+    expected = mv.tags.get(TAG_MODEL_SHA256)
+    if expected is None:  # registered before checksums were recorded: it must at least parse
+        return export.intact_model(folder, mv.name, str(mv.version)) is not None
+    text = (folder / export.MODEL_FILE).read_text(encoding="utf-8")
+    return sha256_text(text) == expected
+
+
+def _project_alias(
+    client: MlflowClient, sources: Sources, export_root: Path, alias: str, out: Projection
+) -> None:
+    link = export_root / alias
+    mv = alias_version(client, sources.name, alias)
+    if mv is None:
+        if export.unpublish(link):
+            out.removed.append(f"{alias} (its alias is unset)")
+        return
+    if link.exists() and matches(link, mv, alias):
+        return
+    text = sources.text(mv)
+    if text is None:
+        out.losses.append(f"{alias} {sources.lost[str(mv.version)]}")
+        return
+    export.publish(link, text, export_metadata(sources, mv, alias))
+    out.changed.append(f"{alias} (v{mv.version})")
+
+
+def archived_versions(client: MlflowClient, name: str, retention: int) -> list[ModelVersion]:
+    """The versions models/archive keeps: the `retention` most recently in production (the
+    current one and the one before it always among them), newest first."""
+    was = [mv for mv in all_versions(client, name) if was_production(mv)]
+    was.sort(key=lambda mv: (production_since(mv), int(mv.version)), reverse=True)
+    production = alias_version(client, name, config.PRODUCTION_ALIAS)
+    keep = was[: max(retention, 1)]
+    if production is not None:
+        previous = production.tags.get(TAG_PREVIOUS_PRODUCTION)
+        for mv in was:
+            if str(mv.version) in {str(production.version), previous} and mv not in keep:
+                keep.append(mv)
+    return keep
+
+
+def _archive_folder(export_root: Path, mv: ModelVersion) -> Path | None:
+    """The newest archive folder of this version, by its name or its metadata (unverified)."""
+    for folder in reversed(export.list_archive(export_root / export.ARCHIVE_DIR)):
+        if export.archive_registry_version(folder) == str(mv.version):
+            return folder
+        try:
+            meta = json.loads((folder / export.METADATA_FILE).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        named = isinstance(meta, dict) and meta.get("model_name") == mv.name
+        if named and str(meta.get("model_version")) == str(mv.version):
+            return folder
+    return None
+
+
+def _project_archive(
+    client: MlflowClient, sources: Sources, export_root: Path, retention: int, out: Projection
+) -> None:
+    root = export_root / export.ARCHIVE_DIR
+    wanted = archived_versions(client, sources.name, retention)
+    kept: set[Path] = set()
+    for mv in wanted:
+        folder = _archive_folder(export_root, mv)
+        if folder is not None and matches(folder, mv, export.ARCHIVE_DIR):
+            kept.add(folder)
+            continue
+        text = sources.text(mv)
+        if text is None:
+            out.losses.append(f"archive {sources.lost[str(mv.version)]}")
+            if folder is not None:
+                kept.add(folder)  # the damaged copy stays as evidence until a person acts
+            continue
+        day = (production_since(mv) or now_utc().isoformat())[:10]
+        dest = folder or root / export.archive_dirname(
+            mv.tags.get(TAG_SEMVER, "0.0.0"), day, mv.version
+        )
+        export.write_archive(dest, text, export_metadata(sources, mv, export.ARCHIVE_DIR))
+        kept.add(dest)
+        out.changed.append(f"archive {dest.name}")
+    for folder in export.list_archive(root):
+        if folder not in kept:
+            export.remove(folder)
+            out.removed.append(f"archive {folder.name}")
+
+
+def project(
+    client: MlflowClient, tracking_uri: str, name: str, export_root: Path, retention: int
+) -> Projection:
+    """Make every export say what the registry says (see the module docstring)."""
+    out = Projection()
+    sources = Sources(client, tracking_uri, name, export_root)
+    _project_archive(client, sources, export_root, retention, out)
+    for alias in ALIASES:
+        _project_alias(client, sources, export_root, alias, out)
+    published = {(export_root / alias).resolve() for alias in ALIASES}
+    for path in export.leftovers(export_root, published):
+        export.remove(path)
+        out.removed.append(str(path))
+    return out
