@@ -300,8 +300,22 @@ def cmd_repair(args: argparse.Namespace) -> int:
     return 0
 
 
+def refusal(result: dg.ExecuteInProcessResult) -> str | None:
+    """The verdict of a refused promotion (an observation of production_model), or None."""
+    for event in result.all_events:
+        if event.event_type_value == "ASSET_OBSERVATION":
+            observation = event.event_specific_data.asset_observation  # type: ignore[union-attr]
+            if observation.metadata.get("verdict") and observation.description:
+                return observation.description
+    return None
+
+
 def _report_single(result: dg.ExecuteInProcessResult, what: str) -> int:
     if result.success:
+        verdict = refusal(result)
+        if verdict is not None:
+            print(verdict, file=sys.stderr)
+            return 1
         for event in result.get_asset_materialization_events():
             meta = event.event_specific_data.materialization.metadata  # type: ignore[union-attr]
             print(f"{what} done: production is now v{meta['production_version'].value}")

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 import dagster as dg
+from dagster_mlflow import end_mlflow_on_run_finished
 
 from mlplatform import config
 from mlplatform.orchestration.assets import data, deployment, evaluation, monitoring, training
@@ -102,7 +103,7 @@ def build_resources() -> dict[str, object]:
             slack_channel=os.environ.get(config.SLACK_CHANNEL_ENV, "#mlplatform"),
             slack_api_url=os.environ.get(config.SLACK_API_URL_ENV) or config.SLACK_API_URL_DEFAULT,
         ),
-        "mlflow_tracking": mlflow_tracking.configured(
+        "mlflow": mlflow_tracking.configured(
             lambda _config, tracking=tracking: tracking, config_schema={}
         ),
         # Distributed steps need a base_dir every worker reaches (MLPLATFORM_IO_DIR, shared).
@@ -114,17 +115,29 @@ def build_resources() -> dict[str, object]:
     }
 
 
+def _ending_its_mlflow_run(definition: Any) -> Any:
+    """dagster-mlflow's hook on every asset or check that logs to the run's MLflow run: the run
+    ends FINISHED after the last step of the Dagster run, FAILED when a step fails, whether a
+    job or the UI's Materialize button launched it."""
+    if "mlflow" in definition.required_resource_keys:
+        return definition.with_hooks({end_mlflow_on_run_finished})
+    return definition
+
+
 def build_definitions(
     overrides: dict[str, object] | None = None, executor: str | None = None
 ) -> dg.Definitions:
     """`overrides` replaces resources by key (tests use a small market and few folds); `executor`
     (default: MLPLATFORM_EXECUTOR, else the Launchpad's choice) is one of executors.EXECUTORS."""
+    modules = [data, training, evaluation, deployment, monitoring]
     return dg.Definitions(
         # Code references: each asset's page links to the function that defines it.
         assets=dg.with_source_code_references(
-            dg.load_assets_from_modules([data, training, evaluation, deployment, monitoring])
+            [_ending_its_mlflow_run(a) for a in dg.load_assets_from_modules(modules)]
         ),
-        asset_checks=dg.load_asset_checks_from_modules([data, evaluation, monitoring]),
+        asset_checks=[
+            _ending_its_mlflow_run(c) for c in dg.load_asset_checks_from_modules(modules)
+        ],
         jobs=[retrain_job, data_refresh_job, rollback_job, repair_export_job],
         schedules=[weekly_retrain_schedule, daily_refresh_schedule],
         sensors=[drift_sensor, run_failure_notification_sensor],

@@ -13,7 +13,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from mlplatform import config
-from mlplatform.cli import execute, run_pipeline
+from mlplatform.cli import execute, refusal, run_pipeline
 from mlplatform.definitions import build_definitions
 from mlplatform.features import outcomes
 from mlplatform.orchestration.resources import ValidationScheme
@@ -42,6 +42,18 @@ def materialize_production(
         "production_model",
         run_config={"ops": {"production_model": {"config": promotion}}},
     )
+
+
+def refused_verdict(result: dg.ExecuteInProcessResult) -> str:
+    """A refusal is a verdict, not a crash: the run succeeds, production_model is not
+    materialized (nor marked failed), and the verdict is recorded and tagged on the run."""
+    assert result.success, failure_message(result)
+    assert not result.get_asset_materialization_events()
+    run = result.dagster_run
+    verdict = refusal(result)
+    assert verdict is not None and "Traceback" not in verdict and "dagster." not in verdict
+    assert result.all_events and run.run_id
+    return verdict
 
 
 def mlflow_statuses(tracking_uri: str) -> list[str]:
@@ -143,12 +155,14 @@ def test_promotion_refused_when_a_check_failed(pipeline: SimpleNamespace) -> Non
         "predictions_not_degenerate"
     ]
     refused = materialize_production(pipeline.defs, pipeline.instance)
-    assert not refused.success
-    message = failure_message(refused)
+    message = refused_verdict(refused)
     assert message.count("predictions_not_degenerate: FAILED") == 1
     # judged under the stricter deployment's policy: no check vouches under this one
     assert message.count("min_class_share 0.5 (deployed 0)") == len(BLOCKING_CRITERIA)
     assert "override: true" in message and "make promote OVERRIDE=1" in message
+    # the count is the Checks tab's: 5 blocking checks of the 6 it shows
+    assert message.startswith("promotion of staging v1 refused: 5 of the 5 promotion checks")
+    assert "of the 6 checks on backtest_report, 1 only warns" in message
     stores = deployed_stores()
     client = MlflowClient(tracking_uri=stores.tracking_uri)
     assert "production" not in client.get_registered_model(config.MODEL_NAME).aliases
@@ -167,8 +181,7 @@ def test_a_backtest_costed_below_the_policy_fails_the_sharpe_check(
 
 def test_override_needs_a_reason(pipeline: SimpleNamespace) -> None:
     refused = materialize_production(pipeline.defs, pipeline.instance, override=True)
-    assert not refused.success
-    assert "needs a written reason" in failure_message(refused)
+    assert "needs a written reason" in refused_verdict(refused)
 
 
 def test_promotion_accepted_after_checks_pass(pipeline: SimpleNamespace) -> None:
@@ -197,16 +210,15 @@ def test_promotion_refused_when_checks_are_stale(pipeline: SimpleNamespace) -> N
     )
     assert retrained.success, failure_message(retrained)
     refused = materialize_production(pipeline.defs, pipeline.instance, reason="too early")
-    assert not refused.success
-    assert "stale" in failure_message(refused)
+    message = refused_verdict(refused)
+    assert "stale" in message and "materialize backtest_report" in message
 
 
 def test_promotion_refused_without_staging(platform_home: Path) -> None:
     with dg.instance_for_test() as instance:
         defs = build_definitions(small_overrides())
         refused = materialize_production(defs, instance)
-    assert not refused.success
-    assert "no staging model" in failure_message(refused)
+        assert "no staging model" in refused_verdict(refused)
 
 
 def test_rollback_job_restores_previous(pipeline: SimpleNamespace) -> None:
@@ -280,5 +292,7 @@ def test_rolled_back_version_is_not_promoted_again_without_override(
     rerun = materialize(pipeline.defs, pipeline.instance, "backtest_report")
     assert rerun.success, failure_message(rerun)
     refused = materialize_production(pipeline.defs, pipeline.instance, reason="again")
-    assert not refused.success
-    assert "rolled back out of production" in failure_message(refused)
+    message = refused_verdict(refused)
+    assert "rolled back out of production" in message
+    assert "a retrain cannot make it promotable" in message
+    assert "materialize backtest_report" not in message  # it would not help

@@ -12,7 +12,7 @@ import pytest
 from mlflow import MlflowClient
 
 from mlplatform import config
-from mlplatform.cli import run_pipeline
+from mlplatform.cli import execute, refusal, run_pipeline
 from mlplatform.definitions import build_definitions, defs
 from mlplatform.features import FEATURE_COLUMNS, LABEL_DEFINITION, feature_description
 from mlplatform.orchestration.metadata import (
@@ -24,7 +24,7 @@ from mlplatform.orchestration.metadata import (
 from mlplatform.orchestration.resources import mlflow_run_name
 from mlplatform_tests.conftest import (
     WebhookReceiver,
-    drift_sensor_tick,
+    failure_message,
     lenient_policy,
     materialize,
     small_overrides,
@@ -135,21 +135,32 @@ def test_run_metadata_and_an_alias_moved_in_mlflow_is_called_out(
         assert not any(n.startswith("__ASSET_JOB") for n in names)
 
         assert materialize(defs_, instance, "production_model").success  # v1, by the platform
-        assert materialize(defs_, instance, "staging_model").success  # v2
-        checked = materialize(defs_, instance, "drift_report")
-        (evaluation,) = checked.get_asset_check_evaluations()
-        assert evaluation.passed, evaluation.description
+        assert materialize(defs_, instance, "staging_model", "backtest_report").success  # v2
+
+        def refresh() -> dg.AssetCheckEvaluation:
+            result = execute(defs_, instance, trigger="test", job="data_refresh_job")
+            assert result.success, failure_message(result)
+            (evaluation,) = [
+                e
+                for e in result.get_asset_check_evaluations()
+                if e.check_name == "production_alias_set_by_platform"
+            ]
+            assert evaluation.asset_key == dg.AssetKey("production_model")
+            return evaluation
+
+        assert refresh().passed
 
         # What MLflow's "Promote model" button does: only the alias moves.
         client.set_registered_model_alias(config.MODEL_NAME, config.PRODUCTION_ALIAS, "2")
-        checked = materialize(defs_, instance, "drift_report")
-        (evaluation,) = checked.get_asset_check_evaluations()
-        assert not evaluation.passed
-        assert "production points at v2" in evaluation.description
-        assert "promotion of v1" in evaluation.description
-
-        first = drift_sensor_tick(defs_, instance, None)
-        second = drift_sensor_tick(defs_, instance, first.cursor)
-        assert second.skip_message.startswith("WARNING: production points at v2")
+        for _ in range(2):  # the daily refresh tells production_model's page every day...
+            evaluation = refresh()
+            assert not evaluation.passed
+            assert "production points at v2" in evaluation.description
+            assert "promotion of v1" in evaluation.description
         alerts = [m for m in webhook.received if m["kind"] == "alias_moved_outside"]
-        assert len(alerts) == 1 and "v2" in alerts[0]["title"]
+        assert len(alerts) == 1 and "v2" in alerts[0]["title"]  # ...and the channels once
+
+        refused = materialize(defs_, instance, "production_model")
+        verdict = refusal(refused)
+        assert verdict is not None and "production points at v2" in verdict
+        assert "rollback_job" in verdict

@@ -40,7 +40,7 @@ def test_gate_after_a_failed_check_run_reports_instead_of_crashing() -> None:
     decision = decide_promotion(facts, override=True, reason="reviewed")
     assert decision.allowed and decision.overridden  # an override gets past it, no crash
     refused = decide_promotion(facts, override=False, reason="")
-    assert "beats_majority_class: latest evaluation did not finish" in refused.message()
+    assert "beats_majority_class: its latest evaluation did not finish" in refused.message()
 
 
 def test_run_fails_when_a_store_fails_before_any_step(tmp_path: Path) -> None:

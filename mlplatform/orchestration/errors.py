@@ -7,7 +7,6 @@ from contextlib import contextmanager
 from typing import Any
 
 import dagster as dg
-import mlflow
 from mlflow.exceptions import MlflowException
 from pydantic import ValidationError, model_validator
 from pydantic_core.core_schema import ValidatorFunctionWrapHandler
@@ -51,34 +50,15 @@ class CheckedConfig(dg.Config):
             ) from None
 
 
-FAILED_STEP_TAG = "mlplatform.failed_step."
-
-
-def _mark_step(step: str, failed: bool) -> None:
-    """Record on the Dagster run's MLflow run whether this step failed; see mlflow_tracking."""
-    run = mlflow.active_run()
-    if run is None:
-        return
-    key = FAILED_STEP_TAG + step
-    if failed:
-        mlflow.set_tag(key, "true")  # mlflow_tracking's teardown ends the run FAILED
-    elif key in mlflow.get_run(run.info.run_id).data.tags:
-        mlflow.MlflowClient().delete_tag(run.info.run_id, key)
-
-
 @contextmanager
 def step_guard(context: dg.AssetExecutionContext) -> Iterator[None]:
-    """Fail fast on deterministic errors (RetryPolicy then retries only transient store blips)
-    and leave the MLflow run FAILED when the step fails, FINISHED once a retry succeeds."""
-    step = context.op_execution_context.op.name
+    """Fail fast on deterministic errors, so the RetryPolicy retries only transient store
+    blips (a locked database, a dropped connection), never bad input."""
     try:
         yield
     except dg.Failure:
-        _mark_step(step, failed=True)
         raise
     except Exception as exc:
-        _mark_step(step, failed=True)
         if is_transient(exc):
             raise
         raise dg.Failure(description=f"{type(exc).__name__}: {exc}", allow_retries=False) from exc
-    _mark_step(step, failed=False)

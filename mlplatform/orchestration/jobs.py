@@ -1,10 +1,11 @@
 """Jobs: retraining, the daily data refresh and rollback. Promotion is a manual materialization."""
 
 import dagster as dg
+from dagster_mlflow import end_mlflow_on_run_finished
 from pydantic import Field
 
 from mlplatform.notifications import Notification, NotificationKind
-from mlplatform.orchestration.assets.deployment import launching_user
+from mlplatform.orchestration.assets.deployment import PRODUCTION_KEY, launching_user
 from mlplatform.orchestration.liveness import close_dead_dagster_runs, converge, mlflow_run_alive
 from mlplatform.orchestration.resources import Notifier, PlatformStores
 from mlplatform.registry import (
@@ -19,19 +20,28 @@ from mlplatform.registry import (
 # What a retrain recomputes from the stored bars (raw_prices is the data refresh's).
 RETRAINED_ASSETS = ("features", "labels", "tuned_params", "staging_model", "backtest_report")
 
+# dagster-mlflow's hook on every step: the run's MLflow run ends after its last step.
+ENDS_MLFLOW_RUN = {end_mlflow_on_run_finished}
+
 retrain_job = dg.define_asset_job(
     name="retrain_job",
     selection=dg.AssetSelection.assets(*RETRAINED_ASSETS),
     description="Tune, train, register a staging version and backtest it with the promotion "
     "checks. Never promotes.",
     tags={"mlplatform/pipeline": "retrain"},
+    hooks=ENDS_MLFLOW_RUN,
 )
 
 data_refresh_job = dg.define_asset_job(
     name="data_refresh_job",
-    selection=dg.AssetSelection.assets("raw_prices", "features", "drift_report"),
-    description="Pull the latest bars, recompute features, report drift against the model.",
+    selection=dg.AssetSelection.assets("raw_prices", "features", "drift_report")
+    | dg.AssetSelection.checks(
+        dg.AssetCheckKey(PRODUCTION_KEY, "production_alias_set_by_platform")
+    ),
+    description="Pull the latest bars, recompute features, report drift against the model, and "
+    "check that production is where the platform put it.",
     tags={"mlplatform/pipeline": "refresh"},
+    hooks=ENDS_MLFLOW_RUN,
 )
 
 

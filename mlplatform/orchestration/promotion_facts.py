@@ -7,6 +7,8 @@ compared. Decisions are made in mlplatform.promotion, never here.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import dagster as dg
 
 from mlplatform import config as settings
@@ -14,12 +16,13 @@ from mlplatform.orchestration.assets.evaluation import POLICY_METADATA_KEY
 from mlplatform.orchestration.resources import PlatformStores
 from mlplatform.promotion import (
     BLOCKING_CRITERIA,
+    CRITERION_DESCRIPTIONS,
     CheckEvidence,
     CheckStatus,
     PromotionFacts,
     PromotionPolicy,
 )
-from mlplatform.registry import get_alias_version
+from mlplatform.registry import audit_production_alias, get_alias_version
 
 BACKTEST_KEY = dg.AssetKey("backtest_report")
 
@@ -34,11 +37,12 @@ def _scored_versions(
     if not records or records[0].asset_materialization is None:
         return None, None
     metadata = records[0].asset_materialization.metadata
-    staging, production = metadata.get("staging_version"), metadata.get("production_version")
-    return (
-        None if staging is None else str(staging.value),
-        None if production is None else str(production.value),
-    )
+    return metadata_text(metadata, "staging_version"), metadata_text(metadata, "production_version")
+
+
+def metadata_text(metadata: Mapping[str, dg.MetadataValue], key: str) -> str | None:
+    value = metadata.get(key)
+    return None if value is None else str(value.value)
 
 
 def check_evidence(instance: dg.DagsterInstance, name: str) -> CheckEvidence:
@@ -81,4 +85,6 @@ def promotion_facts(
         else production.tags.get("rollback_from_version"),
         checks=tuple(check_evidence(instance, name) for name in BLOCKING_CRITERIA),
         policy=policy,
+        alias_moved_outside=audit_production_alias(stores.tracking_uri, stores.model_name)[1],
+        checks_shown=len(CRITERION_DESCRIPTIONS),
     )

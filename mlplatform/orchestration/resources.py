@@ -5,8 +5,6 @@ Launchpad never shows a secret and a deployment changes stores without code.
 """
 
 import functools
-import sys
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -25,8 +23,6 @@ from mlplatform.data import SyntheticMarket, generate_market, load_prices
 from mlplatform.data.synthetic import DEFAULT_SIGNAL_STRENGTH, MAX_TICKERS
 from mlplatform.features import outcomes
 from mlplatform.notifications import Notification, Targets, deliver
-from mlplatform.orchestration.errors import FAILED_STEP_TAG
-from mlplatform.orchestration.liveness import close_dead_runs
 from mlplatform.registry import Registry, owner_tags
 from mlplatform.training import (
     Fold,
@@ -183,6 +179,11 @@ class Notifier(dg.ConfigurableResource):
         return deliver(notification, targets)
 
 
+# MLflow 3's UI opens an experiment of no kind on its GenAI pages (traces, token costs): this
+# experiment tag makes it open on the training runs.
+EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
+
+
 def ensure_experiment(tracking_uri: str, name: str, artifact_root: Path) -> str:
     """Create the experiment with its artifacts under the home folder (not ./mlruns in the cwd).
 
@@ -191,19 +192,22 @@ def ensure_experiment(tracking_uri: str, name: str, artifact_root: Path) -> str:
     """
     client = MlflowClient(tracking_uri=tracking_uri)
     experiment = client.get_experiment_by_name(name)
-    if experiment is not None:
-        return experiment.experiment_id
-    location = None
-    if not tracking_uri.startswith(("http://", "https://")):
-        artifact_root.mkdir(parents=True, exist_ok=True)
-        location = artifact_root.as_uri()
-    try:
-        return client.create_experiment(name, artifact_location=location)
-    except mlflow.exceptions.MlflowException:  # created concurrently by another step?
+    if experiment is None:
+        location = None
+        if not tracking_uri.startswith(("http://", "https://")):
+            artifact_root.mkdir(parents=True, exist_ok=True)
+            location = artifact_root.as_uri()
+        try:
+            client.create_experiment(name, artifact_location=location, tags=EXPERIMENT_KIND)
+        except mlflow.exceptions.MlflowException:
+            if client.get_experiment_by_name(name) is None:  # not made by another step meanwhile:
+                raise  # the store refused the write (read-only, locked): say so
         experiment = client.get_experiment_by_name(name)
-        if experiment is None:
-            raise  # no: the store refused the write (read-only, locked): say so
-        return experiment.experiment_id
+        assert experiment is not None
+    for key, value in EXPERIMENT_KIND.items():
+        if experiment.tags.get(key) != value:  # an experiment made before the kind was set
+            client.set_experiment_tag(experiment.experiment_id, key, value)
+    return experiment.experiment_id
 
 
 IMPLICIT_ASSET_JOB = "__ASSET_JOB"  # Dagster's job for materializations launched on assets
@@ -225,35 +229,22 @@ def mlflow_run_name(run: dg.DagsterRun, shown: int = 3) -> str:
             dg.StringSource, is_required=False, description="Artifact root for a new experiment."
         ),
     },
-    description="dagster-mlflow's tracking; ends its MLflow run whichever way a step ends.",
+    description="dagster-mlflow's MLflow run, one per Dagster run; ended by its hook "
+    "(end_mlflow_on_run_finished) on every asset and check that logs to it.",
 )
-def mlflow_tracking(init_context: dg.InitResourceContext) -> Iterator[MlFlow]:
-    """dagster-mlflow's `MlFlow`, plus what its hook cannot do for UI-launched materializations.
-
-    The hook only runs when attached to a job, so an asset materialized from the UI's button would
-    leave its MLflow run RUNNING. Here each step ends the run on teardown: FAILED while any step
-    of the Dagster run is marked failed (`errors.step_guard` marks and unmarks), else FINISHED. The
-    next step of the same Dagster run re-activates the same MLflow run, as dagster-mlflow intends.
-    """
+def mlflow_tracking(init_context: dg.InitResourceContext) -> MlFlow:
+    """dagster-mlflow's `MlFlow`, in an experiment whose artifacts live under the home folder (or
+    on the tracking server), opening on training runs, named after what launched it and tagged
+    with its process, so the next registry command can tell when that process died."""
     cfg = init_context.resource_config
     tracking_uri = cfg["mlflow_tracking_uri"] or config.mlflow_tracking_uri()
     artifact_root = Path(cfg.get("artifact_location") or config.mlflow_artifact_root())
     ensure_experiment(tracking_uri, cfg["experiment_name"], artifact_root)
-    close_dead_runs(init_context.instance, tracking_uri)  # runs a killed process left RUNNING
     tracker = MlFlow(init_context)
-    mlflow.set_tags(owner_tags())  # so a later process can tell if this one died
+    mlflow.set_tags(owner_tags())
     # dagster-mlflow names every run after the job, `__ASSET_JOB` for a UI materialization.
     mlflow.set_tag(MLFLOW_RUN_NAME, mlflow_run_name(init_context.dagster_run))
-    try:
-        yield tracker
-    finally:
-        run = mlflow.active_run()
-        if run is not None:
-            tags = mlflow.get_run(run.info.run_id).data.tags
-            failed = sys.exc_info()[1] is not None or any(
-                key.startswith(FAILED_STEP_TAG) for key in tags
-            )
-            mlflow.end_run(status="FAILED" if failed else "FINISHED")
+    return tracker
 
 
 class ValidationScheme(dg.ConfigurableResource):

@@ -5,7 +5,6 @@ import json
 import time
 
 import dagster as dg
-from mlflow.tracking import MlflowClient
 
 from mlplatform import config as settings
 from mlplatform.monitoring import ReferenceBins
@@ -13,7 +12,7 @@ from mlplatform.monitoring.model_drift import FeatureDrift, recent_rows, retrain
 from mlplatform.notifications import Notification, NotificationKind
 from mlplatform.orchestration.jobs import retrain_job
 from mlplatform.orchestration.resources import Notifier, PlatformStores
-from mlplatform.registry import audit_production_alias, download_reference, monitored_model
+from mlplatform.registry import download_reference, monitored_model
 
 FEATURES_KEY = dg.AssetKey("features")
 PRICES_KEY = dg.AssetKey("raw_prices")
@@ -30,33 +29,15 @@ def _latest_features_record(instance: dg.DagsterInstance) -> dg.EventLogRecord |
     minimum_interval_seconds=settings.DRIFT.sensor_interval_s,
     default_status=dg.DefaultSensorStatus.STOPPED,
     description="On each new features materialization, PSI of the recent window against the "
-    "monitored model's reference bins; requests retrain_job once per drifted data window. "
-    "Also says loudly when the production alias was moved outside the platform.",
+    "monitored model's reference bins; requests retrain_job once per drifted data window.",
 )
-def drift_sensor(
-    context: dg.SensorEvaluationContext, stores: PlatformStores, notifier: Notifier
-) -> dg.SensorResult:
+def drift_sensor(context: dg.SensorEvaluationContext, stores: PlatformStores) -> dg.SensorResult:
     cursor = json.loads(context.cursor) if context.cursor else {}
-    production, moved_outside = audit_production_alias(stores.tracking_uri, stores.model_name)
     result = _drift_decision(context, stores, cursor)
-    reason = result.skip_reason.skip_message if result.skip_reason else None
-    if moved_outside:
-        context.log.error(moved_outside)
-        reason = f"WARNING: {moved_outside} | {reason}" if reason else None
-        if cursor.get("alias_alerted") != str(production):  # notify once per unrecorded move
-            cursor["alias_alerted"] = str(production)
-            notifier.send(
-                Notification(
-                    NotificationKind.ALIAS_MOVED_OUTSIDE,
-                    f"{stores.model_name}: production alias moved outside the platform "
-                    f"(now v{production})",
-                    fields={"details": moved_outside},
-                )
-            )
-    else:
-        cursor.pop("alias_alerted", None)
     return dg.SensorResult(
-        run_requests=result.run_requests, skip_reason=reason, cursor=json.dumps(cursor)
+        run_requests=result.run_requests,
+        skip_reason=result.skip_reason,
+        cursor=json.dumps(cursor),
     )
 
 
@@ -115,36 +96,20 @@ def _drift_decision(
     return dg.SensorResult(run_requests=[request], cursor=json.dumps(cursor))
 
 
-def end_mlflow_runs_of(tracking_uri: str, dagster_run_id: str) -> int:
-    """Mark any MLflow run a failed Dagster run left RUNNING as FAILED (crash safety net)."""
-    client = MlflowClient(tracking_uri=tracking_uri)
-    experiments = [e.experiment_id for e in client.search_experiments()]
-    if not experiments:
-        return 0
-    runs = client.search_runs(
-        experiments,
-        filter_string=f"tags.dagster_run_id = '{dagster_run_id}' and attributes.status = 'RUNNING'",
-    )
-    for run in runs:
-        client.set_terminated(run.info.run_id, status="FAILED")
-    return len(runs)
-
-
 @dg.run_failure_sensor(
     name="run_failure_notification_sensor",
     default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Notifies every failed run and closes MLflow runs it left RUNNING.",
+    description="Notifies every failed run (a refused promotion is a verdict, not a failure).",
 )
 def run_failure_notification_sensor(
-    context: dg.RunFailureSensorContext, notifier: Notifier, stores: PlatformStores
+    context: dg.RunFailureSensorContext, notifier: Notifier
 ) -> None:
     run = context.dagster_run
-    closed = end_mlflow_runs_of(stores.tracking_uri, run.run_id)
     message = context.failure_event.message or "run failed"
     notifier.send(
         Notification(
             NotificationKind.RUN_FAILED,
             f"run of {run.job_name} failed",
-            fields={"run_id": run.run_id, "error": message[:500], "mlflow_runs_closed": closed},
+            fields={"run_id": run.run_id, "error": message[:500]},
         )
     )

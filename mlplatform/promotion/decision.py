@@ -4,7 +4,9 @@ The Dagster layer gathers the facts (which versions the aliases point at, the la
 of every promotion check and the backtest it targeted) and applies the Decision; every rule is a
 few lines below: failed or unfinished checks, stale checks (another staging or production
 version since), checks spread over several backtests, a version that was rolled back out of
-production, and the override with its written reason.
+production, the production alias moved outside the platform, and the override with its
+written reason. A refusal is a verdict for a person: each problem once, then only the next steps
+that can help with those problems.
 """
 
 from __future__ import annotations
@@ -46,16 +48,28 @@ class PromotionFacts:
     rolled_back_version: str | None  # the version the last rollback took out of production
     checks: tuple[CheckEvidence, ...]
     policy: PromotionPolicy  # the deployed policy: a check run under another vouches for nothing
+    alias_moved_outside: str | None = None  # the audit's message when production was moved
+    checks_shown: int = 0  # every check on backtest_report (warnings too), as the UI counts them
+
+
+class Problem(StrEnum):
+    """Why a check does not vouch for the staging version, by what can put it right."""
+
+    FAILED = "failed"  # a verdict on this version: re-running the same backtest cannot change it
+    STALE = "stale"  # evaluated another staging/production version or policy: evaluate again
+    ROLLED_BACK = "rolled back"  # taken out of production: only an override brings it back
 
 
 @dataclass(frozen=True)
 class Decision:
     staging_version: str | None
-    problems: tuple[str, ...]  # each failing or stale check once, then version-level problems
+    problems: tuple[tuple[Problem, str], ...]  # each problem once, in the user's words
     refusals: tuple[str, ...]  # what no override can get past
     override: bool
     reason: str
-    checks_total: int
+    checks_total: int  # the checks that block promotion
+    checks_failing: int = 0  # of those, the ones that do not vouch for this version now
+    checks_shown: int = 0  # every check on backtest_report, warnings included
 
     @property
     def allowed(self) -> bool:
@@ -65,22 +79,65 @@ class Decision:
     def overridden(self) -> bool:
         return self.allowed and bool(self.problems)
 
-    def message(self) -> str:
-        """Why promotion is refused, and the next step in the UI and on the command line."""
+    @property
+    def problem_lines(self) -> list[str]:
+        return [text for _, text in self.problems]
+
+    def headline(self) -> str:
+        """The verdict in one line."""
         if self.refusals:
-            return "refusing to promote: " + "; ".join(self.refusals)
-        lines = [
-            f"refusing to promote staging v{self.staging_version}: "
-            f"{len(self.problems)} problem(s) with {self.checks_total} promotion checks"
-        ]
-        lines += [f"- {problem}" for problem in self.problems]
-        lines += [
-            "Next step: re-run retrain_job (or materialize backtest_report) for a fresh "
-            "verdict, or promote anyway with a written reason:",
-            "  UI: Materialize production_model with Launchpad config "
-            "{override: true, reason: '...'}",
-            '  CLI: make promote OVERRIDE=1 REASON="..."',
-        ]
+            return "promotion refused: " + "; ".join(self.refusals)
+        head = f"promotion of staging v{self.staging_version} refused"
+        if not self.checks_failing:
+            return f"{head}: its checks vouch for it, but"
+        warn_only = self.checks_shown - self.checks_total
+        aside = (
+            f" (of the {self.checks_shown} checks on backtest_report, {warn_only} only "
+            f"warn{'s' if warn_only == 1 else ''})"
+            if warn_only > 0
+            else ""
+        )
+        return (
+            f"{head}: {self.checks_failing} of the {self.checks_total} promotion checks do not "
+            f"vouch for it{aside}"
+        )
+
+    def next_steps(self) -> list[str]:
+        """Only the steps that can help with these problems."""
+        if self.refusals:
+            return []
+        kinds = {kind for kind, _ in self.problems}
+        steps = []
+        if Problem.STALE in kinds:
+            steps.append(
+                "evaluate this version again: materialize backtest_report (its checks run "
+                "with it; UI: Assets → backtest_report → Materialize)"
+            )
+        if Problem.FAILED in kinds:
+            steps.append(
+                "a failed check is a verdict on this version: re-running its backtest gives the "
+                "same answer; a new retrain (new bars or parameters) may give a promotable one"
+            )
+        if Problem.ROLLED_BACK in kinds:
+            steps.append(
+                "a rolled-back version comes back only by an override with a written reason; "
+                "a retrain cannot make it promotable"
+            )
+        steps.append(
+            "or promote anyway, recorded with your reason: UI: Materialize production_model with "
+            "Launchpad config {override: true, reason: '...'}; CLI: make promote OVERRIDE=1 "
+            'REASON="..."'
+        )
+        return steps
+
+    def message(self) -> str:
+        """The verdict first, each problem once, then the next steps."""
+        lines = [self.headline()]
+        lines += [f"- {text}" for text in self.problem_lines]
+        steps = self.next_steps()
+        if steps:
+            lines.append("Next:")
+            lines += [f"- {step}" for step in steps]
         return "\n".join(lines)
 
 
@@ -93,12 +150,14 @@ def _check_problem(
     staging_version: str,
     production_version: str | None,
     policy: PromotionPolicy,
-) -> str | None:
+) -> tuple[Problem, str] | None:
     """One line for a check that does not vouch for this staging version now, else None."""
     if check.status is CheckStatus.NOT_EVALUATED:
-        return f"{check.name}: never evaluated; materialize backtest_report first"
+        return Problem.STALE, f"{check.name}: never evaluated"
     if check.status is CheckStatus.UNFINISHED:
-        return f"{check.name}: latest evaluation did not finish (run {check.run_id[:8]})"
+        return Problem.STALE, (
+            f"{check.name}: its latest evaluation did not finish (run {check.run_id[:8]})"
+        )
     reasons = []
     if check.status is CheckStatus.FAILED:
         reasons.append(f"FAILED — {check.description or 'see the check'}")
@@ -123,14 +182,23 @@ def _check_problem(
         reasons.append(
             "judged under another promotion policy than the deployed one: " + "; ".join(changed)
         )
-    return f"{check.name}: " + "; ".join(reasons) if reasons else None
+    if not reasons:
+        return None
+    # A failure judged on this very version under this policy cannot be re-run away.
+    fresh = len(reasons) == 1 and check.status is CheckStatus.FAILED
+    return (Problem.FAILED if fresh else Problem.STALE), f"{check.name}: " + "; ".join(reasons)
 
 
 def decide_promotion(facts: PromotionFacts, *, override: bool, reason: str) -> Decision:
     """Every reason not to promote, each once, in the user's words."""
     refusals: list[str] = []
-    problems: list[str] = []
+    problems: list[tuple[Problem, str]] = []
     staging = facts.staging_version
+    if facts.alias_moved_outside:
+        refusals.append(
+            f"{facts.alias_moved_outside} Put it right first: launch rollback_job with "
+            "to_version set to the version that should serve (it is recorded), then promote"
+        )
     if staging is None:
         refusals.append("no staging model: run retrain_job (staging_model and backtest_report)")
     if override and not reason.strip():
@@ -140,16 +208,23 @@ def decide_promotion(facts: PromotionFacts, *, override: bool, reason: str) -> D
             problem = _check_problem(check, staging, facts.production_version, facts.policy)
             if problem:
                 problems.append(problem)
+    failing = len(problems)
+    if staging is not None:
         targets = {c.backtest_id for c in facts.checks if c.backtest_id is not None}
         if len(targets) > 1:
             problems.append(
-                "the checks evaluated different backtest_report materializations; "
-                "materialize backtest_report with its checks again"
+                (
+                    Problem.STALE,
+                    "the checks evaluated different backtest_report materializations",
+                )
             )
         if facts.rolled_back_version == staging:
             problems.append(
-                f"v{staging} was rolled back out of production (now "
-                f"{_version(facts.production_version)}); promoting it again needs an override"
+                (
+                    Problem.ROLLED_BACK,
+                    f"v{staging} was rolled back out of production (now "
+                    f"{_version(facts.production_version)})",
+                )
             )
     return Decision(
         staging_version=staging,
@@ -158,6 +233,8 @@ def decide_promotion(facts: PromotionFacts, *, override: bool, reason: str) -> D
         override=override,
         reason=reason.strip(),
         checks_total=len(facts.checks),
+        checks_failing=failing,
+        checks_shown=facts.checks_shown,
     )
 
 

@@ -57,6 +57,7 @@ from mlplatform.registry.store import (
     get_alias_version,
     latest_version,
     load_booster,
+    registry_tag,
 )
 from mlplatform.registry.versions import ModelPackage, register
 
@@ -103,6 +104,7 @@ __all__ = [
     "read_intent",
     "recorded_moves",
     "register",
+    "registry_tag",
     "repair",
     "rollback",
     "sharpe_summary",

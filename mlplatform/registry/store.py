@@ -153,6 +153,16 @@ def registered_model_exists(client: MlflowClient, name: str) -> bool:
     return True
 
 
+def registry_tag(client: MlflowClient, name: str, key: str) -> str | None:
+    """A tag of the registered model, or None (no such tag, or no such model)."""
+    try:
+        return client.get_registered_model(name).tags.get(key)
+    except MlflowException as exc:
+        if is_not_found(exc):
+            return None
+        raise
+
+
 def alias_version(client: MlflowClient, name: str, alias: str) -> ModelVersion | None:
     """The version `alias` points at, or None when the model or the alias does not exist."""
     try:

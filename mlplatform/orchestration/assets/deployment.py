@@ -1,4 +1,9 @@
-"""Group `deployment`: the production model, moved only by a person (UI button or CLI)."""
+"""Group `deployment`: the production model, moved only by a person (UI button or CLI).
+
+A refused promotion is a verdict, not a crash: the run succeeds without materializing
+production_model (so production keeps its green status), the verdict is recorded as an
+observation of production_model and logged first, and no failure is notified.
+"""
 
 import getpass
 from typing import Any
@@ -14,7 +19,18 @@ from mlplatform.orchestration.metadata import mlflow_model_url, ownership
 from mlplatform.orchestration.promotion_facts import promotion_facts
 from mlplatform.orchestration.resources import Notifier, PlatformStores
 from mlplatform.promotion import Decision, PromotionPolicy, decide_promotion
-from mlplatform.registry import PromotionRecord, RegistryError, get_alias_version, promote
+from mlplatform.registry import (
+    PromotionRecord,
+    RegistryError,
+    audit_production_alias,
+    get_alias_version,
+    promote,
+    registry_tag,
+)
+
+PRODUCTION_KEY = dg.AssetKey("production_model")
+VERDICT_TAG = "mlplatform/verdict"  # on the run: promoted, refused
+ALERTED_TAG = "mlplatform.alias_alerted"  # registered-model tag: the move already notified
 
 
 class PromotionConfig(dg.Config):
@@ -39,7 +55,7 @@ def _promote(
     actor: str,
     policy: PromotionPolicy,
 ) -> PromotionRecord:
-    """Move the production alias as decided; a refused or failed move says where production is."""
+    """Move the production alias as decided; a failed move says where production is."""
     version = str(decision.staging_version)
     try:
         return promote(
@@ -66,23 +82,51 @@ def _promote(
         ) from exc
 
 
+def _refusal(context: dg.AssetExecutionContext, decision: Decision) -> None:
+    """Record the verdict where a person looks: first in the run's log, on the asset's page."""
+    context.log.warning(decision.message())
+    context.instance.add_run_tags(context.run_id, {VERDICT_TAG: "refused"})
+    context.log_event(
+        dg.AssetObservation(
+            asset_key=PRODUCTION_KEY,
+            description=decision.message(),
+            metadata={
+                "verdict": "refused",
+                "staging_version": str(decision.staging_version or "none"),
+                "problems": dg.MetadataValue.md(
+                    "\n".join(
+                        f"- {line}" for line in decision.problem_lines + list(decision.refusals)
+                    )
+                ),
+                "next_steps": dg.MetadataValue.md(
+                    "\n".join(f"- {step}" for step in decision.next_steps()) or "_none_"
+                ),
+            },
+        )
+    )
+
+
 def _promotion_metadata(
-    details: dict, decision: Decision, actor: str, run_id: str, stores: PlatformStores
+    record: PromotionRecord,
+    decision: Decision,
+    stores: PlatformStores,
+    policy: PromotionPolicy,
 ) -> dict[str, Any]:
-    version = str(decision.staging_version)
     return {
-        "production_version": version,
-        "semver": str(details.get("semver")),
-        "previous_version": str(details.get("previous_version")),
-        "promoted_by": actor,
-        "promoted_at": str(details.get("promoted_at")),
-        "promotion_run_id": run_id,
-        "reason": decision.reason or "manual promotion",
-        "override": decision.overridden,
+        "verdict": "promoted",
+        "production_version": record.version,
+        "semver": record.semver,
+        "previous_version": record.previous_version or "none",
+        "promoted_by": record.actor,
+        "promoted_at": record.promoted_at,
+        "promotion_run_id": record.run_id,
+        "reason": record.reason,
+        "override": record.override,
         "override_problems": dg.MetadataValue.md(
-            "\n".join(f"- {p}" for p in decision.problems) if decision.overridden else "_none_"
+            "\n".join(f"- {p}" for p in decision.problem_lines) if decision.overridden else "_none_"
         ),
-        "model_version": dg.MetadataValue.url(mlflow_model_url(stores.model_name, version)),
+        "promotion_policy": dg.MetadataValue.json(policy.to_dict()),
+        "model_version": dg.MetadataValue.url(mlflow_model_url(stores.model_name, record.version)),
         "export": dg.MetadataValue.path(str(stores.models_path / "production")),
     }
 
@@ -92,9 +136,11 @@ def _promotion_metadata(
     **ownership("manual"),
     deps=["backtest_report"],
     kinds={"mlflow"},
+    output_required=False,
     description="Alias `production` and the models/production export. Materialize it by hand to "
-    "promote the current staging version; it refuses unless every promotion check passed for "
-    "exactly that version (override: true with a reason promotes anyway, recorded).",
+    "promote the current staging version; it refuses (a verdict recorded on this page, not a "
+    "failure) unless every promotion check passed for exactly that version under the deployed "
+    "policy (override: true with a reason promotes anyway, recorded).",
 )
 def production_model(
     context: dg.AssetExecutionContext,
@@ -102,7 +148,7 @@ def production_model(
     stores: PlatformStores,
     notifier: Notifier,
     policy: dg.ResourceParam[PromotionPolicy],
-) -> dg.Output[dict]:
+):
     converge(context, stores)  # what a dead process left is put right before deciding
     decision = decide_promotion(
         promotion_facts(context.instance, stores, policy),
@@ -110,27 +156,60 @@ def production_model(
         reason=config.reason,
     )
     if not decision.allowed:
-        raise dg.Failure(
-            description=decision.message(),
-            metadata={"problems": len(decision.problems) + len(decision.refusals)},
-            allow_retries=False,
-        )
-    reason = decision.reason or "manual promotion"
+        _refusal(context, decision)
+        return
     if decision.overridden:
-        context.log.warning(f"promotion override: {reason} | " + "; ".join(decision.problems))
+        context.log.warning(
+            f"promotion override: {decision.reason} | " + "; ".join(decision.problem_lines)
+        )
     actor = launching_user(context, config.actor)
-    details = _promote(context, stores, decision, actor, policy).to_dict()
+    record = _promote(context, stores, decision, actor, policy)
     notifier.send(
         Notification(
             NotificationKind.PROMOTED,
-            f"{stores.model_name} v{decision.staging_version} promoted to production by {actor}",
+            f"{stores.model_name} v{record.version} promoted to production by {actor}",
             fields={
-                "previous_production": details.get("previous_version"),
-                "reason": reason,
-                "override": decision.overridden,
+                "previous_production": record.previous_version,
+                "reason": record.reason,
+                "override": record.override,
             },
         )
     )
-    metadata = _promotion_metadata(details, decision, actor, context.run_id, stores)
-    metadata["promotion_policy"] = dg.MetadataValue.json(policy.to_dict())
-    return dg.Output(details, metadata=metadata)
+    yield dg.Output(
+        record.to_dict(), metadata=_promotion_metadata(record, decision, stores, policy)
+    )
+
+
+@dg.asset_check(
+    asset=production_model,
+    description="The production alias points where the platform's last promotion or rollback "
+    "put it, not where someone moved it in MLflow's UI or API. Runs on the daily refresh, "
+    "without a retrain; a failure is notified once per move.",
+)
+def production_alias_set_by_platform(
+    stores: PlatformStores, notifier: Notifier
+) -> dg.AssetCheckResult:
+    production, moved_outside = audit_production_alias(stores.tracking_uri, stores.model_name)
+    client, name = stores.client, stores.model_name
+    told = moved_outside is not None and registry_tag(client, name, ALERTED_TAG) == str(production)
+    if moved_outside and not told:
+        client.set_registered_model_tag(name, ALERTED_TAG, str(production))
+        notifier.send(
+            Notification(
+                NotificationKind.ALIAS_MOVED_OUTSIDE,
+                f"{stores.model_name}: production alias moved outside the platform "
+                f"(now v{production})",
+                fields={"details": moved_outside},
+            )
+        )
+    return dg.AssetCheckResult(
+        passed=moved_outside is None,
+        severity=dg.AssetCheckSeverity.ERROR,
+        description=moved_outside
+        or (
+            "nothing in production yet"
+            if production is None
+            else f"production v{production} is where the platform put it"
+        ),
+        metadata={"production_version": "none" if production is None else str(production)},
+    )

@@ -159,7 +159,7 @@ def backtest_report(
     labels: pd.DataFrame,
     raw_prices: pd.DataFrame,
     staging_model: dict,
-    mlflow_tracking: dg.ResourceParam[MlFlow],
+    mlflow: dg.ResourceParam[MlFlow],
     stores: PlatformStores,
     validation: ValidationScheme,
     market_data: MarketDataSource,
@@ -191,7 +191,7 @@ def backtest_report(
             cost_bps=config.cost_bps,
             truth=_truth(market_data),
         )
-        run = mlflow_tracking.active_run()
+        run = mlflow.active_run()
         html_path, url = _publish(evaluation.result, stores, staging, run)
     report = _report(staging_model, production, windows, evaluation.result, html_path, url)
     metadata = _backtest_metadata(report, evaluation, windows, staging, policy, run)
@@ -213,10 +213,19 @@ def promotion_criteria(
     context: dg.AssetCheckExecutionContext,
     backtest_report: dict,
     notifier: Notifier,
+    stores: PlatformStores,
+    mlflow: dg.ResourceParam[MlFlow],
     policy: dg.ResourceParam[PromotionPolicy],
 ):
     verdicts = evaluate_criteria(
         backtest_report["metrics"], policy, cost_bps=backtest_report["cost_bps"]
+    )
+    failed = [v.name for v in verdicts if v.blocking and not v.passed]
+    verdict = "passed" if not failed else "failed: " + ", ".join(failed)
+    # The verdict where a data scientist filters: on the MLflow run and the registry version.
+    mlflow.set_tag("promotion_verdict", verdict)
+    stores.client.set_model_version_tag(
+        stores.model_name, backtest_report["staging_version"], "verdict", verdict
     )
     for verdict in verdicts:
         yield dg.AssetCheckResult(
@@ -235,7 +244,7 @@ def promotion_criteria(
                 POLICY_METADATA_KEY: dg.MetadataValue.json(policy.to_dict()),
             },
         )
-    if all(v.passed for v in verdicts if v.blocking):
+    if not failed:
         version = backtest_report["staging_version"]
         notifier.send(
             Notification(

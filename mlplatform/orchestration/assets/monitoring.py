@@ -3,7 +3,6 @@
 from typing import Any
 
 import dagster as dg
-import mlflow
 import pandas as pd
 from dagster_mlflow.resources import MlFlow
 from pydantic import Field
@@ -19,12 +18,7 @@ from mlplatform.orchestration.metadata import (
     table_metadata,
 )
 from mlplatform.orchestration.resources import PlatformStores, ValidationScheme
-from mlplatform.registry import (
-    audit_production_alias,
-    download_reference,
-    load_booster,
-    monitored_model,
-)
+from mlplatform.registry import download_reference, load_booster, monitored_model
 
 
 class DriftConfig(CheckedConfig):
@@ -69,7 +63,7 @@ def _drift_metadata(drift: ModelDrift, run: Any) -> dict[str, Any]:
     )
 
 
-def _log_drift(drift: ModelDrift) -> None:
+def _log_drift(mlflow: MlFlow, drift: ModelDrift) -> None:
     mlflow.log_artifact(str(drift.html_path), artifact_path="drift")
     mlflow.log_metrics(
         {
@@ -96,7 +90,7 @@ def drift_report(
     config: DriftConfig,
     features: pd.DataFrame,
     raw_prices: pd.DataFrame,
-    mlflow_tracking: dg.ResourceParam[MlFlow],
+    mlflow: dg.ResourceParam[MlFlow],
     stores: PlatformStores,
     validation: ValidationScheme,
 ) -> dg.Output[dict]:
@@ -120,8 +114,8 @@ def drift_report(
             ),
             reports_dir=stores.reports_path,
         )
-        run = mlflow_tracking.active_run()
-        _log_drift(drift)
+        run = mlflow.active_run()
+        _log_drift(mlflow, drift)
     return dg.Output(drift.value(), metadata=_drift_metadata(drift, run))
 
 
@@ -136,24 +130,4 @@ def drift_figures_note(window_rows: int, report_rows: int) -> str:
         "together) on a sample "
         f"of {report_rows:,} recent rows, so its PSI per feature, and its share, differ "
         "somewhat. Decide on drift_share; read the report for the per-feature pictures."
-    )
-
-
-@dg.asset_check(
-    asset=drift_report,
-    description="The production alias points where the platform's last promotion or rollback "
-    "put it, not where someone moved it in MLflow's UI or API.",
-)
-def production_alias_set_by_platform(stores: PlatformStores) -> dg.AssetCheckResult:
-    production, moved_outside = audit_production_alias(stores.tracking_uri, stores.model_name)
-    return dg.AssetCheckResult(
-        passed=moved_outside is None,
-        severity=dg.AssetCheckSeverity.ERROR,
-        description=moved_outside
-        or (
-            "nothing in production yet"
-            if production is None
-            else f"production v{production} is where the platform put it"
-        ),
-        metadata={"production_version": "none" if production is None else str(production)},
     )

@@ -238,7 +238,7 @@ def tuned_params(
     features: pd.DataFrame,
     labels: pd.DataFrame,
     raw_prices: pd.DataFrame,
-    mlflow_tracking: dg.ResourceParam[MlFlow],
+    mlflow: dg.ResourceParam[MlFlow],
     stores: PlatformStores,
     validation: ValidationScheme,
 ) -> dg.Output[dict]:
@@ -252,7 +252,7 @@ def tuned_params(
             config.study(stores, raw_prices, windows),
             trial_callback=_log_trial,
         )
-        run = mlflow_tracking.active_run()
+        run = mlflow.active_run()
         _log_tuning(tuned)
     context.log.info(tuned.summary())
     return dg.Output(tuned.value(), metadata=_tuning_metadata(tuned, config, run))
@@ -299,7 +299,7 @@ def staging_model(
     labels: pd.DataFrame,
     raw_prices: pd.DataFrame,
     tuned_params: dict,
-    mlflow_tracking: dg.ResourceParam[MlFlow],
+    mlflow: dg.ResourceParam[MlFlow],
     stores: PlatformStores,
     validation: ValidationScheme,
 ) -> dg.Output[dict]:
@@ -320,7 +320,7 @@ def staging_model(
             previous=latest_facts(stores.tracking_uri, stores.model_name),
             dagster_run_id=context.run_id,
         )
-        run = mlflow_tracking.active_run()
+        run = mlflow.active_run()
         mlflow.log_params({f"lgbm_{k}": v for k, v in recipe.params.items()})
         handle = register(stores.registry(), package, run_id=run.info.run_id)
     context.log.info(f"registered {handle.name} v{handle.version} ({handle.semver}) as staging")
