@@ -21,10 +21,8 @@ import json
 import math
 import pickle
 import statistics
-import tempfile
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, TypeVar
 
 import lightgbm as lgb
@@ -42,7 +40,6 @@ from mlplatform.evaluation.backtest import BacktestSpec, previous_direction, run
 from mlplatform.evaluation.metrics import PROB_CLIP, classification_metrics, roc_auc
 from mlplatform.evaluation.walk_forward import bars_for_window
 from mlplatform.features import FEATURE_COLUMNS
-from mlplatform.orchestration.io_manager import write_value
 from mlplatform.parallel import cores
 from mlplatform.training.model import rows_of
 
@@ -240,21 +237,6 @@ def main() -> None:
     a, b, ours, lib = _timed(backtest, lambda: on_one_core(backtest), r)
     assert json.dumps(a) == json.dumps(b)
     rows.append(("backtest of 6 models, one per core vs one core", ours, lib, "equal"))
-
-    features = pd.DataFrame(  # the features' shape: one float32 block of every bar
-        np.asfortranarray(rng.random((len(prices), len(FEATURE_COLUMNS)), dtype=np.float32)),
-        columns=list(FEATURE_COLUMNS),
-    )
-    with tempfile.TemporaryDirectory() as folder:
-        mapped, streamed = Path(folder) / "mapped", Path(folder) / "streamed"
-        a, b, ours, lib = _timed(
-            lambda: write_value(mapped, features),
-            lambda: write_value(streamed, features, memory_map=False),
-            r,
-        )
-        assert mapped.read_bytes() == streamed.read_bytes()
-    size = f"{features.memory_usage(index=False).sum() / 2**20:,.0f} MiB"
-    rows.append((f"write a value ({size}), mapped windows vs one stream", ours, lib, "same bytes"))
 
     bar_dates = np.sort(prices["date"].unique())
     first = pd.Timestamp(bar_dates[-min(len(days), len(bar_dates))])  # the evaluation window

@@ -16,7 +16,7 @@ from dagster_mlflow import end_mlflow_on_run_finished
 from mlplatform import config
 from mlplatform.orchestration.assets import data, deployment, evaluation, monitoring, training
 from mlplatform.orchestration.executors import CLI_ASSETS_JOB, executor_definition
-from mlplatform.orchestration.io_manager import PickleIOManager
+from mlplatform.orchestration.io_manager import AssetValueIOManager
 from mlplatform.orchestration.jobs import (
     data_refresh_job,
     repair_export_job,
@@ -106,11 +106,10 @@ def build_resources() -> dict[str, object]:
         "mlflow": mlflow_tracking.configured(
             lambda _config, tracking=tracking: tracking, config_schema={}
         ),
-        # Distributed steps need a base_dir every worker reaches (MLPLATFORM_IO_DIR, shared).
-        # A shared folder is likely a network filesystem: its values are read, not mapped.
-        "io_manager": PickleIOManager(
-            base_dir=_env_or_default(config.IO_DIR_ENV, lambda: str(config.io_dir())),
-            memory_map=not os.environ.get(config.IO_DIR_ENV),
+        # Distributed steps need a base_dir every worker reaches (MLPLATFORM_IO_DIR: a shared
+        # folder or an object-store URL).
+        "io_manager": AssetValueIOManager(
+            base_dir=_env_or_default(config.IO_DIR_ENV, lambda: str(config.io_dir()))
         ),
     }
 

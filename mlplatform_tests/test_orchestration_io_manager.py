@@ -1,27 +1,36 @@
-"""The asset-value files: what goes in comes out, loads may write, writes are atomic."""
+"""The asset values: what goes in comes out exactly, a write replaces a value whole or not at
+all, and the same manager serves a folder, a file:// URL and an object store (fsspec's memory)."""
 
 from __future__ import annotations
 
-import errno
-import mmap
 import os
 import pickle
+import signal
 import subprocess
 import sys
+import uuid
+from collections.abc import Callable
+from datetime import date
 from pathlib import Path
+from typing import IO
 
 import dagster as dg
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
+from upath import UPath
 
 from mlplatform import config
 from mlplatform.data import generate_market
 from mlplatform.definitions import build_resources
 from mlplatform.features import compute_features, outcomes
-from mlplatform.orchestration import io_manager, resources
-from mlplatform.orchestration.io_manager import MAGIC, PickleIOManager, read_value, write_value
+from mlplatform.orchestration import resources
+from mlplatform.orchestration.io_manager import AssetValueIOManager
 from mlplatform.orchestration.resources import ValidationScheme
+from mlplatform.training.dataset import DateWindow
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -29,258 +38,288 @@ def prices() -> pd.DataFrame:
     return generate_market(seed=5, n_tickers=4, years=2, as_of="2024-06-28").prices
 
 
-def test_values_come_back_equal(tmp_path: Path, prices: pd.DataFrame) -> None:
-    features = compute_features(prices)  # float32 block, (date, ticker) MultiIndex
-    values = {
-        "prices": prices,  # object tickers, datetimes, float64 columns
-        "features": features,
-        "series": features.iloc[:, 0],
-        "dict": {"version": "3", "windows": {"start": "2024-01-02"}, "rows": 12},
-        "fortran": np.asfortranarray(np.arange(12.0).reshape(3, 4)),
-        "empty": pd.DataFrame({"x": np.array([], dtype=np.float64)}),
-    }
-    for name, value in values.items():
-        path = tmp_path / name
-        write_value(path, value)
-        assert path.read_bytes().startswith(MAGIC)
-        back = read_value(path)
+@pytest.fixture(scope="module")
+def features(prices: pd.DataFrame) -> pd.DataFrame:
+    return compute_features(prices)
+
+
+def _manager(base_dir: str) -> dg.UPathIOManager:
+    resource = AssetValueIOManager(base_dir=base_dir)
+    return resource.create_io_manager(dg.build_init_resource_context())
+
+
+def _store(manager: dg.UPathIOManager, name: str, value: object) -> None:
+    manager.handle_output(dg.build_output_context(asset_key=dg.AssetKey(name)), value)
+
+
+def _load(manager: dg.UPathIOManager, name: str) -> object:
+    return manager.load_input(dg.build_input_context(asset_key=dg.AssetKey(name)))
+
+
+def _assert_identical(back: object, value: object) -> None:
+    """Equal values, dtypes, categories in order, index levels and codes, column order, attrs."""
+    assert type(back) is type(value)
+    if isinstance(value, pd.DataFrame | pd.Series):
+        assert isinstance(back, pd.DataFrame | pd.Series)
         if isinstance(value, pd.DataFrame):
             pd.testing.assert_frame_equal(back, value, check_exact=True)
-        elif isinstance(value, pd.Series):
-            pd.testing.assert_series_equal(back, value, check_exact=True)
-        elif isinstance(value, np.ndarray):
-            np.testing.assert_array_equal(back, value)
+            assert list(back.columns) == list(value.columns)
+            assert back.dtypes.equals(value.dtypes)
         else:
-            assert back == value
+            pd.testing.assert_series_equal(back, value, check_exact=True)
+        assert back.attrs == value.attrs
+        assert back.index.names == value.index.names
+        if isinstance(value.index, pd.MultiIndex):
+            assert isinstance(back.index, pd.MultiIndex)
+            for mine, theirs in zip(back.index.levels, value.index.levels, strict=True):
+                assert mine.equals(theirs) and mine.dtype == theirs.dtype
+            for mine, theirs in zip(back.index.codes, value.index.codes, strict=True):
+                np.testing.assert_array_equal(mine, theirs)
+        frame = value.to_frame() if isinstance(value, pd.Series) else value
+        for name, dtype in frame.dtypes.items():
+            if isinstance(dtype, pd.CategoricalDtype):
+                column = back[name] if isinstance(back, pd.DataFrame) else back
+                assert column.cat.categories.equals(dtype.categories)
+                assert column.cat.ordered == dtype.ordered
+    elif isinstance(value, np.ndarray):
+        assert isinstance(back, np.ndarray) and back.dtype == value.dtype
+        np.testing.assert_array_equal(back, value)
+    else:
+        assert back == value
 
 
-def test_a_loaded_value_may_be_changed_without_changing_the_file(
-    tmp_path: Path, prices: pd.DataFrame
-) -> None:
-    path = tmp_path / "raw_prices"
-    write_value(path, prices)
-    stored = path.read_bytes()
-    loaded = read_value(path)
-    loaded.loc[0, "close"] = -1.0  # pandas writes into the mapped block
-    loaded["close"].to_numpy()[1] = -2.0
-    assert path.read_bytes() == stored
-    pd.testing.assert_frame_equal(read_value(path), prices, check_exact=True)
-
-
-def test_a_failed_write_keeps_the_previous_value_whole(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    path = tmp_path / "tuned_params"
-    write_value(path, {"n": 1})
-    with pytest.raises((pickle.PicklingError, AttributeError, TypeError)):
-        write_value(path, {"n": 2, "unpicklable": lambda: None})  # fails before any file
-
-    def full_disk(*_: object) -> None:
-        raise OSError(28, "No space left on device")
-
-    monkeypatch.setattr(io_manager.os, "replace", full_disk)  # fails after the temporary file
-    with pytest.raises(OSError, match="No space"):
-        write_value(path, {"n": 3})
-    monkeypatch.undo()
-    assert read_value(path) == {"n": 1}
-    assert [p.name for p in tmp_path.iterdir()] == ["tuned_params"]  # no temporary file left
-
-
-def test_mapped_windows_write_the_bytes_one_stream_writes(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Buffers cut by window edges, odd sizes, padding between them: the file is byte for byte
-    the one written in one stream (a network folder's way), and reads back equal."""
-    monkeypatch.setattr(io_manager, "_WINDOW", 16 * mmap.ALLOCATIONGRANULARITY)
-    rng = np.random.default_rng(2)
-    value = {
-        "frame": pd.DataFrame(
-            {
-                "x": rng.random(50_001),
-                "y": rng.random(50_001),
-                "n": np.arange(50_001, dtype=np.int8),
-            }
-        ),
-        "tiny": np.arange(3, dtype=np.int16),
-        "text": "not a buffer",
+def _cases(prices: pd.DataFrame, features: pd.DataFrame) -> dict[str, tuple[object, bytes]]:
+    """name: (value, how its file starts: Parquet or a pickle)."""
+    older = features[features.index.get_level_values("date") < features.index[-1][0]]
+    labels = ValidationScheme(horizon=2).labels(older, prices)  # attrs; unused date levels
+    filtered = prices[prices["ticker"] != "T0001"].reset_index(drop=True)
+    with_timestamp = prices.head(3).copy()
+    with_timestamp.attrs["as_of"] = pd.Timestamp("2024-06-28")  # JSON cannot hold it
+    return {
+        "prices": (prices, b"PAR1"),  # categorical tickers, datetimes, float64
+        "prices without a ticker": (filtered, b"PAR1"),  # an unused category
+        "features": (features, b"\x80\x05"),  # float32 block, (date, ticker) MultiIndex
+        "labels": (labels, b"\x80\x05"),
+        "series": (features.iloc[:, 0], b"\x80\x05"),
+        "seconds": (pd.DataFrame({"t": prices["date"].to_numpy().astype("M8[s]")}), b"\x80\x05"),
+        "text": (pd.DataFrame({"s": ["a", None, "c"]}), b"\x80\x05"),
+        "timestamp attrs": (with_timestamp, b"\x80\x05"),
+        "empty": (pd.DataFrame({"x": np.array([], dtype=np.float64)}), b"PAR1"),
+        "dict": ({"version": "3", "windows": {"start": "2024-01-02"}, "rows": 12}, b"\x80\x05"),
+        "dataclass": (DateWindow(date(2024, 1, 2), date(2024, 6, 28)), b"\x80\x05"),
+        "fortran": (np.asfortranarray(np.arange(12.0).reshape(3, 4)), b"\x80\x05"),
+        "none": (None, b"\x80\x05"),
     }
-    write_value(tmp_path / "mapped", value)
-    write_value(tmp_path / "streamed", value, memory_map=False)
-    assert (tmp_path / "mapped").read_bytes() == (tmp_path / "streamed").read_bytes()
-    loaded = read_value(tmp_path / "mapped")
-    pd.testing.assert_frame_equal(loaded["frame"], value["frame"], check_exact=True)
-    assert np.array_equal(loaded["tiny"], value["tiny"]) and loaded["text"] == "not a buffer"
 
 
-def test_a_value_ending_in_an_empty_buffer_is_the_same_file_either_way(tmp_path: Path) -> None:
-    value = [np.arange(10.0), np.empty(0)]  # padding before the empty buffer ends the file
-    write_value(tmp_path / "mapped", value)
-    write_value(tmp_path / "streamed", value, memory_map=False)
-    assert (tmp_path / "mapped").read_bytes() == (tmp_path / "streamed").read_bytes()
-    loaded = read_value(tmp_path / "streamed")
-    assert np.array_equal(loaded[0], value[0]) and loaded[1].size == 0
-
-
-def test_a_filesystem_that_cannot_map_gets_the_stream(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def test_values_come_back_identical(
+    tmp_path: Path, prices: pd.DataFrame, features: pd.DataFrame
 ) -> None:
-    value = pd.DataFrame({"x": np.arange(1_000.0)})
-    write_value(tmp_path / "streamed", value, memory_map=False)
-
-    def no_mapping(*_: object, **__: object) -> None:
-        raise OSError(errno.ENODEV, "No such device")
-
-    monkeypatch.setattr(io_manager.mmap, "mmap", no_mapping)
-    write_value(tmp_path / "features", value)
-    assert (tmp_path / "features").read_bytes() == (tmp_path / "streamed").read_bytes()
-
-
-def _write_previous(tmp_path: Path) -> pd.DataFrame:
-    previous = pd.DataFrame({"x": np.zeros(10)})
-    write_value(tmp_path / "features", previous)
-    return previous
+    """Flat tables of numbers, dates and text categories are Parquet, which any tool reads;
+    everything Parquet would change (an index, dates in seconds, text, attrs JSON cannot hold)
+    is pickled."""
+    manager = _manager(str(tmp_path))
+    for name, (value, head) in _cases(prices, features).items():
+        key = name.replace(" ", "_")
+        _store(manager, key, value)
+        assert (tmp_path / key).read_bytes().startswith(head), name
+        _assert_identical(_load(manager, key), value)
+    assert pq.read_table(tmp_path / "prices").num_rows == len(prices)
 
 
-def _fails_and_keeps(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, previous: pd.DataFrame, match: str
+def test_labels_keep_the_features_levels_so_they_match_by_position(
+    tmp_path: Path, prices: pd.DataFrame, features: pd.DataFrame
 ) -> None:
-    """Writing a larger value fails (under the caller's patches) with `match`; the previous value
-    stays whole and no temporary file is left."""
-    with pytest.raises((OSError, RuntimeError), match=match):
-        write_value(tmp_path / "features", pd.DataFrame({"x": np.ones(100_000)}))
-    monkeypatch.undo()
-    pd.testing.assert_frame_equal(read_value(tmp_path / "features"), previous)
-    assert [p.name for p in tmp_path.iterdir()] == ["features"]
+    """Parquet would rebuild the labels' index from its values, losing the features' last dates
+    from its levels, and the labels would be matched to the features by keys instead."""
+    labels = ValidationScheme(horizon=2).labels(features, prices)
+    manager = _manager(str(tmp_path))
+    _store(manager, "labels", labels)
+    stored = _load(manager, "labels")
+    assert isinstance(stored, pd.DataFrame)
+    assert stored.index.levels[0].equals(features.index.levels[0])
+    assert len(np.unique(stored.index.codes[0])) < len(features.index.levels[0])
 
 
-def test_a_failure_while_copying_is_raised_as_itself(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Not as the BufferError of closing a mapping that something still exports."""
-    previous = _write_previous(tmp_path)
-    frombuffer = np.frombuffer
+def _writes_half_then_fails(whole: bytes) -> Callable[..., None]:
+    """A stand-in for DataFrame.to_parquet(frame, file) or pickle.dump(value, file, protocol)."""
 
-    def failing(buffer: object, *args: object, **kwargs: object) -> np.ndarray:
-        if isinstance(buffer, mmap.mmap):
-            return frombuffer(buffer, *args, **kwargs)
-        raise RuntimeError("interrupted mid-copy")
-
-    monkeypatch.setattr(io_manager.np, "frombuffer", failing)
-    _fails_and_keeps(tmp_path, monkeypatch, previous, "mid-copy")
-
-
-def test_a_full_disk_while_writing_buffers_is_an_error_and_keeps_the_previous_value(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The blocks are reserved before the file is mapped: no space is an OSError, not a crash."""
-    previous = _write_previous(tmp_path)
-
-    def full_disk(*_: object) -> None:
+    def writer(_value: object, file: IO[bytes], *_: object, **__: object) -> None:
+        file.write(whole[: len(whole) // 2])
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(io_manager.os, "posix_fallocate", full_disk)
-    _fails_and_keeps(tmp_path, monkeypatch, previous, "No space")
+    return writer
 
 
-def test_a_killed_writers_temporary_file_goes_with_the_next_write(tmp_path: Path) -> None:
-    path = tmp_path / "features"
-    finished = subprocess.run(
-        [sys.executable, "-c", "import os; print(os.getpid())"],
-        check=True,
+@pytest.mark.parametrize("base", ["folder", "memory"])
+@pytest.mark.parametrize("kind", ["parquet", "pickle"])
+def test_a_failed_write_keeps_the_previous_value_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, base: str, kind: str
+) -> None:
+    """A writer that fails half way (a full disk) leaves the previous value, and no other file."""
+    base_dir = str(tmp_path) if base == "folder" else f"memory://{uuid.uuid4().hex}/io"
+    manager = _manager(base_dir)
+    table = pd.DataFrame({"x": np.arange(100_000.0)})
+    previous, larger = (table.head(2), table) if kind == "parquet" else ({"n": 1}, {"x": table})
+    _store(manager, "value", previous)
+    if kind == "parquet":
+        writer = _writes_half_then_fails(table.to_parquet())
+        monkeypatch.setattr(pd.DataFrame, "to_parquet", writer)
+    else:
+        monkeypatch.setattr(pickle, "dump", _writes_half_then_fails(pickle.dumps(larger, 5)))
+    with pytest.raises(OSError, match="No space"):
+        _store(manager, "value", larger)
+    monkeypatch.undo()
+    _assert_identical(_load(manager, "value"), previous)
+    assert [p.name for p in UPath(base_dir).iterdir()] == ["value"]
+
+
+def test_a_value_that_cannot_be_pickled_or_renamed_keeps_the_previous_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    manager = _manager(str(tmp_path))
+    _store(manager, "tuned_params", {"n": 1})
+    with pytest.raises((pickle.PicklingError, AttributeError, TypeError)):
+        _store(manager, "tuned_params", {"n": 2, "unpicklable": lambda: None})
+
+    def fails(*_: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Path, "replace", fails)  # fails after the temporary file is whole
+    with pytest.raises(OSError, match="No space"):
+        _store(manager, "tuned_params", {"n": 3})
+    monkeypatch.undo()
+    assert _load(manager, "tuned_params") == {"n": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["tuned_params"]
+
+
+# A writer process that dies (SIGKILL, no cleanup) half way through writing a large value.
+_KILLED_WRITER = """
+import os, pickle, signal, sys
+import dagster as dg, numpy as np, pandas as pd
+from upath import UPath
+from mlplatform.orchestration.io_manager import AssetValueIOManager
+
+base_dir, kind = sys.argv[1:]
+if kind == "parquet":
+    value, writer = pd.DataFrame({"x": np.arange(4_000_000.0)}), "to_parquet"
+    whole = value.to_parquet(None)
+else:
+    value, writer = {"x": np.arange(4_000_000.0)}, "dump"
+    whole = pickle.dumps(value, protocol=5)
+
+def dies_half_way(_value, file, *_, **__):
+    file.write(whole[: len(whole) // 2])
+    file.flush()
+    os.kill(os.getpid(), signal.SIGKILL)
+
+setattr(pd.DataFrame if kind == "parquet" else pickle, writer, dies_half_way)
+manager = AssetValueIOManager(base_dir=base_dir).create_io_manager(dg.build_init_resource_context())
+manager.dump_to_path(None, value, UPath(base_dir) / "value")
+"""
+
+
+@pytest.mark.parametrize("kind", ["parquet", "pickle"])
+def test_a_killed_writer_leaves_the_previous_value_loadable(tmp_path: Path, kind: str) -> None:
+    """Its temporary file stays behind, is never loaded, and the next write goes through."""
+    manager = _manager(str(tmp_path))
+    previous: object = pd.DataFrame({"x": [1.0, 2.0]}) if kind == "parquet" else {"n": 1}
+    _store(manager, "value", previous)
+    child = subprocess.run(
+        [sys.executable, "-c", _KILLED_WRITER, str(tmp_path), kind],
+        cwd=PROJECT_ROOT,
         capture_output=True,
         text=True,
     )
-    prefix = io_manager._temporary_prefix(path)
-    dead = tmp_path / f"{prefix}{int(finished.stdout)}-abc123"
-    live = tmp_path / f"{prefix}{os.getpid()}-def456"  # a write in progress
-    dead.write_bytes(b"half a value")
-    live.write_bytes(b"half a value")
-    write_value(path, {"n": 1})
-    assert not dead.exists() and live.exists()
-    assert path.stat().st_mode & 0o777 == io_manager._FILE_MODE  # other workers may read it
+    assert child.returncode == -signal.SIGKILL, child.stderr
+    (leftover,) = (p for p in tmp_path.iterdir() if p.name != "value")
+    assert leftover.name.startswith(".value.") and leftover.stat().st_size > 1_000_000
+    _assert_identical(_load(manager, "value"), previous)
+    _store(manager, "value", {"n": 2})
+    assert _load(manager, "value") == {"n": 2}
 
 
-def test_values_in_a_shared_folder_are_read_not_mapped(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def test_value_files_are_readable_by_the_other_workers(tmp_path: Path) -> None:
+    """Created as any file is (0o666 less the umask), not as a private temporary file."""
+    umask = os.umask(0o022)
+    os.umask(umask)
+    manager = _manager(str(tmp_path))
+    _store(manager, "value", {"n": 1})
+    assert (tmp_path / "value").stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_a_value_an_earlier_release_stored_asks_to_be_materialized_again(
+    tmp_path: Path, prices: pd.DataFrame
 ) -> None:
-    """A shared folder (MLPLATFORM_IO_DIR, maybe NFS) is never mapped: another host's replace
-    could pull a mapped file away mid-step."""
-    path = tmp_path / "features"
-    write_value(path, pd.DataFrame({"x": np.arange(10.0)}))
-
-    def no_mapping(*args: object, **kwargs: object) -> None:
-        raise AssertionError("mapped a value that should have been read")
-
-    monkeypatch.setattr(io_manager.mmap, "mmap", no_mapping)
-    write_value(path, pd.DataFrame({"x": np.arange(10.0)}), memory_map=False)  # nor written so
-    frame = read_value(path, memory_map=False)
-    frame["x"].to_numpy()[0] = 99.0  # writable, in memory
-    assert read_value(path, memory_map=False)["x"].iloc[0] == 0.0
-    with pytest.raises(AssertionError, match="mapped a value"):
-        read_value(path)  # the default maps
-
-    monkeypatch.setenv(config.IO_DIR_ENV, str(tmp_path / "shared"))
-    assert build_resources()["io_manager"].memory_map is False
-    monkeypatch.delenv(config.IO_DIR_ENV)
-    assert build_resources()["io_manager"].memory_map is True
-
-
-def test_object_storage_is_refused_with_the_setting_named(tmp_path: Path) -> None:
-    @dg.asset
-    def frame() -> int:
-        return 1
-
-    with pytest.raises(dg.DagsterInvalidConfigError, match="base_dir 's3://bucket/io'"):
-        dg.materialize(
-            [frame], resources={"io_manager": PickleIOManager(base_dir="s3://bucket/io")}
-        )
-
-
-def test_a_value_replaced_while_loaded_stays_readable(tmp_path: Path) -> None:
-    """Atomic replace: a step still holding the old arrays reads the old numbers."""
-    path = tmp_path / "features"
-    write_value(path, pd.DataFrame({"x": np.arange(100_000, dtype=np.float64)}))
-    old = read_value(path)
-    write_value(path, pd.DataFrame({"x": np.zeros(10, dtype=np.float64)}))
-    assert old["x"].sum() == pytest.approx(np.arange(100_000).sum())
-    assert len(read_value(path)) == 10
-
-
-def test_plain_pickles_of_earlier_versions_still_load(tmp_path: Path, prices: pd.DataFrame) -> None:
-    path = tmp_path / "raw_prices"
-    with path.open("wb") as file:
+    manager = _manager(str(tmp_path))
+    (tmp_path / "features").write_bytes(b"mlplatform.pickle5.v1\n" + bytes(64))
+    with pytest.raises(ValueError, match="materialize it again"):
+        _load(manager, "features")
+    with (tmp_path / "raw_prices").open("wb") as file:
         pickle.dump(prices, file, protocol=4)  # what Dagster's FilesystemIOManager writes
-    pd.testing.assert_frame_equal(read_value(path), prices, check_exact=True)
+    _assert_identical(_load(manager, "raw_prices"), prices)
 
 
-def test_assets_pass_values_through_the_io_manager(tmp_path: Path) -> None:
+@pytest.mark.parametrize("where", ["folder", "file URL", "memory URL"])
+def test_assets_pass_values_through_the_io_manager(tmp_path: Path, where: str) -> None:
+    """Two assets materialized by Dagster: a table (Parquet) and a number (pickle), in a folder,
+    under a file:// URL and in an object store (fsspec's in-memory one)."""
+    base_dir = {
+        "folder": str(tmp_path),
+        "file URL": tmp_path.as_uri(),
+        "memory URL": f"memory://{uuid.uuid4().hex}/io",
+    }[where]
+
     @dg.asset
     def frame() -> pd.DataFrame:
-        return pd.DataFrame({"a": np.arange(5.0)}, index=pd.Index(list("vwxyz"), name="k"))
+        return pd.DataFrame({"a": np.arange(5.0), "k": pd.Categorical(list("vwxyz"))})
 
     @dg.asset
     def total(frame: pd.DataFrame) -> float:
         frame["a"] *= 2  # the downstream step owns its copy
         return float(frame["a"].sum())
 
-    result = dg.materialize(
-        [frame, total], resources={"io_manager": PickleIOManager(base_dir=str(tmp_path))}
-    )
+    io_manager = AssetValueIOManager(base_dir=base_dir)
+    result = dg.materialize([frame, total], resources={"io_manager": io_manager})
     assert result.success and result.output_for_node("total") == 20.0
-    assert read_value(tmp_path / "frame")["a"].sum() == 10.0
+    stored = UPath(base_dir)
+    assert stored.joinpath("frame").read_bytes().startswith(b"PAR1")
+    assert pickle.loads(stored.joinpath("total").read_bytes()) == 20.0
+    if where != "memory URL":
+        assert (tmp_path / "frame").exists()
+    manager = _manager(base_dir)
+    _assert_identical(_load(manager, "frame"), frame())
+
+
+def test_the_io_dir_setting_may_be_an_object_store_url(
+    platform_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """MLPLATFORM_IO_DIR, which every step worker reads, takes a URL as well as a folder."""
+    url = f"memory://{uuid.uuid4().hex}/io"
+    monkeypatch.setenv(config.IO_DIR_ENV, url)
+
+    @dg.asset
+    def tuned_params() -> dict[str, int]:
+        return {"num_leaves": 31}
+
+    io_manager = build_resources()["io_manager"]
+    assert isinstance(io_manager, AssetValueIOManager)
+    assert dg.materialize([tuned_params], resources={"io_manager": io_manager}).success
+    assert pickle.loads(UPath(url).joinpath("tuned_params").read_bytes()) == {"num_leaves": 31}
 
 
 def test_stored_labels_serve_only_the_features_and_horizon_they_were_made_for(
-    tmp_path: Path, prices: pd.DataFrame, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, prices: pd.DataFrame, features: pd.DataFrame, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """What the labels were made from travels with the stored frame. A step whose features or
     horizon differ (materialized alone after a data refresh) derives them again from the bars
     instead of training on stale labels; a matching step reads them as stored."""
-    features = compute_features(prices)
     last_date = features.index.get_level_values("date") == features.index[-1][0]
     older = features[~last_date]  # the features before the latest refresh
-    write_value(tmp_path / "labels", ValidationScheme(horizon=2).labels(older, prices))
-    stored = read_value(tmp_path / "labels")
+    manager = _manager(str(tmp_path))
+    _store(manager, "labels", ValidationScheme(horizon=2).labels(older, prices))
+    stored = _load(manager, "labels")
+    assert isinstance(stored, pd.DataFrame)
     assert stored.attrs["horizon"] == 2 and stored.attrs["feature_rows"] == len(older)
     assert stored.attrs["last_feature_row"] == "2024-06-27 T0003"
 
