@@ -17,7 +17,6 @@ from typing import IO
 import dagster as dg
 import numpy as np
 import pandas as pd
-import pyarrow.parquet as pq
 import pytest
 from upath import UPath
 
@@ -89,22 +88,22 @@ def _assert_identical(back: object, value: object) -> None:
 
 
 def _cases(prices: pd.DataFrame, features: pd.DataFrame) -> dict[str, tuple[object, bytes]]:
-    """name: (value, how its file starts: Parquet or a pickle)."""
+    """name: (value, how its file starts: a protocol-5 pickle)."""
     older = features[features.index.get_level_values("date") < features.index[-1][0]]
     labels = ValidationScheme(horizon=2).labels(older, prices)  # attrs; unused date levels
     filtered = prices[prices["ticker"] != "T0001"].reset_index(drop=True)
     with_timestamp = prices.head(3).copy()
     with_timestamp.attrs["as_of"] = pd.Timestamp("2024-06-28")  # JSON cannot hold it
     return {
-        "prices": (prices, b"PAR1"),  # categorical tickers, datetimes, float64
-        "prices without a ticker": (filtered, b"PAR1"),  # an unused category
+        "prices": (prices, b"\x80\x05"),  # categorical tickers, datetimes, float64
+        "prices without a ticker": (filtered, b"\x80\x05"),  # an unused category
         "features": (features, b"\x80\x05"),  # float32 block, (date, ticker) MultiIndex
         "labels": (labels, b"\x80\x05"),
         "series": (features.iloc[:, 0], b"\x80\x05"),
         "seconds": (pd.DataFrame({"t": prices["date"].to_numpy().astype("M8[s]")}), b"\x80\x05"),
         "text": (pd.DataFrame({"s": ["a", None, "c"]}), b"\x80\x05"),
         "timestamp attrs": (with_timestamp, b"\x80\x05"),
-        "empty": (pd.DataFrame({"x": np.array([], dtype=np.float64)}), b"PAR1"),
+        "empty": (pd.DataFrame({"x": np.array([], dtype=np.float64)}), b"\x80\x05"),
         "dict": ({"version": "3", "windows": {"start": "2024-01-02"}, "rows": 12}, b"\x80\x05"),
         "dataclass": (DateWindow(date(2024, 1, 2), date(2024, 6, 28)), b"\x80\x05"),
         "fortran": (np.asfortranarray(np.arange(12.0).reshape(3, 4)), b"\x80\x05"),
@@ -115,23 +114,20 @@ def _cases(prices: pd.DataFrame, features: pd.DataFrame) -> dict[str, tuple[obje
 def test_values_come_back_identical(
     tmp_path: Path, prices: pd.DataFrame, features: pd.DataFrame
 ) -> None:
-    """Flat tables of numbers, dates and text categories are Parquet, which any tool reads;
-    everything Parquet would change (an index, dates in seconds, text, attrs JSON cannot hold)
-    is pickled."""
+    """Every value comes back exactly: dtypes, categories, index levels, attrs."""
     manager = _manager(str(tmp_path))
     for name, (value, head) in _cases(prices, features).items():
         key = name.replace(" ", "_")
         _store(manager, key, value)
         assert (tmp_path / key).read_bytes().startswith(head), name
         _assert_identical(_load(manager, key), value)
-    assert pq.read_table(tmp_path / "prices").num_rows == len(prices)
 
 
 def test_labels_keep_the_features_levels_so_they_match_by_position(
     tmp_path: Path, prices: pd.DataFrame, features: pd.DataFrame
 ) -> None:
-    """Parquet would rebuild the labels' index from its values, losing the features' last dates
-    from its levels, and the labels would be matched to the features by keys instead."""
+    """The labels' index keeps the features' last dates in its levels (unused there), so the
+    labels are matched to the features by position, not by keys."""
     labels = ValidationScheme(horizon=2).labels(features, prices)
     manager = _manager(str(tmp_path))
     _store(manager, "labels", labels)
@@ -142,7 +138,7 @@ def test_labels_keep_the_features_levels_so_they_match_by_position(
 
 
 def _writes_half_then_fails(whole: bytes) -> Callable[..., None]:
-    """A stand-in for DataFrame.to_parquet(frame, file) or pickle.dump(value, file, protocol)."""
+    """A stand-in for pickle.dump(value, file, protocol) that stops half way, like a full disk."""
 
     def writer(_value: object, file: IO[bytes], *_: object, **__: object) -> None:
         file.write(whole[: len(whole) // 2])
@@ -152,21 +148,16 @@ def _writes_half_then_fails(whole: bytes) -> Callable[..., None]:
 
 
 @pytest.mark.parametrize("base", ["folder", "memory"])
-@pytest.mark.parametrize("kind", ["parquet", "pickle"])
 def test_a_failed_write_keeps_the_previous_value_whole(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, base: str, kind: str
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, base: str
 ) -> None:
     """A writer that fails half way (a full disk) leaves the previous value, and no other file."""
     base_dir = str(tmp_path) if base == "folder" else f"memory://{uuid.uuid4().hex}/io"
     manager = _manager(base_dir)
     table = pd.DataFrame({"x": np.arange(100_000.0)})
-    previous, larger = (table.head(2), table) if kind == "parquet" else ({"n": 1}, {"x": table})
+    previous, larger = {"n": 1}, {"x": table}
     _store(manager, "value", previous)
-    if kind == "parquet":
-        writer = _writes_half_then_fails(table.to_parquet())
-        monkeypatch.setattr(pd.DataFrame, "to_parquet", writer)
-    else:
-        monkeypatch.setattr(pickle, "dump", _writes_half_then_fails(pickle.dumps(larger, 5)))
+    monkeypatch.setattr(pickle, "dump", _writes_half_then_fails(pickle.dumps(larger, 5)))
     with pytest.raises(OSError, match="No space"):
         _store(manager, "value", larger)
     monkeypatch.undo()
@@ -200,33 +191,28 @@ import dagster as dg, numpy as np, pandas as pd
 from upath import UPath
 from mlplatform.orchestration.io_manager import AssetValueIOManager
 
-base_dir, kind = sys.argv[1:]
-if kind == "parquet":
-    value, writer = pd.DataFrame({"x": np.arange(4_000_000.0)}), "to_parquet"
-    whole = value.to_parquet(None)
-else:
-    value, writer = {"x": np.arange(4_000_000.0)}, "dump"
-    whole = pickle.dumps(value, protocol=5)
+base_dir = sys.argv[1]
+value = {"x": np.arange(4_000_000.0)}
+whole = pickle.dumps(value, protocol=5)
 
 def dies_half_way(_value, file, *_, **__):
     file.write(whole[: len(whole) // 2])
     file.flush()
     os.kill(os.getpid(), signal.SIGKILL)
 
-setattr(pd.DataFrame if kind == "parquet" else pickle, writer, dies_half_way)
+pickle.dump = dies_half_way
 manager = AssetValueIOManager(base_dir=base_dir).create_io_manager(dg.build_init_resource_context())
 manager.dump_to_path(None, value, UPath(base_dir) / "value")
 """
 
 
-@pytest.mark.parametrize("kind", ["parquet", "pickle"])
-def test_a_killed_writer_leaves_the_previous_value_loadable(tmp_path: Path, kind: str) -> None:
+def test_a_killed_writer_leaves_the_previous_value_loadable(tmp_path: Path) -> None:
     """Its temporary file stays behind, is never loaded, and the next write goes through."""
     manager = _manager(str(tmp_path))
-    previous: object = pd.DataFrame({"x": [1.0, 2.0]}) if kind == "parquet" else {"n": 1}
+    previous = {"n": 1}
     _store(manager, "value", previous)
     child = subprocess.run(
-        [sys.executable, "-c", _KILLED_WRITER, str(tmp_path), kind],
+        [sys.executable, "-c", _KILLED_WRITER, str(tmp_path)],
         cwd=PROJECT_ROOT,
         capture_output=True,
         text=True,
@@ -262,7 +248,7 @@ def test_a_value_an_earlier_release_stored_asks_to_be_materialized_again(
 
 @pytest.mark.parametrize("where", ["folder", "file URL", "memory URL"])
 def test_assets_pass_values_through_the_io_manager(tmp_path: Path, where: str) -> None:
-    """Two assets materialized by Dagster: a table (Parquet) and a number (pickle), in a folder,
+    """Two assets materialized by Dagster: a table and a number, in a folder,
     under a file:// URL and in an object store (fsspec's in-memory one)."""
     base_dir = {
         "folder": str(tmp_path),
@@ -283,7 +269,7 @@ def test_assets_pass_values_through_the_io_manager(tmp_path: Path, where: str) -
     result = dg.materialize([frame, total], resources={"io_manager": io_manager})
     assert result.success and result.output_for_node("total") == 20.0
     stored = UPath(base_dir)
-    assert stored.joinpath("frame").read_bytes().startswith(b"PAR1")
+    assert stored.joinpath("frame").read_bytes().startswith(b"\x80\x05")
     assert pickle.loads(stored.joinpath("total").read_bytes()) == 20.0
     if where != "memory URL":
         assert (tmp_path / "frame").exists()

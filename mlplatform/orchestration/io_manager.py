@@ -1,11 +1,10 @@
-"""Where asset values live between steps: one file per value under a folder or object-store URL.
+"""Where asset values live between steps: one pickle (protocol 5) per value under a folder or
+object-store URL, each replaced whole.
 
-A flat table of numbers, dates and text categories (the prices) is Parquet, which gives it back
-exactly and which any tool reads; at 2,000 tickers it costs about 1 s more per write and 0.2-1 s
-more per read than a pickle. Everything else is pickled (protocol 5), frames keyed by an index
-too (the features, the labels): Parquet rebuilds an index from its values, dropping the unused
-level values by which the labels are matched to the features by position, and it writes and
-reads the 2,000-ticker features in 6-11 s against a pickle's 0.4-1.3 s.
+Not Parquet: at 2,000 tickers it wrote and read the prices 1-2 s slower than a pickle (about a
+quarter of the daily refresh), the features 5-10 s slower, and it rebuilds an index from its
+values, dropping the unused level values by which the labels are matched to the features by
+position. The platform's file for other tools is the prediction log, not these values.
 
 In a folder (local, or shared by the workers over NFS) a value is written to a temporary file
 beside its place, `.<name>.<random>.tmp`, and renamed over it: a process killed mid-write leaves
@@ -17,69 +16,28 @@ fsynced: an operating-system crash can lose the latest values, which the next ru
 from __future__ import annotations
 
 import io
-import json
 import pickle
 import uuid
 from pathlib import Path
-from typing import IO, TypeGuard
+from typing import IO
 
 import dagster as dg
-import numpy as np
-import pandas as pd
 from fsspec.implementations.local import LocalFileSystem
 from pydantic import Field
 from upath import UPath
 
-_PARQUET = b"PAR1"
-
-
-def _parquet_serves(value: object) -> TypeGuard[pd.DataFrame]:
-    """Whether Parquet gives `value` back exactly: a frame on a RangeIndex whose columns, under
-    unique text names, hold numbers, nanosecond dates or text categories, with attrs that JSON
-    keeps. Other frames would change: any other index is rebuilt from its values, dates in
-    seconds come back in milliseconds, object columns as what Arrow infers, attrs that JSON
-    cannot hold are dropped, and a frame without columns loses its rows."""
-    return (
-        type(value) is pd.DataFrame
-        and type(value.index) is pd.RangeIndex
-        and len(value.columns) > 0
-        and value.columns.is_unique
-        and all(isinstance(name, str) for name in value.columns)
-        and all(_parquet_keeps(dtype) for dtype in value.dtypes)
-        and _json_keeps(value.attrs)
-    )
-
-
-def _parquet_keeps(dtype: object) -> bool:
-    if isinstance(dtype, pd.CategoricalDtype):
-        return dtype.categories.inferred_type == "string"
-    return isinstance(dtype, np.dtype) and (dtype.kind in "biuf" or dtype == "datetime64[ns]")
-
-
-def _json_keeps(attrs: dict[object, object]) -> bool:
-    try:
-        return json.loads(json.dumps(attrs, allow_nan=False)) == attrs
-    except (TypeError, ValueError):
-        return False
-
 
 def _write(value: object, file: IO[bytes]) -> None:
-    if _parquet_serves(value):
-        value.to_parquet(file)
-    else:
-        pickle.dump(value, file, protocol=5)
+    pickle.dump(value, file, protocol=5)
 
 
 def _read(file: IO[bytes], path: UPath) -> object:
-    head = file.read(len(_PARQUET))
-    file.seek(0)
-    if head == _PARQUET:
-        return pd.read_parquet(file)
-    if not head.startswith(b"\x80"):  # every pickle since protocol 2
+    if not file.read(1).startswith(b"\x80"):  # every pickle since protocol 2
         raise ValueError(
-            f"{path} is neither Parquet nor a pickle (a value an earlier release stored in its "
-            "own format?): materialize it again"
+            f"{path} is not a pickle (a value an earlier release stored in its own format?): "
+            "materialize it again"
         )
+    file.seek(0)
     return pickle.load(file)
 
 
@@ -114,8 +72,7 @@ class _AssetValues(dg.UPathIOManager):
 
 
 class AssetValueIOManager(dg.ConfigurableIOManagerFactory):
-    """Asset values as files under one folder or object-store URL, each replaced whole: Parquet
-    for flat tables, pickle for the rest (see the module docstring)."""
+    """Asset values as pickles under one folder or object-store URL, each replaced whole."""
 
     base_dir: str = Field(
         description="Folder or object-store URL of the asset values (a path, file://, s3://, "
