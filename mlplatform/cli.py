@@ -7,19 +7,25 @@ so what the CLI does shows up in the UI and vice versa.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Sequence
+import time
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import dagster as dg
 import optuna
+from mlflow.tracking import MlflowClient
 
 from mlplatform import config
 from mlplatform.orchestration.executors import CLI_ASSETS_JOB, EXECUTORS, execution_config
-from mlplatform.orchestration.liveness import process_tags
+from mlplatform.orchestration.jobs import RETRAIN_TAGS
+from mlplatform.orchestration.liveness import close_dead_dagster_runs, process_tags
+from mlplatform.registry import LockTimeout
+from mlplatform.registry.lock import exclusive
 
 DAGSTER_YAML = """\
 # Written by mlplatform on first use: SQLite storage under this folder, no telemetry.
@@ -65,8 +71,18 @@ def prepare_home() -> Path:
 
 
 def _instance() -> dg.DagsterInstance:
+    """The home's Dagster instance. A fresh home's SQLite stores (Dagster's and MLflow's) are
+    created one process at a time: two commands started together would both create them."""
     prepare_home()
-    return dg.DagsterInstance.get()
+    lock = config.home_dir() / ".init.lock"
+    with exclusive(lock, "mlplatform:init", None, timeout_s=config.PROMOTION_LOCK_TIMEOUT_S):
+        instance = dg.DagsterInstance.get()
+        instance.get_runs(limit=1)
+        instance.fetch_materializations(dg.AssetKey("raw_prices"), limit=1)
+        tracking_uri = config.mlflow_tracking_uri()
+        if tracking_uri.startswith("sqlite:"):
+            MlflowClient(tracking_uri=tracking_uri).search_experiments()
+    return instance
 
 
 def pipeline_selection() -> dg.AssetSelection:
@@ -83,11 +99,12 @@ def execute(
     assets: list[dg.AssetKey] | None = None,
     run_config: dict | None = None,
     executor: str = "in_process",
+    tags: Mapping[str, str] | None = None,
 ) -> dg.ExecuteInProcessResult:
     """Run a named job, or the given assets, on `instance`, tagged with its trigger: in this
     process, or through Dagster's multiprocess or Celery executor (steps in other processes,
     which rebuild the job through mlplatform.definitions.job_for)."""
-    tags = {"mlplatform/trigger": trigger, **process_tags()}
+    tags = {"mlplatform/trigger": trigger, **process_tags(), **(tags or {})}
     quiet = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}  # no per-event DEBUG
     if executor == "in_process":
         job_def = defs.resolve_job_def(job) if job else defs.resolve_implicit_global_asset_job_def()
@@ -119,6 +136,7 @@ def run_pipeline(
     run_config: dict | None = None,
     executor: str = "in_process",
 ) -> dg.ExecuteInProcessResult:
+    """Every asset but production_model, tagged as a retrain: the run queue counts it."""
     keys = pipeline_selection().resolve(defs.resolve_asset_graph())
     return execute(
         defs,
@@ -127,6 +145,7 @@ def run_pipeline(
         assets=list(keys),
         run_config=run_config,
         executor=executor,
+        tags=RETRAIN_TAGS,
     )
 
 
@@ -238,6 +257,49 @@ def _summary(result: dg.ExecuteInProcessResult) -> str:
     return "\n".join(lines)
 
 
+RETRAIN_WAIT_S = 24 * 3600.0  # a retrain waiting longer than a day for another is stuck: say so
+IN_PROGRESS = [
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+    dg.DagsterRunStatus.CANCELING,
+]
+
+
+def _retrain_lock(timeout_s: float) -> contextlib.AbstractContextManager[None]:
+    name = f"{config.MODEL_NAME}:retrain"
+    path = config.home_dir() / "retrain.lock"
+    return exclusive(path, name, config.registry_lock_url(), timeout_s=timeout_s)
+
+
+@contextlib.contextmanager
+def retrain_slot(instance: dg.DagsterInstance) -> Iterator[None]:
+    """One retrain at a time on a home, whatever starts it. CLI retrains take turns on a lock
+    (every host's, with a cross-host lock URL); then wait for the retrains the run queue
+    launched (UI, schedule, sensor), which in turn count this one, tagged as theirs, against
+    the queue's limit. Runs of processes that died are closed first, so none waits on them."""
+    with contextlib.ExitStack() as stack:
+        try:
+            stack.enter_context(_retrain_lock(0.0))
+        except LockTimeout:
+            print("mlplatform run: another retrain runs on this home; waiting for it", flush=True)
+            stack.enter_context(_retrain_lock(RETRAIN_WAIT_S))
+        close_dead_dagster_runs(instance)
+        waiting = dg.RunsFilter(statuses=IN_PROGRESS, tags=RETRAIN_TAGS)
+        told = False
+        while others := instance.get_runs(filters=waiting):
+            if not told:
+                print(
+                    f"mlplatform run: waiting for {others[0].job_name} run "
+                    f"{others[0].run_id[:8]} ({others[0].status.value}): one retrain at a time",
+                    flush=True,
+                )
+                told = True
+            time.sleep(2.0)
+        yield
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from mlplatform.definitions import build_definitions
 
@@ -252,7 +314,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"mlplatform run: {exc}", file=sys.stderr)
         return 2
-    result = run_pipeline(build_definitions(), instance, run_config, executor=args.executor)
+    with retrain_slot(instance):
+        result = run_pipeline(build_definitions(), instance, run_config, executor=args.executor)
     print(_summary(result))
     return 1 if run_errors(result) else 0
 
@@ -443,4 +506,36 @@ def main(argv: Sequence[str] | None = None) -> int:
     server.add_argument("--port", type=int, default=5000)
     server.set_defaults(func=cmd_mlflow_server)
     args = parser.parse_args(argv)
-    return int(args.func(args))
+    try:
+        return int(args.func(args))
+    except Exception as exc:
+        trouble = disk_trouble(exc)
+        if trouble is None:
+            raise
+        print(f"mlplatform {args.command}: {trouble}", file=sys.stderr)
+        return 2
+
+
+_DISK_WORDS = {
+    "database or disk is full": "the disk is full",
+    "no space left on device": "the disk is full",
+    "readonly database": "it is read-only",
+    "read-only file system": "it is read-only",
+}
+
+
+def disk_trouble(exc: BaseException) -> str | None:
+    """One line for an error the home folder's disk caused (full, read-only), found anywhere in
+    the exception's chain; None for any other error."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        text = str(seen).lower()
+        for words, what in _DISK_WORDS.items():
+            if words in text:
+                return (
+                    f"cannot write the home folder {config.home_dir()}: {what} ({words}). Free "
+                    "space or make it writable, then run the command again (`make repair` "
+                    "finishes a registry operation it interrupted)"
+                )
+        seen = seen.__cause__ or seen.__context__
+    return None

@@ -1,5 +1,6 @@
-"""Run one registry operation with a fault armed at one step; used as a subprocess by
-test_registry_faults (`python -m mlplatform_tests.fault_child '<json spec>'`).
+"""Run one registry operation, or one platform command ("cli": its arguments), with a fault
+armed at one step; used as a subprocess by the fault tests
+(`python -m mlplatform_tests.fault_child '<json spec>'`).
 
 A spec names the step as an attribute ("MlflowClient.create_model_version", "os.rename",
 "mlplatform.registry.aliases.clear_intent"), `when` (before/after the real call), which
@@ -94,6 +95,10 @@ def main() -> None:
     spec = json.loads(sys.argv[1])
     if spec.get("target"):
         arm(spec)
+    if "cli" in spec:  # a platform command, as `make` runs it, with the fault armed
+        from mlplatform.cli import main as cli_main
+
+        sys.exit(cli_main(spec["cli"]))
     print(run_operation(spec["op"], spec["uri"], Path(spec["export_root"]), spec["experiment_id"]))
 
 

@@ -20,7 +20,8 @@ from mlplatform.registry import owner_tags
 
 
 def test_gate_after_a_failed_check_run_reports_instead_of_crashing() -> None:
-    """The check's latest record is only *planned* (its run died): `passed` does not exist."""
+    """The check's latest record is only *planned* and its run died: it says nothing about any
+    version (no `passed` to read), so the gate reports the check as never evaluated."""
 
     @dg.asset(name="backtest_report")
     def backtest_report() -> None:
@@ -35,12 +36,12 @@ def test_gate_after_a_failed_check_run_reports_instead_of_crashing() -> None:
     result = execute(defs, instance, trigger="test", assets=[dg.AssetKey("backtest_report")])
     assert not result.success
     evidence = check_evidence(instance, "beats_majority_class")
-    assert evidence.status is CheckStatus.UNFINISHED
+    assert evidence.status is CheckStatus.NOT_EVALUATED
     facts = PromotionFacts("1", None, None, (evidence,), PromotionPolicy())
     decision = decide_promotion(facts, override=True, reason="reviewed")
     assert decision.allowed and decision.overridden  # an override gets past it, no crash
     refused = decide_promotion(facts, override=False, reason="")
-    assert "beats_majority_class: its latest evaluation did not finish" in refused.message()
+    assert "beats_majority_class: never evaluated" in refused.message()
 
 
 def test_run_fails_when_a_store_fails_before_any_step(tmp_path: Path) -> None:

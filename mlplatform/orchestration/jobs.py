@@ -20,6 +20,8 @@ from mlplatform.registry import (
 # What a retrain recomputes from the stored bars (raw_prices is the data refresh's).
 RETRAINED_ASSETS = ("features", "labels", "tuned_params", "staging_model", "backtest_report")
 
+# The run queue lets one run with these tags run at a time (dagster.yaml); CLI retrains carry them.
+RETRAIN_TAGS = {"mlplatform/pipeline": "retrain"}
 # dagster-mlflow's hook on every step: the run's MLflow run ends after its last step.
 ENDS_MLFLOW_RUN = {end_mlflow_on_run_finished}
 
@@ -28,7 +30,7 @@ retrain_job = dg.define_asset_job(
     selection=dg.AssetSelection.assets(*RETRAINED_ASSETS),
     description="Tune, train, register a staging version and backtest it with the promotion "
     "checks. Never promotes.",
-    tags={"mlplatform/pipeline": "retrain"},
+    tags=RETRAIN_TAGS,
     hooks=ENDS_MLFLOW_RUN,
 )
 

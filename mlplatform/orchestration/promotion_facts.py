@@ -8,6 +8,7 @@ compared. Decisions are made in mlplatform.promotion, never here.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import dagster as dg
 
@@ -45,11 +46,26 @@ def metadata_text(metadata: Mapping[str, dg.MetadataValue], key: str) -> str | N
     return None if value is None else str(value.value)
 
 
+def _latest_record(instance: dg.DagsterInstance, key: dg.AssetCheckKey) -> Any:
+    """The latest evaluation record of a check that counts: a finished evaluation, or a planned
+    one whose run is still in progress. A plan left by a run that ended without evaluating the
+    check (a crash, a failed step before it) says nothing about any version, so the evaluation
+    before it stands. (Dagster exposes the history only on its event-log storage.)"""
+    in_progress = {dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.STARTING}
+    for record in instance.event_log_storage.get_asset_check_execution_history(key, limit=20):
+        if isinstance(record.evaluation, dg.AssetCheckEvaluation):
+            return record
+        run = instance.get_run_by_id(record.run_id)
+        if run is not None and run.status in in_progress:
+            return record
+    return None
+
+
 def check_evidence(instance: dg.DagsterInstance, name: str) -> CheckEvidence:
-    record = instance.get_latest_asset_check_evaluation_record(dg.AssetCheckKey(BACKTEST_KEY, name))
+    record = _latest_record(instance, dg.AssetCheckKey(BACKTEST_KEY, name))
     if record is None:
         return CheckEvidence(name, CheckStatus.NOT_EVALUATED)
-    evaluation = record.evaluation  # the planned event while running, skipped or crashed
+    evaluation = record.evaluation
     if (
         not isinstance(evaluation, dg.AssetCheckEvaluation)
         or evaluation.target_materialization_data is None

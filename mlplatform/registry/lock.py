@@ -1,13 +1,15 @@
-"""The one registry lock: every operation that changes an alias, a tag or an export holds it.
+"""Exclusive locks across processes and hosts, and the one registry lock built on them.
 
-Two layers behind one function: an exclusive `flock` on `<export_root>/.lock` (processes and
-threads of one host; released when the process dies) and, when a lock URL is given (a Postgres
-database every host reaches), a session-level advisory lock keyed by the model name, so hosts
-sharing a registry take turns too; a crashed holder's connection closes and Postgres releases it.
+Two layers behind one function: an exclusive `flock` on a file (processes and threads of one
+host; released when the process dies) and, when a lock URL is given (a Postgres database every
+host reaches), a session-level advisory lock keyed by a name, so hosts take turns too; a crashed
+holder's connection closes and Postgres releases it. Every registry operation that changes an
+alias, a tag or an export holds `registry_lock`; every retrain on one home holds another.
 """
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import os
@@ -25,16 +27,15 @@ POLL_S = 0.05
 LOCK_FILE = ".lock"
 
 
-def lock_key(model_name: str) -> int:
-    """A stable signed 32-bit key for the model (the second key of pg_try_advisory_lock)."""
-    digest = hashlib.blake2b(model_name.encode(), digest_size=4).digest()
+def lock_key(name: str) -> int:
+    """A stable signed 32-bit key for a name (the second key of pg_try_advisory_lock)."""
+    digest = hashlib.blake2b(name.encode(), digest_size=4).digest()
     return int.from_bytes(digest, "big", signed=True)
 
 
 @contextmanager
-def _host_lock(export_root: Path, timeout_s: float) -> Iterator[None]:
-    export_root.mkdir(parents=True, exist_ok=True)
-    path = export_root / LOCK_FILE
+def _host_lock(path: Path, timeout_s: float) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         deadline = time.monotonic() + timeout_s
@@ -45,7 +46,7 @@ def _host_lock(export_root: Path, timeout_s: float) -> Iterator[None]:
             except BlockingIOError:
                 if time.monotonic() >= deadline:
                     raise LockTimeout(
-                        f"{path}: another registry operation held it for over {timeout_s:.0f} s"
+                        f"{path}: another operation held it for over {timeout_s:.0f} s"
                     ) from None
                 time.sleep(POLL_S)
         try:
@@ -57,7 +58,7 @@ def _host_lock(export_root: Path, timeout_s: float) -> Iterator[None]:
 
 
 @contextmanager
-def _cross_host_lock(lock_url: str, model_name: str, timeout_s: float) -> Iterator[None]:
+def _cross_host_lock(lock_url: str, name: str, timeout_s: float) -> Iterator[None]:
     url = sa.engine.make_url(config.with_psycopg2(lock_url))
     if url.get_backend_name() != "postgresql":
         raise ValueError(
@@ -65,7 +66,7 @@ def _cross_host_lock(lock_url: str, model_name: str, timeout_s: float) -> Iterat
             f"{url.get_backend_name()!r} URL"
         )
     engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
-    keys = {"ns": config.REGISTRY_LOCK_NAMESPACE, "key": lock_key(model_name)}
+    keys = {"ns": config.REGISTRY_LOCK_NAMESPACE, "key": lock_key(name)}
     try:
         with engine.connect() as conn:
             conn = conn.execution_options(isolation_level="AUTOCOMMIT")
@@ -75,8 +76,8 @@ def _cross_host_lock(lock_url: str, model_name: str, timeout_s: float) -> Iterat
             ).scalar():
                 if time.monotonic() >= deadline:
                     raise LockTimeout(
-                        f"registry lock for {model_name!r} on {url.render_as_string()}: held by "
-                        f"another registry operation for over {timeout_s:.0f} s"
+                        f"lock {name!r} on {url.render_as_string()}: held by another operation "
+                        f"for over {timeout_s:.0f} s"
                     )
                 time.sleep(POLL_S)
             try:
@@ -88,16 +89,21 @@ def _cross_host_lock(lock_url: str, model_name: str, timeout_s: float) -> Iterat
 
 
 @contextmanager
+def exclusive(path: Path, name: str, lock_url: str | None, timeout_s: float) -> Iterator[None]:
+    """Hold this host's lock on `path`, then (with `lock_url`) every host's lock `name`."""
+    with _host_lock(Path(path), timeout_s):
+        if not lock_url:
+            yield
+            return
+        with _cross_host_lock(lock_url, name, timeout_s):
+            yield
+
+
 def registry_lock(
     export_root: Path,
     model_name: str,
     lock_url: str | None = None,
     timeout_s: float = config.PROMOTION_LOCK_TIMEOUT_S,
-) -> Iterator[None]:
-    """Hold this host's lock, then (with `lock_url`) every host's, for one registry operation."""
-    with _host_lock(Path(export_root), timeout_s):
-        if not lock_url:
-            yield
-            return
-        with _cross_host_lock(lock_url, model_name, timeout_s):
-            yield
+) -> contextlib.AbstractContextManager[None]:
+    """The lock every registry operation holds: one alias move (or registration) at a time."""
+    return exclusive(Path(export_root) / LOCK_FILE, model_name, lock_url, timeout_s)
