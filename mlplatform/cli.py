@@ -153,9 +153,9 @@ def run_errors(result: dg.ExecuteInProcessResult) -> list[str]:
     """Every step failure, or the root cause of a run that failed outside any step (a resource
     or store). A failed promotion criterion is a check result, never one of these."""
     errors = [
-        f"step {e.step_key} failed: {e.step_failure_data.error.message.strip()[:500]}"
+        f"step {e.step_key} failed: {failure_text(e)[:500]}"
         for e in result.all_events
-        if e.is_step_failure and e.step_failure_data.error is not None
+        if e.is_step_failure
     ]
     if errors or result.success:
         return errors
@@ -189,7 +189,7 @@ def _summary(result: dg.ExecuteInProcessResult) -> str:
             "semver",
             "registry_version",
             "best_cv_log_loss",
-            "staging_accuracy",
+            "accuracy",
             "drift_share",
         ):
             if key in meta:
@@ -212,11 +212,11 @@ def _summary(result: dg.ExecuteInProcessResult) -> str:
             str(backtest[-1].metadata["comparison"].value),
         ]
         meta = backtest[-1].metadata
-        if "bayes_optimal_accuracy" in meta:
+        if "vs_bayes_optimal_accuracy" in meta:
             lines.append(
                 "Synthetic market: the Bayes-optimal rule (the true P(up)) scores "
-                f"{meta['bayes_optimal_accuracy'].value:.4f} on these rows; staging scores "
-                f"{meta['staging_accuracy'].value:.4f}. Nothing honest beats it; a model that "
+                f"{meta['vs_bayes_optimal_accuracy'].value:.4f} on these rows; staging scores "
+                f"{meta['accuracy'].value:.4f}. Nothing honest beats it; a model that "
                 "does is leaking."
             )
     checks = result.get_asset_check_evaluations()
@@ -355,7 +355,7 @@ def cmd_repair(args: argparse.Namespace) -> int:
         build_definitions(), _instance(), trigger="cli_repair", job="repair_export_job"
     )
     if not result.success:
-        return _report_single(result, "repair")
+        return _report_single(result, "repair", failed="incomplete")
     output = result.output_for_node("repair_production")
     print("repair done: registry, aliases, tags and models/ agree")
     for line in output["lines"]:
@@ -373,7 +373,7 @@ def refusal(result: dg.ExecuteInProcessResult) -> str | None:
     return None
 
 
-def _report_single(result: dg.ExecuteInProcessResult, what: str) -> int:
+def _report_single(result: dg.ExecuteInProcessResult, what: str, failed: str = "refused") -> int:
     if result.success:
         verdict = refusal(result)
         if verdict is not None:
@@ -385,10 +385,17 @@ def _report_single(result: dg.ExecuteInProcessResult, what: str) -> int:
         return 0
     for event in result.all_events:
         if event.is_step_failure:
-            print(
-                f"{what} refused:\n{event.step_failure_data.error.message.strip()}", file=sys.stderr
-            )
+            print(f"{what} {failed}:\n{failure_text(event)}", file=sys.stderr)
     return 1
+
+
+def failure_text(event: dg.DagsterEvent) -> str:
+    """What a step failure says, in the words the platform gave it: a Failure's description
+    (no exception class or traceback), else the error's message."""
+    data = event.step_failure_data
+    if data.user_failure_data is not None and data.user_failure_data.description:
+        return data.user_failure_data.description.strip()
+    return data.error.message.strip() if data.error is not None else "see the run's logs"
 
 
 def cmd_dev(args: argparse.Namespace) -> int:

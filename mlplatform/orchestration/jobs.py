@@ -7,6 +7,7 @@ from pydantic import Field
 from mlplatform.notifications import Notification, NotificationKind
 from mlplatform.orchestration.assets.deployment import PRODUCTION_KEY, launching_user
 from mlplatform.orchestration.liveness import close_dead_dagster_runs, converge, mlflow_run_alive
+from mlplatform.orchestration.metadata import mlflow_model_url, rounded
 from mlplatform.orchestration.resources import Notifier, PlatformStores
 from mlplatform.registry import (
     RegistryError,
@@ -95,13 +96,22 @@ def rollback_production(
     context.log_event(
         dg.AssetMaterialization(
             asset_key="production_model",
-            description=f"rolled back to v{details.get('to_version')}",
+            description=f"rolled back to v{record.to_version} ({record.to_semver})",
             metadata={
-                "production_version": str(details.get("to_version")),
-                "previous_version": str(details.get("from_version")),
-                "rolled_back_by": actor,
-                "reason": config.reason or "manual rollback",
-                "duration_s": float(details.get("duration_s", 0.0)),
+                "verdict": "rolled back",
+                "production_version": record.to_version,
+                "semver": record.to_semver,
+                "previous_version": f"{record.from_version} ({record.from_semver})",
+                "rolled_back_by": record.actor,
+                "reason": record.reason,
+                "duration_s": rounded(record.duration_s),
+                "lost_files": dg.MetadataValue.md(
+                    "\n".join(f"- {loss}" for loss in record.losses) or "_none_"
+                ),
+                "model_version": dg.MetadataValue.url(
+                    mlflow_model_url(stores.model_name, record.to_version)
+                ),
+                "export": dg.MetadataValue.path(str(stores.models_path / "production")),
             },
         )
     )
@@ -134,7 +144,8 @@ def repair_production(context: dg.OpExecutionContext, stores: PlatformStores) ->
     problems = check_consistency(stores.registry(), run_alive)
     if problems:
         raise dg.Failure(
-            description="still inconsistent after repair:\n- " + "\n- ".join(map(str, problems)),
+            description="repair put right what it could; what remains needs a person:\n- "
+            + "\n- ".join(map(str, problems)),
             allow_retries=False,
         )
     return {"lines": lines, "production_version": report.production_version}

@@ -222,6 +222,20 @@ def mlflow_run_name(run: dg.DagsterRun, shown: int = 3) -> str:
     return ", ".join(names[:shown]) + more
 
 
+def _end_runs_of_other_dagster_runs(context: dg.InitResourceContext) -> None:
+    """A process that executes several Dagster runs one after another (tests, in-process
+    launches) keeps MLflow's active run between them; one an earlier run left open (its hook
+    never ran: the run died in a resource, or its last step logs nothing) is ended with the
+    status its Dagster run ended with, so this run gets its own."""
+    while (active := mlflow.active_run()) is not None:
+        owner = active.data.tags.get("dagster_run_id")
+        if owner == context.run_id:
+            return
+        dagster_run = context.instance.get_run_by_id(owner) if owner else None
+        failed = dagster_run is None or dagster_run.status != dg.DagsterRunStatus.SUCCESS
+        mlflow.end_run(status="FAILED" if failed else "FINISHED")
+
+
 @dg.resource(
     config_schema={
         **MLFLOW_CONFIG_SCHEMA,
@@ -240,6 +254,7 @@ def mlflow_tracking(init_context: dg.InitResourceContext) -> MlFlow:
     tracking_uri = cfg["mlflow_tracking_uri"] or config.mlflow_tracking_uri()
     artifact_root = Path(cfg.get("artifact_location") or config.mlflow_artifact_root())
     ensure_experiment(tracking_uri, cfg["experiment_name"], artifact_root)
+    _end_runs_of_other_dagster_runs(init_context)
     tracker = MlFlow(init_context)
     mlflow.set_tags(owner_tags())
     # dagster-mlflow names every run after the job, `__ASSET_JOB` for a UI materialization.

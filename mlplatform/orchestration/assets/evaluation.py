@@ -20,6 +20,7 @@ from mlplatform.orchestration.metadata import (
     mlflow_artifact_url,
     mlflow_model_url,
     ownership,
+    rounded_metadata,
     run_link,
 )
 from mlplatform.orchestration.resources import (
@@ -31,7 +32,6 @@ from mlplatform.orchestration.resources import (
 from mlplatform.promotion import (
     CRITERION_DESCRIPTIONS,
     NO_PRODUCTION,
-    PRODUCTION,
     STAGING,
     PromotionPolicy,
     evaluate_criteria,
@@ -40,8 +40,15 @@ from mlplatform.registry import get_alias_version
 from mlplatform.training import Recipe, Windows
 
 POLICY_METADATA_KEY = "promotion_policy"
-# Numbers plotted across materializations in the UI's Plots tab.
-PLOTTED = ("accuracy", "auc", "log_loss", "brier", "long_short_sharpe", "long_short_dsr")
+# Staging's figures plotted across retrains in the UI's Plots view: metric -> metadata key.
+HEADLINE = {
+    "accuracy": "accuracy",
+    "auc": "auc",
+    "log_loss": "log_loss",
+    "brier": "brier",
+    "long_short_sharpe": "sharpe_after_costs",
+    "long_short_dsr": "deflated_sharpe",
+}
 
 
 class BacktestConfig(CheckedConfig):
@@ -84,29 +91,36 @@ def _backtest_metadata(
     evaluation: CandidateEvaluation,
     windows: Windows,
     staging: ModelVersion,
-    policy: PromotionPolicy,
     run: Any,
 ) -> dict[str, Any]:
+    """Numbers only for what changes between retrains and is worth a plot: staging's headline
+    figures (they sort first in the UI's Plots view) and the baselines' accuracy beside them
+    (`vs_*`); constants and identifiers as text."""
     result = evaluation.result
     staging_metrics = result.metrics[STAGING]
-    verdicts = evaluate_criteria(result.metrics, policy, cost_bps=report["cost_bps"])
     metadata: dict[str, Any] = {
-        f"staging_{key}": round(float(staging_metrics[key]), 4)
-        for key in PLOTTED
+        name: float(staging_metrics[key])
+        for key, name in HEADLINE.items()
         if staging_metrics.get(key) is not None and np.isfinite(staging_metrics[key])
     }
+    for model, metrics in result.metrics.items():
+        if model != STAGING and metrics.get("accuracy") is not None:
+            metadata[f"vs_{model}_accuracy"] = float(metrics["accuracy"])
+    metadata = rounded_metadata(metadata)
+    mcnemar = "not compared" if result.mcnemar is None else f"{result.mcnemar['p_value']:.4g}"
+    left_out = evaluation.production_left_out_because
     metadata.update(
         {
-            "promotion_criteria_passed": all(v.passed for v in verdicts if v.blocking),
-            "promotion_criteria_passed_count": sum(v.passed for v in verdicts if v.blocking),
             "staging_version": str(staging.version),
             "production_version": report["production_version"],
-            "production_compared": PRODUCTION in result.metrics,
-            "production_left_out_because": evaluation.production_left_out_because or "",
+            "production_compared": "yes" if left_out is None else f"no: {left_out}",
+            "mcnemar_p_vs_production": dg.MetadataValue.text(mcnemar),
             "evaluation_window": str(windows.evaluation),
-            "walk_forward_blocks": len(windows.blocks),
-            "rows": int(result.n_rows),
-            "dsr_trials": int(staging.tags["tuning_trials"]),
+            "walk_forward": dg.MetadataValue.text(
+                f"{len(windows.blocks)} blocks, {int(result.n_rows):,} rows, costs "
+                f"{report['cost_bps']:g} bps one way"
+            ),
+            "deflated_sharpe_trials": dg.MetadataValue.text(str(staging.tags["tuning_trials"])),
             "comparison": dg.MetadataValue.md(markdown_table(result)),
             "report": dg.MetadataValue.url(report["report_url"]),
             "report_file": dg.MetadataValue.path(report["html"]),
@@ -114,11 +128,6 @@ def _backtest_metadata(
             "mlflow_run": run_link(run),
         }
     )
-    for name, metrics in result.metrics.items():
-        if name != STAGING and metrics.get("accuracy") is not None:
-            metadata[f"{name}_accuracy"] = round(float(metrics["accuracy"]), 4)
-    if result.mcnemar is not None:
-        metadata["mcnemar_p_value_vs_production"] = round(float(result.mcnemar["p_value"]), 4)
     return metadata
 
 
@@ -137,7 +146,7 @@ def _publish(
     mlflow.log_metrics(
         {
             f"backtest_{key}": float(staging_metrics[key])
-            for key in PLOTTED
+            for key in HEADLINE
             if staging_metrics.get(key) is not None
         }
     )
@@ -194,7 +203,7 @@ def backtest_report(
         run = mlflow.active_run()
         html_path, url = _publish(evaluation.result, stores, staging, run)
     report = _report(staging_model, production, windows, evaluation.result, html_path, url)
-    metadata = _backtest_metadata(report, evaluation, windows, staging, policy, run)
+    metadata = _backtest_metadata(report, evaluation, windows, staging, run)
     return dg.Output(report, metadata=metadata)
 
 

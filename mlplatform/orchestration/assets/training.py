@@ -2,6 +2,7 @@
 (LightGBM)."""
 
 import dataclasses
+import math
 from typing import Any, Literal
 
 import dagster as dg
@@ -12,7 +13,13 @@ from pydantic import Field
 
 from mlplatform import config as settings
 from mlplatform.orchestration.errors import STORE_RETRY_POLICY, CheckedConfig, step_guard
-from mlplatform.orchestration.metadata import mlflow_model_url, ownership, run_link, table_metadata
+from mlplatform.orchestration.metadata import (
+    mlflow_model_url,
+    ownership,
+    rounded_metadata,
+    run_link,
+    table_metadata,
+)
 from mlplatform.orchestration.resources import PlatformStores, ValidationScheme
 from mlplatform.registry import (
     ModelHandle,
@@ -181,7 +188,8 @@ def _log_tuning(tuned: Tuned) -> None:
     )
 
 
-def _tuning_metadata(tuned: Tuned, config: TuningConfig, run: Any) -> dict[str, Any]:
+def _tuning_metadata(tuned: Tuned, run: Any) -> dict[str, Any]:
+    """Numbers (plotted across retrains, rounded) for the study's outcome; text for the rest."""
     result, windows = tuned.result, tuned.windows
     importances = pd.DataFrame(
         {"importance": pd.Series(result.param_importances, dtype="float64")}
@@ -194,30 +202,36 @@ def _tuning_metadata(tuned: Tuned, config: TuningConfig, run: Any) -> dict[str, 
             }
         }
     ).rename_axis("parameter")
-    per_fold = zip(
-        result.tuning_train_rows, result.tuning_test_rows, result.tuning_tickers, strict=True
+    # Tuning ranks parameters on a seeded subset of tickers per fold (all their dates); the
+    # folds' training windows grow, so their rows overlap: they are listed, not summed.
+    folds = pd.DataFrame(
+        {
+            "training_rows": result.tuning_train_rows,
+            "test_rows": result.tuning_test_rows,
+            "tickers_sampled": result.tuning_tickers,
+        },
+        index=pd.RangeIndex(1, len(result.tuning_train_rows) + 1, name="fold"),
     )
+    numbers = rounded_metadata(
+        {
+            "best_cv_log_loss": float(result.best_value),
+            "default_params_cv_log_loss": float(result.default_value),
+            "improvement_over_default": float(result.default_value - result.best_value),
+            "trial_sharpe_sd": tuned.trial_sharpe_sd,
+            "duration_s": float(tuned.duration_s),
+        }
+    )
+    if not math.isfinite(numbers["trial_sharpe_sd"]):
+        numbers["trial_sharpe_sd"] = dg.MetadataValue.text("fewer than 2 complete trials")
     return {
-        "best_cv_log_loss": float(result.best_value),
-        "default_params_cv_log_loss": float(result.default_value),
-        "improvement_over_default": float(result.default_value - result.best_value),
-        "trials_complete": result.n_complete,
-        "trials_pruned": result.n_pruned,
-        "trials_failed": result.n_failed,
-        "trials_in_study": result.n_trials_in_study,
-        # Per-period SD of the complete trials' out-of-fold Sharpes (NaN: fewer than 2).
-        "trial_sharpe_sd": tuned.trial_sharpe_sd,
-        "boosting_rounds_trained": result.boosting_rounds_total,
-        "duration_s": round(tuned.duration_s, 2),
-        "folds": tuned.n_folds,
-        # Tuning ranks params on a seeded ticker subset per fold; staging uses every dev row.
-        "tuning_rows": result.tuning_rows,
-        "dev_rows": result.dev_rows,
-        "tuning_train_test_rows_per_fold": ", ".join(
-            f"{tr:,}/{te:,} ({n} tickers)" for tr, te, n in per_fold
+        **numbers,
+        "trials": dg.MetadataValue.text(
+            f"{result.n_complete} complete, {result.n_pruned} pruned, {result.n_failed} failed "
+            f"in this run; {result.n_trials_in_study} in the study"
         ),
-        "max_tuning_rows": str(config.max_tuning_rows),
         "development_window": str(windows.development),
+        "development_rows": dg.MetadataValue.text(f"{result.dev_rows:,} labelled rows"),
+        "folds": table_metadata(folds),
         "evaluation_window": str(windows.evaluation),
         "parameter_importances": table_metadata(importances),
         "best_params": table_metadata(params),
@@ -255,7 +269,7 @@ def tuned_params(
         run = mlflow.active_run()
         _log_tuning(tuned)
     context.log.info(tuned.summary())
-    return dg.Output(tuned.value(), metadata=_tuning_metadata(tuned, config, run))
+    return dg.Output(tuned.value(), metadata=_tuning_metadata(tuned, run))
 
 
 def _staging_metadata(
