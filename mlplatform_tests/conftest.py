@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from mlplatform import config
-from mlplatform.orchestration.jobs import RETRAINED_ASSETS
+from mlplatform.orchestration.jobs import DATA_ASSETS, RETRAINED_ASSETS
 
 
 @pytest.fixture
@@ -45,7 +45,7 @@ SMALL_VALIDATION = {
 }
 SMALL_TUNING = {"n_trials": 6, "timeout_s": 300.0}
 # Every asset a retrain materializes, raw_prices first: what a test materializes to train.
-RETRAIN_ASSETS = ("raw_prices", *RETRAINED_ASSETS)
+RETRAIN_ASSETS = (*DATA_ASSETS, *RETRAINED_ASSETS)
 
 
 def materialize(

@@ -271,7 +271,7 @@ def test_bad_file_changes_no_stored_prices_and_registers_nothing(platform_home: 
     prices = _market_csv(good)
     with dg.instance_for_test() as instance:
         ok = build_definitions({"market_data": MarketDataSource(kind="file", path=str(good))})
-        assert materialize(ok, instance, "raw_prices").success
+        assert materialize(ok, instance, "raw_prices", "market_truth").success
         before = instance.fetch_materializations(dg.AssetKey("raw_prices"), limit=1).records
         stored = (platform_home / "io" / "raw_prices").read_bytes()
         tracking_uri = deployed_stores().tracking_uri
@@ -285,6 +285,7 @@ def test_bad_file_changes_no_stored_prices_and_registers_nothing(platform_home: 
                 build_definitions(overrides),
                 instance,
                 "raw_prices",
+                "market_truth",
                 "features",
                 "labels",
                 "tuned_params",
@@ -308,13 +309,17 @@ def test_features_name_a_ticker_they_drop(platform_home: Path) -> None:
     source = MarketDataSource(kind="file", path=str(path), min_history_days=10)
     with dg.instance_for_test() as instance:
         result = materialize(
-            build_definitions({"market_data": source}), instance, "raw_prices", "features"
+            build_definitions({"market_data": source}),
+            instance,
+            "raw_prices",
+            "market_truth",
+            "features",
         )
         assert not result.success
         message = failure_message(result)
         assert "ticker SHORT (15 bars;" in message and "SplitError" not in message
         keys = {e.asset_key for e in result.get_asset_materialization_events()}
-        assert keys == {dg.AssetKey("raw_prices")}
+        assert keys == {dg.AssetKey("raw_prices"), dg.AssetKey("market_truth")}
 
 
 # --- run config: checked ranges, never retried ---------------------------------------------------
@@ -358,6 +363,7 @@ def test_bad_run_config_fails_at_once_naming_the_field(platform_home: Path) -> N
             defs,
             instance,
             "raw_prices",
+            "market_truth",
             "features",
             "labels",
             *bad,
@@ -371,7 +377,7 @@ def test_bad_run_config_fails_at_once_naming_the_field(platform_home: Path) -> N
     retried = [e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]
     assert retried == []
     materialized = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
-    assert materialized == {"raw_prices", "features", "labels"}
+    assert materialized == {"raw_prices", "market_truth", "features", "labels"}
 
 
 def test_optuna_database_removed_mid_study_names_the_storage(tmp_path: Path) -> None:
@@ -409,7 +415,7 @@ def test_date_format_from_the_environment_loads_day_first_files(
     monkeypatch.setenv(config.DATA_PATH_ENV, str(path))
     monkeypatch.setenv(config.DATE_FORMAT_ENV, "%d/%m/%Y")
     with dg.instance_for_test() as instance:
-        result = materialize(build_definitions(), instance, "raw_prices")
+        result = materialize(build_definitions(), instance, "raw_prices", "market_truth")
         assert result.success
-        stored = result.output_for_node("raw_prices")
+        stored = result.output_for_node("raw_prices", "raw_prices")
     pd.testing.assert_frame_equal(stored, prices)

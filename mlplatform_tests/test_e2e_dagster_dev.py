@@ -86,7 +86,11 @@ def test_drift_to_retrain_lag_through_dagster_dev(
                         "repositoryLocationName": LOCATION,
                         "repositoryName": "__repository__",
                         "pipelineName": "__ASSET_JOB",
-                        "assetSelection": [{"path": ["raw_prices"]}, {"path": ["features"]}],
+                        "assetSelection": [
+                            {"path": ["raw_prices"]},
+                            {"path": ["market_truth"]},
+                            {"path": ["features"]},
+                        ],
                     },
                     "mode": "default",
                 }

@@ -40,6 +40,7 @@ def test_definitions_load_with_everything() -> None:
     groups = {key.to_user_string(): graph.get(key).group_name for key in graph.get_all_asset_keys()}
     assert groups == {
         "raw_prices": "data",
+        "market_truth": "data",
         "features": "data",
         "labels": "training",
         "tuned_params": "training",
@@ -85,7 +86,7 @@ def test_retrain_job_selection() -> None:
 
 def _refresh(instance: dg.DagsterInstance, as_of: str) -> dg.Definitions:
     defs_ = build_definitions(small_overrides(policy=lenient_policy(), as_of=as_of, **DRIFT_MARKET))
-    assert materialize(defs_, instance, "raw_prices", "features").success
+    assert materialize(defs_, instance, "raw_prices", "market_truth", "features").success
     return defs_
 
 
@@ -108,7 +109,7 @@ def test_drift_sensor_requests_exactly_one_retrain_after_regime_change(
         assert not data.run_requests
         assert "no new features" in data.skip_message
 
-        assert materialize(before, instance, "raw_prices").success
+        assert materialize(before, instance, "raw_prices", "market_truth").success
         # new bars, features not recomputed yet
         data = drift_sensor_tick(before, instance, data.cursor)
         assert not data.run_requests and "materialize features" in data.skip_message
@@ -140,7 +141,7 @@ def test_failed_run_is_notified_by_webhook(
     missing = str(platform_home / "no-such-prices.csv")
     defs_ = build_definitions({"market_data": MarketDataSource(kind="file", path=missing)})
     with dg.instance_for_test() as instance:
-        failed = materialize(defs_, instance, "raw_prices")
+        failed = materialize(defs_, instance, "raw_prices", "market_truth")
         assert not failed.success
         run = instance.get_run_by_id(failed.run_id)
         failure = next(e for e in failed.all_events if e.event_type_value == "PIPELINE_FAILURE")

@@ -89,7 +89,9 @@ def test_transient_store_error_is_retried_with_backoff(
 ) -> None:
     with dg.instance_for_test() as instance:
         defs = build_definitions(small_overrides(policy=lenient_policy()))
-        assert materialize(defs, instance, "raw_prices", "features", "labels").success
+        assert materialize(
+            defs, instance, "raw_prices", "market_truth", "features", "labels"
+        ).success
         real = registry_staging.get_alias_version
         calls = {"n": 0}
 
@@ -124,6 +126,7 @@ def test_same_seed_and_data_give_identical_model(
                 defs,
                 instance,
                 "raw_prices",
+                "market_truth",
                 "features",
                 "labels",
                 "tuned_params",
@@ -187,12 +190,12 @@ def test_bad_input_file_names_the_place_and_changes_nothing(platform_home: Path)
     bad.write_text("\n".join(lines) + "\n")
     with dg.instance_for_test() as instance:
         ok = build_definitions({"market_data": MarketDataSource(kind="file", path=str(good))})
-        assert materialize(ok, instance, "raw_prices").success
+        assert materialize(ok, instance, "raw_prices", "market_truth").success
         before = instance.fetch_materializations(dg.AssetKey("raw_prices"), limit=1).records
         stored = (platform_home / "io" / "raw_prices").read_bytes()
 
         broken = build_definitions({"market_data": MarketDataSource(kind="file", path=str(bad))})
-        result = materialize(broken, instance, "raw_prices", "features")
+        result = materialize(broken, instance, "raw_prices", "market_truth", "features")
         assert not result.success
         message = failure_message(result)
         assert "bad.csv" in message and "not-a-date" in message

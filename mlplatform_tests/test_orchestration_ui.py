@@ -131,7 +131,7 @@ def test_run_metadata_and_an_alias_moved_in_mlflow_is_called_out(
         client = MlflowClient(config.mlflow_tracking_uri())
         experiment = client.get_experiment_by_name(config.EXPERIMENT_NAME)
         names = {r.info.run_name for r in client.search_runs([experiment.experiment_id])}
-        assert "backtest_report, drift_report, features +4 more" in names
+        assert "backtest_report, drift_report, features +5 more" in names
         assert not any(n.startswith("__ASSET_JOB") for n in names)
 
         assert materialize(defs_, instance, "production_model").success  # v1, by the platform

@@ -18,7 +18,9 @@ from mlplatform.registry import (
     rollback,
 )
 
-# What a retrain recomputes from the stored bars (raw_prices is the data refresh's).
+# What the data refresh loads (one step: the truth exists only with the synthetic bars).
+DATA_ASSETS = ("raw_prices", "market_truth")
+# What a retrain recomputes from the stored bars (those are the data refresh's).
 RETRAINED_ASSETS = ("features", "labels", "tuned_params", "staging_model", "backtest_report")
 
 # The run queue lets one run with these tags run at a time (dagster.yaml); CLI retrains carry them.
@@ -37,7 +39,7 @@ retrain_job = dg.define_asset_job(
 
 data_refresh_job = dg.define_asset_job(
     name="data_refresh_job",
-    selection=dg.AssetSelection.assets("raw_prices", "features", "drift_report")
+    selection=dg.AssetSelection.assets(*DATA_ASSETS, "features", "drift_report")
     | dg.AssetSelection.checks(
         dg.AssetCheckKey(PRODUCTION_KEY, "production_alias_set_by_platform")
     ),

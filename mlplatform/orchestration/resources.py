@@ -4,7 +4,6 @@ Connections and secrets are resources configured with `EnvVar` in definitions.py
 Launchpad never shows a secret and a deployment changes stores without code.
 """
 
-import functools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -19,7 +18,7 @@ from mlflow.utils.mlflow_tags import MLFLOW_RUN_NAME
 from pydantic import Field, model_validator
 
 from mlplatform import config
-from mlplatform.data import SyntheticMarket, generate_market, load_prices
+from mlplatform.data import generate_market, load_prices
 from mlplatform.data.synthetic import DEFAULT_SIGNAL_STRENGTH, MAX_TICKERS
 from mlplatform.features import outcomes
 from mlplatform.notifications import Notification, Targets, deliver
@@ -40,27 +39,6 @@ class MarketSnapshot:
     source: str
     prob_up: pd.Series | None = None  # the synthetic market's true P(up); None for real data
     bayes_accuracy: float | None = None
-
-
-@functools.lru_cache(maxsize=2)
-def _synthetic_market(
-    seed: int,
-    n_tickers: int,
-    years: int,
-    as_of: str,
-    regime_change: str | None,
-    signal_strength: float,
-) -> SyntheticMarket:
-    """Deterministic for its arguments, so raw_prices and backtest_report (which needs the true
-    P(up)) share one generation per process instead of simulating the market twice."""
-    return generate_market(
-        seed=seed,
-        n_tickers=n_tickers,
-        years=years,
-        as_of=as_of,
-        regime_change=regime_change,
-        signal_strength=signal_strength,
-    )
 
 
 class MarketDataSource(dg.ConfigurableResource):
@@ -112,8 +90,13 @@ class MarketDataSource(dg.ConfigurableResource):
             )
             return MarketSnapshot(prices=prices, source=f"file:{self.path}")
         as_of = self.as_of or pd.Timestamp.today().date().isoformat()
-        market = _synthetic_market(
-            self.seed, self.n_tickers, self.years, as_of, self.regime_change, self.signal_strength
+        market = generate_market(
+            seed=self.seed,
+            n_tickers=self.n_tickers,
+            years=self.years,
+            as_of=as_of,
+            regime_change=self.regime_change,
+            signal_strength=self.signal_strength,
         )
         return MarketSnapshot(
             prices=market.prices,

@@ -32,14 +32,28 @@ from mlplatform.orchestration.resources import MarketDataSource
 PricesFrame = pandera_schema_to_dagster_type(PRICES_SCHEMA)
 
 
-@dg.asset(
-    group_name="data",
-    **ownership("daily"),
-    dagster_type=PricesFrame,
-    kinds={"pandas"},
-    description="Daily OHLCV bars in long format, validated; synthetic market or the user's files.",
+@dg.multi_asset(
+    outs={
+        "raw_prices": dg.AssetOut(
+            group_name="data",
+            **ownership("daily"),
+            dagster_type=PricesFrame,
+            kinds={"pandas"},
+            description="Daily OHLCV bars in long format, validated; synthetic market or the "
+            "user's files.",
+        ),
+        "market_truth": dg.AssetOut(
+            group_name="data",
+            **ownership("daily"),
+            kinds={"pandas"},
+            description="The true P(up) of every bar of a synthetic market, which only it "
+            "knows: the Bayes-optimal rule the backtest scores beside the models. Empty (None) "
+            "for real data.",
+        ),
+    },
+    description="Load the bars (and, for a synthetic market, its truth) in one step.",
 )
-def raw_prices(context: dg.AssetExecutionContext, market_data: MarketDataSource) -> dg.Output:
+def raw_prices(context: dg.AssetExecutionContext, market_data: MarketDataSource) -> Iterator:
     try:
         snapshot = market_data.load()
     except DataValidationError as exc:
@@ -47,20 +61,35 @@ def raw_prices(context: dg.AssetExecutionContext, market_data: MarketDataSource)
         raise dg.Failure(description=f"invalid market data: {exc}", allow_retries=False) from exc
     prices = snapshot.prices
     _, tickers = factorize_sorted(prices["ticker"])
-    metadata: dict[str, dg.RawMetadataValue] = {
-        "source": snapshot.source,
-        "tickers": len(tickers),
-        "ticker_list": ", ".join(tickers[:50]) + (" …" if len(tickers) > 50 else ""),
-        "dagster/row_count": len(prices),
-        "first_date": prices["date"].min().date().isoformat(),
-        "last_date": prices["date"].max().date().isoformat(),
-        "fingerprint": fingerprint(prices),
-        "preview": table_metadata(prices.head(5)),
-    }
-    if snapshot.bayes_accuracy is not None:
-        metadata["bayes_optimal_accuracy"] = float(snapshot.bayes_accuracy)
     context.log.info(f"{len(prices)} bars for {len(tickers)} tickers from {snapshot.source}")
-    return dg.Output(prices, metadata=metadata)
+    yield dg.Output(
+        prices,
+        output_name="raw_prices",
+        metadata={
+            "source": snapshot.source,
+            "tickers": len(tickers),
+            "ticker_list": ", ".join(tickers[:50]) + (" …" if len(tickers) > 50 else ""),
+            "dagster/row_count": len(prices),
+            "first_date": prices["date"].min().date().isoformat(),
+            "last_date": prices["date"].max().date().isoformat(),
+            "fingerprint": fingerprint(prices),
+            "preview": table_metadata(prices.head(5)),
+        },
+    )
+    truth = snapshot.prob_up
+    yield dg.Output(
+        truth,
+        output_name="market_truth",
+        metadata={
+            "known": truth is not None,
+            "rows": 0 if truth is None else len(truth),
+            "bayes_optimal_accuracy": dg.MetadataValue.text(
+                "unknown: real data"
+                if snapshot.bayes_accuracy is None
+                else f"{snapshot.bayes_accuracy:.4f} over every bar"
+            ),
+        },
+    )
 
 
 def _warning(name: str, passed: bool, metadata: dict[str, Any]) -> dg.AssetCheckResult:
@@ -115,7 +144,7 @@ RAW_PRICES_CHECKS = {
 # are not, and the three read the same bars.
 @dg.multi_asset_check(
     specs=[
-        dg.AssetCheckSpec(name, asset=raw_prices, description=description)
+        dg.AssetCheckSpec(name, asset="raw_prices", description=description)
         for name, (description, _) in RAW_PRICES_CHECKS.items()
     ],
     can_subset=True,

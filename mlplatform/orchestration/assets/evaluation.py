@@ -24,7 +24,6 @@ from mlplatform.orchestration.metadata import (
     run_link,
 )
 from mlplatform.orchestration.resources import (
-    MarketDataSource,
     Notifier,
     PlatformStores,
     ValidationScheme,
@@ -58,11 +57,6 @@ class BacktestConfig(CheckedConfig):
         le=settings.BACKTEST.max_cost_bps,
         description="One-way transaction cost, basis points.",
     )
-
-
-def _truth(market_data: MarketDataSource) -> pd.Series | None:
-    """The synthetic market's true P(up): what the Bayes-optimal rule predicts."""
-    return market_data.load().prob_up if market_data.kind == "synthetic" else None
 
 
 def _report(
@@ -171,8 +165,7 @@ def backtest_report(
     mlflow: dg.ResourceParam[MlFlow],
     stores: PlatformStores,
     validation: ValidationScheme,
-    market_data: MarketDataSource,
-    policy: dg.ResourceParam[PromotionPolicy],
+    market_truth: pd.Series | None,
 ) -> dg.Output[dict]:
     with step_guard(context):
         data = validation.labelled(features, labels, raw_prices)
@@ -198,7 +191,7 @@ def backtest_report(
             raw_prices,
             contenders,
             cost_bps=config.cost_bps,
-            truth=_truth(market_data),
+            truth=market_truth,
         )
         run = mlflow.active_run()
         html_path, url = _publish(evaluation.result, stores, staging, run)
