@@ -56,8 +56,11 @@ def test_the_launchpad_shows_no_resource_settings_to_change() -> None:
     defs = build_definitions()
     for name in ("retrain_job", "data_refresh_job", "rollback_job", "repair_export_job"):
         job = defs.resolve_job_def(name)
-        fields = job.run_config_schema.config_type.fields["resources"].config_type.fields
-        for key, field in fields.items():
+        top = job.run_config_schema.config_type.fields
+        if "resources" not in top:  # retrain_job's Launchpad shows its settings only
+            assert set(top) == {"ops", "execution", "loggers"}, name
+            continue
+        for key, field in top["resources"].config_type.fields.items():
             inner = field.config_type.fields.get("config")
             assert inner is None or not inner.config_type.fields, (name, key)
 
@@ -78,3 +81,19 @@ def test_the_policy_changes_only_with_the_deployment(monkeypatch: pytest.MonkeyP
     monkeypatch.setenv(config.PROMOTION_POLICY_ENV, '{"min_dsr": -1}')
     with pytest.raises(PolicyError, match=f"{config.PROMOTION_POLICY_ENV}.*min_dsr=-1"):
         build_definitions()
+
+
+def test_a_retrain_launched_with_a_setting_out_of_range_is_refused_before_it_runs(
+    platform_home: Path,
+) -> None:
+    """A Launchpad typo (cost_bps: 5000) is refused at launch, naming the field: no run, so no
+    check of backtest_report turns red for a run that never evaluated it."""
+    defs = build_definitions(small_overrides())
+    typo = {"ops": {"backtest_report": {"config": {"cost_bps": 5000}}}}
+    with dg.instance_for_test() as instance:
+        with pytest.raises(dg.DagsterConfigMappingFunctionError) as refused:
+            execute(defs, instance, trigger="test", job="retrain_job", run_config=typo)
+        assert "cost_bps=5000.0: Input should be less than or equal to 1000" in str(
+            refused.value.__cause__
+        )
+        assert instance.get_runs() == []

@@ -1,11 +1,15 @@
 """Jobs: retraining, the daily data refresh and rollback. Promotion is a manual materialization."""
 
+from typing import Any
+
 import dagster as dg
 from dagster_mlflow import end_mlflow_on_run_finished
 from pydantic import Field
 
 from mlplatform.notifications import Notification, NotificationKind
 from mlplatform.orchestration.assets.deployment import PRODUCTION_KEY, launching_user
+from mlplatform.orchestration.assets.evaluation import BacktestConfig
+from mlplatform.orchestration.assets.training import TrainingConfig, TuningConfig
 from mlplatform.orchestration.liveness import close_dead_dagster_runs, converge, mlflow_run_alive
 from mlplatform.orchestration.metadata import mlflow_model_url, rounded
 from mlplatform.orchestration.resources import Notifier, PlatformStores
@@ -28,6 +32,39 @@ RETRAIN_TAGS = {"mlplatform/pipeline": "retrain"}
 # dagster-mlflow's hook on every step: the run's MLflow run ends after its last step.
 ENDS_MLFLOW_RUN = {end_mlflow_on_run_finished}
 
+# The Launchpad settings of a retrain, each checked against its Config's ranges when the run is
+# launched: Dagster's own schema knows types, not ranges, and a run refused then plans no checks.
+RETRAIN_SETTINGS: dict[str, type[dg.Config]] = {
+    "tuned_params": TuningConfig,
+    "staging_model": TrainingConfig,
+    "backtest_report": BacktestConfig,
+}
+
+
+def _checked_retrain_settings(run_config: dict[str, Any]) -> dict[str, Any]:
+    for step, settings in RETRAIN_SETTINGS.items():
+        settings(**run_config.get("ops", {}).get(step, {}).get("config", {}))  # raises, naming it
+    return run_config
+
+
+RETRAIN_CONFIG = dg.ConfigMapping(
+    config_fn=_checked_retrain_settings,
+    config_schema={
+        "ops": dg.Field(
+            {
+                step: dg.Field(
+                    {"config": dg.Field(settings.to_fields_dict(), is_required=False)},
+                    is_required=False,
+                )
+                for step, settings in RETRAIN_SETTINGS.items()
+            },
+            is_required=False,
+        ),
+        "execution": dg.Field(dg.Permissive(), is_required=False),
+        "loggers": dg.Field(dg.Permissive(), is_required=False),
+    },
+)
+
 retrain_job = dg.define_asset_job(
     name="retrain_job",
     selection=dg.AssetSelection.assets(*RETRAINED_ASSETS),
@@ -35,6 +72,7 @@ retrain_job = dg.define_asset_job(
     "checks. Never promotes.",
     tags=RETRAIN_TAGS,
     hooks=ENDS_MLFLOW_RUN,
+    config=RETRAIN_CONFIG,
 )
 
 data_refresh_job = dg.define_asset_job(
