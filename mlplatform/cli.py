@@ -200,6 +200,9 @@ def _summary(result: dg.ExecuteInProcessResult) -> str:
                     else f"{key.split('/')[-1]}={value}"
                 )
         lines.append(f"  ✓ {mat.asset_key.to_user_string():<18} {' '.join(facts)}")
+        windows = meta.get("windows")
+        if windows is not None and windows.value != "as configured":
+            lines.append(f"    (short history) {windows.value}")
     backtest = [
         e.event_specific_data.materialization  # type: ignore[union-attr]
         for e in result.get_asset_materialization_events()

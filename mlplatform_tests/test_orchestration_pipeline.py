@@ -300,3 +300,19 @@ def test_rolled_back_version_is_not_promoted_again_without_override(
     assert "rolled back out of production" in message
     assert "a retrain cannot make it promotable" in message
     assert "materialize backtest_report" not in message  # it would not help
+
+
+def test_four_years_of_bars_run_to_a_verdict_with_windows_fitted(platform_home: Path) -> None:
+    """The default windows want a decade; four years end in a verdict, not a crash, with the
+    shortened windows and the reason on tuned_params."""
+    from mlplatform.orchestration.resources import MarketDataSource
+
+    short = {"market_data": MarketDataSource(seed=4, n_tickers=6, years=4, as_of="2026-06-30")}
+    with dg.instance_for_test() as instance:
+        result = run_pipeline(build_definitions(short), instance, small_run_config(n_trials=2))
+        assert result.success, failure_message(result)
+        tuned = instance.get_latest_materialization_event(dg.AssetKey("tuned_params"))
+        windows = tuned.asset_materialization.metadata["windows"].value
+        assert "evaluation window" in windows and "not 36" in windows
+        verdicts = {c.check_name: c.passed for c in result.get_asset_check_evaluations()}
+        assert set(BLOCKING_CRITERIA) <= set(verdicts)  # judged

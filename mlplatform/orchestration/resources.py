@@ -23,14 +23,8 @@ from mlplatform.data.synthetic import DEFAULT_SIGNAL_STRENGTH, MAX_TICKERS
 from mlplatform.features import outcomes
 from mlplatform.notifications import Notification, Targets, deliver
 from mlplatform.registry import Registry, owner_tags
-from mlplatform.training import (
-    Fold,
-    LabelledData,
-    Windows,
-    labelled_rows,
-    plan_windows,
-    walk_forward_folds,
-)
+from mlplatform.training import Fold, LabelledData, labelled_rows, walk_forward_folds
+from mlplatform.training.history import FittedWindows, fit_windows
 
 
 @dataclass(frozen=True)
@@ -307,22 +301,25 @@ class ValidationScheme(dg.ConfigurableResource):
         )
         return labelled_rows(features, outcomes(prices, horizon=self.horizon))
 
-    def plan(self, data: LabelledData) -> Windows:
-        return plan_windows(
+    def plan(self, data: LabelledData) -> FittedWindows:
+        """This run's windows: as configured, or shortened to fit a short history."""
+        return fit_windows(
             data.dates.unique(),
             evaluation_months=self.evaluation_months,
             refit_months=self.refit_months,
             horizon=self.horizon,
+            n_folds=self.n_folds,
+            min_train_days=self.min_train_days,
         )
 
-    def folds(self, data: LabelledData, windows: Windows) -> list[Fold]:
+    def folds(self, data: LabelledData, fitted: FittedWindows) -> list[Fold]:
         """Tuning's purged walk-forward folds over the development window."""
         return walk_forward_folds(
-            data.within(windows.development).dates.unique(),
+            data.within(fitted.windows.development).dates.unique(),
             n_folds=self.n_folds,
             horizon=self.horizon,
             embargo_days=self.embargo_days,
-            min_train_days=self.min_train_days,
+            min_train_days=fitted.min_train_days,
         )
 
     @model_validator(mode="after")

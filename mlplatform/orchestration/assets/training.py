@@ -258,18 +258,21 @@ def tuned_params(
 ) -> dg.Output[dict]:
     with step_guard(context):
         data = validation.labelled(features, labels, raw_prices)
-        windows = validation.plan(data)  # the one split of this run; later steps read it
+        fitted = validation.plan(data)  # the one split of this run; later steps read it
+        if fitted.notes:
+            context.log.warning(f"windows fitted to a short history: {fitted.describe()}")
         tuned = tune(
             data,
-            windows,
-            validation.folds(data, windows),
-            config.study(stores, raw_prices, windows),
+            fitted.windows,
+            validation.folds(data, fitted),
+            config.study(stores, raw_prices, fitted.windows),
             trial_callback=_log_trial,
         )
         run = mlflow.active_run()
         _log_tuning(tuned)
     context.log.info(tuned.summary())
-    return dg.Output(tuned.value(), metadata=_tuning_metadata(tuned, run))
+    metadata = {**_tuning_metadata(tuned, run), "windows": fitted.describe()}
+    return dg.Output(tuned.value(), metadata=metadata)
 
 
 def _staging_metadata(
