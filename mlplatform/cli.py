@@ -27,27 +27,7 @@ from mlplatform.orchestration.liveness import close_dead_dagster_runs, process_t
 from mlplatform.registry import LockTimeout
 from mlplatform.registry.lock import exclusive
 
-DAGSTER_YAML = """\
-# Written by mlplatform on first use: SQLite storage under this folder, no telemetry.
-telemetry:
-  enabled: false
-# Runs launched from the UI or by the schedule and sensor queue here: one retrain at a time.
-run_coordinator:
-  module: dagster.core.run_coordinator
-  class: QueuedRunCoordinator
-  config:
-    tag_concurrency_limits:
-      - key: mlplatform/pipeline
-        value: retrain
-        limit: 1
-"""
-# The daemon (`make dev`) fails runs whose run worker died instead of leaving them STARTED.
-RUN_MONITORING_YAML = """\
-run_monitoring:
-  enabled: true
-  start_timeout_seconds: 180
-  poll_interval_seconds: 60
-"""
+DAGSTER_YAML = Path(__file__).with_name("dagster.yaml")  # the instance a new home gets
 
 
 def prepare_home() -> Path:
@@ -62,10 +42,7 @@ def prepare_home() -> Path:
     dagster_home.mkdir(parents=True, exist_ok=True)
     settings = dagster_home / "dagster.yaml"
     if not settings.exists():
-        settings.write_text(DAGSTER_YAML + RUN_MONITORING_YAML)
-    elif "run_monitoring" not in settings.read_text():  # a home made before it was enabled
-        with settings.open("a") as fh:
-            fh.write(RUN_MONITORING_YAML)
+        shutil.copyfile(DAGSTER_YAML, settings)
     os.environ["DAGSTER_HOME"] = str(dagster_home)
     return dagster_home
 

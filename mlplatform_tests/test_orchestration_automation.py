@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -11,6 +13,7 @@ import pytest
 from mlplatform import config
 from mlplatform.cli import run_pipeline
 from mlplatform.definitions import build_definitions, defs
+
 from mlplatform_tests.conftest import (
     WebhookReceiver,
     drift_sensor_tick,
@@ -20,6 +23,7 @@ from mlplatform_tests.conftest import (
     small_run_config,
 )
 
+PROJECT_ROOT = config.PROJECT_ROOT
 REGIME_CHANGE = "2026-03-02"
 DRIFT_MARKET = {"n_tickers": 10, "regime_change": REGIME_CHANGE}
 
@@ -157,3 +161,22 @@ def test_failed_run_is_notified_by_webhook(
     payload = webhook.received[0]
     assert payload["kind"] == "run_failed" and payload["fields"]["run_id"] == failed.run_id
     assert "secret-token" not in caplog.text
+
+
+def test_dg_checks_and_lists_the_code_location() -> None:
+    """The definitions load the way create-dagster projects load them."""
+    dg_cli = str(Path(sys.executable).parent / "dg")
+    checked = subprocess.run(
+        [dg_cli, "check", "defs"], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=600
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "All definitions loaded successfully" in checked.stdout + checked.stderr
+    listed = subprocess.run(
+        [dg_cli, "list", "defs", "--json"],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert listed.returncode == 0, listed.stderr
+    assert "production_model" in listed.stdout and "retrain_job" in listed.stdout

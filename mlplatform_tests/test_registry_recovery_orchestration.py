@@ -102,22 +102,22 @@ def test_runs_of_a_dead_process_are_closed(tmp_path: Path) -> None:
     assert client.get_run(alive.info.run_id).info.status == "RUNNING"
 
 
-@pytest.mark.parametrize("existing", [False, True])
-def test_dagster_yaml_enables_run_monitoring(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, existing: bool
+def test_a_new_home_gets_the_committed_instance_settings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from mlplatform import config
-    from mlplatform.cli import DAGSTER_YAML, prepare_home
+    from mlplatform.cli import prepare_home
 
     monkeypatch.setenv(config.HOME_ENV, str(tmp_path / "home"))
     monkeypatch.setenv("DAGSTER_HOME", "")  # unset for the CLI, restored after the test
-    if existing:  # a home made before run monitoring was enabled
-        config.dagster_home().mkdir(parents=True)
-        (config.dagster_home() / "dagster.yaml").write_text(DAGSTER_YAML)
     prepare_home()
-    prepare_home()  # idempotent
     instance = dg.DagsterInstance.from_config(str(config.dagster_home()))
     assert instance.run_monitoring_enabled
-    assert (config.dagster_home() / "dagster.yaml").read_text().count("run_monitoring") == 1
-    # the instance loads the run queue that lets one retrain run at a time
+    # the run queue lets one retrain run at a time
     assert type(instance.run_coordinator).__name__ == "QueuedRunCoordinator"
+    limits = instance.get_concurrency_config().run_queue_config.tag_concurrency_limits
+    assert {"key": "mlplatform/pipeline", "value": "retrain", "limit": 1} in limits
+    edited = config.dagster_home() / "dagster.yaml"
+    edited.write_text("telemetry:\n  enabled: false\n")
+    prepare_home()  # a person's edits are kept
+    assert edited.read_text() == "telemetry:\n  enabled: false\n"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Mapping
 from typing import Any
@@ -11,6 +12,13 @@ import numpy as np
 import pandas as pd
 
 from mlplatform import config
+
+
+def code_version(*parts: object) -> str:
+    """A short hash of what decides an asset's value besides its inputs, so the UI calls it
+    stale when that changes (the feature schema, the label, the search space, the recipe)."""
+    text = "\x00".join(repr(part) for part in parts)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
 def ownership(cadence: str) -> dict[str, Any]:

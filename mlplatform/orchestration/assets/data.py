@@ -176,6 +176,7 @@ FEATURES_SCHEMA = dg.TableSchema(
 @dg.asset(
     group_name="data",
     **ownership("daily"),
+    code_version=feature_schema_hash(),
     metadata={"dagster/column_schema": FEATURES_SCHEMA, "label": LABEL_DEFINITION},
     kinds={"pandas"},
     description="Leakage-free features per (date, ticker), from bars at or before each close.",

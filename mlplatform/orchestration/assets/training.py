@@ -12,8 +12,10 @@ from dagster_mlflow.resources import MlFlow
 from pydantic import Field
 
 from mlplatform import config as settings
+from mlplatform.features import LABEL_DEFINITION, feature_schema_hash
 from mlplatform.orchestration.errors import STORE_RETRY_POLICY, CheckedConfig, step_guard
 from mlplatform.orchestration.metadata import (
+    code_version,
     mlflow_model_url,
     ownership,
     rounded_metadata,
@@ -29,6 +31,8 @@ from mlplatform.registry import (
     staging_package,
 )
 from mlplatform.training import (
+    BASE_PARAMS,
+    SEARCH_SPACE,
     Candidate,
     RowSample,
     StudySpec,
@@ -57,6 +61,7 @@ LABELS_SCHEMA = dg.TableSchema(
 @dg.asset(
     group_name="training",
     **ownership("weekly"),
+    code_version=code_version(LABEL_DEFINITION),
     metadata={"dagster/column_schema": LABELS_SCHEMA},
     kinds={"pandas"},
     description="What followed each feature row whose bar `horizon` later exists: its label, and "
@@ -242,6 +247,7 @@ def _tuning_metadata(tuned: Tuned, run: Any) -> dict[str, Any]:
 @dg.asset(
     group_name="training",
     **ownership("weekly"),
+    code_version=code_version(SEARCH_SPACE, BASE_PARAMS),
     kinds={"optuna", "mlflow"},
     retry_policy=STORE_RETRY_POLICY,
     description="Hyperparameters from an Optuna study on purged walk-forward folds.",
@@ -303,6 +309,7 @@ def _staging_metadata(
 @dg.asset(
     group_name="training",
     **ownership("weekly"),
+    code_version=code_version(BASE_PARAMS, feature_schema_hash(), LABEL_DEFINITION),
     kinds={"lightgbm", "mlflow"},
     retry_policy=STORE_RETRY_POLICY,
     description="The tuned recipe walked forward over the evaluation window (out-of-sample "
