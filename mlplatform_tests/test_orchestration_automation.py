@@ -13,7 +13,6 @@ import pytest
 from mlplatform import config
 from mlplatform.cli import run_pipeline
 from mlplatform.definitions import build_definitions, defs
-
 from mlplatform_tests.conftest import (
     WebhookReceiver,
     drift_sensor_tick,
