@@ -32,6 +32,7 @@ CELERY_BACKEND_ENV = "MLPLATFORM_CELERY_BACKEND"  # default: the broker URL (rpc
 PROMOTION_POLICY_ENV = (
     "MLPLATFORM_PROMOTION_POLICY"  # JSON object of thresholds, e.g. {"min_dsr": 0.9}
 )
+PREDICTIONS_DIR_ENV = "MLPLATFORM_PREDICTIONS_DIR"  # the prediction log: a folder or URL
 EXECUTOR_ENV = "MLPLATFORM_EXECUTOR"  # `celery`: the code location's jobs run steps on Celery
 
 
@@ -85,6 +86,16 @@ def registry_lock_url() -> str | None:
 def io_dir() -> Path:
     """Asset values: the home folder's io/ on one machine, MLPLATFORM_IO_DIR (shared) otherwise."""
     return Path(os.environ.get(IO_DIR_ENV) or home_dir() / "io")
+
+
+def predictions_dir() -> str:
+    """The prediction log (Parquet per date): predictions/ in the home folder, or
+    MLPLATFORM_PREDICTIONS_DIR (a folder or an object-store URL other tools read)."""
+    return os.environ.get(PREDICTIONS_DIR_ENV) or str(home_dir() / "predictions")
+
+
+# The first trading date the predictions asset offers (a backfill may start here).
+PREDICTIONS_START = "2024-01-01"
 
 
 def reports_dir() -> Path:

@@ -58,13 +58,16 @@ def test_a_failed_check_refuses_once_with_count_and_next_steps() -> None:
         backtest_id=42,
         staging_version="5",
         production_version="3",
+        policy=POLICY.to_dict(),
     )
     decision = decide_promotion(_facts(failed), override=False, reason="")
     assert not decision.allowed
     message = decision.message()
     assert message.count("beats_majority_class") == 1
     assert "FAILED — p = 0.2 by date" in message
-    assert f"1 problem(s) with {len(BLOCKING_CRITERIA)} promotion checks" in message
+    assert f"1 of the {len(BLOCKING_CRITERIA)} promotion checks do not vouch for it" in message
+    # a failure judged on this very version: re-running its backtest cannot help
+    assert "materialize backtest_report" not in message and "a new retrain" in message
     assert "override: true" in message and 'make promote OVERRIDE=1 REASON="..."' in message
 
 
@@ -79,7 +82,8 @@ def test_a_check_both_failed_and_stale_is_listed_once() -> None:
     )
     decision = decide_promotion(_facts(both), override=False, reason="")
     assert len(decision.problems) == 1
-    assert "FAILED" in decision.problems[0] and "stale" in decision.problems[0]
+    assert "FAILED" in decision.problem_lines[0] and "stale" in decision.problem_lines[0]
+    assert "materialize backtest_report" in decision.message()  # evaluating v5 may help
 
 
 @pytest.mark.parametrize(
@@ -98,7 +102,7 @@ def test_a_check_both_failed_and_stale_is_listed_once() -> None:
 def test_unfinished_or_stale_evidence_refuses(check: CheckEvidence, words: str) -> None:
     decision = decide_promotion(_facts(check), override=False, reason="")
     assert not decision.allowed
-    assert len(decision.problems) == 1 and words in decision.problems[0]
+    assert len(decision.problems) == 1 and words in decision.problem_lines[0]
 
 
 def test_re_promoting_production_is_not_stale() -> None:
@@ -164,7 +168,7 @@ def test_a_check_judged_under_another_policy_vouches_for_nothing() -> None:
     )
     decision = decide_promotion(_facts(check), override=False, reason="")
     assert not decision.allowed
-    (problem,) = decision.problems
+    (problem,) = decision.problem_lines
     assert "another promotion policy" in problem
     assert "min_dsr 0.0 (deployed 0.95)" in problem and "min_sharpe -100000.0" in problem
 
@@ -174,7 +178,7 @@ def test_a_check_with_no_recorded_policy_vouches_for_nothing() -> None:
         "beats_majority_class", CheckStatus.PASSED, backtest_id=42, staging_version="5",
         production_version="3",
     )  # fmt: skip
-    (problem,) = decide_promotion(_facts(check), override=False, reason="").problems
+    (problem,) = decide_promotion(_facts(check), override=False, reason="").problem_lines
     assert "no promotion policy was recorded" in problem
 
 
@@ -187,3 +191,25 @@ def test_policy_from_json_names_what_is_wrong() -> None:
     with pytest.raises(PolicyError, match=r"min_dsr=2.*\[0.0, 1.0\]"):
         PromotionPolicy.from_json('{"min_dsr": 2}', source="ENV")
     assert PromotionPolicy().fingerprint != PromotionPolicy(min_dsr=0.9).fingerprint
+
+
+def test_too_few_days_in_shadow_refuse_until_they_pass_or_an_override() -> None:
+    policy = PromotionPolicy(min_shadow_days=5)
+    facts = _facts()
+    waiting = PromotionFacts("5", "3", None, facts.checks, policy, shadow_days=3)
+    refused = decide_promotion(waiting, override=False, reason="")
+    assert not refused.allowed and "3 of the 5 days in shadow" in refused.message()
+    assert "(2 to go)" in refused.message() and "daily refresh" in refused.message()
+    assert decide_promotion(waiting, override=True, reason="reviewed the shadow by hand").allowed
+    ready = PromotionFacts("5", "3", None, facts.checks, policy, shadow_days=5)
+    assert decide_promotion(ready, override=False, reason="").allowed
+
+
+def test_production_moved_outside_refuses_even_an_override() -> None:
+    facts = _facts()
+    moved = PromotionFacts(
+        "5", "2", None, facts.checks, POLICY, alias_moved_outside="production points at v2."
+    )
+    decision = decide_promotion(moved, override=True, reason="anyway")
+    assert not decision.allowed
+    assert "production points at v2" in decision.message() and "rollback_job" in decision.message()

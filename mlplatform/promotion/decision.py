@@ -50,6 +50,7 @@ class PromotionFacts:
     policy: PromotionPolicy  # the deployed policy: a check run under another vouches for nothing
     alias_moved_outside: str | None = None  # the audit's message when production was moved
     checks_shown: int = 0  # every check on backtest_report (warnings too), as the UI counts them
+    shadow_days: int = 0  # scored days with outcomes the staging version spent in shadow
 
 
 class Problem(StrEnum):
@@ -58,6 +59,7 @@ class Problem(StrEnum):
     FAILED = "failed"  # a verdict on this version: re-running the same backtest cannot change it
     STALE = "stale"  # evaluated another staging/production version or policy: evaluate again
     ROLLED_BACK = "rolled back"  # taken out of production: only an override brings it back
+    SHADOW = "shadow"  # fewer days in shadow than the policy asks: wait, or override
 
 
 @dataclass(frozen=True)
@@ -117,6 +119,11 @@ class Decision:
             steps.append(
                 "a failed check is a verdict on this version: re-running its backtest gives the "
                 "same answer; a new retrain (new bars or parameters) may give a promotable one"
+            )
+        if Problem.SHADOW in kinds:
+            steps.append(
+                "let the daily refresh score it beside production for the days that remain "
+                "(data_refresh_job, or make predict)"
             )
         if Problem.ROLLED_BACK in kinds:
             steps.append(
@@ -216,6 +223,15 @@ def decide_promotion(facts: PromotionFacts, *, override: bool, reason: str) -> D
                 (
                     Problem.STALE,
                     "the checks evaluated different backtest_report materializations",
+                )
+            )
+        wanted = facts.policy.min_shadow_days
+        if facts.shadow_days < wanted:
+            problems.append(
+                (
+                    Problem.SHADOW,
+                    f"v{staging} has {facts.shadow_days} of the {wanted} days in shadow beside "
+                    f"production the policy asks ({wanted - facts.shadow_days} to go)",
                 )
             )
         if facts.rolled_back_version == staging:

@@ -15,6 +15,9 @@ from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 
+GATE_ONLY = frozenset({"min_shadow_days"})  # applied by production_model, not by a check
+
+
 class PolicyError(ValueError):
     """A promotion policy value is out of range or unknown; names the field."""
 
@@ -31,6 +34,9 @@ class PromotionPolicy:
     min_class_share: float = 0.05  # each class predicted at least this often
     leakage_alarm_accuracy: float = 0.65  # a warning: on daily bars this signals look-ahead
     min_cost_bps: float = 5.0  # the Sharpe counts only when costed at least this (one way)
+    # Scored days with known outcomes a staging version must spend in shadow beside production
+    # before it may be promoted (0: promote right after its checks; a desk sets 5 or 20).
+    min_shadow_days: int = 0
 
     def __post_init__(self) -> None:
         bounds = {
@@ -42,6 +48,7 @@ class PromotionPolicy:
             "min_class_share": (0.0, 0.5),
             "leakage_alarm_accuracy": (0.5, 1.0),
             "min_cost_bps": (0.0, 1000.0),
+            "min_shadow_days": (0, 250),
         }
         for name, (low, high) in bounds.items():
             value = getattr(self, name)
@@ -60,14 +67,15 @@ class PromotionPolicy:
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 
     def differences(self, recorded: dict[str, Any] | None) -> list[str]:
-        """Each threshold a recorded policy set differently from this one, in words."""
+        """Each threshold the checks apply that a recorded policy set differently, in words
+        (the days in shadow are the gate's own rule, not a check's)."""
         if not recorded:
             return ["no promotion policy was recorded with it"]
         mine = self.to_dict()
         return [
             f"{key} {recorded.get(key, 'unset')} (deployed {value:g})"
             for key, value in mine.items()
-            if recorded.get(key) != value
+            if key not in GATE_ONLY and recorded.get(key) != value
         ]
 
     def describe(self) -> str:

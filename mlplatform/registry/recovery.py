@@ -19,6 +19,7 @@ from mlflow.entities import Run
 
 from mlplatform import config
 from mlplatform.registry.errors import ArtifactLost, RegistryError
+from mlplatform.registry.history import Move, record_move, withdraw_move
 from mlplatform.registry.journal import Intent, clear_intent, read_intent
 from mlplatform.registry.projection import Projection, archived_versions, project
 from mlplatform.registry.runs import end_orphaned_runs, process_alive
@@ -109,11 +110,13 @@ def finish_registration(client: MlflowClient, intent: Intent) -> None:
 
 def move_forward(client: MlflowClient, intent: Intent) -> None:
     """A promotion or rollback: the moved version's and the leaving version's tags, then the
-    production alias (the commit point)."""
+    production alias (the commit point), and the move in the production history."""
     apply_tags(client, intent.name, intent.data["tags_after"])
     client.set_registered_model_alias(
         intent.name, config.PRODUCTION_ALIAS, intent.data["to_version"]
     )
+    move = Move(intent.data["to_version"], intent.data["at"], intent.op, intent.token)
+    record_move(client, intent.name, move)
 
 
 def move_back(client: MlflowClient, intent: Intent) -> None:
@@ -126,6 +129,7 @@ def move_back(client: MlflowClient, intent: Intent) -> None:
     elif current is None or str(current.version) != previous:
         client.set_registered_model_alias(name, config.PRODUCTION_ALIAS, previous)
     apply_tags(client, name, intent.data["tags_before"])
+    withdraw_move(client, name, intent.token)
 
 
 def committed(client: MlflowClient, intent: Intent) -> bool:
