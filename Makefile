@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 3000
 
-.PHONY: install run test lint dev mlflow-ui mlflow-server promote rollback repair bench clean
+.PHONY: install run test lint dev mlflow-ui mlflow-server predict promote rollback repair bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,11 @@ MLFLOW_PORT ?= 5000
 mlflow-server: install
 	$(BIN)/python -m mlplatform mlflow-server --backend-store-uri "$(MLFLOW_BACKEND)" \
 		--artifacts-destination "$(MLFLOW_ARTIFACTS)" --host $(HOST) --port $(MLFLOW_PORT)
+
+# The day's scores (DATE empty = the last bar's date) as CSV on standard output, or FORMAT=json,
+# or into OUTPUT; they also land in the prediction log (.mlplatform/predictions/<date>.parquet).
+predict: install
+	$(BIN)/python -m mlplatform predict $(if $(DATE),--date $(DATE),) $(if $(FORMAT),--format $(FORMAT),) $(if $(OUTPUT),--output $(OUTPUT),)
 
 # Promotion is a person's decision: REASON is recorded; OVERRIDE=1 skips failed checks (needs REASON).
 promote: install

@@ -22,7 +22,7 @@ from mlflow.tracking import MlflowClient
 
 from mlplatform import config
 from mlplatform.orchestration.executors import CLI_ASSETS_JOB, EXECUTORS, execution_config
-from mlplatform.orchestration.jobs import RETRAIN_TAGS
+from mlplatform.orchestration.jobs import RETRAIN_TAGS, SERVING_ASSETS
 from mlplatform.orchestration.liveness import close_dead_dagster_runs, process_tags
 from mlplatform.registry import LockTimeout
 from mlplatform.registry.lock import exclusive
@@ -63,8 +63,9 @@ def _instance() -> dg.DagsterInstance:
 
 
 def pipeline_selection() -> dg.AssetSelection:
-    """Everything but production_model: `run` never promotes."""
-    return dg.AssetSelection.all() - dg.AssetSelection.assets("production_model")
+    """Everything but production_model (`run` never promotes) and the day's scores (`predict`
+    and the daily refresh make those, one date at a time)."""
+    return dg.AssetSelection.all() - dg.AssetSelection.assets("production_model", *SERVING_ASSETS)
 
 
 def execute(
@@ -77,6 +78,7 @@ def execute(
     run_config: dict | None = None,
     executor: str = "in_process",
     tags: Mapping[str, str] | None = None,
+    partition_key: str | None = None,
 ) -> dg.ExecuteInProcessResult:
     """Run a named job, or the given assets, on `instance`, tagged with its trigger: in this
     process, or through Dagster's multiprocess or Celery executor (steps in other processes,
@@ -91,6 +93,7 @@ def execute(
             run_config={**quiet, **(run_config or {})},
             raise_on_error=False,
             tags=tags,
+            partition_key=partition_key,
         )
     with dg.execute_job(
         dg.build_reconstructable_job(  # a pointer each step process rebuilds the job from
@@ -101,7 +104,7 @@ def execute(
         ),
         instance,
         run_config={**quiet, **(run_config or {}), **execution_config(executor)},
-        tags=tags,
+        tags={**tags, **({"dagster/partition": partition_key} if partition_key else {})},
         asset_selection=assets,
     ) as result:
         return result  # type: ignore[return-value]  # the same events API
@@ -300,6 +303,53 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 1 if run_errors(result) else 0
 
 
+def _last_feature_date(instance: dg.DagsterInstance) -> str | None:
+    event = instance.get_latest_materialization_event(dg.AssetKey("features"))
+    if event is None or event.asset_materialization is None:
+        return None
+    return str(event.asset_materialization.metadata["last_date"].value)
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    """Score a date (default: the last one with features) and print or write its rows."""
+    from mlplatform.definitions import build_definitions
+    from mlplatform.orchestration.assets.serving import TRADING_DATES
+    from mlplatform.serving import PredictionLog
+
+    instance = _instance()
+    date = args.date or _last_feature_date(instance)
+    if date is None:
+        print("mlplatform predict: no features yet: run `make run` first", file=sys.stderr)
+        return 2
+    if not TRADING_DATES.has_partition_key(date):
+        print(
+            f"mlplatform predict: {date} is not a trading date the platform scores (business "
+            f"days from {TRADING_DATES.start:%Y-%m-%d} to today, as YYYY-MM-DD)",
+            file=sys.stderr,
+        )
+        return 2
+    result = execute(
+        build_definitions(),
+        instance,
+        trigger="cli_predict",
+        assets=[dg.AssetKey("predictions")],
+        partition_key=date,
+    )
+    if not result.success:
+        return _report_single(result, "predict", failed="failed")
+    rows = PredictionLog(config.predictions_dir()).read(date)
+    text = rows.to_json(orient="records", date_format="iso") if args.format == "json" else None
+    if args.output:
+        if text is None:
+            rows.to_csv(args.output, index=False)
+        else:
+            Path(args.output).write_text(text)
+        print(f"predict: {len(rows)} rows for {date} written to {args.output}", file=sys.stderr)
+    else:
+        print(text if text is not None else rows.to_csv(index=False), end="")
+    return 0
+
+
 def cmd_promote(args: argparse.Namespace) -> int:
     from mlplatform.definitions import build_definitions
 
@@ -469,6 +519,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"(broker {config.CELERY_BROKER_ENV}, asset values in {config.IO_DIR_ENV})",
     )
     run.set_defaults(func=cmd_run)
+    predict = sub.add_parser("predict", help="score a date and print or write its predictions")
+    predict.add_argument("--date", default=None, help="YYYY-MM-DD (default: the last bar's date)")
+    predict.add_argument("--format", choices=("csv", "json"), default="csv")
+    predict.add_argument("--output", default=None, help="a file instead of standard output")
+    predict.set_defaults(func=cmd_predict)
     promote = sub.add_parser("promote", help="materialize production_model (a person's decision)")
     promote.add_argument("--reason", default="")
     promote.add_argument("--override", action="store_true")

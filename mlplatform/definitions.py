@@ -14,9 +14,16 @@ import dagster as dg
 from dagster_mlflow import end_mlflow_on_run_finished
 
 from mlplatform import config
-from mlplatform.orchestration.assets import data, deployment, evaluation, monitoring, training
+from mlplatform.orchestration.assets import (
+    data,
+    deployment,
+    evaluation,
+    monitoring,
+    serving,
+    training,
+)
 from mlplatform.orchestration.executors import CLI_ASSETS_JOB, executor_definition
-from mlplatform.orchestration.io_manager import AssetValueIOManager
+from mlplatform.orchestration.io_manager import AssetValueIOManager, PredictionLogIOManager
 from mlplatform.orchestration.jobs import (
     data_refresh_job,
     repair_export_job,
@@ -32,7 +39,11 @@ from mlplatform.orchestration.resources import (
     mlflow_tracking,
 )
 from mlplatform.orchestration.schedules import daily_refresh_schedule, weekly_retrain_schedule
-from mlplatform.orchestration.sensors import drift_sensor, run_failure_notification_sensor
+from mlplatform.orchestration.sensors import (
+    decay_sensor,
+    drift_sensor,
+    run_failure_notification_sensor,
+)
 from mlplatform.promotion import PromotionPolicy
 
 
@@ -93,6 +104,7 @@ def build_resources() -> dict[str, object]:
             optuna_storage=_env_or_default(config.OPTUNA_STORAGE_ENV, config.optuna_storage_url),
             models_dir=str(config.models_dir()),
             reports_dir=str(config.reports_dir()),
+            predictions_dir=_env_or_default(config.PREDICTIONS_DIR_ENV, config.predictions_dir),
             registry_lock_url=_registry_lock_url(),
         ),
         "validation": ValidationScheme(),
@@ -111,6 +123,9 @@ def build_resources() -> dict[str, object]:
         "io_manager": AssetValueIOManager(
             base_dir=_env_or_default(config.IO_DIR_ENV, lambda: str(config.io_dir()))
         ),
+        "prediction_log": PredictionLogIOManager(
+            root=_env_or_default(config.PREDICTIONS_DIR_ENV, config.predictions_dir)
+        ),
     }
 
 
@@ -128,7 +143,7 @@ def build_definitions(
 ) -> dg.Definitions:
     """`overrides` replaces resources by key (tests use a small market and few folds); `executor`
     (default: MLPLATFORM_EXECUTOR, else the Launchpad's choice) is one of executors.EXECUTORS."""
-    modules = [data, training, evaluation, deployment, monitoring]
+    modules = [data, training, evaluation, deployment, monitoring, serving]
     return dg.Definitions(
         # Code references: each asset's page links to the function that defines it.
         assets=dg.with_source_code_references(
@@ -139,7 +154,7 @@ def build_definitions(
         ],
         jobs=[retrain_job, data_refresh_job, rollback_job, repair_export_job],
         schedules=[weekly_retrain_schedule, daily_refresh_schedule],
-        sensors=[drift_sensor, run_failure_notification_sensor],
+        sensors=[drift_sensor, decay_sensor, run_failure_notification_sensor],
         resources={
             key: fixed(resource)
             for key, resource in {**build_resources(), **(overrides or {})}.items()

@@ -22,9 +22,12 @@ from pathlib import Path
 from typing import IO
 
 import dagster as dg
+import pandas as pd
 from fsspec.implementations.local import LocalFileSystem
 from pydantic import Field
 from upath import UPath
+
+from mlplatform.serving import PredictionLog
 
 
 def _write(value: object, file: IO[bytes]) -> None:
@@ -81,3 +84,16 @@ class AssetValueIOManager(dg.ConfigurableIOManagerFactory):
 
     def create_io_manager(self, context: dg.InitResourceContext) -> dg.UPathIOManager:
         return _AssetValues(base_path=UPath(self.base_dir))
+
+
+class PredictionLogIOManager(dg.ConfigurableIOManager):
+    """The predictions asset's partitions as the prediction log's files (Parquet per date),
+    which other tools read without Dagster."""
+
+    root: str = Field(description="Folder or object-store URL of the prediction log.")
+
+    def handle_output(self, context: dg.OutputContext, obj: pd.DataFrame) -> None:
+        PredictionLog(self.root).write(context.partition_key, obj)
+
+    def load_input(self, context: dg.InputContext) -> pd.DataFrame:
+        return PredictionLog(self.root).read(context.partition_key)

@@ -9,6 +9,7 @@ from pydantic import Field
 from mlplatform.notifications import Notification, NotificationKind
 from mlplatform.orchestration.assets.deployment import PRODUCTION_KEY, launching_user
 from mlplatform.orchestration.assets.evaluation import BacktestConfig
+from mlplatform.orchestration.assets.serving import TRADING_DATES
 from mlplatform.orchestration.assets.training import TrainingConfig, TuningConfig
 from mlplatform.orchestration.liveness import close_dead_dagster_runs, converge, mlflow_run_alive
 from mlplatform.orchestration.metadata import mlflow_model_url, rounded
@@ -75,14 +76,20 @@ retrain_job = dg.define_asset_job(
     config=RETRAIN_CONFIG,
 )
 
+# What the daily refresh scores and judges once the day's bars are in.
+SERVING_ASSETS = ("predictions", "live_performance")
+
 data_refresh_job = dg.define_asset_job(
     name="data_refresh_job",
-    selection=dg.AssetSelection.assets(*DATA_ASSETS, "features", "drift_report")
+    selection=dg.AssetSelection.assets(*DATA_ASSETS, "features", "drift_report", *SERVING_ASSETS)
     | dg.AssetSelection.checks(
         dg.AssetCheckKey(PRODUCTION_KEY, "production_alias_set_by_platform")
     ),
-    description="Pull the latest bars, recompute features, report drift against the model, and "
-    "check that production is where the platform put it.",
+    partitions_def=TRADING_DATES,
+    description="Pull the latest bars, recompute features, report drift against the model, "
+    "score the date (predictions, its partition) with production and a waiting challenger, "
+    "judge how they do once outcomes are known (live_performance), and check that production "
+    "is where the platform put it.",
     tags={"mlplatform/pipeline": "refresh"},
     hooks=ENDS_MLFLOW_RUN,
 )

@@ -7,13 +7,16 @@ compared. Decisions are made in mlplatform.promotion, never here.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any
 
 import dagster as dg
+from mlflow.entities.model_registry import ModelVersion
 
 from mlplatform import config as settings
 from mlplatform.orchestration.assets.evaluation import POLICY_METADATA_KEY
+from mlplatform.orchestration.assets.serving import SHADOW_TAG
 from mlplatform.orchestration.resources import PlatformStores
 from mlplatform.promotion import (
     BLOCKING_CRITERIA,
@@ -103,4 +106,11 @@ def promotion_facts(
         policy=policy,
         alias_moved_outside=audit_production_alias(stores.tracking_uri, stores.model_name)[1],
         checks_shown=len(CRITERION_DESCRIPTIONS),
+        shadow_days=int((shadow_record(staging) or {}).get("days", 0)),
     )
+
+
+def shadow_record(staging: ModelVersion | None) -> dict | None:
+    """The staging version's paired live record beside production (live_performance's)."""
+    raw = None if staging is None else staging.tags.get(SHADOW_TAG)
+    return json.loads(raw) if raw else None

@@ -108,6 +108,7 @@ class PlatformStores(dg.ConfigurableResource):
     optuna_storage: str = Field(description="SQLAlchemy URL of the Optuna study storage.")
     models_dir: str = Field(description="Export for consumers that don't speak MLflow.")
     reports_dir: str = Field(description="HTML reports (backtest, drift).")
+    predictions_dir: str = Field(description="The prediction log: a folder or object-store URL.")
     model_name: str = config.MODEL_NAME
     registry_lock_url: str | None = Field(
         default=None, description="Postgres URL of the cross-host registry lock (None: one host)."
@@ -352,13 +353,22 @@ def fixed(resource: object, summary: str | None = None) -> dg.ResourceDefinition
     (the Launchpad's included) that tries to change where data is read or written, which store
     is used or what the gate accepts is refused at launch, before any step runs. The UI shows
     the settings in the description; environment variables by name only."""
-    if isinstance(resource, dg.ConfigurableResource | dg.ConfigurableIOManagerFactory):
+    if isinstance(
+        resource,
+        dg.ConfigurableResource | dg.ConfigurableIOManagerFactory | dg.ConfigurableIOManager,
+    ):
         settings = ", ".join(f"{k}={_shown(v)}" for k, v in dict(resource).items())
         doc = (type(resource).__doc__ or "").strip().splitlines()[0]
         description = f"{doc} Fixed by the deployment: {summary or settings}"
         if isinstance(resource, dg.ConfigurableIOManagerFactory):
             return dg.IOManagerDefinition(
                 resource_fn=lambda context: _resolved(resource).create_io_manager(context),
+                config_schema={},
+                description=description,
+            )
+        if isinstance(resource, dg.ConfigurableIOManager):
+            return dg.IOManagerDefinition(
+                resource_fn=lambda _context: _resolved(resource),
                 config_schema={},
                 description=description,
             )

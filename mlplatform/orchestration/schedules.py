@@ -18,12 +18,18 @@ weekly_retrain_schedule = dg.ScheduleDefinition(
     tags={"mlplatform/trigger": "weekly_schedule"},
 )
 
-daily_refresh_schedule = dg.ScheduleDefinition(
+
+@dg.schedule(
     name="daily_refresh_schedule",
     job=data_refresh_job,
     cron_schedule=settings.DAILY_REFRESH_CRON,
     execution_timezone=settings.SCHEDULE_TIMEZONE,
     default_status=dg.DefaultScheduleStatus.STOPPED,
-    description="Pull the day's bars after the close and report drift.",
-    tags={"mlplatform/trigger": "daily_schedule"},
+    description="After each weekday's close: pull the day's bars, score the day, judge the "
+    "days whose outcomes are now known, report drift.",
 )
+def daily_refresh_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
+    day = context.scheduled_execution_time.date().isoformat()
+    return dg.RunRequest(
+        run_key=day, partition_key=day, tags={"mlplatform/trigger": "daily_schedule"}
+    )

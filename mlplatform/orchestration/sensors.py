@@ -12,6 +12,7 @@ from mlplatform.monitoring.model_drift import FeatureDrift, recent_rows, retrain
 from mlplatform.notifications import Notification, NotificationKind
 from mlplatform.orchestration.jobs import retrain_job
 from mlplatform.orchestration.resources import Notifier, PlatformStores
+from mlplatform.promotion import awaiting_review
 from mlplatform.registry import download_reference, monitored_model
 
 FEATURES_KEY = dg.AssetKey("features")
@@ -94,6 +95,54 @@ def _drift_decision(
         },
     )
     return dg.SensorResult(run_requests=[request], cursor=json.dumps(cursor))
+
+
+DECAY_CHECK = dg.AssetCheckKey(dg.AssetKey("live_performance"), "performance_decay")
+
+
+@dg.sensor(
+    name="decay_sensor",
+    job=retrain_job,
+    minimum_interval_seconds=settings.DRIFT.sensor_interval_s,
+    default_status=dg.DefaultSensorStatus.STOPPED,
+    description="When the decay check finds production's live accuracy significantly below its "
+    "walk-forward expectation, requests retrain_job: once per alarm (run key), and not while "
+    "the retrained version it asked for waits for a person.",
+)
+def decay_sensor(context: dg.SensorEvaluationContext, stores: PlatformStores) -> dg.SensorResult:
+    cursor = json.loads(context.cursor) if context.cursor else {}
+    record = context.instance.get_latest_asset_check_evaluation_record(DECAY_CHECK)
+    evaluation = None if record is None else record.evaluation
+    if not isinstance(evaluation, dg.AssetCheckEvaluation) or evaluation.passed:
+        return dg.SensorResult(skip_reason="production keeps its live edge (or is not judged yet)")
+    version = str(evaluation.metadata["champion_version"].value)
+    alarm = str(evaluation.metadata["alarm_date"].value)
+    model = monitored_model(stores.tracking_uri, stores.model_name)
+    if model is not None and awaiting_review(
+        cursor.get("requested_for"),
+        cursor.get("requested_at"),
+        monitored=model.key,
+        monitored_is_staging=model.alias == settings.STAGING_ALIAS,
+        monitored_created_at=model.created_at,
+    ):
+        return dg.SensorResult(
+            skip_reason=f"v{version} decayed (alarm {alarm}); the retrain already requested "
+            "gave a version that waits for a person: review and promote it to re-arm",
+            cursor=json.dumps(cursor),
+        )
+    evidence = f"v{version}:{alarm}"
+    if model is not None:
+        cursor |= {"requested_for": model.key, "requested_at": time.time()}
+    context.log.info(f"requesting retrain_job: production {evidence} lost its live edge")
+    return dg.SensorResult(
+        run_requests=[
+            dg.RunRequest(
+                run_key=f"decay:{stores.model_name}:{evidence}",  # one request per alarm
+                tags={"mlplatform/trigger": "decay_sensor", "mlplatform/decay": evidence},
+            )
+        ],
+        cursor=json.dumps(cursor),
+    )
 
 
 @dg.run_failure_sensor(

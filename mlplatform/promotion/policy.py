@@ -14,7 +14,6 @@ import math
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
-
 GATE_ONLY = frozenset({"min_shadow_days"})  # applied by production_model, not by a check
 
 

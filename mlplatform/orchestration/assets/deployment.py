@@ -9,14 +9,15 @@ import getpass
 from typing import Any
 
 import dagster as dg
+import pandas as pd
 from mlflow.exceptions import MlflowException
 from pydantic import Field
 
 from mlplatform import config as settings
 from mlplatform.notifications import Notification, NotificationKind
 from mlplatform.orchestration.liveness import converge
-from mlplatform.orchestration.metadata import mlflow_model_url, ownership
-from mlplatform.orchestration.promotion_facts import promotion_facts
+from mlplatform.orchestration.metadata import mlflow_model_url, ownership, table_metadata
+from mlplatform.orchestration.promotion_facts import promotion_facts, shadow_record
 from mlplatform.orchestration.resources import Notifier, PlatformStores
 from mlplatform.promotion import Decision, PromotionPolicy, decide_promotion
 from mlplatform.registry import (
@@ -82,7 +83,17 @@ def _promote(
         ) from exc
 
 
-def _refusal(context: dg.AssetExecutionContext, decision: Decision) -> None:
+def _shadow_metadata(stores: PlatformStores) -> dict[str, Any]:
+    """The staging version's live record in shadow beside production, when it has one."""
+    staging = get_alias_version(stores.tracking_uri, stores.model_name, settings.STAGING_ALIAS)
+    record = shadow_record(staging)
+    if record is None:
+        return {"shadow_record": "none yet: the daily refresh scores a waiting version beside "
+                "production"}  # fmt: skip
+    return {"shadow_record": table_metadata(pd.DataFrame([record]))}
+
+
+def _refusal(context: dg.AssetExecutionContext, decision: Decision, stores: PlatformStores) -> None:
     """Record the verdict where a person looks: first in the run's log, on the asset's page."""
     context.log.warning(decision.message())
     context.instance.add_run_tags(context.run_id, {VERDICT_TAG: "refused"})
@@ -101,6 +112,7 @@ def _refusal(context: dg.AssetExecutionContext, decision: Decision) -> None:
                 "next_steps": dg.MetadataValue.md(
                     "\n".join(f"- {step}" for step in decision.next_steps()) or "_none_"
                 ),
+                **_shadow_metadata(stores),
             },
         )
     )
@@ -156,7 +168,7 @@ def production_model(
         reason=config.reason,
     )
     if not decision.allowed:
-        _refusal(context, decision)
+        _refusal(context, decision, stores)
         return
     if decision.overridden:
         context.log.warning(

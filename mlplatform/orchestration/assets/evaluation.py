@@ -1,5 +1,6 @@
 """Group `evaluation`: the backtest report and its blocking promotion checks."""
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ from pydantic import Field
 from mlplatform import config as settings
 from mlplatform.evaluation import BacktestResult, markdown_table, write_html
 from mlplatform.evaluation.walk_forward import CandidateEvaluation, Contenders, evaluate_candidate
+from mlplatform.monitoring.decay import Expectation
 from mlplatform.notifications import Notification, NotificationKind
 from mlplatform.orchestration.errors import STORE_RETRY_POLICY, CheckedConfig, step_guard
 from mlplatform.orchestration.metadata import (
@@ -39,6 +41,7 @@ from mlplatform.registry import get_alias_version
 from mlplatform.training import Recipe, Windows
 
 POLICY_METADATA_KEY = "promotion_policy"
+EXPECTATION_TAG = "expectation"  # on a version: its walk-forward daily accuracy, for the decay test
 # Staging's figures plotted across retrains in the UI's Plots view: metric -> metadata key.
 HEADLINE = {
     "accuracy": "accuracy",
@@ -195,6 +198,11 @@ def backtest_report(
         )
         run = mlflow.active_run()
         html_path, url = _publish(evaluation.result, stores, staging, run)
+        # What live performance will hold this version to, once it serves (the decay test).
+        expectation = Expectation.of_walk_forward(staging_model["out_of_sample"], data.y)
+        stores.client.set_model_version_tag(
+            staging.name, str(staging.version), EXPECTATION_TAG, json.dumps(expectation.to_dict())
+        )
     report = _report(staging_model, production, windows, evaluation.result, html_path, url)
     metadata = _backtest_metadata(report, evaluation, windows, staging, run)
     return dg.Output(report, metadata=metadata)
