@@ -15,7 +15,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from mlplatform import config
-from mlplatform.cli import run_pipeline
+from mlplatform.cli import refusal, run_pipeline
 from mlplatform.definitions import build_definitions
 from mlplatform.orchestration.resources import MarketDataSource
 from mlplatform.promotion import BLOCKING_CRITERIA
@@ -76,11 +76,12 @@ def test_market_without_signal_is_refused_with_each_reason_once(platform_home: P
         ]
         assert "beats_majority_class" in failed and "sharpe_after_costs_and_dsr" in failed
         refused = _plain_promotion(defs, instance)
-    assert not refused.success
-    message = failure_message(refused)
+    assert refused.success and not refused.get_asset_materialization_events()  # a verdict
+    message = refusal(refused)
+    assert message is not None
     for name in BLOCKING_CRITERIA:
         assert message.count(f"{name}: FAILED") == (name in failed), name
-    assert f"{len(failed)} problem(s) with {len(BLOCKING_CRITERIA)} promotion checks" in message
+    assert f"{len(failed)} of the {len(BLOCKING_CRITERIA)} promotion checks" in message
     assert "override: true" in message and "make promote OVERRIDE=1" in message
     client = MlflowClient(tracking_uri=config.mlflow_tracking_uri())
     assert config.PRODUCTION_ALIAS not in client.get_registered_model(config.MODEL_NAME).aliases
