@@ -70,6 +70,8 @@ class Expectation:
 def siegmund_arl(k: float, h: float) -> float:
     """Average run length of a one-sided CUSUM with drift -k per step (unit variance)."""
     x = 2.0 * k * (h + 1.166)
+    if x > 700:  # beyond any horizon a threshold is searched for
+        return math.inf
     return (math.exp(x) - x - 1.0) / (2.0 * k * k)
 
 

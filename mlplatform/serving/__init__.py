@@ -8,7 +8,6 @@ staging version waits for review, that version too (the challenger, in shadow).
 from mlplatform.serving.log import PredictionLog
 from mlplatform.serving.predict import (
     PREDICTION_COLUMNS,
-    Scorer,
     ServingModel,
     features_of_date,
     score,
@@ -17,7 +16,6 @@ from mlplatform.serving.predict import (
 __all__ = [
     "PREDICTION_COLUMNS",
     "PredictionLog",
-    "Scorer",
     "ServingModel",
     "features_of_date",
     "score",

@@ -85,13 +85,3 @@ def score(rows: pd.DataFrame, models: Sequence[ServingModel], scored_at: datetim
     if not frames:
         return pd.DataFrame({column: pd.Series(dtype=object) for column in PREDICTION_COLUMNS})
     return pd.concat(frames, ignore_index=True).loc[:, list(PREDICTION_COLUMNS)]
-
-
-@dataclass(frozen=True)
-class Scorer:
-    """Scores dates with a fixed set of serving models (bench_live reuses one per market)."""
-
-    models: tuple[ServingModel, ...]
-
-    def __call__(self, features: pd.DataFrame, date: pd.Timestamp, scored_at: datetime):
-        return score(features_of_date(features, date), self.models, scored_at)
