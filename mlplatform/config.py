@@ -73,14 +73,25 @@ def with_psycopg2(url: str) -> str:
     return url
 
 
+def _postgres(url: str) -> bool:
+    return url.startswith(("postgresql", "postgres://"))
+
+
+def registry_lock_env() -> str | None:
+    """The variable whose Postgres URL the cross-host registry lock uses: the explicit
+    MLPLATFORM_REGISTRY_LOCK_URL, else a store the platform already has on Postgres (the
+    MLflow backend, the Optuna storage); None = none set (one host: the file lock suffices)."""
+    for name in (REGISTRY_LOCK_URL_ENV, MLFLOW_TRACKING_URI_ENV, OPTUNA_STORAGE_ENV):
+        value = os.environ.get(name, "")
+        if (name == REGISTRY_LOCK_URL_ENV and value) or _postgres(value):
+            return name
+    return None
+
+
 def registry_lock_url() -> str | None:
-    """Where registry operations take their cross-host lock: MLPLATFORM_REGISTRY_LOCK_URL, else
-    the MLflow backend when it is Postgres; None = one host (the export's file lock is enough)."""
-    explicit = os.environ.get(REGISTRY_LOCK_URL_ENV)
-    if explicit:
-        return explicit
-    tracking = mlflow_tracking_uri()
-    return tracking if tracking.startswith(("postgresql", "postgres://")) else None
+    """The URL of the cross-host registry lock (see registry_lock_env), or None."""
+    name = registry_lock_env()
+    return None if name is None else os.environ[name]
 
 
 def io_dir() -> Path:

@@ -61,10 +61,9 @@ def _env_or_default(name: str, default: Callable[[], object], *, as_source: bool
 
 
 def _registry_lock_url() -> dg.EnvVar | None:
-    """The variable config.registry_lock_url() takes its URL from, or None (one host)."""
-    if not config.registry_lock_url():
-        return None
-    return _env_or_none(config.REGISTRY_LOCK_URL_ENV) or dg.EnvVar(config.MLFLOW_TRACKING_URI_ENV)
+    """The variable the cross-host registry lock takes its URL from, or None (one host)."""
+    name = config.registry_lock_env()
+    return None if name is None else dg.EnvVar(name)
 
 
 def promotion_policy() -> PromotionPolicy:

@@ -38,7 +38,14 @@ from mlplatform.orchestration.resources import (
     ValidationScheme,
     ensure_experiment,
 )
-from mlplatform.registry import ModelPackage, Registry, load_booster, promote, register
+from mlplatform.registry import (
+    ModelPackage,
+    Registry,
+    RegistryError,
+    load_booster,
+    promote,
+    register,
+)
 from mlplatform.training import SEARCH_SPACE, walk_forward_folds
 from mlplatform.training.tuning import StudySpec, make_storage, run_study
 from mlplatform_tests.conftest import (
@@ -318,10 +325,16 @@ def test_two_concurrent_promotions_leave_one_consistent_production(
             metadata={"seed": seed},
         )
         register(
-            Registry(server_url, tmp_path / "registering-host", name=model),
+            Registry(server_url, tmp_path / "registering-host", name=model, lock_url=postgres),
             package,
             run_id=client.create_run(experiment).info.run_id,
         )
+    # Without a lock every host takes, a registry write to the shared server is refused.
+    with pytest.raises(RegistryError, match=config.REGISTRY_LOCK_URL_ENV):
+        promote(
+            Registry(server_url, tmp_path / "host-without-lock", name=model),
+            "1", actor="host", reason="no lock", run_id="r",
+        )  # fmt: skip
     context = multiprocessing.get_context("spawn")
     barrier = context.Barrier(2)
     hosts = [

@@ -107,6 +107,16 @@ class Registry:
         return client_for(self.tracking_uri)
 
     def lock(self) -> contextlib.AbstractContextManager[None]:
+        """The registry lock; refused when the registry is shared by hosts (a tracking server)
+        and no cross-host lock is configured: this host's lock alone lets two hosts both move
+        production."""
+        if self.lock_url is None and self.tracking_uri.startswith(("http://", "https://")):
+            raise RegistryError(
+                f"the registry at {self.tracking_uri} is shared by every host that reaches it, "
+                "and registry writes need a lock every host takes: set "
+                f"{config.REGISTRY_LOCK_URL_ENV} to a PostgreSQL URL (the MLflow or Optuna "
+                "database serves), or put the Optuna storage on PostgreSQL"
+            )
         return registry_lock(Path(self.export_root), self.name, self.lock_url)
 
 
