@@ -35,12 +35,14 @@ mlflow-ui: install
 
 # MLflow tracking server on Postgres with proxied artifacts (clients see mlflow-artifacts:); the
 # database is created when missing. Point the platform at it: MLPLATFORM_MLFLOW_TRACKING_URI.
+# Clients reaching it by a DNS name other than that URI's host: ALLOWED_HOSTS=mlflow.internal,...
 MLFLOW_BACKEND ?= postgresql+psycopg2://postgres@127.0.0.1:5432/mlplatform_mlflow
 MLFLOW_ARTIFACTS ?= $(CURDIR)/.mlplatform/mlflow-server/artifacts
 MLFLOW_PORT ?= 5000
 mlflow-server: install
 	$(BIN)/python -m mlplatform mlflow-server --backend-store-uri "$(MLFLOW_BACKEND)" \
-		--artifacts-destination "$(MLFLOW_ARTIFACTS)" --host $(HOST) --port $(MLFLOW_PORT)
+		--artifacts-destination "$(MLFLOW_ARTIFACTS)" --host $(HOST) --port $(MLFLOW_PORT) \
+		$(if $(ALLOWED_HOSTS),--allowed-hosts "$(ALLOWED_HOSTS)",)
 
 # The day's scores (DATE empty = the last bar's date) as CSV on standard output, or FORMAT=json,
 # or into OUTPUT; they also land in the prediction log (.mlplatform/predictions/<date>.parquet).

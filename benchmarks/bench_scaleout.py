@@ -226,6 +226,7 @@ def main(argv: list[str] | None = None) -> int:
                     "MLPLATFORM_PG_PASSWORD": pg.password or "",
                     "MLPLATFORM_PG_HOST": str(pg.host),
                     "MLPLATFORM_PG_DB": str(pg.database),
+                    "MLPLATFORM_COMPUTE_LOGS_DIR": str(root / "compute-logs"),
                 }
             )
             yaml_path = config.PROJECT_ROOT / "deploy" / "dagster-postgres.yaml"

@@ -15,6 +15,7 @@ import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import dagster as dg
 import optuna
@@ -24,6 +25,8 @@ from mlplatform import config
 from mlplatform.orchestration.executors import CLI_ASSETS_JOB, EXECUTORS, execution_config
 from mlplatform.orchestration.jobs import RETRAIN_TAGS, SERVING_ASSETS
 from mlplatform.orchestration.liveness import close_dead_dagster_runs, process_tags
+from mlplatform.promotion import BLOCKING_CRITERIA, WARNING_CRITERIA
+from mlplatform.promotion.decision import OVERRIDE_STEP, PROMOTE_STEP
 from mlplatform.registry import LockTimeout
 from mlplatform.registry.lock import exclusive
 
@@ -154,7 +157,6 @@ def run_errors(result: dg.ExecuteInProcessResult) -> list[str]:
 
 
 def _summary(result: dg.ExecuteInProcessResult) -> str:
-    from mlplatform.promotion import BLOCKING_CRITERIA
 
     errors = run_errors(result)
     outcome = "FAILED" if errors else "succeeded"
@@ -213,21 +215,13 @@ def _summary(result: dg.ExecuteInProcessResult) -> str:
                 f"{check.description or ''}"
             )
         if all(c.passed for c in promotion):
-            lines += [
-                "",
-                "Every criterion passed. To promote (a person's decision):",
-                "  UI:  make dev → Assets → production_model → Materialize",
-                "  CLI: make promote REASON='why this version'",
-            ]
+            lines += ["", f"Every criterion passed. Next: {PROMOTE_STEP}"]
         else:
             failed = sum(not c.passed for c in promotion)
             lines += [
                 "",
                 f"Not promotable: {failed} of {len(promotion)} criteria failed (a verdict on the "
-                "candidate, not an error). To promote anyway, with a written reason:",
-                "  UI:  production_model → Materialize with Launchpad config "
-                "{override: true, reason: '...'}",
-                "  CLI: make promote OVERRIDE=1 REASON='why'",
+                f"candidate, not an error). Or {OVERRIDE_STEP}",
             ]
     lines += [f"  ✗ {error}" for error in errors]
     lines += [
@@ -240,6 +234,39 @@ def _summary(result: dg.ExecuteInProcessResult) -> str:
     return "\n".join(lines)
 
 
+def markdown_summary(result: dg.ExecuteInProcessResult) -> str:
+    """The retrain for a CI job summary ($GITHUB_STEP_SUMMARY): comparison, criteria, verdict."""
+    errors = run_errors(result)
+    lines = [f"## mlplatform retrain {result.run_id[:8]}: {'failed' if errors else 'finished'}"]
+    lines += [f"- ✗ {error}" for error in errors]
+    backtest = [
+        e.event_specific_data.materialization  # type: ignore[union-attr]
+        for e in result.get_asset_materialization_events()
+        if e.asset_key == dg.AssetKey("backtest_report")
+    ]
+    if backtest:
+        meta = backtest[-1].metadata
+        comparison = str(meta["comparison"].value)
+        lines += ["", "### Walk-forward evaluation (out of sample)", "", comparison]
+    promotion = [c for c in result.get_asset_check_evaluations() if c.check_name in CRITERIA]
+    if promotion:
+        lines += ["", "### Promotion criteria", "", "| check | result | figures |", "|---|---|---|"]
+        for check in promotion:
+            blocking = check.check_name in BLOCKING_CRITERIA
+            result_text = "pass" if check.passed else ("FAIL" if blocking else "warning")
+            figures = (check.description or "").replace("|", "/")
+            lines.append(f"| {check.check_name} | {result_text} | {figures} |")
+        failed = [c for c in promotion if c.check_name in BLOCKING_CRITERIA and not c.passed]
+        verdict = (
+            f"**Ready for review.** Next: {PROMOTE_STEP}"
+            if not failed
+            else f"**Not promotable**: {len(failed)} criteria failed. Or {OVERRIDE_STEP}"
+        )
+        lines += ["", verdict]
+    return "\n".join(lines) + "\n"
+
+
+CRITERIA = (*BLOCKING_CRITERIA, *WARNING_CRITERIA)
 RETRAIN_WAIT_S = 24 * 3600.0  # a retrain waiting longer than a day for another is stuck: say so
 IN_PROGRESS = [
     dg.DagsterRunStatus.QUEUED,
@@ -300,6 +327,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     with retrain_slot(instance):
         result = run_pipeline(build_definitions(), instance, run_config, executor=args.executor)
     print(_summary(result))
+    if args.summary_file:
+        with open(args.summary_file, "a", encoding="utf-8") as summary:
+            summary.write(markdown_summary(result))
     return 1 if run_errors(result) else 0
 
 
@@ -482,6 +512,19 @@ def create_database(url: str) -> None:
         engine.dispose()
 
 
+def allowed_hosts(extra: str) -> list[str]:
+    """MLflow's own defaults (localhost, private addresses), the host of the platform's tracking
+    URI (a DNS name such as mlflow.internal is refused with 403 otherwise) and `extra`."""
+    from mlflow.server.security_utils import get_default_allowed_hosts
+
+    hosts = get_default_allowed_hosts()
+    tracking = urlsplit(config.mlflow_tracking_uri())
+    if tracking.scheme in ("http", "https") and tracking.hostname:
+        hosts += [tracking.hostname, f"{tracking.hostname}:*"]
+    hosts += [host.strip() for host in extra.split(",") if host.strip()]
+    return list(dict.fromkeys(hosts))
+
+
 def cmd_mlflow_server(args: argparse.Namespace) -> int:
     """An MLflow tracking server on a Postgres store with proxied artifacts: clients get
     `mlflow-artifacts:` URIs and never need the artifact folder (or bucket) themselves."""
@@ -500,6 +543,8 @@ def cmd_mlflow_server(args: argparse.Namespace) -> int:
         str(args.port),
         "--workers",
         "1",
+        "--allowed-hosts",
+        ",".join(allowed_hosts(args.allowed_hosts)),
     ]
     print("$ " + " ".join(command))
     return subprocess.call(command, cwd=config.PROJECT_ROOT)
@@ -517,6 +562,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         default="in_process",
         help="where steps run: this process, a process per step, or Celery workers "
         f"(broker {config.CELERY_BROKER_ENV}, asset values in {config.IO_DIR_ENV})",
+    )
+    run.add_argument(
+        "--summary-file",
+        default=None,
+        help="append the comparison and the verdict as Markdown (e.g. $GITHUB_STEP_SUMMARY)",
     )
     run.set_defaults(func=cmd_run)
     predict = sub.add_parser("predict", help="score a date and print or write its predictions")
@@ -546,6 +596,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     server.add_argument("--artifacts-destination", required=True, help="folder or bucket URI")
     server.add_argument("--host", default="127.0.0.1")
     server.add_argument("--port", type=int, default=5000)
+    server.add_argument(
+        "--allowed-hosts",
+        default=os.environ.get(config.MLFLOW_ALLOWED_HOSTS_ENV, ""),
+        help="host names clients use besides localhost, private addresses and the tracking "
+        f"URI's host, comma-separated (default ${config.MLFLOW_ALLOWED_HOSTS_ENV})",
+    )
     server.set_defaults(func=cmd_mlflow_server)
     args = parser.parse_args(argv)
     try:

@@ -44,6 +44,7 @@ def test_workflow_retrain_step_runs_locally_on_small_data(tmp_path: Path) -> Non
         config.MODELS_DIR_ENV: str(tmp_path / "models"),
         config.DATA_PATH_ENV: str(data_file),
         "TRIALS": "3",
+        "GITHUB_STEP_SUMMARY": str(tmp_path / "summary.md"),
     }
     env.pop(config.WEBHOOK_URL_ENV, None)
     env.pop(config.SLACK_TOKEN_ENV, None)
@@ -57,6 +58,10 @@ def test_workflow_retrain_step_runs_locally_on_small_data(tmp_path: Path) -> Non
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "Promotion criteria" in done.stdout
+    summary = (tmp_path / "summary.md").read_text()
+    assert "### Walk-forward evaluation (out of sample)" in summary
+    assert "| beats_majority_class |" in summary
+    assert "**Ready for review.**" in summary or "**Not promotable**" in summary
     reports = list((tmp_path / "home" / "reports").glob("backtest_*.html"))
     assert reports, "the artifact the workflow uploads was not written"
     assert (tmp_path / "models" / "staging" / "SHA256SUMS").exists()
@@ -72,7 +77,11 @@ def test_workflow_says_plainly_when_the_store_secrets_are_absent() -> None:
     def run(**stores: str) -> str:
         clean = {k: v for k, v in os.environ.items() if not k.startswith("MLPLATFORM_")}
         done = subprocess.run(
-            ["bash", "-c", step["run"]], env={**clean, **stores}, capture_output=True, text=True
+            ["bash", "-c", step["run"]],
+            env={**clean, **stores},
+            capture_output=True,
+            text=True,
+            cwd=config.PROJECT_ROOT,
         )
         assert done.returncode == 0, done.stderr
         return done.stdout
@@ -86,4 +95,35 @@ def test_workflow_says_plainly_when_the_store_secrets_are_absent() -> None:
             config.OPTUNA_STORAGE_ENV: "postgresql+psycopg2://u:secret@db/optuna",
         }
     )
-    assert "warning" not in present and "secret@" not in present
+    assert "Throwaway registry" not in present and "secret@" not in present
+
+
+def test_workflow_trains_on_the_teams_dagster_instance_when_given(tmp_path: Path) -> None:
+    """With the instance's secrets the retrain records its checks where the team's gate reads."""
+    workflow = _workflow()
+    env = workflow["jobs"]["retrain"]["env"]
+    for name in ("MLPLATFORM_PG_HOST", "MLPLATFORM_PG_USER", "MLPLATFORM_PG_DB"):
+        assert env[name] == "${{ secrets." + name + " }}"
+    step = next(s for s in workflow["jobs"]["retrain"]["steps"] if s.get("name") == "Stores")
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("MLPLATFORM_")}
+    github = {"GITHUB_WORKSPACE": str(tmp_path), "GITHUB_ENV": str(tmp_path / "github_env")}
+
+    def run(**given: str) -> str:
+        done = subprocess.run(
+            ["bash", "-c", step["run"]],
+            env={**clean, **github, **given},
+            capture_output=True,
+            text=True,
+            cwd=config.PROJECT_ROOT,
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    assert "::warning title=Runner-local Dagster::" in run()
+    assert not (tmp_path / ".dagster").exists()
+    told = run(MLPLATFORM_PG_HOST="db.internal")
+    assert "the team's instance" in told
+    installed = tmp_path / ".dagster" / "dagster.yaml"
+    deployed = config.PROJECT_ROOT / "deploy" / "dagster-postgres.yaml"
+    assert installed.read_text() == deployed.read_text()
+    assert f"DAGSTER_HOME={tmp_path / '.dagster'}" in (tmp_path / "github_env").read_text()

@@ -312,3 +312,57 @@ def test_notifier_reads_the_slack_api_url_from_the_environment(
     with dg.build_resources({"notifier": build_resources()["notifier"]}) as resources:
         assert resources.notifier.send(NOTIFICATION) == ["log", "slack"]
     assert slack_api.received[0].headers["Authorization"] == f"Bearer {TOKEN}"
+
+
+# --- events -----------------------------------------------------------------------------------
+
+
+def test_retrain_finished_names_each_failing_criterion_with_its_figure() -> None:
+    from mlplatform.notifications import retrain_finished
+    from mlplatform.promotion import PromotionPolicy, evaluate_criteria
+
+    metrics = {
+        "staging": {
+            "accuracy": 0.505,
+            "window_majority_rate": 0.51,
+            "p_value_vs_majority": 0.7,
+            "p_value_by_date": 0.8,
+            "log_loss": 0.6931,
+            "long_short_sharpe": 0.2,
+            "long_short_dsr": 0.1,
+            "up_share": 0.5,
+            "down_share": 0.5,
+        }
+    }
+    outcome = evaluate_criteria(metrics, PromotionPolicy(), cost_bps=5.0)
+    notification = retrain_finished(
+        outcome, version="7", semver="1.2.0", trigger="weekly_schedule", figures={}, link=None
+    )
+    assert notification.kind is NotificationKind.RETRAIN_FINISHED
+    assert notification.title == "retrain finished: staging v7 failed 2 of 5 promotion criteria"
+    fields = notification.fields
+    assert fields["verdict"] == "failed: beats_majority_class, sharpe_after_costs_and_dsr"
+    # the gate's own words, with the figure and the threshold
+    assert fields["beats_majority_class"].startswith("FAILED — p = 0.7 by row, 0.8 by date")
+    assert "Sharpe after costs 0.200 (needs > " in fields["sharpe_after_costs_and_dsr"]
+    assert "OVERRIDE=1" in fields["next_step"]
+    assert "log_loss_not_worse_than_production" not in fields  # only what failed
+    text = format_text(notification)
+    assert "• beats_majority_class: FAILED — p = 0.7" in text
+
+
+def test_drift_detected_names_the_drifted_features_and_the_run() -> None:
+    import pandas as pd
+
+    from mlplatform.notifications import drift_detected
+
+    psi = pd.Series({"ret_1": 0.05, "vol_20": 0.41, "rsi_14": 0.27})
+    notification = drift_detected(
+        psi, threshold=0.2, window_end="2026-04-17", reference="production v3", requested="run X"
+    )
+    assert notification.title.startswith("drift detected: 2 of 3 features at PSI ≥ 0.2")
+    assert list(k for k in notification.fields if k.startswith("psi_")) == [
+        "psi_vol_20",
+        "psi_rsi_14",
+    ]
+    assert notification.fields["requested"] == "run X"

@@ -38,7 +38,11 @@ def test_definitions_load_with_everything() -> None:
         "weekly_retrain_schedule",
         "daily_refresh_schedule",
     }
-    assert {s.name for s in repo.sensor_defs} >= {"drift_sensor", "run_failure_notification_sensor"}
+    assert {s.name for s in repo.sensor_defs} >= {
+        "drift_sensor",
+        "decay_sensor",
+        "run_failure_notification_sensor",
+    }
     graph = defs.resolve_asset_graph()
     groups = {key.to_user_string(): graph.get(key).group_name for key in graph.get_all_asset_keys()}
     assert groups == {
@@ -51,6 +55,8 @@ def test_definitions_load_with_everything() -> None:
         "backtest_report": "evaluation",
         "production_model": "deployment",
         "drift_report": "monitoring",
+        "predictions": "serving",
+        "live_performance": "serving",
     }
 
 
@@ -94,8 +100,9 @@ def _refresh(instance: dg.DagsterInstance, as_of: str) -> dg.Definitions:
 
 
 def test_drift_sensor_requests_exactly_one_retrain_after_regime_change(
-    platform_home: Path, monkeypatch: pytest.MonkeyPatch
+    platform_home: Path, monkeypatch: pytest.MonkeyPatch, webhook: WebhookReceiver
 ) -> None:
+    monkeypatch.setenv(config.WEBHOOK_URL_ENV, webhook.url)
     with dg.instance_for_test() as instance:
         before = build_definitions(
             small_overrides(policy=lenient_policy(), as_of="2026-02-20", **DRIFT_MARKET)
@@ -126,6 +133,12 @@ def test_drift_sensor_requests_exactly_one_retrain_after_regime_change(
 
         data = drift_sensor_tick(after, instance, data.cursor)
         assert not data.run_requests
+        drift = [p for p in webhook.received if p["kind"] == "drift_detected"]
+        assert len(drift) == 1  # told once, when the sensor acted
+        assert request.run_key in drift[0]["fields"]["requested"]
+        assert drift[0]["fields"]["threshold"] == config.DRIFT.psi_threshold
+        psi = {k: v for k, v in drift[0]["fields"].items() if k.startswith("psi_")}
+        assert psi and min(psi.values()) >= config.DRIFT.psi_threshold
 
         again = _refresh(instance, as_of="2026-04-17")  # same window re-materialized
         repeat = drift_sensor_tick(again, instance, data.cursor)

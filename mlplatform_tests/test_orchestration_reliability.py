@@ -12,7 +12,7 @@ from mlflow.tracking import MlflowClient
 from sqlalchemy.exc import OperationalError
 
 from mlplatform import config
-from mlplatform.cli import execute, run_pipeline
+from mlplatform.cli import execute, markdown_summary, run_pipeline
 from mlplatform.data import generate_market
 from mlplatform.definitions import build_definitions
 from mlplatform.registry import export as registry_export
@@ -34,7 +34,7 @@ def _statuses(tracking_uri: str) -> list[str]:
     return [r.info.status for r in client.search_runs(experiments, max_results=1000)]
 
 
-def test_ready_for_review_is_sent_when_every_criterion_passes(
+def test_retrain_finished_is_sent_once_and_the_job_summary_written(
     platform_home: Path, monkeypatch: pytest.MonkeyPatch, webhook: WebhookReceiver
 ) -> None:
     monkeypatch.setenv(config.WEBHOOK_URL_ENV, webhook.url)
@@ -46,9 +46,19 @@ def test_ready_for_review_is_sent_when_every_criterion_passes(
         )
     assert result.success
     kinds = [payload["kind"] for payload in webhook.received]
-    assert kinds == ["ready_for_review"]
-    assert webhook.received[0]["fields"]["staging_version"] == "1"
+    assert kinds == ["retrain_finished"]
+    [finished] = webhook.received
+    assert finished["fields"]["staging_version"] == "1"
+    assert finished["fields"]["verdict"] == "passed"
+    assert "ready for review" in finished["title"]
+    assert finished["fields"]["trigger"] == "cli_run"
+    assert 0.0 < finished["fields"]["accuracy"] < 1.0
     assert webhook.url not in json.dumps(webhook.received)
+    summary = markdown_summary(result)  # what the GitHub workflow puts on its job summary
+    walk_forward, criteria = summary.split("### Promotion criteria")
+    assert "staging" in walk_forward and "accuracy" in walk_forward
+    assert "| beats_majority_class | pass |" in criteria
+    assert "**Ready for review.**" in summary
 
 
 def test_failure_after_alias_move_leaves_registry_export_and_mlflow_clean(

@@ -44,8 +44,11 @@ def test_gate_after_a_failed_check_run_reports_instead_of_crashing() -> None:
     assert "beats_majority_class: never evaluated" in refused.message()
 
 
-def test_run_fails_when_a_store_fails_before_any_step(tmp_path: Path) -> None:
+def test_run_fails_when_a_store_fails_before_any_step(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A read-only MLflow store fails the run outside any step: that is no promotion verdict."""
+    monkeypatch.chdir(tmp_path)  # MLflow makes the URI's "file:" folder relative to the cwd
     MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}").search_experiments()
     read_only = f"sqlite:///file:{tmp_path / 'mlflow.db'}?mode=ro&uri=true"
 

@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
@@ -145,7 +146,7 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[st
         [
             *(sys.executable, "-m", "mlplatform", "mlflow-server"),
             *("--backend-store-uri", backend, "--artifacts-destination", str(artifacts)),
-            *("--port", str(port)),
+            *("--port", str(port), "--allowed-hosts", "mlflow.internal"),
         ],
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -172,6 +173,24 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[st
         _drop_database(backend)
 
 
+def test_server_answers_a_dns_name_it_was_told(mlflow_server: tuple[str, Path]) -> None:
+    """MLflow 3 refuses a Host header outside its allowed hosts (DNS rebinding protection)."""
+    server_url, _ = mlflow_server
+
+    def status(host: str) -> int:
+        request = urllib.request.Request(
+            f"{server_url}/api/2.0/mlflow/experiments/search?max_results=1", headers={"Host": host}
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                return response.status
+        except urllib.error.HTTPError as exc:
+            return exc.code
+
+    assert status("mlflow.internal") == 200
+    assert status("elsewhere.example") == 403
+
+
 def _postgres_instance(home: Path, database_url: str, monkeypatch: pytest.MonkeyPatch):
     """A Dagster instance from deploy/dagster-postgres.yaml, credentials from the environment."""
     url = sa.engine.make_url(database_url)
@@ -180,6 +199,7 @@ def _postgres_instance(home: Path, database_url: str, monkeypatch: pytest.Monkey
         "MLPLATFORM_PG_PASSWORD": url.password or "",
         "MLPLATFORM_PG_HOST": url.host,
         "MLPLATFORM_PG_DB": url.database,
+        "MLPLATFORM_COMPUTE_LOGS_DIR": home / "compute-logs",
     }.items():
         monkeypatch.setenv(name, str(value))
     home.mkdir(parents=True, exist_ok=True)

@@ -10,6 +10,7 @@ from mlplatform.notifications.channels import (
     redact,
 )
 from mlplatform.notifications.delivery import Targets, deliver
+from mlplatform.notifications.events import drift_detected, retrain_finished
 
 __all__ = [
     "Notification",
@@ -17,8 +18,10 @@ __all__ = [
     "NotificationKind",
     "Targets",
     "deliver",
+    "drift_detected",
     "format_text",
     "post_slack",
     "post_webhook",
     "redact",
+    "retrain_finished",
 ]

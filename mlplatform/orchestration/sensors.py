@@ -9,7 +9,7 @@ import dagster as dg
 from mlplatform import config as settings
 from mlplatform.monitoring import ReferenceBins
 from mlplatform.monitoring.model_drift import FeatureDrift, recent_rows, retrain_verdict
-from mlplatform.notifications import Notification, NotificationKind
+from mlplatform.notifications import Notification, NotificationKind, drift_detected
 from mlplatform.orchestration.jobs import retrain_job
 from mlplatform.orchestration.resources import Notifier, PlatformStores
 from mlplatform.promotion import awaiting_review
@@ -32,9 +32,11 @@ def _latest_features_record(instance: dg.DagsterInstance) -> dg.EventLogRecord |
     description="On each new features materialization, PSI of the recent window against the "
     "monitored model's reference bins; requests retrain_job once per drifted data window.",
 )
-def drift_sensor(context: dg.SensorEvaluationContext, stores: PlatformStores) -> dg.SensorResult:
+def drift_sensor(
+    context: dg.SensorEvaluationContext, stores: PlatformStores, notifier: Notifier
+) -> dg.SensorResult:
     cursor = json.loads(context.cursor) if context.cursor else {}
-    result = _drift_decision(context, stores, cursor)
+    result = _drift_decision(context, stores, notifier, cursor)
     return dg.SensorResult(
         run_requests=result.run_requests,
         skip_reason=result.skip_reason,
@@ -60,7 +62,7 @@ def _new_features(context: dg.SensorEvaluationContext, cursor: dict) -> str | No
 
 
 def _drift_decision(
-    context: dg.SensorEvaluationContext, stores: PlatformStores, cursor: dict
+    context: dg.SensorEvaluationContext, stores: PlatformStores, notifier: Notifier, cursor: dict
 ) -> dg.SensorResult:
     """Retrain or not on the latest features (updates `cursor` in place)."""
     nothing_new = _new_features(context, cursor)
@@ -83,9 +85,19 @@ def _drift_decision(
     cursor["last_request_ts"] = time.time()
     cursor["requested_for"] = model.key
     context.log.info(f"requesting retrain_job: {verdict.message}")
+    # One drifted data window for one model version never launches two retrains.
+    run_key = f"drift:{stores.model_name}:v{model.version}:{drift.window_end}"
+    notifier.send(
+        drift_detected(
+            drift.psi,
+            threshold=settings.DRIFT.psi_threshold,
+            window_end=drift.window_end,
+            reference=f"{model.alias} v{model.version}",
+            requested=f"retrain_job, run key {run_key} (Runs, tag mlplatform/trigger=drift_sensor)",
+        )
+    )
     request = dg.RunRequest(
-        # One drifted data window for one model version never launches two retrains.
-        run_key=f"drift:{stores.model_name}:v{model.version}:{drift.window_end}",
+        run_key=run_key,
         tags={
             "mlplatform/trigger": "drift_sensor",
             "mlplatform/drift_share": f"{drift.share:.4f}",

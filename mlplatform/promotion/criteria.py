@@ -52,13 +52,42 @@ CRITERION_DESCRIPTIONS = {
 }
 
 
+@dataclass(frozen=True)
+class CriteriaOutcome:
+    """What one evaluation says about a candidate, in the words of its checks."""
+
+    verdicts: tuple[Verdict, ...]
+
+    @property
+    def failing(self) -> list[Verdict]:
+        return [v for v in self.verdicts if v.blocking and not v.passed]
+
+    @property
+    def warnings(self) -> list[Verdict]:
+        return [v for v in self.verdicts if not v.blocking and not v.passed]
+
+    @property
+    def passed(self) -> bool:
+        return not self.failing
+
+    def line(self) -> str:
+        """The verdict where a data scientist filters (MLflow run and version tags)."""
+        return "passed" if self.passed else "failed: " + ", ".join(v.name for v in self.failing)
+
+    def headline(self, version: str) -> str:
+        blocking = sum(v.blocking for v in self.verdicts)
+        if self.passed:
+            return f"staging v{version} passed every promotion criterion: ready for review"
+        return f"staging v{version} failed {len(self.failing)} of {blocking} promotion criteria"
+
+
 def _f(value: Any) -> float:
     return float("nan") if value is None else float(value)
 
 
 def evaluate_criteria(
     metrics: dict[str, dict[str, Any]], policy: PromotionPolicy, *, cost_bps: float
-) -> list[Verdict]:
+) -> CriteriaOutcome:
     """One verdict per criterion for the `staging` model against `production` (when present);
     `cost_bps` is the one-way cost the backtest charged (the Sharpe's)."""
     if STAGING not in metrics:
@@ -170,4 +199,4 @@ def evaluate_criteria(
             thresholds={"alarm": policy.leakage_alarm_accuracy},
         )
     )
-    return verdicts
+    return CriteriaOutcome(tuple(verdicts))

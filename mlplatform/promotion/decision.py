@@ -20,6 +20,18 @@ from mlplatform.training import Recipe
 NO_PRODUCTION = "none"
 
 
+# What a person does next, in the words every message uses (gate, CLI summary, notifications).
+PROMOTE_STEP = (
+    "promote it (a person's decision): UI: Assets → production_model → Materialize; "
+    'CLI: make promote REASON="..."'
+)
+OVERRIDE_STEP = (
+    "promote anyway, recorded with your reason: UI: Materialize production_model with "
+    "Launchpad config {override: true, reason: '...'}; CLI: make promote OVERRIDE=1 "
+    'REASON="..."'
+)
+
+
 class CheckStatus(StrEnum):
     PASSED = "passed"
     FAILED = "failed"
@@ -130,11 +142,7 @@ class Decision:
                 "a rolled-back version comes back only by an override with a written reason; "
                 "a retrain cannot make it promotable"
             )
-        steps.append(
-            "or promote anyway, recorded with your reason: UI: Materialize production_model with "
-            "Launchpad config {override: true, reason: '...'}; CLI: make promote OVERRIDE=1 "
-            'REASON="..."'
-        )
+        steps.append(f"or {OVERRIDE_STEP}")
         return steps
 
     def message(self) -> str:

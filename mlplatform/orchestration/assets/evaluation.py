@@ -16,7 +16,7 @@ from mlplatform import config as settings
 from mlplatform.evaluation import BacktestResult, markdown_table, write_html
 from mlplatform.evaluation.walk_forward import CandidateEvaluation, Contenders, evaluate_candidate
 from mlplatform.monitoring.decay import Expectation
-from mlplatform.notifications import Notification, NotificationKind
+from mlplatform.notifications import retrain_finished
 from mlplatform.orchestration.errors import STORE_RETRY_POLICY, CheckedConfig, step_guard
 from mlplatform.orchestration.metadata import (
     mlflow_artifact_url,
@@ -227,17 +227,14 @@ def promotion_criteria(
     mlflow: dg.ResourceParam[MlFlow],
     policy: dg.ResourceParam[PromotionPolicy],
 ):
-    verdicts = evaluate_criteria(
+    outcome = evaluate_criteria(
         backtest_report["metrics"], policy, cost_bps=backtest_report["cost_bps"]
     )
-    failed = [v.name for v in verdicts if v.blocking and not v.passed]
-    verdict = "passed" if not failed else "failed: " + ", ".join(failed)
+    version = backtest_report["staging_version"]
     # The verdict where a data scientist filters: on the MLflow run and the registry version.
-    mlflow.set_tag("promotion_verdict", verdict)
-    stores.client.set_model_version_tag(
-        stores.model_name, backtest_report["staging_version"], "verdict", verdict
-    )
-    for verdict in verdicts:
+    mlflow.set_tag("promotion_verdict", outcome.line())
+    stores.client.set_model_version_tag(stores.model_name, version, "verdict", outcome.line())
+    for verdict in outcome.verdicts:
         yield dg.AssetCheckResult(
             check_name=verdict.name,
             asset_key="backtest_report",
@@ -247,27 +244,26 @@ def promotion_criteria(
             ),
             description=verdict.description,
             metadata={
-                "staging_version": backtest_report["staging_version"],
+                "staging_version": version,
                 **{k: round(float(v), 4) for k, v in verdict.numbers.items() if v is not None},
                 **{k: dg.MetadataValue.text(str(v)) for k, v in verdict.thresholds.items()},
                 # What the gate compares with the deployed policy before it trusts this check.
                 POLICY_METADATA_KEY: dg.MetadataValue.json(policy.to_dict()),
             },
         )
-    if not failed:
-        version = backtest_report["staging_version"]
-        notifier.send(
-            Notification(
-                NotificationKind.READY_FOR_REVIEW,
-                f"staging v{version} passed every promotion criterion: ready for review",
-                fields={
-                    "staging_version": version,
-                    "semver": backtest_report.get("staging_semver"),
-                    "accuracy": backtest_report["metrics"][STAGING].get("accuracy"),
-                    "how_to_promote": "Materialize production_model in the Dagster UI, "
-                    "or `make promote REASON=...`",
-                },
-                link=backtest_report.get("report_url"),
-            )
+    staging = backtest_report["metrics"][STAGING]
+    notifier.send(
+        retrain_finished(
+            outcome,
+            version=version,
+            semver=backtest_report.get("staging_semver"),
+            trigger=context.run.tags.get("mlplatform/trigger", "launched by hand"),
+            figures={
+                key: staging[key]
+                for key in ("accuracy", "window_majority_rate", "log_loss", "long_short_sharpe")
+                if staging.get(key) is not None
+            },
+            link=backtest_report.get("report_url"),
         )
-        context.log.info(f"staging v{version} is ready for review")
+    )
+    context.log.info(outcome.headline(version))
