@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 3000
 
-.PHONY: install run test lint dev mlflow-ui mlflow-server predict promote rollback repair bench clean
+.PHONY: install run test lint dev mlflow-ui mlflow-server celery-worker predict promote rollback repair bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,13 @@ mlflow-server: install
 	$(BIN)/python -m mlplatform mlflow-server --backend-store-uri "$(MLFLOW_BACKEND)" \
 		--artifacts-destination "$(MLFLOW_ARTIFACTS)" --host $(HOST) --port $(MLFLOW_PORT) \
 		$(if $(ALLOWED_HOSTS),--allowed-hosts "$(ALLOWED_HOSTS)",)
+
+# A Celery worker for `run --executor celery` (and MLPLATFORM_EXECUTOR=celery): the broker, backend
+# and asset folder from the environment, as on the run's host (mlplatform/celery.yaml). The venv's
+# bin goes first on PATH: dagster-celery starts the `celery` command.
+celery-worker: install
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/dagster-celery worker start \
+		-A dagster_celery.app -y mlplatform/celery.yaml
 
 # The day's scores (DATE empty = the last bar's date) as CSV on standard output, or FORMAT=json,
 # or into OUTPUT; they also land in the prediction log (.mlplatform/predictions/<date>.parquet).

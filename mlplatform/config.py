@@ -28,8 +28,8 @@ MLFLOW_ALLOWED_HOSTS_ENV = "MLPLATFORM_MLFLOW_ALLOWED_HOSTS"  # for `mlflow-serv
 OPTUNA_STORAGE_ENV = "MLPLATFORM_OPTUNA_STORAGE"
 REGISTRY_LOCK_URL_ENV = "MLPLATFORM_REGISTRY_LOCK_URL"  # Postgres URL of the cross-host lock
 IO_DIR_ENV = "MLPLATFORM_IO_DIR"  # asset values: a path every step worker can reach
-CELERY_BROKER_ENV = "MLPLATFORM_CELERY_BROKER"  # e.g. redis://127.0.0.1:6379/10
-CELERY_BACKEND_ENV = "MLPLATFORM_CELERY_BACKEND"  # default: the broker URL (rpc:// for amqp)
+CELERY_BROKER_ENV = "MLPLATFORM_CELERY_BROKER"  # e.g. amqp://guest@127.0.0.1:5672//
+CELERY_BACKEND_ENV = "MLPLATFORM_CELERY_BACKEND"  # rpc:// with RabbitMQ, the URL with Redis
 PROMOTION_POLICY_ENV = (
     "MLPLATFORM_PROMOTION_POLICY"  # JSON object of thresholds, e.g. {"min_dsr": 0.9}
 )

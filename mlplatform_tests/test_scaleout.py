@@ -27,13 +27,14 @@ import optuna
 import pytest
 import redis
 import sqlalchemy as sa
-import yaml
+from dagster_celery.make_app import make_app
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
 from mlplatform import config
 from mlplatform.cli import create_database, execute, main
 from mlplatform.definitions import build_definitions, build_resources
+from mlplatform.orchestration.executors import CELERY_YAML
 from mlplatform.orchestration.resources import (
     MarketDataSource,
     ValidationScheme,
@@ -64,7 +65,7 @@ pytestmark = pytest.mark.scaleout
 
 PG_SERVER = os.environ.get("MLPLATFORM_TEST_PG", "postgresql+psycopg2://postgres@127.0.0.1:5432")
 REDIS_URL = os.environ.get("MLPLATFORM_TEST_REDIS", "redis://127.0.0.1:6379/10")
-BROKER_URL = os.environ.get("MLPLATFORM_TEST_BROKER", "redis://127.0.0.1:6379/11")
+AMQP_URL = os.environ.get("MLPLATFORM_TEST_AMQP", "amqp://guest@127.0.0.1:5672//")
 DB_PREFIX = "issue10_"  # every database these tests create (and drop) starts with this
 DAGSTER_YAML = config.PROJECT_ROOT / "deploy" / "dagster-postgres.yaml"
 
@@ -472,71 +473,100 @@ def test_bad_storage_urls_and_worker_counts_are_refused(tuning_data) -> None:
 # --- a real executor ---------------------------------------------------------------------------
 
 
-def test_celery_executor_runs_a_retrain_on_a_worker_process(
+def _celery_worker(name: str, log: Path) -> subprocess.Popen:
+    """What `make celery-worker` runs: the committed settings, the venv's bin first on PATH."""
+    bin_dir = Path(sys.executable).parent
+    return subprocess.Popen(
+        [
+            *(str(bin_dir / "dagster-celery"), "worker", "start", "-A", "dagster_celery.app"),
+            *("-y", str(CELERY_YAML), "-n", name, "--", "--concurrency", "1", "--pool", "solo"),
+        ],
+        env={**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"},
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        cwd=config.PROJECT_ROOT,
+    )
+
+
+def _wait_for(condition: Callable[[], bool], what: str, log: Path, timeout_s: float = 240) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, f"{what}:\n" + log.read_text()[-3000:]
+        time.sleep(0.5)
+
+
+def test_a_killed_celery_worker_s_step_is_finished_by_the_next_worker(
     platform_home: Path, databases: Callable[[], str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    _require("Redis", BROKER_URL)
+    """SIGKILL the only worker while tuned_params runs: the broker hands the unacknowledged step
+    to a fresh worker, which runs it again, and the retrain succeeds (no run left STARTED)."""
+    _require("RabbitMQ", AMQP_URL)
     optuna_db, dagster_db = databases(), databases()
-    redis.Redis.from_url(BROKER_URL).flushdb()
+    make_app({"broker": AMQP_URL, "backend": "rpc://"}).control.purge()  # no leftover steps
     from mlplatform.data import generate_market
 
-    data_file = platform_home.parent / "prices.csv"
+    root = platform_home.parent
+    data_file = root / "prices.csv"
     # the CLI runs the default validation: five years fit the 36-month evaluation window
     generate_market(**{**SMALL_MARKET, "years": 5}).prices.to_csv(data_file, index=False)
-    shared = platform_home.parent / "shared-io"
+    shared = root / "shared-io"
     env = {
         config.DATA_PATH_ENV: str(data_file),
         config.IO_DIR_ENV: str(shared),
         config.OPTUNA_STORAGE_ENV: optuna_db,
-        config.CELERY_BROKER_ENV: BROKER_URL,
+        config.CELERY_BROKER_ENV: AMQP_URL,
+        config.CELERY_BACKEND_ENV: "rpc://",
     }
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     instance = _postgres_instance(platform_home / "dagster", dagster_db, monkeypatch)
-    celery_yaml = platform_home.parent / "celery.yaml"
-    celery_yaml.write_text(
-        yaml.safe_dump({"execution": {"config": {"broker": BROKER_URL, "backend": BROKER_URL}}})
-    )
-    dagster_celery = Path(sys.executable).parent / "dagster-celery"
-    worker_log = (platform_home.parent / "worker.log").open("w")
-    worker = subprocess.Popen(
-        [
-            *(str(dagster_celery), "worker", "start", "-A", "dagster_celery.app"),
-            *("-y", str(celery_yaml), "--", "--concurrency", "1", "--pool", "solo"),
-        ],
-        env={
-            **os.environ,
-            "PYTHONPATH": str(config.PROJECT_ROOT),
-            "PATH": f"{dagster_celery.parent}{os.pathsep}{os.environ.get('PATH', '')}",
-        },
-        stdout=worker_log,
+    first_log, second_log, run_log = root / "worker-1.log", root / "worker-2.log", root / "run.log"
+    first = _celery_worker("first@%h", first_log)
+    second: subprocess.Popen | None = None
+    run = subprocess.Popen(
+        [sys.executable, "-m", "mlplatform", "run", "--executor", "celery", "--trials", "6"],
+        stdout=run_log.open("w"),
         stderr=subprocess.STDOUT,
-        start_new_session=True,
+        cwd=config.PROJECT_ROOT,
     )
     try:
-        deadline = time.monotonic() + 180
-        while " ready." not in (platform_home.parent / "worker.log").read_text():
-            assert worker.poll() is None and time.monotonic() < deadline, (
-                "celery worker did not start:\n"
-                + (platform_home.parent / "worker.log").read_text()[-3000:]
+
+        def tuning_started() -> bool:
+            runs = instance.get_runs()
+            return bool(runs) and any(
+                r.step_key == "tuned_params"
+                for r in instance.all_logs(runs[0].run_id, of_type=dg.DagsterEventType.STEP_START)
             )
-            time.sleep(0.5)
-        assert main(["run", "--executor", "celery", "--trials", "2"]) == 0
-        (run,) = instance.get_runs()
+
+        _wait_for(tuning_started, "tuned_params never started on the first worker", run_log)
+        os.killpg(first.pid, signal.SIGKILL)  # the worker and its process group, no clean-up
+        first.wait(timeout=30)
+        second = _celery_worker("second@%h", second_log)
+        assert run.wait(timeout=600) == 0, run_log.read_text()[-3000:]
+        (dagster_run,) = instance.get_runs()
+        assert dagster_run.status == dg.DagsterRunStatus.SUCCESS
         # The broker URL (it may carry a password) comes from the environment, not run config.
-        assert BROKER_URL not in repr(run.run_config)
-        starts = instance.all_logs(run.run_id, of_type=dg.DagsterEventType.STEP_START)
-        assert {r.step_key for r in starts} >= {"tuned_params", "staging_model", "backtest_report"}
-        # Every step ran in the worker's process group, none in this process.
-        pids = {r.dagster_event.pid for r in starts if r.dagster_event is not None}
-        assert pids and {os.getpgid(pid) for pid in pids} == {worker.pid}
+        assert AMQP_URL not in repr(dagster_run.run_config)
+        starts = instance.all_logs(dagster_run.run_id, of_type=dg.DagsterEventType.STEP_START)
+        tuning = [r.dagster_event.pid for r in starts if r.step_key == "tuned_params"]
+        assert len(tuning) == 2  # started on the first worker, run again on the second
+        assert os.getpgid(tuning[-1]) == second.pid
+        later = {
+            r.dagster_event.pid
+            for r in starts
+            if r.step_key in ("staging_model", "backtest_report")
+        }
+        assert later and {os.getpgid(pid) for pid in later} == {second.pid}
         assert (shared / "tuned_params").exists()  # asset values on the shared path
         assert not (config.home_dir() / "io").exists()
     finally:
-        os.killpg(worker.pid, signal.SIGTERM)
-        worker.wait(timeout=30)
-        worker_log.close()
-        redis.Redis.from_url(BROKER_URL).flushdb()
+        if run.poll() is None:
+            run.kill()
+        for worker in (first, second):
+            if worker is not None and worker.poll() is None:
+                os.killpg(worker.pid, signal.SIGTERM)
+                worker.wait(timeout=30)
 
 
 def test_multiprocess_executor_runs_the_step_in_another_process(platform_home: Path) -> None:

@@ -12,9 +12,11 @@ shared path when the workers are on other hosts.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
+import yaml
 from dagster_celery import celery_executor
 
 from mlplatform import config
@@ -25,15 +27,13 @@ EXECUTORS = ("in_process", "multiprocess", "celery")
 CLI_ASSETS_JOB = "cli_assets_job"
 
 
+CELERY_YAML = Path(__file__).parents[1] / "celery.yaml"  # the workers read the same file
+
+
 def celery_settings() -> dict[str, Any]:
-    """Broker and result backend from the environment (default: the local RabbitMQ, rpc://)."""
-    broker = os.environ.get(config.CELERY_BROKER_ENV)
-    if not broker:
-        return {}
-    backend = os.environ.get(config.CELERY_BACKEND_ENV) or (
-        broker if broker.startswith(("redis://", "rediss://")) else "rpc://"
-    )
-    return {"broker": {"env": config.CELERY_BROKER_ENV}, "backend": backend}
+    """The executor's config as the workers get it: broker and backend from the environment,
+    tasks acknowledged late so a killed worker's step goes to the next worker."""
+    return yaml.safe_load(CELERY_YAML.read_text())["execution"]["config"]
 
 
 def _known(executor: str) -> str:
@@ -55,11 +55,23 @@ def execution_config(executor: str) -> dict[str, Any]:
     """The run config block a job built with `executor_definition(executor)` runs with; refuses a
     distributed run whose asset values would land in this host's home folder, which the other
     hosts cannot read."""
-    if _known(executor) == "celery" and not os.environ.get(config.IO_DIR_ENV):
-        raise ValueError(
-            f"--executor celery runs steps on other hosts: set {config.IO_DIR_ENV} to a folder "
-            f"(or mounted bucket) every worker reaches; {config.io_dir()} is this host's"
-        )
+    if _known(executor) == "celery":
+        if not os.environ.get(config.IO_DIR_ENV):
+            raise ValueError(
+                f"--executor celery runs steps on other hosts: set {config.IO_DIR_ENV} to a "
+                f"folder (or mounted bucket) every worker reaches; {config.io_dir()} is this host's"
+            )
+        unset = [
+            n
+            for n in (config.CELERY_BROKER_ENV, config.CELERY_BACKEND_ENV)
+            if not os.environ.get(n)
+        ]
+        if unset:
+            raise ValueError(
+                f"--executor celery needs {' and '.join(unset)}, the same as on every worker "
+                f"(see {CELERY_YAML.name}): e.g. {config.CELERY_BROKER_ENV}=amqp://guest@rabbitmq"
+                f":5672// {config.CELERY_BACKEND_ENV}=rpc://"
+            )
     if executor == "celery":
         return {}  # configured from the environment
     return {"execution": {"config": {executor: {}}}}
