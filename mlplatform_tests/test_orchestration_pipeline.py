@@ -207,6 +207,34 @@ def test_promotion_accepted_after_checks_pass(pipeline: SimpleNamespace) -> None
     assert event.asset_materialization.metadata["promoted_by"].value
 
 
+def test_the_promoted_version_has_its_model_card_everywhere(pipeline: SimpleNamespace) -> None:
+    stores = deployed_stores()
+    client = MlflowClient(tracking_uri=stores.tracking_uri)
+    production = client.get_model_version_by_alias(config.MODEL_NAME, config.PRODUCTION_ALIAS)
+    folder = Path(stores.models_dir) / "production"
+    card = (folder / "MODEL_CARD.md").read_text()
+    assert card.startswith(f"# Model card: {config.MODEL_NAME} v{production.version} (")
+    assert "65 %" in card  # what an implausible accuracy would mean here
+    assert "synthetic(seed=" in card and production.tags["data_fingerprint"] in card
+    walk_forward = card.split("## Walk-forward evaluation")[1].split("## Promotion criteria")[0]
+    assert "| staging |" in walk_forward and "| always_up |" in walk_forward
+    assert "| beats_majority_class | pass |" in card
+    assert "promoted by " in card and "reason: test promote" in card
+    # the same card beside the model in the registry
+    registry_copy = client.download_artifacts(production.run_id, "model_card/MODEL_CARD.md")
+    assert Path(registry_copy).read_text() == card
+    # metadata.json: the headline metrics and the training date the plan asks for
+    metadata = verify_export(folder)  # the card is under the checksums too
+    assert 0.0 < metadata["metrics"]["accuracy"] < 1.0
+    assert "always_up" in metadata["accuracy_of_contenders"]
+    assert metadata["trained_at"][:4] == production.tags["promoted_at"][:4]
+    staging_card = Path(stores.models_dir) / "staging" / "MODEL_CARD.md"
+    event = pipeline.instance.get_latest_materialization_event(dg.AssetKey("staging_model"))
+    assert event.asset_materialization.metadata["model_card"].value == str(staging_card)
+    promoted = pipeline.instance.get_latest_materialization_event(dg.AssetKey("production_model"))
+    assert promoted.asset_materialization.metadata["model_card"].value == card
+
+
 def test_promotion_refused_when_checks_are_stale(pipeline: SimpleNamespace) -> None:
     retrained = materialize(
         pipeline.defs,

@@ -69,6 +69,16 @@ class MarketDataSource(dg.ConfigurableResource):
         description="Synthetic planted signal (0 = a market nothing can predict).",
     )
 
+    @property
+    def source(self) -> str:
+        """Where the bars come from, in words (the model card's and raw_prices' `source`)."""
+        if self.kind == "file":
+            return f"file:{self.path}"
+        return (
+            f"synthetic(seed={self.seed}, tickers={self.n_tickers}, years={self.years}, "
+            f"signal={self.signal_strength})"
+        )
+
     def load(self) -> MarketSnapshot:
         if self.kind == "file":
             if not self.path:
@@ -82,7 +92,7 @@ class MarketDataSource(dg.ConfigurableResource):
                 date_format=self.date_format,
                 as_of=self.as_of,
             )
-            return MarketSnapshot(prices=prices, source=f"file:{self.path}")
+            return MarketSnapshot(prices=prices, source=self.source)
         as_of = self.as_of or pd.Timestamp.today().date().isoformat()
         market = generate_market(
             seed=self.seed,
@@ -94,8 +104,7 @@ class MarketDataSource(dg.ConfigurableResource):
         )
         return MarketSnapshot(
             prices=market.prices,
-            source=f"synthetic(seed={self.seed}, tickers={self.n_tickers}, years={self.years}, "
-            f"signal={self.signal_strength})",
+            source=self.source,
             prob_up=market.prob_up,
             bayes_accuracy=float(market.bayes_accuracy),
         )

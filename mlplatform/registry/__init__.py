@@ -59,7 +59,7 @@ from mlplatform.registry.store import (
     load_booster,
     registry_tag,
 )
-from mlplatform.registry.versions import ModelPackage, register
+from mlplatform.registry.versions import ModelPackage, record_evaluation, register
 
 __all__ = [
     "AliasMove",
@@ -102,6 +102,7 @@ __all__ = [
     "production_params",
     "promote",
     "read_intent",
+    "record_evaluation",
     "recorded_moves",
     "register",
     "registry_tag",

@@ -31,6 +31,7 @@ from mlplatform.registry.errors import ExportIntegrityError, StorageError
 
 MODEL_FILE = "model.txt"
 METADATA_FILE = "metadata.json"
+CARD_FILE = "MODEL_CARD.md"  # rendered by registry.card
 CHECKSUM_FILE = "SHA256SUMS"
 REQUIRED_FILES = (MODEL_FILE, METADATA_FILE)
 BUILDS_DIR = ".exports"
@@ -63,14 +64,17 @@ def _write_file(path: Path, data: bytes) -> None:
         os.fsync(fh.fileno())
 
 
-def _fill(folder: Path, model_text: str, metadata: dict[str, Any]) -> None:
-    """model.txt, metadata.json and SHA256SUMS into a new, empty folder, fsynced."""
+def _fill(folder: Path, model_text: str, metadata: dict[str, Any], card: str | None) -> None:
+    """model.txt, metadata.json, the model card and SHA256SUMS into a new, empty folder,
+    fsynced."""
     files = {
         MODEL_FILE: model_text.encode("utf-8"),
         METADATA_FILE: (json.dumps(metadata, indent=2, sort_keys=True, default=str) + "\n").encode(
             "utf-8"
         ),
     }
+    if card is not None:
+        files[CARD_FILE] = card.encode("utf-8")
     for name, data in files.items():
         _write_file(folder / name, data)
     sums = "".join(
@@ -89,7 +93,9 @@ def _disk(path: Path) -> Iterator[None]:
         raise StorageError.of(exc, path) from exc
 
 
-def publish(link: Path, model_text: str, metadata: dict[str, Any]) -> Path:
+def publish(
+    link: Path, model_text: str, metadata: dict[str, Any], *, card: str | None = None
+) -> Path:
     """Write a complete export folder under `.exports/` and point `link` at it with one rename.
     Returns the folder. A real folder left at `link` by an earlier layout is moved aside first
     (once: the only moment `link` is briefly absent)."""
@@ -102,7 +108,7 @@ def publish(link: Path, model_text: str, metadata: dict[str, Any]) -> Path:
         tmp = builds / f".{link.name}.tmp-{token}"
         tmp.mkdir()
         try:
-            _fill(tmp, model_text, metadata)
+            _fill(tmp, model_text, metadata, card)
             os.rename(tmp, folder)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -133,7 +139,9 @@ def unpublish(link: Path) -> bool:
     return False
 
 
-def write_archive(dest: Path, model_text: str, metadata: dict[str, Any]) -> Path:
+def write_archive(
+    dest: Path, model_text: str, metadata: dict[str, Any], *, card: str | None = None
+) -> Path:
     """An archive folder, written beside `dest` and renamed into place (a corrupt one it
     replaces is renamed aside first, then removed)."""
     with _disk(dest.parent):
@@ -142,7 +150,7 @@ def write_archive(dest: Path, model_text: str, metadata: dict[str, Any]) -> Path
         tmp = dest.parent / f".{dest.name}.tmp-{token}"
         tmp.mkdir()
         try:
-            _fill(tmp, model_text, metadata)
+            _fill(tmp, model_text, metadata, card)
             if dest.exists():
                 old = dest.parent / f".{dest.name}.old-{token}"
                 os.rename(dest, old)

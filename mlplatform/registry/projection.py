@@ -11,7 +11,9 @@ promoting or rolling back to a healthy version must not depend on an unreadable 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +22,7 @@ from mlflow.entities.model_registry import ModelVersion
 
 from mlplatform import config
 from mlplatform.registry import export
+from mlplatform.registry.card import CARD_FILE, card_tags, publish_card, render, walk_forward
 from mlplatform.registry.errors import ArtifactLost
 from mlplatform.registry.store import (
     EXTRA_FILES_DIR,
@@ -58,6 +61,8 @@ class Projection:
     changed: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
     losses: list[str] = field(default_factory=list)
+    # every export now in place, whose model card the registry keeps a copy of
+    exported: list[tuple[ModelVersion, Path]] = field(default_factory=list)
 
 
 def _promotion(mv: ModelVersion) -> dict[str, Any]:
@@ -134,8 +139,17 @@ class Sources:
 
 def export_metadata(sources: Sources, mv: ModelVersion, alias: str) -> dict[str, Any]:
     """metadata.json of an export: what was registered, plus the registry facts naming it."""
+    figures = walk_forward(mv.tags)
+    own = figures.pop("staging", {})  # the version's figures when it was the candidate
     meta = {
         **sources.metadata(mv),
+        "trained_at": datetime.fromtimestamp(mv.creation_timestamp / 1000, UTC).isoformat(
+            timespec="seconds"
+        ),
+        "metrics": own,
+        "accuracy_of_contenders": {
+            model: values["accuracy"] for model, values in figures.items() if "accuracy" in values
+        },
         "model_name": mv.name,
         "model_version": str(mv.version),
         "semver": mv.tags.get(TAG_SEMVER, ""),
@@ -153,8 +167,27 @@ def export_metadata(sources: Sources, mv: ModelVersion, alias: str) -> dict[str,
     return meta
 
 
+def card_of(sources: Sources, mv: ModelVersion) -> str:
+    return render(sources.metadata(mv), mv.tags, mv.name, str(mv.version))
+
+
+def _publish(
+    sources: Sources,
+    mv: ModelVersion,
+    alias: str,
+    text: str,
+    write: Callable[..., Path],
+    dest: Path,
+    out: Projection,
+) -> None:
+    """Write an export of `mv` at `dest` (export.publish or export.write_archive) with its card."""
+    write(dest, text, export_metadata(sources, mv, alias), card=card_of(sources, mv))
+    out.exported.append((mv, dest))
+
+
 def matches(folder: Path, mv: ModelVersion, alias: str) -> bool:
-    """The folder verifies, names this version and alias, and holds its registered bytes."""
+    """The folder verifies, names this version and alias, holds its registered bytes and a card
+    of what the registry now knows about it."""
     try:
         meta = export.verify_export(folder)
     except export.ExportIntegrityError:
@@ -162,6 +195,10 @@ def matches(folder: Path, mv: ModelVersion, alias: str) -> bool:
     if (meta.get("model_name"), str(meta.get("model_version"))) != (mv.name, str(mv.version)):
         return False
     if meta.get("alias") != alias:
+        return False
+    if not (folder / CARD_FILE).is_file():
+        return False
+    if card_tags(meta.get("tags", {})) != card_tags(mv.tags):
         return False
     expected = mv.tags.get(TAG_MODEL_SHA256)
     if expected is None:  # registered before checksums were recorded: it must at least parse
@@ -180,12 +217,13 @@ def _project_alias(
             out.removed.append(f"{alias} (its alias is unset)")
         return
     if link.exists() and matches(link, mv, alias):
+        out.exported.append((mv, link))
         return
     text = sources.text(mv)
     if text is None:
         out.losses.append(f"{alias} {sources.lost[str(mv.version)]}")
         return
-    export.publish(link, text, export_metadata(sources, mv, alias))
+    _publish(sources, mv, alias, text, export.publish, link, out)
     out.changed.append(f"{alias} (v{mv.version})")
 
 
@@ -228,6 +266,7 @@ def _project_archive(
     for mv in wanted:
         folder = _archive_folder(export_root, mv)
         if folder is not None and matches(folder, mv, export.ARCHIVE_DIR):
+            out.exported.append((mv, folder))
             kept.add(folder)
             continue
         text = sources.text(mv)
@@ -240,7 +279,7 @@ def _project_archive(
         dest = folder or root / export.archive_dirname(
             mv.tags.get(TAG_SEMVER, "0.0.0"), day, mv.version
         )
-        export.write_archive(dest, text, export_metadata(sources, mv, export.ARCHIVE_DIR))
+        _publish(sources, mv, export.ARCHIVE_DIR, text, export.write_archive, dest, out)
         kept.add(dest)
         out.changed.append(f"archive {dest.name}")
     for folder in export.list_archive(root):
@@ -262,4 +301,7 @@ def project(
     for path in export.leftovers(export_root, published):
         export.remove(path)
         out.removed.append(str(path))
+    # Last, so an operation undone after a failure above never left a card of its own behind.
+    for mv, folder in out.exported:
+        publish_card(client, mv, (folder / CARD_FILE).read_text(encoding="utf-8"))
     return out

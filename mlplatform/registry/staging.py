@@ -81,6 +81,7 @@ def staging_package(
     *,
     previous: VersionFacts | None,
     dagster_run_id: str,
+    data_source: str,
 ) -> ModelPackage:
     """The candidate as the registry stores it: a semver that says what changed since `previous`,
     the tags production's walk-forward and the evaluation's Deflated Sharpe read back (the study
@@ -124,5 +125,12 @@ def staging_package(
             "features": list(refit.X.columns),
             "training_rows": candidate.training_rows,
             "horizon": windows.horizon,
+            "data": {
+                "source": data_source,
+                "tickers": int(prices["ticker"].nunique()),
+                "bars": len(prices),
+                "first_date": str(pd.Timestamp(prices["date"].min()).date()),
+                "last_date": str(pd.Timestamp(prices["date"].max()).date()),
+            },
         },
     )

@@ -121,6 +121,15 @@ def register(registry: Registry, package: ModelPackage, *, run_id: str) -> Model
     return ModelHandle.of(mv)
 
 
+def record_evaluation(registry: Registry, version: str, tags: dict[str, str]) -> None:
+    """What an evaluation learnt about a version, on its tags; then its exports and model card
+    say so too."""
+    with registry.lock():
+        for key, value in tags.items():
+            registry.client.set_model_version_tag(registry.name, version, key, value)
+        converge_locked(registry)
+
+
 def _register_steps(
     client: MlflowClient,
     registry: Registry,

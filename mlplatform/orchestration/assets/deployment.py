@@ -6,6 +6,7 @@ observation of production_model and logged first, and no failure is notified.
 """
 
 import getpass
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -28,6 +29,7 @@ from mlplatform.registry import (
     promote,
     registry_tag,
 )
+from mlplatform.registry.card import CARD_FILE
 
 PRODUCTION_KEY = dg.AssetKey("production_model")
 VERDICT_TAG = "mlplatform/verdict"  # on the run: promoted, refused
@@ -140,6 +142,17 @@ def _promotion_metadata(
         "promotion_policy": dg.MetadataValue.json(policy.to_dict()),
         "model_version": dg.MetadataValue.url(mlflow_model_url(stores.model_name, record.version)),
         "export": dg.MetadataValue.path(str(stores.models_path / "production")),
+        **_card_metadata(stores.models_path / "production" / CARD_FILE),
+    }
+
+
+def _card_metadata(card: Path) -> dict[str, Any]:
+    """The model card, readable on the asset's page, and where its file is."""
+    if not card.is_file():
+        return {}
+    return {
+        "model_card": dg.MetadataValue.md(card.read_text(encoding="utf-8")),
+        "model_card_file": dg.MetadataValue.path(str(card)),
     }
 
 

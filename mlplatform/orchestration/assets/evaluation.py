@@ -37,7 +37,8 @@ from mlplatform.promotion import (
     PromotionPolicy,
     evaluate_criteria,
 )
-from mlplatform.registry import get_alias_version
+from mlplatform.registry import get_alias_version, record_evaluation
+from mlplatform.registry.card import criteria_tags, walk_forward_tag
 from mlplatform.training import Recipe, Windows
 
 POLICY_METADATA_KEY = "promotion_policy"
@@ -200,8 +201,13 @@ def backtest_report(
         html_path, url = _publish(evaluation.result, stores, staging, run)
         # What live performance will hold this version to, once it serves (the decay test).
         expectation = Expectation.of_walk_forward(staging_model["out_of_sample"], data.y)
-        stores.client.set_model_version_tag(
-            staging.name, str(staging.version), EXPECTATION_TAG, json.dumps(expectation.to_dict())
+        record_evaluation(
+            stores.registry(),
+            str(staging.version),
+            {
+                EXPECTATION_TAG: json.dumps(expectation.to_dict()),
+                **walk_forward_tag(evaluation.result.metrics),
+            },
         )
     report = _report(staging_model, production, windows, evaluation.result, html_path, url)
     metadata = _backtest_metadata(report, evaluation, windows, staging, run)
@@ -231,9 +237,11 @@ def promotion_criteria(
         backtest_report["metrics"], policy, cost_bps=backtest_report["cost_bps"]
     )
     version = backtest_report["staging_version"]
-    # The verdict where a data scientist filters: on the MLflow run and the registry version.
+    # The verdict where a data scientist filters: on the MLflow run and the registry version,
+    # and each criterion's figures for the version's model card.
     mlflow.set_tag("promotion_verdict", outcome.line())
-    stores.client.set_model_version_tag(stores.model_name, version, "verdict", outcome.line())
+    criteria = [(v.name, v.passed, v.blocking, v.description) for v in outcome.verdicts]
+    record_evaluation(stores.registry(), version, criteria_tags(outcome.line(), criteria))
     for verdict in outcome.verdicts:
         yield dg.AssetCheckResult(
             check_name=verdict.name,

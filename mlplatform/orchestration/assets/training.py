@@ -16,13 +16,14 @@ from mlplatform.features import LABEL_DEFINITION, feature_schema_hash
 from mlplatform.orchestration.errors import STORE_RETRY_POLICY, CheckedConfig, step_guard
 from mlplatform.orchestration.metadata import (
     code_version,
+    mlflow_artifact_url,
     mlflow_model_url,
     ownership,
     rounded_metadata,
     run_link,
     table_metadata,
 )
-from mlplatform.orchestration.resources import PlatformStores, ValidationScheme
+from mlplatform.orchestration.resources import MarketDataSource, PlatformStores, ValidationScheme
 from mlplatform.registry import (
     ModelHandle,
     latest_facts,
@@ -30,6 +31,7 @@ from mlplatform.registry import (
     register,
     staging_package,
 )
+from mlplatform.registry.card import CARD_ARTIFACT, CARD_FILE
 from mlplatform.training import (
     BASE_PARAMS,
     SEARCH_SPACE,
@@ -302,6 +304,9 @@ def _staging_metadata(
         "boosting_rounds": candidate.recipe.num_boost_round,
         "feature_importance_gain": table_metadata(gain),
         "export": dg.MetadataValue.path(str(stores.models_path / "staging")),
+        # completed by backtest_report (walk-forward table, criteria) and by a promotion
+        "model_card": dg.MetadataValue.path(str(stores.models_path / "staging" / CARD_FILE)),
+        "model_card_in_mlflow": dg.MetadataValue.url(mlflow_artifact_url(run, CARD_ARTIFACT)),
         "mlflow_run": run_link(run),
     }
 
@@ -326,6 +331,7 @@ def staging_model(
     mlflow: dg.ResourceParam[MlFlow],
     stores: PlatformStores,
     validation: ValidationScheme,
+    market_data: MarketDataSource,
 ) -> dg.Output[dict]:
     with step_guard(context):
         data = validation.labelled(features, labels, raw_prices)
@@ -343,6 +349,7 @@ def staging_model(
             tuned_params,
             previous=latest_facts(stores.tracking_uri, stores.model_name),
             dagster_run_id=context.run_id,
+            data_source=market_data.source,
         )
         run = mlflow.active_run()
         mlflow.log_params({f"lgbm_{k}": v for k, v in recipe.params.items()})
