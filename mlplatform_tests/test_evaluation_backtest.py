@@ -23,7 +23,6 @@ from mlplatform.evaluation.backtest import (
     STRATEGY_METRICS,
     strategy_returns,
 )
-from mlplatform.features.layout import has_duplicate_rows, values_on
 
 BASELINES = ("training_majority", "always_up", "previous_direction", "buy_and_hold")
 
@@ -351,31 +350,6 @@ def test_to_dict_is_json_safe() -> None:
     assert set(d["equity"]["series"]) == set(res.equity.columns)
     assert "equity" not in res.to_dict(include_equity=False)
     assert isinstance(json.loads(text)["metrics"]["staging"]["n"], float)
-
-
-def test_row_keys_reindex_and_find_duplicates_as_pandas_does() -> None:
-    """values_on and has_duplicate_rows (integer row keys) agree with pandas' tuple hashing on
-    shuffled, partial, foreign and repeated rows."""
-    rng = np.random.default_rng(5)
-    index = _index(30, tickers=("AAA", "BBB", "CCC", "DDD"))
-    series = pd.Series(rng.normal(size=len(index)), index=index)
-    partial = series.iloc[rng.permutation(len(index))[:100]]  # shuffled, 20 rows missing
-    foreign = _index(35, tickers=("BBB", "EEE"))  # dates and a ticker partial has never seen
-    # a row without a ticker (code -1) matches nothing, not the level's last ticker
-    missing = pd.MultiIndex.from_arrays(
-        [index.get_level_values(0), index.get_level_values(1).where(np.arange(len(index)) % 7 > 0)],
-        names=index.names,
-    )
-    assert (missing.codes[1] == -1).any()
-    for target in (index, foreign, index[::-1], partial.index, missing):
-        np.testing.assert_array_equal(
-            values_on(partial, target), partial.reindex(target).to_numpy()
-        )
-    same_rows = values_on(partial, partial.index)  # read straight off: still a copy
-    same_rows[:] = np.nan
-    assert not partial.isna().any()
-    for candidate in (index, partial.index, foreign, partial.index.append(partial.index[:1])):
-        assert has_duplicate_rows(candidate) == candidate.has_duplicates
 
 
 @pytest.mark.parametrize("held_overnight", [False, True])

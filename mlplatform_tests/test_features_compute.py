@@ -15,7 +15,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mlplatform import parallel
-from mlplatform.data import generate_market
 from mlplatform.features import (
     FEATURE_COLUMNS,
     FEATURE_SPEC,
@@ -25,7 +24,6 @@ from mlplatform.features import (
     feature_schema_hash,
     make_labels,
 )
-from mlplatform.features.layout import PriceLayout
 from mlplatform_tests.test_features_support import make_prices
 
 PRICES = make_prices(seed=1)
@@ -185,83 +183,6 @@ def _load_benchmark():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
-
-
-def test_a_full_panel_is_read_in_place_and_gives_what_the_padded_panel_gives() -> None:
-    """Tickers on one calendar, rows in order: each column is its bar panel already (a read-only
-    view, so no kernel can write into the caller's bars). Shuffled rows take the padded copy."""
-    prices = generate_market(seed=5, n_tickers=6, years=2, as_of="2021-06-30").prices
-    layout = PriceLayout.from_prices(prices)
-    panel = layout.bar_panel(layout.column(prices, "close"))
-    assert np.shares_memory(panel, prices["close"].to_numpy()) and not panel.flags.writeable
-    before = prices.copy()
-    shuffled = prices.sample(frac=1.0, random_state=4)
-    assert not PriceLayout.from_prices(shuffled).rows_in_order
-    assert layout.shared_calendar and not PriceLayout.from_prices(shuffled).shared_calendar
-    for drop_warmup in (True, False):  # written in place and moved up, or gathered
-        pd.testing.assert_frame_equal(
-            compute_features(prices, drop_warmup=drop_warmup),
-            compute_features(shuffled, drop_warmup=drop_warmup),
-            check_exact=True,
-        )
-    pd.testing.assert_frame_equal(prices, before, check_exact=True)
-
-
-@pytest.mark.parametrize(
-    "dropped",
-    [[], [0, 1, 2], [0, 1, 2, 5], [7], list(range(9))],
-    ids=["none", "leading", "leading-and-one", "one-inside", "all-but-last"],
-)
-def test_dropping_rows_keeps_the_others_in_order_column_major(dropped: list[int]) -> None:
-    matrix = np.asfortranarray(np.arange(40, dtype=np.float32).reshape(10, 4))
-    keep = np.ones(10, dtype=bool)
-    keep[dropped] = False
-    expected = matrix[keep].copy()
-    kept = compute._rows_kept(matrix, keep)
-    np.testing.assert_array_equal(kept, expected)
-    assert kept.flags.f_contiguous
-    # a leading run moves up in the matrix's own memory; anything else is a new matrix
-    assert np.shares_memory(kept, matrix) == (dropped == list(range(len(dropped))))
-
-
-def test_the_date_order_is_a_stable_sort_by_date_on_any_calendar() -> None:
-    """A shared calendar is read bar by bar; tickers with as many bars on other dates (one listed
-    a day later) are sorted, as are rows out of order."""
-    shared = generate_market(seed=5, n_tickers=4, years=1, as_of="2021-06-30").prices
-    first = shared["ticker"] == shared["ticker"].iloc[0]
-    later = shared.copy()
-    later.loc[first, "date"] = later.loc[first, "date"] + pd.offsets.BDay(1)
-    for prices in (shared, later, shared.sample(frac=1.0, random_state=2)):
-        layout = PriceLayout.from_prices(prices)
-        expected = np.argsort(layout.date_code, kind="stable")
-        np.testing.assert_array_equal(layout.date_order(), expected)
-    assert PriceLayout.from_prices(later)._full_panel  # same counts, yet not one calendar
-
-
-@pytest.mark.parametrize("rows", ["all", "none", "one ticker", "late dates shuffled"])
-def test_the_rows_index_equals_pandas_with_only_the_used_values_kept_sorted(rows: str) -> None:
-    prices = generate_market(seed=5, n_tickers=5, years=1, as_of="2021-06-30").prices
-    layout = PriceLayout.from_prices(prices)
-    every = np.arange(layout.n_rows)
-    positions = {
-        "all": every,
-        "none": every[:0],
-        "one ticker": np.flatnonzero(layout.ticker_code == 2),
-        "late dates shuffled": np.random.default_rng(3).permutation(every[layout.date_code > 99]),
-    }[rows]
-    expected = pd.MultiIndex(
-        levels=[layout.dates, layout.tickers],
-        codes=[layout.date_code[positions], layout.ticker_code[positions]],
-        names=["date", "ticker"],
-    ).remove_unused_levels()
-    index = layout.multiindex(positions)
-    assert index.equals(expected) and index.names == expected.names
-    # the levels hold exactly the values used, still sorted (pandas orders a shuffled subset's
-    # by first appearance), and the codes have the type pandas gives them
-    for mine, theirs in zip(index.levels, expected.levels, strict=True):
-        assert mine.equals(theirs.sort_values()) and mine.name == theirs.name
-    for mine, theirs in zip(index.codes, expected.codes, strict=True):
-        assert mine.dtype == theirs.dtype
 
 
 def test_agrees_with_the_independent_per_ticker_implementation() -> None:
