@@ -100,9 +100,9 @@ def _align(series: Sequence[pd.Series]) -> tuple[pd.MultiIndex, list[np.ndarray]
     """The (date, ticker) rows every series has (none of them NaN), sorted by date then ticker,
     and each series' values on them."""
     index = series[0].index.sort_values()
-    values = np.column_stack([s.reindex(index).to_numpy(dtype=np.float64) for s in series])
-    common = ~np.isnan(values).any(axis=1)
-    return index[common], list(values[common].T)
+    values = [s.reindex(index).to_numpy(dtype=np.float64) for s in series]
+    common = np.logical_and.reduce([~np.isnan(v) for v in values])
+    return index[common], [v[common] for v in values]
 
 
 def _describe(s: pd.Series) -> str:
