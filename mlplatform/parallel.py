@@ -1,7 +1,7 @@
 """Independent pieces of array work on one thread per core.
 
-numpy ufuncs, sorts and takes, pandas' rolling kernels, scipy's lfilter and numpy's random fills
-release the GIL on arrays of this size, so threads share the data with no copy or pickling: on two
+numpy ufuncs, sorts and takes, pandas' rolling kernels and scipy's lfilter release the GIL on
+arrays of this size, so threads share the data with no copy or pickling: on two
 cores compute_features runs 1.9x faster than on one (benchmarks/bench_features.py, 500 tickers).
 """
 

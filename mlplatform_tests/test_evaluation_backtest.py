@@ -10,7 +10,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlplatform import parallel
 from mlplatform.evaluation import (
     BacktestSpec,
     naive_rules,
@@ -284,29 +283,6 @@ def test_baselines_in_a_backtest() -> None:
         if math.isfinite(mm["long_short_psr"]):
             assert mm["long_short_dsr"] == pytest.approx(mm["long_short_psr"])
     assert res.n_trials == dict.fromkeys(BASELINES, 1)
-
-
-def test_models_scored_on_threads_equal_models_scored_one_at_a_time(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """run_backtest scores one model per core: the same numbers, in the same order, as one by
-    one (the thread count is injected, so this holds on any machine)."""
-    fr, labels = _window(n_dates=30, seed=4)
-    models = {
-        **_baselines(pd.Series([0, 1, 1]), fr.index, _prices_for(fr.index)),
-        "staging": _random_proba(fr.index, 1),
-        "production": _random_proba(fr.index, 2),
-    }
-    spec = BacktestSpec(cost_bps=5, n_trials={"staging": 20}, trial_sharpes=[0.0, 0.02])
-    runs = {}
-    for threads in (3, 1):
-        monkeypatch.setattr(parallel, "cores", lambda threads=threads: threads)
-        runs[threads] = run_backtest(models, labels, fr, spec, hold_returns=fr * 1.5)
-    threaded, alone = runs[3], runs[1]
-    assert list(threaded.metrics) == list(alone.metrics) == list(models)
-    assert json.dumps(threaded.metrics) == json.dumps(alone.metrics)  # NaN spelled alike
-    pd.testing.assert_frame_equal(threaded.returns, alone.returns, check_exact=True)
-    pd.testing.assert_frame_equal(threaded.equity, alone.equity, check_exact=True)
 
 
 def _prices_for(index: pd.MultiIndex) -> pd.DataFrame:

@@ -29,7 +29,6 @@ import pandas as pd
 
 from mlplatform import config
 from mlplatform.evaluation import metrics as m
-from mlplatform.parallel import in_threads
 
 STRATEGIES: tuple[str, ...] = ("long_short", "long_flat")
 STRATEGY_METRICS: tuple[str, ...] = (
@@ -359,11 +358,11 @@ def run_backtest(
         hold_fr = np.nan_to_num(hold.reindex(common).to_numpy(), nan=0.0)
     dates = common.get_level_values(0)
 
-    def score(name: str) -> None:
-        p = on_rows[name]
+    results: dict[str, dict[str, float]] = {}
+    daily_returns: dict[str, pd.Series] = {}
+    for name, p in on_rows.items():
         row = m.classification_metrics(y, p)
         row["p_value_by_date"] = m.date_level_p_value(y, p, dates)
-        nets: dict[str, pd.Series] = {}
         for strategy in STRATEGIES:
             overnight = hold_fr is not None and name in HELD_OVERNIGHT
             net, trade = strategy_returns(
@@ -381,15 +380,8 @@ def run_backtest(
                 trial_sharpes=spec.trial_sharpes,
             )
             row.update({f"{strategy}_{k}": v for k, v in sm.items()})
-            nets[f"{name}/{strategy}"] = net
-        scored[name] = (row, nets)
-
-    # Models are scored independently, and their sorts (AUC's ranks) and per-date groupbys
-    # release the GIL: one model per core.
-    scored: dict[str, tuple[dict[str, float], dict[str, pd.Series]]] = {}
-    in_threads(score, list(on_rows))
-    results = {name: scored[name][0] for name in on_rows}
-    daily_returns = {key: net for name in on_rows for key, net in scored[name][1].items()}
+            daily_returns[f"{name}/{strategy}"] = net
+        results[name] = row
     equity = {key: (1.0 + net).cumprod() for key, net in daily_returns.items()}
 
     mcnemar = None

@@ -216,21 +216,6 @@ class LabelledData:
         return pd.DataFrame(columns, index=self.X.index)
 
 
-def _leading_rows(index: pd.MultiIndex, rows: pd.MultiIndex) -> bool:
-    """Whether `rows` are the first rows of `index` in the same order, read from the levels and
-    codes (what the labels asset stores), instead of pandas' get_indexer."""
-    n = len(rows)
-    return (
-        n <= len(index)
-        and index.nlevels == rows.nlevels
-        and all(mine.equals(theirs) for mine, theirs in zip(index.levels, rows.levels, strict=True))
-        and all(
-            np.array_equal(mine[:n], theirs)
-            for mine, theirs in zip(index.codes, rows.codes, strict=True)
-        )
-    )
-
-
 def labelled_rows(features: pd.DataFrame, outcomes: pd.DataFrame) -> LabelledData:
     """The rows that have both features and a known label, in the features' order, with their
     `outcomes` (features.labels.outcomes, the labels asset, or a frame of its 'label' alone).
@@ -239,11 +224,7 @@ def labelled_rows(features: pd.DataFrame, outcomes: pd.DataFrame) -> LabelledDat
     carried = [name for name in RETURN_COLUMNS if name in outcomes.columns]
     if carried and len(carried) < len(RETURN_COLUMNS):
         raise ValueError(f"outcomes has {carried} but not all of {list(RETURN_COLUMNS)}")
-    if _leading_rows(features.index, outcomes.index):  # what the labels asset stores
-        found = np.arange(len(features))
-        found[len(outcomes) :] = -1
-    else:
-        found = outcomes.index.get_indexer(features.index)  # -1: no label for that row
+    found = outcomes.index.get_indexer(features.index)  # -1: no label for that row
     mask = found >= 0
     n = int(mask.sum())
     if n == 0:
