@@ -61,7 +61,7 @@ def test_degenerate_inputs_are_nan_or_finite_not_errors() -> None:
         with pytest.raises(ValueError, match=r"probabilities must be numbers in \[0, 1\]"):
             m.classification_metrics(np.array([1, 0]), np.array([0.5, bad]))
     with pytest.raises(ValueError, match="differ in length"):
-        m.roc_auc(np.array([1, 0]), np.array([0.5]))
+        m.classification_metrics(np.array([1, 0]), np.array([0.5]))
 
 
 def test_mcnemar_exact() -> None:

@@ -27,7 +27,7 @@ from scipy import stats
 from sklearn import metrics as sk
 
 EULER_GAMMA = 0.5772156649015329
-PROB_CLIP = 1e-15  # log loss clips probabilities to [eps, 1 - eps]
+PROB_CLIP = 1e-15  # the log loss clips probabilities to [eps, 1 - eps]
 CONFIDENCE_LEVEL = 0.95
 
 ArrayLike = np.ndarray | pd.Series | Sequence[float]
@@ -102,24 +102,6 @@ def date_level_p_value(y_true: ArrayLike, proba: ArrayLike, dates: ArrayLike) ->
     return float(stats.ttest_1samp(per_date, 0.0, alternative="greater").pvalue)
 
 
-def roc_auc(y_true: ArrayLike, proba: ArrayLike) -> float:
-    """ROC AUC (scikit-learn), NaN when only one class is present (AUC is undefined then)."""
-    y = _labels(y_true)
-    p = _probabilities(proba, y)
-    if np.unique(y).size < 2:
-        return math.nan
-    return float(sk.roc_auc_score(y, p))
-
-
-def clipped_log_loss(y_true: ArrayLike, proba: ArrayLike, eps: float = PROB_CLIP) -> float:
-    """Binary log loss with P(up) clipped to [eps, 1-eps], so a hard 0/1 rule scores finitely."""
-    y = _labels(y_true)
-    if y.size == 0:
-        return math.nan
-    p = np.clip(np.asarray(proba, dtype=float), eps, 1.0 - eps)
-    return float(sk.log_loss(y, p, labels=[0, 1]))
-
-
 def classification_metrics(
     y_true: ArrayLike, proba: ArrayLike, confidence_level: float = CONFIDENCE_LEVEL
 ) -> dict[str, float]:
@@ -141,13 +123,16 @@ def classification_metrics(
     with warnings.catch_warnings():  # one class present: scikit-learn warns, then answers
         warnings.simplefilter("ignore", UserWarning)
         balanced = float(sk.balanced_accuracy_score(y, pred))
+    # AUC is undefined on one class; the log loss clips P(up) so a hard 0/1 rule scores finitely
+    both = 0 < int(y.sum()) < n
+    clipped = np.clip(p, PROB_CLIP, 1.0 - PROB_CLIP)
     return {
         "accuracy": float(sk.accuracy_score(y, pred)),
         "wilson_low": low,
         "wilson_high": high,
         "balanced_accuracy": balanced,
-        "auc": roc_auc(y, p),
-        "log_loss": clipped_log_loss(y, p),
+        "auc": float(sk.roc_auc_score(y, p)) if both else math.nan,
+        "log_loss": float(sk.log_loss(y, clipped, labels=[0, 1])),
         "brier": float(sk.brier_score_loss(y, p, labels=[0, 1])),
         "p_value_vs_majority": binomial_p_value(k, n, maj),
         "window_majority_rate": maj,
