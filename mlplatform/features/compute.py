@@ -1,9 +1,8 @@
 """compute_features: the prices frame -> one float32 row per (date, ticker), causal by construction.
 
-Tickers are computed a block at a time on (bar x ticker) panels, blocks in threads on every core,
-then cross-sectional ranks on a (date x ticker) panel; no per-row or per-ticker Python loop. The
-column list and every parameter come from FEATURE_SPEC (or a spec passed in), so the schema hash
-always describes the numbers.
+Tickers are computed a block at a time on (bar x ticker) panels, then cross-sectional ranks on a
+(date x ticker) panel; no per-row or per-ticker Python loop. The column list and every parameter
+come from FEATURE_SPEC (or a spec passed in), so the schema hash always describes the numbers.
 """
 
 from __future__ import annotations
@@ -18,7 +17,7 @@ from mlplatform.data.errors import DataValidationError
 from mlplatform.features import indicators as ind
 from mlplatform.features.layout import PRICE_COLUMNS, PriceLayout
 from mlplatform.features.schema import FEATURE_SPEC
-from mlplatform.parallel import blocks, in_threads
+from mlplatform.parallel import blocks
 
 # Tickers per block of the per-ticker features: a block's float64 temporaries (a dozen panels)
 # stay small enough to be reused from block to block instead of touching fresh memory. Against
@@ -162,7 +161,8 @@ def compute_features(
             warm_panel[:, tickers] &= np.isfinite(values)
             base_panels[j][:, tickers] = values
 
-    in_threads(fill, blocks(len(layout.tickers), max_size=_TICKERS_PER_BLOCK))
+    for tickers in blocks(len(layout.tickers), max_size=_TICKERS_PER_BLOCK):
+        fill(tickers)
     bars.clear()
 
     # Output rows in (date, ticker) order; column-major, the layout pandas keeps a block in.
