@@ -1,22 +1,11 @@
-"""Independent pieces of array work on one thread per core.
-
-numpy ufuncs, sorts and takes, pandas' rolling kernels, scipy's lfilter and numpy's random fills
-release the GIL on arrays of this size, so threads share the data with no copy or pickling: on two
-cores compute_features runs 1.9x faster than on one (benchmarks/bench_features.py, 500 tickers).
-"""
+"""The cores this process may use, and ranges cut into blocks of bounded size."""
 
 from __future__ import annotations
 
-import contextvars
 import itertools
 import os
-from collections.abc import Callable, Sequence
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
-from typing import TypeVar
 
 import numpy as np
-
-T = TypeVar("T")
 
 
 def cores() -> int:
@@ -26,32 +15,9 @@ def cores() -> int:
     return os.cpu_count() or 1
 
 
-def blocks(n: int, max_size: int | None = None) -> list[slice]:
-    """range(n) cut into one contiguous slice per core (fewer when n is smaller), or into more
-    when a slice would be longer than `max_size`."""
-    pieces = max(min(cores(), n), 1)
-    if max_size is not None:
-        pieces = max(pieces, -(-n // max_size))
+def blocks(n: int, max_size: int) -> list[slice]:
+    """range(n) cut into as few contiguous slices as keep each at most `max_size` long (the
+    features' ticker blocks, which bound the memory of one pass)."""
+    pieces = max(-(-n // max_size), 1)
     edges = np.linspace(0, n, pieces + 1).astype(int)
     return [slice(int(a), int(b)) for a, b in itertools.pairwise(edges)]
-
-
-def in_threads(work: Callable[[T], None], items: Sequence[T]) -> None:
-    """work(item) for every item, one thread per core.
-
-    Each piece runs in a copy of the caller's context, so numpy's error state (np.errstate)
-    applies in the threads as it would in the caller. The first failure cancels the pieces not
-    yet started and is raised here.
-    """
-    threads = min(cores(), len(items))
-    if threads < 2:
-        for item in items:
-            work(item)
-        return
-    with ThreadPoolExecutor(threads) as pool:
-        pieces = [pool.submit(contextvars.copy_context().run, work, item) for item in items]
-        done, _ = wait(pieces, return_when=FIRST_EXCEPTION)
-        failed = [piece for piece in pieces if piece in done and piece.exception() is not None]
-        if failed:
-            pool.shutdown(cancel_futures=True)
-            failed[0].result()  # raises its exception

@@ -7,8 +7,6 @@ import hashlib
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 
 from mlplatform import config
 from mlplatform.data import (
@@ -19,7 +17,6 @@ from mlplatform.data import (
     generate_market,
     staleness_business_days,
 )
-from mlplatform.data.codes import ascending_run_starts, factorize_sorted, level_codes
 from mlplatform.orchestration.assets.data import PricesFrame
 from mlplatform_tests.test_data_loader import bars
 
@@ -157,45 +154,6 @@ def test_extreme_returns(prices: pd.DataFrame) -> None:
     assert out["return"].iloc[0] > 1.9 and out["return"].iloc[1] < -0.6
 
 
-def _same_factorization(values: np.ndarray) -> None:
-    codes, uniques = factorize_sorted(values)
-    expected_codes, expected_uniques = pd.factorize(values, sort=True)
-    np.testing.assert_array_equal(codes, expected_codes)
-    assert list(uniques) == list(expected_uniques)
-
-
-@given(st.lists(st.sampled_from(["AAPL", "MSFT", "T0001", "T0002", "X", None]), max_size=40))
-def test_factorize_sorted_is_pandas_factorize(tickers: list[str]) -> None:
-    _same_factorization(np.array(tickers, dtype=object))  # any order, repeats, splits, None
-    named = sorted(t for t in tickers if t is not None)
-    _same_factorization(np.array(named, dtype=object))  # the runs of a prices frame
-
-
-@given(
-    st.lists(st.sampled_from(["AAPL", "MSFT", "T0001", "X", None]), max_size=40),
-    st.booleans(),
-    st.booleans(),
-)
-def test_a_categoricals_codes_are_read_as_its_values_would_be_factorized(
-    tickers: list[str | None], reverse: bool, unused: bool
-) -> None:
-    """Validated frames hold tickers as a categorical: its codes stand in for comparing the
-    values only where they order like them, and a category no row uses is not a ticker."""
-    categories = sorted({t for t in tickers if t is not None} | ({"ZZZ"} if unused else set()))
-    categorical = pd.Series(
-        pd.Categorical(tickers, categories=categories[::-1] if reverse else categories)
-    )
-    as_text = np.array(tickers, dtype=object)
-    codes, uniques = factorize_sorted(categorical)
-    expected_codes, expected_uniques = pd.factorize(as_text, sort=True)
-    np.testing.assert_array_equal(codes, expected_codes)
-    assert list(uniques) == list(expected_uniques)
-    runs, expected_runs = ascending_run_starts(categorical), ascending_run_starts(as_text)
-    assert (runs is None) == (expected_runs is None)
-    if runs is not None:
-        np.testing.assert_array_equal(runs, expected_runs)
-
-
 def test_quality_reports_read_the_same_from_categorical_or_text_tickers(
     prices: pd.DataFrame,
 ) -> None:
@@ -224,50 +182,6 @@ def test_text_tickers_fail_the_type_check_by_their_type(prices: pd.DataFrame) ->
     assert "AttributeError" not in str(check.description) + str(check.metadata)
 
 
-@pytest.mark.parametrize(
-    "values",
-    [
-        np.array(["A", None, "B"], dtype=object),
-        np.array([None], dtype=object),
-        np.array([None, None], dtype=object),  # None == None: one run, but missing
-        np.array([np.nan], dtype=object),
-        np.array(["NaT"], dtype="datetime64[ns]"),
-        np.array(["A", pd.NA, "B"], dtype=object),  # pd.NA does not compare
-        np.array(["A", np.nan, "A", "B"], dtype=object),
-        np.array(["A", "A", 1], dtype=object),  # types that do not compare
-        np.array(["B", "B", "A"], dtype=object),  # runs, but descending
-        np.array(["2024-01-02", "NaT", "2024-01-01"], dtype="datetime64[ns]"),
-        np.array([], dtype=object),
-    ],
-)
-def test_factorize_sorted_follows_pandas_on_missing_and_odd_values(values: np.ndarray) -> None:
-    _same_factorization(values)
-
-
-def _awkward_indexes() -> list[pd.MultiIndex]:
-    dates = pd.bdate_range("2024-01-01", periods=4)
-    full = pd.MultiIndex.from_product([dates, ["C", "A", "B"]], names=["date", "ticker"])
-    return [
-        full,
-        full[::-1],  # rows in any order
-        full[full.get_level_values("ticker") != "A"],  # a level value no row uses
-        pd.MultiIndex.from_arrays(  # a level that is not sorted
-            [dates[[0, 0, 1]], pd.CategoricalIndex(["B", "A", "B"], categories=["B", "A"])],
-            names=["date", "ticker"],
-        ),
-        pd.MultiIndex.from_arrays([dates[[0, 1, 1]], ["A", None, "B"]], names=["date", "ticker"]),
-        full[:0],
-    ]
-
-
-@pytest.mark.parametrize("index", _awkward_indexes())
-def test_level_codes_are_pandas_factorize_of_the_level_values(index: pd.MultiIndex) -> None:
-    codes, uniques = level_codes(index, "ticker")
-    expected_codes, expected_uniques = pd.factorize(index.get_level_values("ticker"), sort=True)
-    np.testing.assert_array_equal(codes, expected_codes)
-    assert list(uniques) == list(expected_uniques)
-
-
 def test_quality_checks_do_not_depend_on_row_order(prices: pd.DataFrame) -> None:
     """Validated frames take the no-sort path; any other order gives the same findings."""
     holed = prices.drop(index=prices.index[40:52]).reset_index(drop=True)
@@ -289,10 +203,6 @@ def test_the_type_check_reads_the_frame_without_changing_it(prices: pd.DataFrame
     assert "Column 'high' failed" in check.description and "normalised" in check.description
     pd.testing.assert_frame_equal(bad, before, check_exact=True)
     assert PricesFrame.type_check(None, prices).success
-    # no copy: the schema validates in place, which is safe only while it neither coerces
-    # dtypes nor adds or drops columns
-    assert PRICES_SCHEMA.validate(prices) is prices
-    assert PRICES_SCHEMA.coerce is False and PRICES_SCHEMA.strict is True
     unsorted = prices.iloc[::-1]
     with pytest.raises(Exception, match="sorted_unique"):
         PRICES_SCHEMA.validate(unsorted)

@@ -60,18 +60,6 @@ def test_the_epoch_is_the_first_business_day_of_its_year() -> None:
     assert synthetic._business_days(year)[0] == synthetic.EPOCH
 
 
-@pytest.mark.parametrize("years_per_call", [1, 3])
-def test_the_bars_do_not_depend_on_how_many_years_a_stream_draws_per_call(
-    market, monkeypatch: pytest.MonkeyPatch, years_per_call: int
-) -> None:
-    """Each ticker's stream is drawn several years per call for speed; one year per call (as
-    before) or any other stretch must give the same numbers, so the bars are the same."""
-    monkeypatch.setattr(synthetic, "_YEARS_PER_DRAW", years_per_call)
-    again = generate_market(seed=3, n_tickers=8, years=6, as_of=AS_OF)
-    pd.testing.assert_frame_equal(again.prices, market.prices, check_exact=True)
-    pd.testing.assert_series_equal(again.prob_up, market.prob_up, check_exact=True)
-
-
 def test_frame_contract_and_ohlc_consistency(market) -> None:
     prices = market.prices
     assert list(prices.columns) == list(PRICE_COLUMNS)

@@ -10,7 +10,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlplatform import parallel
 from mlplatform.evaluation import (
     BacktestSpec,
     naive_rules,
@@ -23,7 +22,6 @@ from mlplatform.evaluation.backtest import (
     STRATEGY_METRICS,
     strategy_returns,
 )
-from mlplatform.features.layout import has_duplicate_rows, values_on
 
 BASELINES = ("training_majority", "always_up", "previous_direction", "buy_and_hold")
 
@@ -287,29 +285,6 @@ def test_baselines_in_a_backtest() -> None:
     assert res.n_trials == dict.fromkeys(BASELINES, 1)
 
 
-def test_models_scored_on_threads_equal_models_scored_one_at_a_time(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """run_backtest scores one model per core: the same numbers, in the same order, as one by
-    one (the thread count is injected, so this holds on any machine)."""
-    fr, labels = _window(n_dates=30, seed=4)
-    models = {
-        **_baselines(pd.Series([0, 1, 1]), fr.index, _prices_for(fr.index)),
-        "staging": _random_proba(fr.index, 1),
-        "production": _random_proba(fr.index, 2),
-    }
-    spec = BacktestSpec(cost_bps=5, n_trials={"staging": 20}, trial_sharpes=[0.0, 0.02])
-    runs = {}
-    for threads in (3, 1):
-        monkeypatch.setattr(parallel, "cores", lambda threads=threads: threads)
-        runs[threads] = run_backtest(models, labels, fr, spec, hold_returns=fr * 1.5)
-    threaded, alone = runs[3], runs[1]
-    assert list(threaded.metrics) == list(alone.metrics) == list(models)
-    assert json.dumps(threaded.metrics) == json.dumps(alone.metrics)  # NaN spelled alike
-    pd.testing.assert_frame_equal(threaded.returns, alone.returns, check_exact=True)
-    pd.testing.assert_frame_equal(threaded.equity, alone.equity, check_exact=True)
-
-
 def _prices_for(index: pd.MultiIndex) -> pd.DataFrame:
     rng = np.random.default_rng(12)
     frame = index.to_frame(index=False)
@@ -351,31 +326,6 @@ def test_to_dict_is_json_safe() -> None:
     assert set(d["equity"]["series"]) == set(res.equity.columns)
     assert "equity" not in res.to_dict(include_equity=False)
     assert isinstance(json.loads(text)["metrics"]["staging"]["n"], float)
-
-
-def test_row_keys_reindex_and_find_duplicates_as_pandas_does() -> None:
-    """values_on and has_duplicate_rows (integer row keys) agree with pandas' tuple hashing on
-    shuffled, partial, foreign and repeated rows."""
-    rng = np.random.default_rng(5)
-    index = _index(30, tickers=("AAA", "BBB", "CCC", "DDD"))
-    series = pd.Series(rng.normal(size=len(index)), index=index)
-    partial = series.iloc[rng.permutation(len(index))[:100]]  # shuffled, 20 rows missing
-    foreign = _index(35, tickers=("BBB", "EEE"))  # dates and a ticker partial has never seen
-    # a row without a ticker (code -1) matches nothing, not the level's last ticker
-    missing = pd.MultiIndex.from_arrays(
-        [index.get_level_values(0), index.get_level_values(1).where(np.arange(len(index)) % 7 > 0)],
-        names=index.names,
-    )
-    assert (missing.codes[1] == -1).any()
-    for target in (index, foreign, index[::-1], partial.index, missing):
-        np.testing.assert_array_equal(
-            values_on(partial, target), partial.reindex(target).to_numpy()
-        )
-    same_rows = values_on(partial, partial.index)  # read straight off: still a copy
-    same_rows[:] = np.nan
-    assert not partial.isna().any()
-    for candidate in (index, partial.index, foreign, partial.index.append(partial.index[:1])):
-        assert has_duplicate_rows(candidate) == candidate.has_duplicates
 
 
 @pytest.mark.parametrize("held_overnight", [False, True])

@@ -4,9 +4,6 @@ and a property test that no NaN/inf survives for random valid price paths."""
 from __future__ import annotations
 
 import copy
-import importlib.util
-import time
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -15,7 +12,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mlplatform import parallel
-from mlplatform.data import generate_market
 from mlplatform.features import (
     FEATURE_COLUMNS,
     FEATURE_SPEC,
@@ -25,7 +21,7 @@ from mlplatform.features import (
     feature_schema_hash,
     make_labels,
 )
-from mlplatform.features.layout import PriceLayout
+from mlplatform_tests.feature_reference import loop_features
 from mlplatform_tests.test_features_support import make_prices
 
 PRICES = make_prices(seed=1)
@@ -178,112 +174,12 @@ def test_flat_prices_give_neutral_values_not_nan() -> None:
     assert row["macd_line"] == 0.0 and row["atr_14"] == 0.0
 
 
-def _load_benchmark():
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_features.py"
-    spec = importlib.util.spec_from_file_location("bench_features", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_a_full_panel_is_read_in_place_and_gives_what_the_padded_panel_gives() -> None:
-    """Tickers on one calendar, rows in order: each column is its bar panel already (a read-only
-    view, so no kernel can write into the caller's bars). Shuffled rows take the padded copy."""
-    prices = generate_market(seed=5, n_tickers=6, years=2, as_of="2021-06-30").prices
-    layout = PriceLayout.from_prices(prices)
-    panel = layout.bar_panel(layout.column(prices, "close"))
-    assert np.shares_memory(panel, prices["close"].to_numpy()) and not panel.flags.writeable
-    before = prices.copy()
-    shuffled = prices.sample(frac=1.0, random_state=4)
-    assert not PriceLayout.from_prices(shuffled).rows_in_order
-    assert layout.shared_calendar and not PriceLayout.from_prices(shuffled).shared_calendar
-    for drop_warmup in (True, False):  # written in place and moved up, or gathered
-        pd.testing.assert_frame_equal(
-            compute_features(prices, drop_warmup=drop_warmup),
-            compute_features(shuffled, drop_warmup=drop_warmup),
-            check_exact=True,
-        )
-    pd.testing.assert_frame_equal(prices, before, check_exact=True)
-
-
-@pytest.mark.parametrize(
-    "dropped",
-    [[], [0, 1, 2], [0, 1, 2, 5], [7], list(range(9))],
-    ids=["none", "leading", "leading-and-one", "one-inside", "all-but-last"],
-)
-def test_dropping_rows_keeps_the_others_in_order_column_major(dropped: list[int]) -> None:
-    matrix = np.asfortranarray(np.arange(40, dtype=np.float32).reshape(10, 4))
-    keep = np.ones(10, dtype=bool)
-    keep[dropped] = False
-    expected = matrix[keep].copy()
-    kept = compute._rows_kept(matrix, keep)
-    np.testing.assert_array_equal(kept, expected)
-    assert kept.flags.f_contiguous
-    # a leading run moves up in the matrix's own memory; anything else is a new matrix
-    assert np.shares_memory(kept, matrix) == (dropped == list(range(len(dropped))))
-
-
-def test_the_date_order_is_a_stable_sort_by_date_on_any_calendar() -> None:
-    """A shared calendar is read bar by bar; tickers with as many bars on other dates (one listed
-    a day later) are sorted, as are rows out of order."""
-    shared = generate_market(seed=5, n_tickers=4, years=1, as_of="2021-06-30").prices
-    first = shared["ticker"] == shared["ticker"].iloc[0]
-    later = shared.copy()
-    later.loc[first, "date"] = later.loc[first, "date"] + pd.offsets.BDay(1)
-    for prices in (shared, later, shared.sample(frac=1.0, random_state=2)):
-        layout = PriceLayout.from_prices(prices)
-        expected = np.argsort(layout.date_code, kind="stable")
-        np.testing.assert_array_equal(layout.date_order(), expected)
-    assert PriceLayout.from_prices(later)._full_panel  # same counts, yet not one calendar
-
-
-@pytest.mark.parametrize("rows", ["all", "none", "one ticker", "late dates shuffled"])
-def test_the_rows_index_equals_pandas_with_only_the_used_values_kept_sorted(rows: str) -> None:
-    prices = generate_market(seed=5, n_tickers=5, years=1, as_of="2021-06-30").prices
-    layout = PriceLayout.from_prices(prices)
-    every = np.arange(layout.n_rows)
-    positions = {
-        "all": every,
-        "none": every[:0],
-        "one ticker": np.flatnonzero(layout.ticker_code == 2),
-        "late dates shuffled": np.random.default_rng(3).permutation(every[layout.date_code > 99]),
-    }[rows]
-    expected = pd.MultiIndex(
-        levels=[layout.dates, layout.tickers],
-        codes=[layout.date_code[positions], layout.ticker_code[positions]],
-        names=["date", "ticker"],
-    ).remove_unused_levels()
-    index = layout.multiindex(positions)
-    assert index.equals(expected) and index.names == expected.names
-    # the levels hold exactly the values used, still sorted (pandas orders a shuffled subset's
-    # by first appearance), and the codes have the type pandas gives them
-    for mine, theirs in zip(index.levels, expected.levels, strict=True):
-        assert mine.equals(theirs.sort_values()) and mine.name == theirs.name
-    for mine, theirs in zip(index.codes, expected.codes, strict=True):
-        assert mine.dtype == theirs.dtype
-
-
 def test_agrees_with_the_independent_per_ticker_implementation() -> None:
-    """The benchmark's plain pandas loop is a second, independent implementation."""
-    reference = _load_benchmark().loop_features(PRICES)
+    """A plain pandas loop per ticker is a second, independent implementation."""
+    reference = loop_features(PRICES)
     features = compute_features(PRICES)
     assert features.index.equals(reference.index)
     np.testing.assert_allclose(features.to_numpy(), reference.to_numpy(), rtol=1e-5, atol=1e-6)
-
-
-@pytest.mark.parametrize("n_cores", [2, 3, 4])
-def test_threads_give_the_single_thread_result(
-    n_cores: int, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """One block of tickers per core: the same bits as one thread, whatever the split."""
-    monkeypatch.setattr(parallel, "cores", lambda: 1)
-    single = compute_features(PRICES, drop_warmup=False)
-    monkeypatch.setattr(parallel, "cores", lambda: n_cores)
-    assert len(parallel.blocks(PRICES["ticker"].nunique())) == n_cores  # PRICES has 4 tickers
-    pd.testing.assert_frame_equal(
-        compute_features(PRICES, drop_warmup=False), single, check_exact=True
-    )
 
 
 def test_blocks_of_a_few_tickers_give_the_same_bits(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -296,28 +192,6 @@ def test_blocks_of_a_few_tickers_give_the_same_bits(monkeypatch: pytest.MonkeyPa
     pieces = parallel.blocks(1000, max_size=256)
     assert len(pieces) == 4 and all(p.stop - p.start <= 256 for p in pieces)
     assert [i for p in pieces for i in range(p.start, p.stop)] == list(range(1000))
-
-
-def test_threads_keep_the_callers_numpy_error_state_and_raise_the_first_failure(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setattr(parallel, "cores", lambda: 2)
-    seen: list[str] = []
-    with np.errstate(divide="raise"):
-        parallel.in_threads(lambda _: seen.append(np.geterr()["divide"]), [0, 1])
-    assert seen == ["raise", "raise"]
-
-    started: list[int] = []
-
-    def fail_first(item: int) -> None:
-        started.append(item)
-        if item == 0:
-            raise ValueError("first piece failed")
-        time.sleep(0.01)  # 200 pieces would take a second if none were cancelled
-
-    with pytest.raises(ValueError, match="first piece failed"):
-        parallel.in_threads(fail_first, list(range(200)))
-    assert len(started) < 200  # the pieces not yet started were cancelled
 
 
 @st.composite

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import lightgbm as lgb
 import numpy as np
 import pandas as pd
 import pytest
 
-from mlplatform.training.model import predict_up_proba, rows_of, train_model
+from mlplatform.training.model import predict_up_proba, train_model
 from mlplatform.training.search_space import DEFAULT_PARAMS, SEARCH_SPACE, to_lgb_params
 
 
@@ -43,24 +42,6 @@ def test_predict_up_proba_follows_the_model_columns() -> None:
     assert np.corrcoef(proba, X["a"])[0, 1] > 0.5
     with pytest.raises(ValueError, match="lacks"):
         predict_up_proba(booster, X.drop(columns="b"))
-
-
-def test_rows_of_trains_the_model_dataset_subset_trains() -> None:
-    """The walk-forward's block rows: the same model as LightGBM's own `subset`, for a prefix and
-    for scattered positions, on the shared bins."""
-    X, y = _frame()
-    params = to_lgb_params(DEFAULT_PARAMS) | {"verbose": -1}
-    binned = lgb.Dataset(X, label=y.to_numpy(), params=params).construct()
-    for positions in (np.arange(300), np.flatnonzero(np.arange(len(X)) % 3 != 1)):
-        ours = lgb.train(params, rows_of(binned, positions, params), num_boost_round=15)
-        theirs = lgb.train(params, binned.subset(positions.tolist(), params=params), 15)
-        assert ours.num_trees() == 15
-        assert ours.model_to_string() == theirs.model_to_string()
-    cut = lgb.train(params, rows_of(binned, np.arange(300), params), num_boost_round=15)
-    assert cut.model_to_string() != lgb.train(params, binned, 15).model_to_string()
-    for unsorted in (np.array([3, 1, 2]), np.array([1, 1, 2])):  # LightGBM needs them ascending
-        with pytest.raises(ValueError, match="ascending"):
-            rows_of(binned, unsorted, params)
 
 
 def test_bad_inputs_are_refused() -> None:

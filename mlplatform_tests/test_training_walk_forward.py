@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mlplatform.evaluation import previous_direction, walk_forward
+from mlplatform.evaluation import previous_direction
 from mlplatform.evaluation.metrics import classification_metrics
 from mlplatform.evaluation.walk_forward import (
     BAYES,
@@ -163,11 +163,9 @@ def test_the_returns_after_each_row_stay_aligned_with_it_through_every_window() 
 
 
 @pytest.mark.parametrize("gap", [False, True])
-def test_the_labels_frame_gives_the_same_labelled_rows_back(
-    gap: bool, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_the_labels_frame_gives_the_same_labelled_rows_back(gap: bool) -> None:
     """What the labels asset stores (outcome_frame), pickled as the IO manager does, gives the
-    same X, y and returns: by position when its rows lead the features, by keys otherwise."""
+    same X, y and returns, X a view of the features when its rows lead them."""
     data = _data(n_dates=60)
     rng = np.random.default_rng(8)
     after = pd.DataFrame(
@@ -179,8 +177,6 @@ def test_the_labels_frame_gives_the_same_labelled_rows_back(
         after = after.drop(after.index[after.index.get_level_values("ticker") == "B"][10:13])
     first = labelled_rows(data.X, after.iloc[::-1])  # by keys: the rows in another order
     frame = pickle.loads(pickle.dumps(first.outcome_frame(), protocol=5))
-    if not gap:  # matched by position: no key table is built
-        monkeypatch.setattr(dataset, "row_keys", None)
     again = labelled_rows(data.X, frame)
     pd.testing.assert_frame_equal(again.X, first.X)
     expected = after.loc[again.X.index]
@@ -189,7 +185,6 @@ def test_the_labels_frame_gives_the_same_labelled_rows_back(
         np.testing.assert_array_equal(again.returns_of(name).to_numpy(), expected[name])
     if not gap:
         assert np.shares_memory(again.X.to_numpy(), data.X.to_numpy())  # X stays a view
-    monkeypatch.undo()
     # equal codes over other levels are other rows: matched by keys, never by position
     shifted = frame.set_axis(
         frame.index.set_levels(frame.index.levels[0] + pd.Timedelta(days=1), level=0)
@@ -230,10 +225,10 @@ def test_windows_of_unsorted_rows_equal_those_of_sorted_rows() -> None:
     assert data.within(windows.refit) is data  # the whole range: no copy
 
 
-def test_windows_are_cut_on_the_date_codes_as_a_timestamp_mask_would_cut_them() -> None:
-    """Date-sorted rows are cut on the date level's codes, with no timestamp per row: the same
-    rows as a mask on the dates, for bounds between or outside the rows' dates and for rows
-    whose level holds dates they do not use (a window of a window)."""
+def test_windows_are_cut_as_a_timestamp_mask_would_cut_them() -> None:
+    """Date-sorted rows are cut as a range: the same rows as a mask on the dates, for bounds
+    between or outside the rows' dates and for rows whose level holds dates they do not use (a
+    window of a window)."""
     data = _data(n_dates=200)
     part = data.within(_windows(data).blocks[1].test)
     assert len(part.X.index.levels[0]) > part.X.index.get_level_values("date").nunique()
@@ -244,7 +239,6 @@ def test_windows_are_cut_on_the_date_codes_as_a_timestamp_mask_would_cut_them() 
     assert overflow.codes[0].dtype == np.int8
     long_level = LabelledData(small.X.set_axis(overflow), small.y.set_axis(overflow))
     for rows in (data, part, small, long_level):
-        assert rows._sorted_date_codes is not None  # the path under test
         dates = rows.X.index.get_level_values("date")
         days = pd.date_range(dates.min() - pd.Timedelta(days=3), dates.max() + pd.Timedelta(days=3))
         beyond = rows.X.index.levels[0][-1]  # the level's last date, past the rows' own
@@ -266,7 +260,7 @@ def test_the_candidate_draws_its_training_sample_once(monkeypatch: pytest.Monkey
     data = _data()  # 1,200 rows: CAPPED samples 700
     plain = data.X.index.get_level_values("date")  # a DatetimeIndex named "date": sorted rows
     flat = LabelledData(data.X.set_axis(plain), data.y.set_axis(plain))
-    assert flat._sorted_date_codes is None and flat.within(_windows(data).refit) is flat
+    assert flat.within(_windows(data).refit) is flat
     draws = []
     take = LabelledData.take
 
@@ -403,18 +397,6 @@ def test_the_bayes_rule_scores_the_truth_of_the_evaluated_rows_sorted_or_not() -
         data, windows, prices, contenders, cost_bps=5.0, truth=missing
     ).result
     assert BAYES not in result.metrics
-
-
-@pytest.mark.parametrize("kind", ["zoned dates", "date level out of order"])
-def test_a_truth_that_cannot_be_cut_by_date_is_used_whole(kind: str) -> None:
-    days = pd.DatetimeIndex(["2024-01-01", "2024-01-02", "2024-01-03"])
-    if kind == "zoned dates":
-        index = pd.MultiIndex.from_product([days.tz_localize("UTC"), ["A"]])
-    else:  # rows in date order, the level's values not
-        index = pd.MultiIndex(levels=[days[::-1], ["A"]], codes=[[2, 1, 0], [0, 0, 0]])
-    truth = pd.Series([0.4, 0.5, 0.6], index=index)
-    assert truth.index.is_monotonic_increasing
-    assert walk_forward._from(truth, days[1].date()) is truth
 
 
 def test_training_majority_is_walked_forward() -> None:

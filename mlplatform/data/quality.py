@@ -12,7 +12,6 @@ import numpy as np
 import pandas as pd
 
 from mlplatform import config
-from mlplatform.data.codes import factorize_sorted, run_firsts
 from mlplatform.data.schema import in_canonical_order
 
 
@@ -20,15 +19,10 @@ def _days(values: Any) -> np.ndarray:
     return pd.to_datetime(pd.Series(values)).to_numpy(dtype="datetime64[D]")
 
 
-def _ticker_firsts(codes: np.ndarray) -> np.ndarray:
-    """True at each ticker's first bar, and at every bar whose ticker is missing (code -1): it
-    has no previous bar of the same ticker."""
-    return run_firsts(codes) | (codes < 0)
-
-
-def _names_of(codes: np.ndarray, names: np.ndarray) -> np.ndarray:
-    """The tickers of these codes; None where the ticker is missing (code -1)."""
-    return np.append(names, None)[codes]
+def _previous_of_same_ticker(codes: np.ndarray) -> np.ndarray:
+    """For rows sorted by ticker: whether the row before is a bar of the same ticker (a bar
+    without a ticker, code -1, has none)."""
+    return (codes[1:] == codes[:-1]) & (codes[1:] >= 0)
 
 
 def staleness_business_days(prices: pd.DataFrame, as_of: Any) -> int:
@@ -63,8 +57,8 @@ def business_day_gaps(
     Columns: ticker, from (last bar before the gap), to (first bar after it), missing.
     """
     frame = _by_ticker_then_date(prices, ["ticker", "date"])
-    codes, names = factorize_sorted(frame["ticker"])
-    same = ~_ticker_firsts(codes)[1:]
+    codes, names = pd.factorize(frame["ticker"], sort=True)
+    same = _previous_of_same_ticker(codes)
     days = _days(frame["date"].to_numpy())
     missing = np.busday_count(days[:-1] + 1, days[1:])
     hit = same & (missing > max_gap)
@@ -72,7 +66,7 @@ def business_day_gaps(
     dates = frame["date"].to_numpy()
     return pd.DataFrame(
         {
-            "ticker": _names_of(codes[idx], names),
+            "ticker": np.asarray(names, dtype=object)[codes[idx]],
             "from": dates[idx],
             "to": dates[idx + 1],
             "missing": missing[idx].astype("int64"),
@@ -88,17 +82,17 @@ def extreme_returns(
     Columns: ticker, date, prev_close, close, return.
     """
     frame = _by_ticker_then_date(prices, ["ticker", "date", "close"])
-    codes, names = factorize_sorted(frame["ticker"])
+    codes, names = pd.factorize(frame["ticker"], sort=True)
     close = frame["close"].to_numpy(dtype=np.float64)
-    prev = np.empty_like(close)
-    prev[1:] = close[:-1]
-    prev[_ticker_firsts(codes)] = np.nan  # a ticker's first bar has no previous close
+    prev = np.full_like(close, np.nan)  # a ticker's first bar has no previous close
+    same = _previous_of_same_ticker(codes)
+    prev[1:][same] = close[:-1][same]
     with np.errstate(divide="ignore", invalid="ignore"):
         ret = close / prev - 1.0
     hit = np.abs(ret) > threshold
     return pd.DataFrame(
         {
-            "ticker": _names_of(codes[hit], names),
+            "ticker": np.asarray(names, dtype=object)[codes[hit]],
             "date": frame["date"].to_numpy()[hit],
             "prev_close": prev[hit],
             "close": close[hit],

@@ -30,8 +30,6 @@ Friday, no holidays.
 
 from __future__ import annotations
 
-import collections
-import itertools
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,14 +38,11 @@ import pandas as pd
 from scipy.special import ndtr
 
 from mlplatform import config
-from mlplatform.data.codes import pandas_level_codes
 from mlplatform.data.schema import PRICE_COLUMNS
-from mlplatform.parallel import blocks, in_threads
 
 # The first business day of its year: every stream starts on the epoch's year (a test checks it).
 EPOCH = np.datetime64("2000-01-03", "D")
 _TAG_STATIC, _TAG_DAILY, _TAG_MARKET = 1, 2, 3
-_YEARS_PER_DRAW = 4  # 250 MB of draws at 5,000 tickers
 _N_DAILY_DRAWS = 6  # idiosyncratic shock, overnight gap, high, low, volume noise, scale shock
 
 # GARCH(1,1): (unconditional daily variance, alpha, beta)
@@ -113,48 +108,6 @@ class SyntheticMarket:
             "always_up_expected_accuracy": round(self.up_rate, 6),
             **self.parameters,
         }
-
-
-class _YearDraws:
-    """Every ticker's and the market's normals, whole calendar years in a row from the epoch.
-
-    A stream gives the same numbers in one call as in consecutive calls, so each ticker draws
-    `_YEARS_PER_DRAW` years per call: one call per ticker and year was mostly the call's own
-    cost (the whole market at 2,000 tickers: 1.45 s against 1.83 s, bench_kernels). Blocks of
-    tickers draw in threads (numpy's fills release the GIL).
-    """
-
-    def __init__(
-        self,
-        ticker_streams: list[np.random.Generator],
-        market_stream: np.random.Generator,
-        year_lengths: list[int],
-    ) -> None:
-        self._tickers, self._market = ticker_streams, market_stream
-        self._lengths = collections.deque(year_lengths)
-        self._daily = np.empty((0, len(ticker_streams), _N_DAILY_DRAWS))
-        self._market_daily = np.empty(0)
-        self._at = 0
-
-    def next_year(self, days: int) -> tuple[np.ndarray, np.ndarray]:
-        """(days, tickers, draws) and the market's (days,) for the first `days` business days
-        of the next year; the streams consume the whole year."""
-        length = self._lengths.popleft()
-        if self._at == len(self._market_daily):
-            stretch = length + sum(itertools.islice(self._lengths, _YEARS_PER_DRAW - 1))
-            self._daily = np.empty((stretch, len(self._tickers), _N_DAILY_DRAWS))
-            self._market_daily = self._market.standard_normal(stretch)
-            self._at = 0
-
-            def draw(tickers: slice) -> None:
-                for i in range(tickers.start, tickers.stop):
-                    self._daily[:, i, :] = self._tickers[i].standard_normal(
-                        (stretch, _N_DAILY_DRAWS)
-                    )
-
-            in_threads(draw, blocks(len(self._tickers)))
-        start, self._at = self._at, self._at + length
-        return self._daily[start : start + days], self._market_daily[start : start + days]
 
 
 def _business_days(year: int) -> np.ndarray:
@@ -240,7 +193,6 @@ def generate_market(
     # Every business day from the epoch (the first of its year) to as_of, year by year.
     calendar = [_business_days(y) for y in range(int(str(EPOCH)[:4]), int(str(end)[:4]) + 1)]
     calendar = [year_days for year_days in calendar if year_days[0] <= end]
-    streams = _YearDraws(ticker_rngs, market_rng, [len(year_days) for year_days in calendar])
     dates = np.concatenate([d[(d >= start) & (d <= end)] for d in calendar]).astype(
         "datetime64[ns]"
     )
@@ -257,7 +209,12 @@ def generate_market(
     for year_days in calendar:
         days = year_days[year_days <= end]
         n = len(days)
-        draws, market = streams.next_year(n)
+        # (days, tickers, draws): every stream consumes its whole year, whatever as_of cuts off
+        draws = np.stack(
+            [rng.standard_normal((len(year_days), _N_DAILY_DRAWS))[:n] for rng in ticker_rngs],
+            axis=1,
+        )
+        market = market_rng.standard_normal(len(year_days))[:n]
         shift = np.zeros(n) if regime_day is None else (days >= regime_day).astype(float)
 
         sigma = np.empty((n, n_tickers))
@@ -323,26 +280,14 @@ def generate_market(
     columns: dict[str, Any] = {name: values.ravel() for name, values in bars.items()}
     columns["date"] = np.tile(dates, n_tickers)
     columns["ticker"] = pd.Categorical.from_codes(
-        np.repeat(pandas_level_codes(np.arange(n_tickers), n_tickers), n_days), categories=names
+        np.repeat(np.arange(n_tickers), n_days), categories=names
     )
-    prices = pd.DataFrame(
-        columns,
-        columns=list(PRICE_COLUMNS),
-        copy=False,  # the columns are fresh arrays: pandas' default copies each (bench_kernels)
-    )
+    prices = pd.DataFrame(columns, columns=list(PRICE_COLUMNS))
 
     # prob_up at close t is Phi(mu_{t+1})
     mu_following[-1] = mu_next
     prob = ndtr(mu_following, out=mu_following)
-    index = pd.MultiIndex(  # from codes: both levels are already sorted and unique
-        levels=[pd.DatetimeIndex(dates), names],
-        codes=[  # in the type pandas keeps, so it takes them uncopied
-            np.repeat(pandas_level_codes(np.arange(n_days), n_days), n_tickers),
-            np.tile(pandas_level_codes(np.arange(n_tickers), n_tickers), n_days),
-        ],
-        names=["date", "ticker"],
-        verify_integrity=False,
-    )
+    index = pd.MultiIndex.from_product([pd.DatetimeIndex(dates), names], names=["date", "ticker"])
     prob_up = pd.Series(prob.ravel(), index=index, name="prob_up")
     known = prob[:-1]  # rows whose next bar is in the frame
     bayes = float(np.maximum(known, 1 - known).mean()) if len(known) else float("nan")

@@ -1,17 +1,14 @@
 """Human-readable views of a BacktestResult: a markdown comparison table and a standalone HTML page.
 
-Chart choice: the equity curves are an inline SVG drawn here, with a few lines of inline
-JavaScript for a hover read-out and legend toggles. Plotly was the alternative: with
-include_plotlyjs="cdn" the page is blank offline (this machine, and users behind a proxy), and
-embedding plotly.min.js adds about 4.6 MB to every report (×1 per weekly run, in MLflow artifacts
-and Dagster metadata links). The SVG page is a few tens of KB, needs no network, and shows the same
-lines; it is the smaller option that works everywhere.
+The equity curves are a matplotlib PNG embedded in the page as base64: the page stays one file
+that needs no network (Plotly from a CDN is blank offline) and no script.
 """
 
 from __future__ import annotations
 
+import base64
 import html
-import json
+import io
 import math
 import os
 import tempfile
@@ -20,7 +17,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import matplotlib
 import pandas as pd
+from matplotlib.figure import Figure
 
 from mlplatform.evaluation.backtest import (
     CLASSIFICATION_METRICS,
@@ -41,18 +40,6 @@ ALL_METRICS: tuple[str, ...] = CLASSIFICATION_METRICS + tuple(
     f"{s}_{k}" for s in STRATEGIES for k in STRATEGY_METRICS
 )
 _PERCENT = ("ann_return", "max_drawdown")
-_PALETTE = (
-    "#1f77b4",
-    "#d62728",
-    "#2ca02c",
-    "#ff7f0e",
-    "#9467bd",
-    "#8c564b",
-    "#e377c2",
-    "#7f7f7f",
-    "#bcbd22",
-    "#17becf",
-)
 
 
 def format_value(metric: str, value: Any) -> str:
@@ -124,103 +111,31 @@ def _html_table(
     return frame.to_html(classes="metrics", border=0)  # escapes, like html.escape
 
 
-def _svg_chart(equity: pd.DataFrame, *, width: int = 900, height: int = 380) -> str:
-    """Inline SVG of the equity curves (x = trading day, y = equity), ~1 000 points at most."""
+def _equity_chart(equity: pd.DataFrame) -> str:
+    """The equity curves as an <img> of a matplotlib PNG (a colour per model; solid long/short,
+    dashed long/flat)."""
     if equity.empty:
         return "<p>No equity curve: empty window.</p>"
-    step = max(1, math.ceil(len(equity) / 1000))
-    eq = equity.iloc[::step]
-    left, right, top, bottom = 60, 20, 15, 40
-    pw, ph = width - left - right, height - top - bottom
-    values = eq.to_numpy(dtype=float)
-    finite = values[pd.notna(values)]
-    lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
-    lo, hi = min(lo, 1.0), max(hi, 1.0)
-    pad = (hi - lo) * 0.05 or 0.01
-    lo, hi = lo - pad, hi + pad
-    n = len(eq)
-
-    def x(i: int) -> float:
-        return left + (pw * i / (n - 1) if n > 1 else pw / 2)
-
-    def y(v: float) -> float:
-        return top + ph * (hi - v) / (hi - lo)
-
-    parts = [
-        f'<svg id="eqchart" viewBox="0 0 {width} {height}" width="100%" '
-        f'xmlns="http://www.w3.org/2000/svg" font-family="sans-serif" font-size="11">',
-        f'<rect x="{left}" y="{top}" width="{pw}" height="{ph}" fill="#fff" stroke="#ccc"/>',
-    ]
-    for k in range(6):
-        v = lo + (hi - lo) * k / 5
-        parts.append(
-            f'<line x1="{left}" x2="{left + pw}" y1="{y(v):.1f}" y2="{y(v):.1f}" stroke="#eee"/>'
-            f'<text x="{left - 6}" y="{y(v) + 4:.1f}" text-anchor="end">{v:.3f}</text>'
+    figure = Figure(figsize=(10, 4.2), dpi=90, layout="constrained")
+    axes = figure.subplots()
+    colours = matplotlib.color_sequences["tab10"]
+    for j, column in enumerate(equity.columns):
+        axes.plot(
+            equity.index,
+            equity[column].to_numpy(dtype=float),
+            color=colours[j // len(STRATEGIES) % len(colours)],
+            linestyle="--" if str(column).endswith("/long_flat") else "-",
+            linewidth=1.2,
+            label=str(column),
         )
-    parts.append(
-        f'<line x1="{left}" x2="{left + pw}" y1="{y(1.0):.1f}" y2="{y(1.0):.1f}" '
-        'stroke="#999" stroke-dasharray="2,3"/>'
-    )
-    for k in range(min(6, n)):
-        i = round(k * (n - 1) / max(1, min(6, n) - 1))
-        parts.append(
-            f'<text x="{x(i):.1f}" y="{top + ph + 16}" text-anchor="middle">'
-            f"{eq.index[i].date().isoformat()}</text>"
-        )
-    for j, col in enumerate(eq.columns):
-        color = _PALETTE[j // len(STRATEGIES) % len(_PALETTE)]
-        dash = ' stroke-dasharray="5,3"' if str(col).endswith("/long_flat") else ""
-        pts = " ".join(
-            f"{x(i):.1f},{y(v):.2f}" for i, v in enumerate(eq[col].to_numpy()) if pd.notna(v)
-        )
-        parts.append(
-            f'<polyline data-series="{j}" points="{pts}" fill="none" stroke="{color}" '
-            f'stroke-width="1.5"{dash}><title>{html.escape(str(col))}</title></polyline>'
-        )
-    parts.append(
-        f'<line id="cursor" x1="0" x2="0" y1="{top}" y2="{top + ph}" stroke="#444" '
-        'visibility="hidden"/>'
-        "</svg>"
-    )
-    legend = "".join(
-        f'<button class="lg" data-series="{j}" style="border-color:'
-        f'{_PALETTE[j // len(STRATEGIES) % len(_PALETTE)]}">{html.escape(str(c))}</button>'
-        for j, c in enumerate(eq.columns)
-    )
-    data = {
-        "dates": [d.date().isoformat() for d in eq.index],
-        "names": [str(c) for c in eq.columns],
-        "values": [[None if pd.isna(v) else round(float(v), 5) for v in eq[c]] for c in eq.columns],
-        "left": left,
-        "pw": pw,
-        "width": width,
-    }
-    # "<" escaped so no model name can close the script element
-    payload = json.dumps(data).replace("<", "\\u003c")
-    script = (
-        "<script>(function(){var D=" + payload + ";"
-        "var svg=document.getElementById('eqchart'),cur=document.getElementById('cursor'),"
-        "tip=document.getElementById('eqtip'),n=D.dates.length;"
-        "svg.addEventListener('mousemove',function(e){var r=svg.getBoundingClientRect();"
-        "var px=(e.clientX-r.left)*D.width/r.width;var i=n>1?Math.round((px-D.left)/D.pw*(n-1)):0;"
-        "i=Math.max(0,Math.min(n-1,i));var cx=D.left+(n>1?D.pw*i/(n-1):D.pw/2);"
-        "cur.setAttribute('x1',cx);cur.setAttribute('x2',cx);cur.setAttribute('visibility','visible');"
-        "var s='<b>'+D.dates[i]+'</b>';for(var j=0;j<D.names.length;j++){var v=D.values[j][i];"
-        "var hid=svg.querySelector('polyline[data-series=\"'+j+'\"]').style.display==='none';"
-        "if(!hid&&v!==null){s+='<br>'+D.names[j].replace(/&/g,'&amp;').replace(/</g,'&lt;')"
-        "+': '+v.toFixed(4);}}tip.innerHTML=s;});"
-        "svg.addEventListener('mouseleave',function(){cur.setAttribute('visibility','hidden');});"
-        "document.querySelectorAll('button.lg').forEach(function(b){b.addEventListener('click',"
-        "function(){var l=svg.querySelector('polyline[data-series=\"'+b.dataset.series+'\"]');"
-        "var off=l.style.display==='none';l.style.display=off?'':'none';"
-        "b.classList.toggle('off',!off);});});})();</script>"
-    )
-    return (
-        "".join(parts)
-        + f'<div class="legend">{legend}</div>'
-        + '<div id="eqtip" class="tip">Hover the chart for values; click a legend entry to '
-        "hide or show a line.</div>" + script
-    )
+    axes.axhline(1.0, color="#999", linewidth=0.8, linestyle=":")
+    axes.set_ylabel("equity (1 = start)")
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize=7, ncols=2, loc="upper left")
+    png = io.BytesIO()
+    figure.savefig(png, format="png")
+    encoded = base64.b64encode(png.getvalue()).decode("ascii")
+    return f'<img alt="equity curves" src="data:image/png;base64,{encoded}">'
 
 
 _CSS = """
@@ -229,8 +144,7 @@ h1{font-size:1.4em}h2{font-size:1.1em;margin-top:1.6em}
 table{border-collapse:collapse;font-size:0.9em}
 th,td{border:1px solid #ddd;padding:3px 8px}td{text-align:right;font-variant-numeric:tabular-nums}
 thead th{background:#f4f4f4}tbody th{text-align:left;font-weight:normal}
-.legend{margin:4px 0}.lg{background:#fff;border:2px solid;border-radius:3px;margin:2px;
-cursor:pointer;font-size:0.8em}.lg.off{opacity:0.35}.tip{font-size:0.85em;min-height:3em}
+img{max-width:100%}
 """
 
 
@@ -270,7 +184,7 @@ def render_html(
         sections += ["<h2>Details</h2>", _kv_table(extra)]
     sections += [
         "<h2>Equity curves (net of costs; solid = long/short, dashed = long/flat)</h2>",
-        _svg_chart(result.equity),
+        _equity_chart(result.equity),
         "<h2>Comparison (same rows for every model)</h2>",
         _html_table(result, None, ALL_METRICS),
     ]

@@ -25,7 +25,6 @@ from mlplatform.evaluation.backtest import (
     run_backtest,
     up_rate,
 )
-from mlplatform.features.layout import values_on
 from mlplatform.promotion.criteria import PRODUCTION, STAGING
 from mlplatform.promotion.decision import comparable_production
 from mlplatform.training import (
@@ -50,18 +49,6 @@ def bars_for_window(prices: pd.DataFrame, start: date) -> pd.DataFrame:
     # tail is its last bar before `start` (or another ticker's last bar: one harmless extra row)
     keep[:-1] |= keep[1:]
     return prices if keep.all() else prices[keep]
-
-
-def _from(values: pd.Series, start: date) -> pd.Series:
-    """The rows dated on or after `start`, a view when the (date, ticker) rows are sorted: keys
-    for the window alone, not for every bar of the history (0.017 s against 0.085 s for the
-    true P(up) at 2,000 tickers)."""
-    if not values.index.is_monotonic_increasing:
-        return values
-    try:
-        return values.loc[pd.Timestamp(start) :]
-    except (TypeError, pd.errors.UnsortedIndexError):  # zoned dates, or levels out of order
-        return values
 
 
 def walk_forward_baselines(
@@ -140,7 +127,7 @@ def evaluate_candidate(
         predictions[PRODUCTION] = walk_forward_predictions(contenders.production, data, windows)
     predictions.update(walk_forward_baselines(data, windows, prices))
     if truth is not None:
-        p_up = values_on(_from(truth, windows.evaluation.start), evaluated.X.index)
+        p_up = truth.reindex(evaluated.X.index).to_numpy(dtype=np.float64)
         if not np.isnan(p_up).any():  # the best any model could do on these rows
             predictions[BAYES] = pd.Series(p_up, index=evaluated.X.index, name=BAYES)
     result = run_backtest(

@@ -1,9 +1,8 @@
 """compute_features: the prices frame -> one float32 row per (date, ticker), causal by construction.
 
-Tickers are computed a block at a time on (bar x ticker) panels, one block per core in threads,
-then cross-sectional ranks on a (date x ticker) panel; no per-row or per-ticker Python loop. The
-column list and every parameter come from FEATURE_SPEC (or a spec passed in), so the schema hash
-always describes the numbers.
+Tickers are computed a block at a time on (bar x ticker) panels, then cross-sectional ranks on a
+(date x ticker) panel; no per-row or per-ticker Python loop. The column list and every parameter
+come from FEATURE_SPEC (or a spec passed in), so the schema hash always describes the numbers.
 """
 
 from __future__ import annotations
@@ -14,12 +13,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mlplatform.data.codes import factorize_sorted
 from mlplatform.data.errors import DataValidationError
 from mlplatform.features import indicators as ind
 from mlplatform.features.layout import PRICE_COLUMNS, PriceLayout
 from mlplatform.features.schema import FEATURE_SPEC
-from mlplatform.parallel import blocks, in_threads
+from mlplatform.parallel import blocks
 
 # Tickers per block of the per-ticker features: a block's float64 temporaries (a dozen panels)
 # stay small enough to be reused from block to block instead of touching fresh memory. Against
@@ -148,17 +146,9 @@ def compute_features(
         if source not in names or names.index(source) not in base + by_date:
             raise ValueError(f"feature {names[j]}: ranks unknown feature {source!r}")
 
-    # Per-ticker features as float32 bar panels; a cell is warm when every one is finite. On a
-    # shared calendar the output's rows (date, then ticker) are the panels read bar by bar, so
-    # each feature is written straight into its output column: no panel per feature to gather
-    # from (0.5 GB at 2,000 tickers).
+    # Per-ticker features as float32 bar panels; a cell is warm when every one is finite.
     bars = {name: layout.bar_panel(layout.column(prices, name)) for name in PRICE_COLUMNS}
-    shared = layout.shared_calendar
-    if shared:
-        full = np.empty((layout.n_rows, len(names)), dtype=np.float32, order="F")
-        base_panels = {j: full[:, j].reshape(layout.panel_shape) for j in base}
-    else:
-        base_panels = {j: np.empty(layout.panel_shape, dtype=np.float32, order="F") for j in base}
+    base_panels = {j: np.empty(layout.panel_shape, dtype=np.float32, order="F") for j in base}
     warm_panel = np.ones(layout.panel_shape, dtype=bool, order="F")
 
     def fill(tickers: slice) -> None:
@@ -171,68 +161,33 @@ def compute_features(
             warm_panel[:, tickers] &= np.isfinite(values)
             base_panels[j][:, tickers] = values
 
-    in_threads(fill, blocks(len(layout.tickers), max_size=_TICKERS_PER_BLOCK))
+    for tickers in blocks(len(layout.tickers), max_size=_TICKERS_PER_BLOCK):
+        fill(tickers)
     bars.clear()
 
-    # Output rows in (date, ticker) order.
+    # Output rows in (date, ticker) order; column-major, the layout pandas keeps a block in.
     order = layout.date_order()
     flat = layout.panel_flat_index(order)
     warm = warm_panel.ravel(order="F")[flat]
-    keep = warm if drop_warmup else None
-    if keep is not None:
-        order, warm = order[keep], warm[keep]
-    if shared:
-        out = full if keep is None else _rows_kept(full, keep)
-    else:
-        offsets = flat if keep is None else flat[keep]
-        # column-major: each column is contiguous, and it is the layout pandas keeps a block in
-        out = np.empty((len(order), len(names)), dtype=np.float32, order="F")
-
-        def gather(j: int) -> None:
-            out[:, j] = base_panels.pop(j).ravel(order="F").take(offsets)
-
-        in_threads(gather, base)
-    del flat  # an offset per bar, not needed from here on
+    if drop_warmup:
+        order, flat, warm = order[warm], flat[warm], warm[warm]
+    out = np.empty((len(order), len(names)), dtype=np.float32, order="F")
+    for j in base:
+        out[:, j] = base_panels.pop(j).ravel(order="F")[flat]
     date_codes = layout.date_code[order]
-    for j in by_date:  # taken straight into the column: no array of every row per feature
+    for j in by_date:
         per_date = _DATE_BUILDERS[spec[names[j]]["kind"]](layout.dates).astype(np.float32)
-        np.take(per_date, date_codes, out=out[:, j])
+        out[:, j] = per_date[date_codes]
 
     if ranked:
-        n_tickers = len(layout.tickers)
-        cells = date_codes * n_tickers  # in place from here: each temporary is a row per bar
-        cells += layout.ticker_code[order]
-        all_warm = bool(warm.all())
-        warm_cells = cells if all_warm else cells[warm]
-
-        def rank(j: int) -> None:
+        cells = date_codes * len(layout.tickers) + layout.ticker_code[order]
+        for j in ranked:
             source = out[:, names.index(spec[names[j]]["of"])]
-            date_panel = np.full((len(layout.dates), n_tickers), np.nan, dtype=np.float32)
-            date_panel.ravel()[warm_cells] = source if all_warm else source[warm]
-            out[:, j] = ind.cross_sectional_pct_rank(date_panel).ravel().take(cells)
-
-        in_threads(rank, ranked)
+            date_panel = np.full((len(layout.dates), len(layout.tickers)), np.nan, np.float32)
+            date_panel.ravel()[cells[warm]] = source[warm]
+            out[:, j] = ind.cross_sectional_pct_rank(date_panel).ravel()[cells]
 
     return pd.DataFrame(out, index=layout.multiindex(order), columns=names, copy=False)
-
-
-def _rows_kept(matrix: np.ndarray, keep: np.ndarray) -> np.ndarray:
-    """The rows of a column-major `matrix` where `keep` holds, column-major. When only a leading
-    run is dropped (the warm-up, on a shared calendar) every column moves up over it in the
-    matrix's own memory, one memmove each: 0.02 s at 2,000 tickers, against 0.25 s for gathering
-    the rows into a new 0.5 GB matrix."""
-    n, m = matrix.shape
-    kept = int(np.count_nonzero(keep))
-    dropped = n - kept
-    if dropped == 0:
-        return matrix
-    if not keep[dropped:].all():  # not a leading run: a new matrix
-        out = np.empty((kept, m), dtype=matrix.dtype, order="F")
-        return np.compress(keep, matrix, axis=0, out=out)
-    flat = matrix.ravel(order="F")  # a view: the matrix is column-major
-    for j in range(m):  # column j lands before column j + 1's first kept value
-        flat[j * kept : (j + 1) * kept] = flat[j * n + dropped : (j + 1) * n]
-    return flat[: m * kept].reshape((kept, m), order="F")
 
 
 def _check_finite(prices: pd.DataFrame) -> None:
@@ -261,7 +216,7 @@ def dropped_tickers(
     """
     spec = FEATURE_SPEC if spec is None else spec
     kept = set(features.index.unique(level="ticker"))
-    missing = sorted(set(factorize_sorted(prices["ticker"])[1]) - kept)
+    missing = sorted(set(prices["ticker"].unique()) - kept)
     if not missing:
         return {}
     subset = prices[prices["ticker"].isin(missing)]

@@ -20,10 +20,7 @@ def _check_horizon(horizon: int) -> int:
 
 def _rows_with_future(layout: PriceLayout, bars_ahead: int) -> np.ndarray:
     """Canonical positions whose ticker has a bar `bars_ahead` later, in (date, ticker) order."""
-    has = np.ones(layout.n_rows, dtype=bool)
-    ends = np.cumsum(layout.counts)  # one past each ticker's last canonical row
-    for back in range(1, bars_ahead + 1):  # each ticker's last `bars_ahead` bars have none
-        has[(ends - back)[layout.counts >= back]] = False
+    has = layout.pos < layout.counts[layout.ticker_code] - bars_ahead
     order = layout.date_order()
     return order[has[order]]
 
@@ -48,16 +45,9 @@ def outcomes(prices: pd.DataFrame, horizon: int = 1) -> pd.DataFrame:
     open_ = layout.column(prices, "open")
     close = layout.column(prices, "close")
     rows = _rows_with_future(layout, h)
-    # in place: each temporary would be a fresh array of every bar (slow to touch at 5 M rows)
-    ahead = rows + h
-    later = close[ahead]
-    hold = close[rows]
-    np.divide(later, hold, out=hold)
-    hold -= 1.0
-    np.add(rows, 1, out=ahead)
-    forward = open_[ahead]
-    np.divide(later, forward, out=forward)
-    forward -= 1.0
+    later = close[rows + h]
+    hold = later / close[rows] - 1.0
+    forward = later / open_[rows + 1] - 1.0
     return pd.DataFrame(
         {
             "label": (hold > 0.0).astype(np.int8),
@@ -65,7 +55,6 @@ def outcomes(prices: pd.DataFrame, horizon: int = 1) -> pd.DataFrame:
             "hold_return": hold,
         },
         index=layout.multiindex(rows),
-        copy=False,  # fresh columns: pandas' default copies a dict's arrays again
     )
 
 

@@ -23,7 +23,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mlplatform.features.layout import positions_of, row_keys
 from mlplatform.training.splits import SplitError, _calendar, _check_positive, _iso
 
 RETURN_COLUMNS = ("forward_return", "hold_return")  # of features.labels.outcomes
@@ -149,8 +148,8 @@ class LabelledData:
     `outcomes`, with the returns that followed each row).
 
     Rows sorted by date (what compute_features gives) make every window a contiguous range: it
-    is taken as a slice (a view, no copy of a multi-GB matrix), with y on the same index object
-    so aligning them costs nothing. Unsorted rows fall back to a boolean mask (a copy).
+    is taken as a slice (a view, no copy of a multi-GB matrix). Unsorted rows fall back to a
+    boolean mask (a copy).
     """
 
     X: pd.DataFrame
@@ -161,82 +160,38 @@ class LabelledData:
     def dates(self) -> pd.DatetimeIndex:
         return pd.DatetimeIndex(self.X.index.get_level_values("date"))
 
-    def _at(self, X: pd.DataFrame, rows: slice | np.ndarray) -> LabelledData:
-        """These `rows` (a slice or positions) of y and the returns, on `X`, the same rows of X."""
+    def _at(self, rows: slice | np.ndarray) -> LabelledData:
+        """These `rows` (a slice, positions or a mask) of X, y and the returns, all three on the
+        same index object (so checking that they are aligned costs nothing)."""
+        X = self.X.iloc[rows]
         returns = None
         if self.returns is not None:
             returns = pd.DataFrame(
                 {name: column.to_numpy()[rows] for name, column in self.returns.items()},
                 index=X.index,
-                copy=False,  # fresh columns: pandas' default copies a dict's arrays again
             )
         return LabelledData(
             X, pd.Series(self.y.to_numpy()[rows], X.index, name=self.y.name), returns
         )
 
-    @cached_property
-    def _sorted_date_codes(self) -> tuple[pd.Index, np.ndarray] | None:
-        """The sorted date level and each row's code into it, when the rows are sorted by date:
-        a window's rows are then found on the codes, with no timestamp per row materialised
-        (40 MB at 5 M rows, in every step that cuts a window); else None."""
-        index = self.X.index
-        if not isinstance(index, pd.MultiIndex) or "date" not in index.names:
-            return None
-        i = index.names.index("date")
-        level, codes = index.levels[i], index.codes[i]
-        if not level.is_monotonic_increasing or not bool((codes[1:] >= codes[:-1]).all()):
-            return None
-        if len(codes) and codes[0] < 0:  # a missing date sorts first in the codes
-            return None
-        return level, codes
-
-    def _leading(self, bound: pd.Timestamp, *, through: bool) -> int:
-        """How many leading rows are dated before `bound` (or on it too, `through`); for rows
-        sorted by date."""
-        level, codes = self._sorted_date_codes  # type: ignore[misc]
-        code = level.searchsorted(bound, side="right" if through else "left")
-        if code > np.iinfo(codes.dtype).max:  # past every code (a level longer than its codes)
-            return len(codes)
-        # searched as the codes' own type: an int64 key would convert all the codes (8 ms a call)
-        return int(np.searchsorted(codes, codes.dtype.type(code), side="left"))
-
-    def _span(self, first: pd.Timestamp | None, last: pd.Timestamp) -> tuple[int, int] | None:
-        """The rows dated from `first` (None: the first row) through `last` as a range of
-        positions, when the rows are sorted by date; else None."""
-        if self._sorted_date_codes is not None:
-            start = 0 if first is None else self._leading(first, through=False)
-            return start, self._leading(last, through=True)
-        dates = self.dates  # sorted rows whose date level is not: one timestamp per row
+    def _rows(self, first: pd.Timestamp | None, last: pd.Timestamp) -> LabelledData:
+        dates = self.dates
         if dates.is_monotonic_increasing:
             start = 0 if first is None else int(dates.searchsorted(first, side="left"))
-            return start, int(dates.searchsorted(last, side="right"))
-        return None
-
-    def _rows(self, first: pd.Timestamp | None, last: pd.Timestamp) -> LabelledData:
-        span = self._span(first, last)
-        if span is not None:
-            start, stop = span
-            if start == 0 and stop == len(self.X):
-                return self
-            return self._at(self.X.iloc[start:stop], slice(start, stop))
-        dates = self.dates
+            stop = int(dates.searchsorted(last, side="right"))
+            return self if (start, stop) == (0, len(dates)) else self._at(slice(start, stop))
         mask = np.asarray(dates <= last, dtype=bool)
         if first is not None:
             mask &= np.asarray(dates >= first, dtype=bool)
-        return self._at(self.X[mask], mask)
+        return self._at(mask)
 
     def positions_until(self, last: date) -> np.ndarray:
         """Row positions dated at or before `last`."""
-        span = self._span(None, pd.Timestamp(last))
-        if span is not None:
-            return np.arange(span[1])
         return np.flatnonzero(self.dates <= pd.Timestamp(last))
 
     def take(self, positions: np.ndarray | None) -> LabelledData:
         """The rows at sorted `positions` (still date-sorted), or all of them for None."""
-        if positions is None:
-            return self
-        return self._at(self.X.iloc[positions], positions)
+        return self if positions is None else self._at(positions)
 
     def within(self, window: DateWindow) -> LabelledData:
         return self._rows(pd.Timestamp(window.start), pd.Timestamp(window.end))
@@ -254,63 +209,32 @@ class LabelledData:
 
     def outcome_frame(self) -> pd.DataFrame:
         """The label and the returns as one frame on X's rows (what the labels asset stores):
-        `labelled_rows` on the same features gives these rows back by position."""
+        `labelled_rows` on the same features gives these rows back."""
         columns: dict[str, np.ndarray] = {"label": self.y.to_numpy()}
         if self.returns is not None:
             columns |= {name: self.returns[name].to_numpy() for name in RETURN_COLUMNS}
-        return pd.DataFrame(columns, index=self.X.index, copy=False)
-
-
-def _leading_rows(features: pd.DataFrame, outcomes: pd.DataFrame) -> bool:
-    """Whether the outcome rows are the features' first rows in the same order, as the labels
-    asset stores them: then they are matched by position, with no key table."""
-    own, theirs = features.index, outcomes.index
-    if len(theirs) > len(own) or own.nlevels != theirs.nlevels:
-        return False
-    n = len(theirs)
-    return all(
-        mine.equals(level) and np.array_equal(mine_codes[:n], codes)
-        for mine, level, mine_codes, codes in zip(
-            own.levels, theirs.levels, own.codes, theirs.codes, strict=True
-        )
-    )
+        return pd.DataFrame(columns, index=self.X.index)
 
 
 def labelled_rows(features: pd.DataFrame, outcomes: pd.DataFrame) -> LabelledData:
     """The rows that have both features and a known label, in the features' order, with their
     `outcomes` (features.labels.outcomes, the labels asset, or a frame of its 'label' alone).
-
-    Outcomes whose rows are the features' leading rows (the labels asset, on a shared calendar)
-    are matched by position. Any others are matched on integer keys built from the index codes
-    (a lookup table over the date x ticker grid) rather than `MultiIndex.intersection`, which
-    materialises tuples and costs seconds and GBs at millions of rows. When the labelled rows
-    are a leading run of the features (every ticker's last bars unlabelled on the same dates),
-    X is a view.
-    """
+    When the labelled rows are a leading run of the features (every ticker's last bars
+    unlabelled on the same dates), X is a view."""
     carried = [name for name in RETURN_COLUMNS if name in outcomes.columns]
     if carried and len(carried) < len(RETURN_COLUMNS):
         raise ValueError(f"outcomes has {carried} but not all of {list(RETURN_COLUMNS)}")
-    at: slice | np.ndarray
-    if len(outcomes) and _leading_rows(features, outcomes):
-        X, at = features.iloc[: len(outcomes)], slice(None)
-    else:
-        levels = [outcomes.index.levels[i] for i in range(outcomes.index.nlevels)]
-        grid = int(np.prod([len(level) for level in levels]))
-        found = positions_of(
-            row_keys(features.index, levels), row_keys(outcomes.index, levels), grid
-        )
-        mask = found >= 0
-        n = int(mask.sum())
-        if n == 0:
-            raise SplitError("dates", "no row has both features and a known label")
-        X = features.iloc[:n] if mask[:n].all() else features[mask]
-        at = found[mask]
+    found = outcomes.index.get_indexer(features.index)  # -1: no label for that row
+    mask = found >= 0
+    n = int(mask.sum())
+    if n == 0:
+        raise SplitError("dates", "no row has both features and a known label")
+    X = features.iloc[:n] if mask[:n].all() else features[mask]
+    at = found[mask]
     y = pd.Series(outcomes["label"].to_numpy()[at], index=X.index, name="label")
     returns = None
     if carried:
         returns = pd.DataFrame(
-            {name: outcomes[name].to_numpy()[at] for name in RETURN_COLUMNS},
-            index=X.index,
-            copy=False,  # fresh columns: pandas' default copies a dict's arrays again
+            {name: outcomes[name].to_numpy()[at] for name in RETURN_COLUMNS}, index=X.index
         )
     return LabelledData(X, y, returns)

@@ -32,18 +32,6 @@ def train_model(
     return lgb.train(dict(params), dataset, num_boost_round=int(num_boost_round))
 
 
-def rows_of(binned: lgb.Dataset, positions: np.ndarray, params: Mapping[str, Any]) -> lgb.Dataset:
-    """`binned.subset(positions)` for ascending positions, its bins shared, the positions kept as
-    one int32 array (LightGBM counts rows in int32). `Dataset.subset` sorts them as Python ints
-    and `construct` turns that list back into an array: 0.040 s against 0.006 s for a block of
-    900,000 rows (benchmarks/bench_kernels.py), which the walk-forward pays once per block."""
-    if len(positions) > 1 and not bool((positions[1:] > positions[:-1]).all()):
-        raise ValueError("rows_of: positions must be ascending, each row once")
-    rows = binned.subset([], params=dict(params))
-    rows.used_indices = np.ascontiguousarray(positions, dtype=np.int32)  # type: ignore[assignment]
-    return rows
-
-
 def predict_up_proba(booster: lgb.Booster, X: pd.DataFrame) -> np.ndarray:
     """P(up) per row of X, with X's columns put in the order the booster was trained on."""
     names = booster.feature_name()

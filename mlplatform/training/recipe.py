@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from mlplatform.training.dataset import LabelledData, Windows
-from mlplatform.training.model import predict_up_proba, rows_of, train_model
+from mlplatform.training.model import predict_up_proba, train_model
 
 
 @dataclass(frozen=True)
@@ -97,7 +97,7 @@ def walk_forward_predictions(
     binned.construct()
     parts = []
     for block, test in tests:
-        rows = rows_of(binned, sample.positions_until(block.train_end), params)
+        rows = binned.subset(sample.positions_until(block.train_end), params=params)
         booster = lgb.train(params, rows, num_boost_round=recipe.num_boost_round)
         parts.append(pd.Series(predict_up_proba(booster, test.X), index=test.X.index))
     return pd.concat(parts).rename("p_up")

@@ -17,7 +17,6 @@ from mlplatform.data import (
     fingerprint,
     staleness_business_days,
 )
-from mlplatform.data.codes import factorize_sorted
 from mlplatform.features import (
     FEATURE_COLUMNS,
     LABEL_DEFINITION,
@@ -60,7 +59,7 @@ def raw_prices(context: dg.AssetExecutionContext, market_data: MarketDataSource)
         # Bad input is the user's to fix; retrying cannot help, and nothing downstream runs.
         raise dg.Failure(description=f"invalid market data: {exc}", allow_retries=False) from exc
     prices = snapshot.prices
-    _, tickers = factorize_sorted(prices["ticker"])
+    tickers = sorted(prices["ticker"].unique())
     context.log.info(f"{len(prices)} bars for {len(tickers)} tickers from {snapshot.source}")
     yield dg.Output(
         prices,
