@@ -1,4 +1,5 @@
-"""LightGBM's threads follow the container's CPU quota (a faked cgroup: what Kubernetes sets for a
+"""Deployment files hold what the platform needs: the team instance's step logs load, and
+LightGBM's threads follow the container's CPU quota (a faked cgroup: what Kubernetes sets for a
 pod's CPU limit) without changing the model."""
 
 from __future__ import annotations
@@ -11,12 +12,22 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
+from dagster._serdes.config_class import class_from_code_pointer
 from joblib.externals.loky.backend import context as loky_context
 
-from mlplatform import parallel
+from mlplatform import config, parallel
 from mlplatform.training import model, tuning
 from mlplatform.training.model import train_model, with_threads
 from mlplatform.training.search_space import DEFAULT_PARAMS
+
+DEPLOY = config.PROJECT_ROOT / "deploy"
+
+
+def test_the_team_instances_compute_log_manager_is_importable() -> None:
+    named = yaml.safe_load((DEPLOY / "dagster-postgres.yaml").read_text())["compute_logs"]
+    klass = class_from_code_pointer(named["module"], named["class"])
+    assert klass.__name__ == "LocalComputeLogManager"
 
 
 @pytest.fixture
