@@ -1,9 +1,10 @@
-"""Deployment files hold what the platform needs: the team instance's step logs load, and
-LightGBM's threads follow the container's CPU quota (a faked cgroup: what Kubernetes sets for a
-pod's CPU limit) without changing the model."""
+"""Deployment files hold what the platform needs: the team instance's step logs load, the MLflow
+server's log shows no store password, and LightGBM's threads follow the container's CPU quota (a
+faked cgroup: what Kubernetes sets for a pod's CPU limit) without changing the model."""
 
 from __future__ import annotations
 
+import argparse
 import os
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath
@@ -16,7 +17,7 @@ import yaml
 from dagster._serdes.config_class import class_from_code_pointer
 from joblib.externals.loky.backend import context as loky_context
 
-from mlplatform import config, parallel
+from mlplatform import cli, config, parallel
 from mlplatform.training import model, tuning
 from mlplatform.training.model import train_model, with_threads
 from mlplatform.training.search_space import DEFAULT_PARAMS
@@ -28,6 +29,26 @@ def test_the_team_instances_compute_log_manager_is_importable() -> None:
     named = yaml.safe_load((DEPLOY / "dagster-postgres.yaml").read_text())["compute_logs"]
     klass = class_from_code_pointer(named["module"], named["class"])
     assert klass.__name__ == "LocalComputeLogManager"
+
+
+def test_the_mlflow_server_log_shows_no_backend_password(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    backend = "postgresql+psycopg2://mlflow:s3cret@db.internal:5432/mlplatform_mlflow"
+    started: list[list[str]] = []
+    monkeypatch.setattr(cli, "create_database", lambda url: None)
+    monkeypatch.setattr(cli.subprocess, "call", lambda command, cwd: started.append(command) or 0)
+    args = argparse.Namespace(
+        backend_store_uri=backend,
+        artifacts_destination="/shared/mlflow/artifacts",
+        host="0.0.0.0",
+        port=5000,
+        allowed_hosts="",
+    )
+    assert cli.cmd_mlflow_server(args) == 0
+    logged = capsys.readouterr().out
+    assert "s3cret" not in logged and "mlflow:***@db.internal" in logged
+    assert backend in started[0]  # the server itself gets the real URL
 
 
 @pytest.fixture
