@@ -528,13 +528,16 @@ def allowed_hosts(extra: str) -> list[str]:
 def cmd_mlflow_server(args: argparse.Namespace) -> int:
     """An MLflow tracking server on a Postgres store with proxied artifacts: clients get
     `mlflow-artifacts:` URIs and never need the artifact folder (or bucket) themselves."""
+    from sqlalchemy.engine import make_url
+
     create_database(args.backend_store_uri)
     mlflow = shutil.which("mlflow", path=str(Path(sys.executable).parent)) or "mlflow"
+    backend = config.with_psycopg2(args.backend_store_uri)
     command = [
         mlflow,
         "server",
         "--backend-store-uri",
-        config.with_psycopg2(args.backend_store_uri),
+        backend,
         "--artifacts-destination",
         args.artifacts_destination,
         "--host",
@@ -546,7 +549,9 @@ def cmd_mlflow_server(args: argparse.Namespace) -> int:
         "--allowed-hosts",
         ",".join(allowed_hosts(args.allowed_hosts)),
     ]
-    print("$ " + " ".join(command))
+    # The URL comes from a Secret in a deployment: the command in the log shows no password.
+    masked = make_url(backend).render_as_string(hide_password=True)
+    print("$ " + " ".join(masked if part == backend else part for part in command))
     return subprocess.call(command, cwd=config.PROJECT_ROOT)
 
 

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import itertools
-import os
 
+import joblib
 import numpy as np
 
 
 def cores() -> int:
-    """CPUs this process may run on: its affinity where the OS has one, else the machine's."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
+    """CPUs this process may use: its affinity, capped by the container's CPU quota (cgroup v1 or
+    v2, e.g. a Kubernetes CPU limit), so a pod limited to 2 CPUs on a 64-core node runs 2 threads
+    instead of 64 throttled ones. joblib (loky) reads the quota, rounded up to whole CPUs."""
+    return joblib.cpu_count()
 
 
 def blocks(n: int, max_size: int) -> list[slice]:

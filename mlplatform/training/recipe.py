@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from mlplatform.training.dataset import LabelledData, Windows
-from mlplatform.training.model import predict_up_proba, train_model
+from mlplatform.training.model import predict_up_proba, train_model, with_threads
 
 
 @dataclass(frozen=True)
@@ -89,7 +89,7 @@ def walk_forward_predictions(
     tests = [(block, test) for block, test in tests if not test.X.empty]
     if not tests:
         raise ValueError("the evaluation window has no labelled rows to predict")
-    params = dict(recipe.params)
+    params = with_threads(recipe.params)
     sample = recipe.training_sample(data) if sample is None else sample
     first = sample.until(windows.blocks[0].train_end)
     bins = lgb.Dataset(first.X, label=np.asarray(first.y), params=params).construct()

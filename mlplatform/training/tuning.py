@@ -43,6 +43,7 @@ from mlplatform.data.codes import level_codes
 from mlplatform.evaluation.backtest import position, strategy_returns
 from mlplatform.evaluation.metrics import sharpe_ratio
 from mlplatform.parallel import cores
+from mlplatform.training.model import with_threads
 from mlplatform.training.search_space import (
     BASE_PARAMS,
     DEFAULT_PARAMS,
@@ -470,7 +471,13 @@ def cross_validate(
         fold_values.append(value)
         best_iterations.append(int(booster.best_iteration) or booster.current_iteration())
         if keep_predictions:
-            oof_proba.append(booster.predict(fold.arrays.X_test, num_iteration=best_iterations[-1]))
+            oof_proba.append(
+                booster.predict(
+                    fold.arrays.X_test,
+                    num_iteration=best_iterations[-1],
+                    num_threads=params["num_threads"],
+                )
+            )
     return CVScore(
         value=float(np.mean(fold_values)),
         fold_values=fold_values,
@@ -586,7 +593,7 @@ def _fold_data(
 ) -> list[_FoldData]:
     # Dataset-level params are fixed for the study (binning does not depend on what is tuned;
     # feature_pre_filter=False lets min_data_in_leaf vary on one binned Dataset).
-    dataset_params = {**BASE_PARAMS, "seed": seed, "num_threads": num_threads}
+    dataset_params = with_threads({**BASE_PARAMS, "seed": seed}, num_threads)
     return [_FoldData(a, feature_names, dataset_params) for a in arrays]
 
 
@@ -604,10 +611,9 @@ def optimize_trials(
         counter = _RoundCounter()
         trial.set_user_attr("worker", f"{spec.launch}.{spec.worker}")  # launch.worker
         try:
-            params = {
-                **suggest_params(trial, seed=settings.seed),
-                "num_threads": threads_per_worker(settings.workers),
-            }
+            params = with_threads(
+                suggest_params(trial, seed=settings.seed), threads_per_worker(settings.workers)
+            )
             score = cross_validate(
                 params,
                 fold_data,
@@ -773,7 +779,7 @@ def run_study(
     )
     finished = _run_trials(study, worker, fold_data, trial_callback)
     best = _best_trial(study, finished)
-    default = cross_validate(DEFAULT_PARAMS | {"seed": spec.seed}, fold_data, spec)
+    default = cross_validate(with_threads(DEFAULT_PARAMS | {"seed": spec.seed}), fold_data, spec)
     return TuningResult(
         best_params=to_lgb_params(best.params, seed=spec.seed),
         best_value=float(best.value),
