@@ -7,7 +7,7 @@ The fast PSI is timed (median of --repeats) on Evidently's own bins (built from 
 PSI values must agree; max abs difference printed) and on stored quantile bins (the sensor's
 path), then at --big-rows x --features on stored bins. Last line: one JSON object.
 
-    .venv/bin/python benchmarks/bench_drift.py --rows 200000 --features 40 --big-rows 1000000
+    .venv/bin/python -m benchmarks.bench_drift --rows 200000 --features 40 --big-rows 1000000
 """
 
 from __future__ import annotations

@@ -11,8 +11,8 @@ to continue from the last close). A retrain the check requests is counted, not r
 Also times scoring one day at 5,000 tickers and live performance on a year of those scores,
 beside the feature step of the same market. The last line is one JSON object.
 
-    .venv/bin/python benchmarks/bench_live.py                 # 20 + 20 markets, about 20 min
-    .venv/bin/python benchmarks/bench_live.py --markets 2 --cost-tickers 200   # a smoke run
+    .venv/bin/python -m benchmarks.bench_live                 # 20 + 20 markets, about 20 min
+    .venv/bin/python -m benchmarks.bench_live --markets 2 --cost-tickers 200   # a smoke run
 """
 
 from __future__ import annotations

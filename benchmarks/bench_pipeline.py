@@ -17,9 +17,9 @@ Targets (issue 12): overhead < 5 % at 500 tickers and < 8 % at 2,000; whole retr
 included) < 3 min at 500, < 4 min at 2,000, < 10 min and peak RSS < 8 GiB at 5,000 (2 cores).
 Last line: one JSON object.
 
-    .venv/bin/python benchmarks/bench_pipeline.py                      # 500 tickers x 10 years
-    .venv/bin/python benchmarks/bench_pipeline.py --tickers 500 2000 5000 --warm-stores
-    .venv/bin/python benchmarks/bench_pipeline.py --tickers 20 --years 8 --trials 20
+    .venv/bin/python -m benchmarks.bench_pipeline                      # 500 tickers x 10 years
+    .venv/bin/python -m benchmarks.bench_pipeline --tickers 500 2000 5000 --warm-stores
+    .venv/bin/python -m benchmarks.bench_pipeline --tickers 20 --years 8 --trials 20
 """
 
 from __future__ import annotations

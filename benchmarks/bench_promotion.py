@@ -5,7 +5,7 @@ model, then alternates `promote` (a version that is not production) and `rollbac
 the previous one) `--repeat` times. Rollback is compared with the NFR-010 target (5 minutes)
 and the design target (5 seconds). The last line printed is one JSON object.
 
-    .venv/bin/python benchmarks/bench_promotion.py --repeat 20
+    .venv/bin/python -m benchmarks.bench_promotion --repeat 20
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ Postgres stack beside the embedded default.
    deploy/dagster-postgres.yaml, MLflow server on Postgres with proxied artifacts, Optuna on
    Postgres, the registry lock on Postgres. Last line: one JSON object.
 
-    nice -n 10 .venv/bin/python benchmarks/bench_scaleout.py --trials 24 --retrain-trials 10
+    nice -n 10 .venv/bin/python -m benchmarks.bench_scaleout --trials 24 --retrain-trials 10
 """
 
 from __future__ import annotations
@@ -37,12 +37,12 @@ import sqlalchemy as sa
 from optuna.trial import TrialState
 
 from mlplatform import config
-from mlplatform.orchestration.jobs import RETRAINED_ASSETS
+from mlplatform.orchestration.jobs import DATA_ASSETS, RETRAINED_ASSETS
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_tuning import dataset, folds_for  # the same data as the tuning benchmark
 
-RETRAIN = ("raw_prices", *RETRAINED_ASSETS)
+RETRAIN = (*DATA_ASSETS, *RETRAINED_ASSETS)
 
 
 def new_database(server: str, prefix: str) -> str:
@@ -130,7 +130,7 @@ def retrain(root: Path, market: dict[str, Any], trials: int, dagster_yaml: Path 
     """Wall seconds of the retrain assets through Dagster on the stores the environment names."""
     import dagster as dg
 
-    from mlplatform.cli import execute, pipeline_errors
+    from mlplatform.cli import execute, run_errors
     from mlplatform.definitions import build_definitions
     from mlplatform.orchestration.resources import MarketDataSource
 
@@ -149,7 +149,7 @@ def retrain(root: Path, market: dict[str, Any], trials: int, dagster_yaml: Path 
         run_config={"ops": {"tuned_params": {"config": {"n_trials": trials}}}},
     )
     wall = time.perf_counter() - started
-    errors = pipeline_errors(result)  # a failed promotion gate is a verdict, not a failed run
+    errors = run_errors(result)  # a failed promotion gate is a verdict, not a failed run
     if errors:
         raise RuntimeError(f"retrain failed: {errors}")
     instance.dispose()

@@ -6,8 +6,8 @@ Each cap walks the same recipe (fixed, typical tuned parameters) forward over th
 `--blocks` evaluation blocks of the default validation scheme, so every figure is out of sample;
 CPU seconds are the walk-forward's (LightGBM's threads included). Last line: one JSON object.
 
-    .venv/bin/python benchmarks/bench_training_rows.py          # 2,000 tickers x 10 years
-    .venv/bin/python benchmarks/bench_training_rows.py --tickers 500 --caps 250000 500000
+    .venv/bin/python -m benchmarks.bench_training_rows          # 2,000 tickers x 10 years
+    .venv/bin/python -m benchmarks.bench_training_rows --tickers 500 --caps 250000 500000
 """
 
 from __future__ import annotations

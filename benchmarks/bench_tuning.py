@@ -5,7 +5,7 @@ and the relative saving side by side, then seconds per trial at 500 tickers x 10
 --skip-large). Targets: pruning saves >= 40 % of the boosting rounds, with a best value within 1 %
 of the unpruned study's. The last line is one JSON object.
 
-    .venv/bin/python benchmarks/bench_tuning.py --tickers 20 --years 6 --trials 30 --seed 42
+    .venv/bin/python -m benchmarks.bench_tuning --tickers 20 --years 6 --trials 30 --seed 42
 """
 
 from __future__ import annotations

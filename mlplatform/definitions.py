@@ -11,7 +11,6 @@ from collections.abc import Callable
 from typing import Any
 
 import dagster as dg
-from dagster_mlflow import end_mlflow_on_run_finished
 
 from mlplatform import config
 from mlplatform.orchestration.assets import (
@@ -25,6 +24,7 @@ from mlplatform.orchestration.assets import (
 from mlplatform.orchestration.executors import CLI_ASSETS_JOB, executor_definition
 from mlplatform.orchestration.io_manager import AssetValueIOManager, PredictionLogIOManager
 from mlplatform.orchestration.jobs import (
+    ENDS_MLFLOW_RUN,
     data_refresh_job,
     repair_export_job,
     retrain_job,
@@ -133,7 +133,7 @@ def _ending_its_mlflow_run(definition: Any) -> Any:
     ends FINISHED after the last step of the Dagster run, FAILED when a step fails, whether a
     job or the UI's Materialize button launched it."""
     if "mlflow" in definition.required_resource_keys:
-        return definition.with_hooks({end_mlflow_on_run_finished})
+        return definition.with_hooks(ENDS_MLFLOW_RUN)
     return definition
 
 
