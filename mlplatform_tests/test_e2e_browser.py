@@ -43,6 +43,7 @@ from mlplatform_tests.conftest import (
 from mlplatform_tests.dagster_dev_support import (
     LOCATION,
     dagster_dev,
+    dev_log,
     graphql,
     wait_for_location,
 )
@@ -137,7 +138,7 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
             production = get_alias_version(uri, config.MODEL_NAME, config.PRODUCTION_ALIAS)
             assert staging is not None and production is not None
             assert str(staging.version) != str(production.version)
-            wait_for_location(port, process, time.time() + 180)
+            wait_for_location(port, process, time.time() + 180, dev_log(dagster_home))
             yield Platform(
                 url=f"http://127.0.0.1:{port}",
                 port=port,
