@@ -5,12 +5,13 @@ market with a strong planted signal where the real promotion criteria have the p
 staging v1 passed every check and was promoted plainly, staging v2's checks were then judged
 under a stricter policy than the deployment's (one fails). Its notifications go to a webhook
 receiver of the test. The tests then work through the UI in file order, as a person would:
-browse the lineage, read the checks, read the refusal of v2 (a verdict, not a failure, and no
-failure notified), promote it after its checks are evaluated again under the deployed criteria,
-roll back and switch the drift sensor on; each builds on the state the previous one left. Every
-step is screenshotted under .mlplatform-test-artifacts/browser/<test>/; the folder is kept, and
-its path printed, when the test fails. Chromium is Debian's (/usr/bin/chromium, installed by
-.ci/run): Playwright drives it through the driver its wheel ships, nothing is downloaded.
+browse the lineage, read the checks, try to loosen the gate from retrain_job's Launchpad (refused
+before a run exists), read the refusal of v2 (a verdict, not a failure, and no failure notified),
+promote it after its checks are evaluated again under the deployed criteria, roll back and switch
+the drift sensor on; each builds on the state the previous one left. Every step is screenshotted
+under .mlplatform-test-artifacts/browser/<test>/; the folder is kept, and its path printed, when
+the test fails. Chromium is Debian's (/usr/bin/chromium, installed by .ci/run): Playwright drives
+it through the driver its wheel ships, nothing is downloaded.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
+import yaml
 from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright
 from playwright.sync_api import Error as PlaywrightError
 
@@ -86,6 +88,22 @@ pytestmark = [
 FAILING_CHECK = "accuracy_vs_production"
 # What a crash shows and a verdict must not: Python's traceback, Dagster's exception classes.
 CRASH_TEXT = re.compile(r"Traceback|dagster\._core|events\.Failure")
+# Issue 25's reproduction: the promotion criteria loosened for one run from the Launchpad.
+LOOSENED_GATE = """resources:
+  policy:
+    config:
+      min_dsr: 0.0
+      min_sharpe: -100000.0
+ops:
+  backtest_report:
+    config:
+      cost_bps: 1000
+"""
+COST_TYPO = """ops:
+  backtest_report:
+    config:
+      cost_bps: 5000
+"""
 # Does the log row clip this message (the UI then offers "View full message")?
 CLIPPED = """el => {
     const box = el.closest('div[style*="overflow: hidden"]');
@@ -119,6 +137,9 @@ class Platform:
             config.mlflow_tracking_uri(), config.MODEL_NAME, config.PRODUCTION_ALIAS
         )
         return None if version is None else str(version.version)
+
+    def runs_of(self, job_name: str) -> int:
+        return self.instance.get_runs_count(dg.RunsFilter(job_name=job_name))
 
     def notifications(self, kind: str) -> list[dict]:
         return [m for m in self.webhook.received if m.get("kind") == kind]
@@ -262,6 +283,10 @@ class UI:
         expect(dialog).to_be_hidden()
         return text
 
+    def editor_text(self) -> str:
+        """Everything in the Launchpad's config editor (CodeMirror draws only what is in view)."""
+        return str(self.page.evaluate(f"{EDITOR}.getValue()"))
+
     def type_config(self, text: str) -> None:
         """Replace the Launchpad's run config with `text`, as typed."""
         self.page.locator(".CodeMirror").first.click()
@@ -367,6 +392,23 @@ def finished_tick_after(platform: Platform, name: str, after: float) -> dict:
         time.sleep(1)
 
 
+def launch_through_graphql(platform: Platform, job: str, run_config: dict) -> dict:
+    """What the Launchpad's button sends, sent without the button: the server's answer."""
+    query = """mutation($p: ExecutionParams!) { launchPipelineExecution(executionParams: $p) {
+        __typename ... on RunConfigValidationInvalid { errors { message } }
+        ... on LaunchRunSuccess { run { runId } } ... on PythonError { message } } }"""
+    params = {
+        "selector": {
+            "repositoryLocationName": LOCATION,
+            "repositoryName": "__repository__",
+            "pipelineName": job,
+        },
+        "runConfigData": run_config,
+        "mode": "default",
+    }
+    return graphql(platform.port, query, {"p": params})["launchPipelineExecution"]
+
+
 def test_lineage_shows_every_asset_in_its_group(ui: UI, platform: Platform) -> None:
     graph = platform.defs.resolve_asset_graph()
     expected = {
@@ -407,6 +449,47 @@ def test_backtest_report_shows_each_check_result(ui: UI, platform: Platform) -> 
         ui.page.get_by_title(evaluation.check_name, exact=True).first.click()
         expect(ui.page.get_by_text(evaluation.description, exact=True)).to_be_visible()
         ui.shot(f"check-{evaluation.check_name}")
+
+
+def test_the_launchpad_refuses_to_loosen_the_gate_or_a_setting_out_of_range(
+    ui: UI, platform: Platform
+) -> None:
+    retrains = platform.runs_of("retrain_job")
+    ui.open(f"/locations/{LOCATION}/jobs/retrain_job/playground")
+    editor = ui.page.locator(".CodeMirror-code")
+    expect(editor).to_contain_text("cost_bps")  # the scaffold of the job's settings is in
+    expect(ui.page.get_by_text("No errors")).to_be_visible()
+    scaffold = ui.editor_text()
+    assert "backtest_report" in scaffold and "tuned_params" in scaffold, scaffold
+    assert "resources" not in scaffold and "policy" not in scaffold, scaffold
+    ui.shot("scaffold")
+
+    # Issue 25's reproduction: refused as typed, and the button cannot launch it.
+    ui.type_config(LOOSENED_GATE)
+    expect(
+        ui.page.get_by_text('Received unexpected config entry "resources" at the root')
+    ).to_be_visible()
+    expect(ui.button("Launch Run")).to_be_disabled()
+    ui.shot("loosened-gate-refused")
+    refused = launch_through_graphql(platform, "retrain_job", yaml.safe_load(LOOSENED_GATE))
+    assert refused["__typename"] == "RunConfigValidationInvalid", refused
+    assert any('"resources"' in e["message"] for e in refused["errors"]), refused
+    ui.button("Remove extra config").click()  # what the Launchpad offers: the block goes
+    extra = ui.page.get_by_role("dialog")
+    expect(extra.locator("code")).to_have_text(["resources"])
+    extra.get_by_role("button", name="Confirm", exact=True).click()
+    expect(ui.page.get_by_text("No errors")).to_be_visible()
+    assert "resources" not in ui.editor_text() and "cost_bps: 1000" in ui.editor_text()
+
+    # A typo out of range is refused when the run is launched, naming the field.
+    ui.type_config(COST_TYPO)
+    expect(ui.page.get_by_text("No errors")).to_be_visible()  # the schema knows types only
+    ui.button("Launch Run").click()
+    expect(ui.page.get_by_role("dialog")).to_contain_text(
+        "cost_bps=5000.0: Input should be less than or equal to 1000"
+    )
+    ui.shot("typo-refused")
+    assert platform.runs_of("retrain_job") == retrains  # neither launch made a run
 
 
 def test_promotion_refused_is_a_verdict_naming_the_failed_check_once(
