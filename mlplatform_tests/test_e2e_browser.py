@@ -7,11 +7,12 @@ under a stricter policy than the deployment's (one fails). Its notifications go 
 receiver of the test. The tests then work through the UI in file order, as a person would:
 browse the lineage, read the checks, try to loosen the gate from retrain_job's Launchpad (refused
 before a run exists), read the refusal of v2 (a verdict, not a failure, and no failure notified),
-promote it after its checks are evaluated again under the deployed criteria, roll back and switch
-the drift sensor on; each builds on the state the previous one left. Every step is screenshotted
-under .mlplatform-test-artifacts/browser/<test>/; the folder is kept, and its path printed, when
-the test fails. Chromium is Debian's (/usr/bin/chromium, installed by .ci/run): Playwright drives
-it through the driver its wheel ships, nothing is downloaded.
+promote it after its checks are evaluated again under the deployed criteria, roll back, find
+production moved outside the platform (production_model's own check, the refusal, the webhook)
+and put it right, and switch the drift sensor on; each builds on the state the previous one left.
+Every step is screenshotted under .mlplatform-test-artifacts/browser/<test>/; the folder is kept,
+and its path printed, when the test fails. Chromium is Debian's (/usr/bin/chromium, installed by
+.ci/run): Playwright drives it through the driver its wheel ships, nothing is downloaded.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 import yaml
+from mlflow.tracking import MlflowClient
 from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright
 from playwright.sync_api import Error as PlaywrightError
 
@@ -86,6 +88,7 @@ pytestmark = [
 
 
 FAILING_CHECK = "accuracy_vs_production"
+ALIAS_CHECK = "production_alias_set_by_platform"
 # What a crash shows and a verdict must not: Python's traceback, Dagster's exception classes.
 CRASH_TEXT = re.compile(r"Traceback|dagster\._core|events\.Failure")
 # Issue 25's reproduction: the promotion criteria loosened for one run from the Launchpad.
@@ -140,6 +143,11 @@ class Platform:
 
     def runs_of(self, job_name: str) -> int:
         return self.instance.get_runs_count(dg.RunsFilter(job_name=job_name))
+
+    def run_id(self, prefix: str) -> str:
+        """The full id of the run a toast names by its first 8 characters."""
+        (run_id,) = [r.run_id for r in self.instance.get_runs(limit=50) if r.run_id[:8] == prefix]
+        return run_id
 
     def notifications(self, kind: str) -> list[dict]:
         return [m for m in self.webhook.received if m.get("kind") == kind]
@@ -308,6 +316,13 @@ class UI:
     def check_item(self, name: str) -> Locator:
         """A check's entry in an asset's Checks tab: its name and its latest status."""
         return self.page.locator("span").filter(has=self.page.get_by_title(name, exact=True)).last
+
+    def execute_check(self, platform: Platform, asset: str, name: str) -> str:
+        """Click Execute on the check `name` of `asset` (its Checks tab); the run's id."""
+        self.open(f"/assets/{asset}?view=checks")
+        self.check_item(name).click()
+        self.button("Execute").click()
+        return platform.run_id(self.toast_run())
 
 
 @pytest.fixture
@@ -572,6 +587,71 @@ def test_rollback_job_from_the_launchpad(ui: UI, platform: Platform) -> None:
     expect(metadata_value(ui, "reason")).to_have_text("browser test rollback")
     ui.shot("production-version")
     assert platform.production_version() == platform.first_version
+
+
+def test_production_moved_outside_the_platform_is_shown_refused_and_put_right(
+    ui: UI, platform: Platform
+) -> None:
+    first, second = platform.first_version, platform.second_version
+    assert platform.production_version() == first
+    # What MLflow's "Promote model" button does: only the alias moves.
+    client = MlflowClient(config.mlflow_tracking_uri())
+    client.set_registered_model_alias(config.MODEL_NAME, config.PRODUCTION_ALIAS, second)
+    check_key = dg.AssetCheckKey(PRODUCTION_KEY, ALIAS_CHECK)
+
+    # production_model's own check, run without a retrain, names the move...
+    run_id = ui.execute_check(platform, "production_model", ALIAS_CHECK)
+    moved = (
+        f"production points at v{second}, but the platform's last recorded move was the "
+        f"rollback of v{first}"
+    )
+    expect(ui.page.get_by_text(moved).first).to_be_visible(timeout=RUN_TIMEOUT_MS)
+    expect(ui.page.get_by_text("MOVED OUTSIDE THE PLATFORM").first).to_be_visible()
+    expect(ui.check_item(ALIAS_CHECK)).to_contain_text("Failed")
+    ui.shot("check-failed")
+    evaluation = platform.instance.get_latest_asset_check_evaluation_record(check_key)
+    assert evaluation is not None and evaluation.run_id == run_id
+    assert evaluation.evaluation is not None and not evaluation.evaluation.passed
+    # ...and the channels carry it.
+    platform.wait_for_notification("alias_moved_outside", f"(now v{second})")
+
+    # A promotion refuses, naming the move and how to put it right.
+    ui.open("/assets/production_model")
+    ui.button("Materialize").click()
+    refusal_run = ui.launched_run()
+    assert ui.run_outcome(refusal_run) == "Success"
+    verdict = ui.full_log_message("promotion refused: ")
+    assert moved in verdict, verdict
+    assert "Put it right first: launch rollback_job with to_version" in verdict, verdict
+    assert_no_crash_text(ui, verdict)
+    ui.shot("refused")
+    assert platform.production_version() == second  # a refusal moves nothing
+
+    # Put right through the platform: rollback_job to the version that should serve.
+    reason = "put back after the alias was moved in MLflow"
+    rollback_run = ui.launch_from_launchpad(
+        "rollback_job",
+        "ops:\n  rollback_production:\n    config:\n"
+        f'      to_version: "{first}"\n      reason: {reason}\n',
+    )
+    assert ui.run_outcome(rollback_run) == "Success"
+    ui.open("/assets/production_model")
+    expect(metadata_value(ui, "production_version")).to_have_text(first)
+    expect(metadata_value(ui, "reason")).to_have_text(reason)
+    ui.shot("put-right")
+    assert platform.production_version() == first
+
+    # The check passes again; the move was notified once.
+    run_id = ui.execute_check(platform, "production_model", ALIAS_CHECK)
+    expect(
+        ui.page.get_by_text(f"production v{first} is where the platform put it").first
+    ).to_be_visible(timeout=RUN_TIMEOUT_MS)
+    expect(ui.check_item(ALIAS_CHECK)).to_contain_text("Succeeded")
+    ui.shot("check-passed")
+    evaluation = platform.instance.get_latest_asset_check_evaluation_record(check_key)
+    assert evaluation is not None and evaluation.run_id == run_id
+    assert evaluation.evaluation is not None and evaluation.evaluation.passed
+    assert len(platform.notifications("alias_moved_outside")) == 1
 
 
 def test_switch_the_drift_sensor_on(ui: UI, platform: Platform) -> None:
