@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 from collections.abc import Iterator
@@ -133,9 +134,10 @@ class WebhookReceiver:
     received: list[dict] = field(default_factory=list)
 
 
-@pytest.fixture
-def webhook() -> Iterator[WebhookReceiver]:
-    """A real HTTP server on 127.0.0.1 that records the JSON bodies POSTed to it."""
+@contextlib.contextmanager
+def webhook_server() -> Iterator[WebhookReceiver]:
+    """A real HTTP server on 127.0.0.1 that records the JSON bodies POSTed to it, until the
+    block ends (the `webhook` fixture; a module-scoped server for a long-lived `dagster dev`)."""
     receiver = WebhookReceiver(url="")
 
     class Handler(BaseHTTPRequestHandler):
@@ -156,3 +158,10 @@ def webhook() -> Iterator[WebhookReceiver]:
         yield receiver
     finally:
         server.shutdown()
+
+
+@pytest.fixture
+def webhook() -> Iterator[WebhookReceiver]:
+    """A real HTTP server on 127.0.0.1 that records the JSON bodies POSTed to it."""
+    with webhook_server() as receiver:
+        yield receiver

@@ -15,9 +15,16 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+import dagster as dg
+
 from mlplatform import config
 
 LOCATION = "mlplatform"
+DEV_LOG = "dagster-dev.log"  # in the DAGSTER_HOME folder: what `dagster dev` printed
+
+
+def dev_log(dagster_home: Path) -> Path:
+    return dagster_home / DEV_LOG
 
 
 def free_port() -> int:
@@ -29,19 +36,22 @@ def free_port() -> int:
 @contextlib.contextmanager
 def dagster_dev(dagster_home: Path) -> Iterator[tuple[subprocess.Popen, int]]:
     """`dagster dev` on a free port (the process and the port) until the block ends; then its
-    process group, which the run workers it launched share, ends too."""
+    process group, which the run workers it launched share, ends too. What it prints goes to
+    dev_log(dagster_home)."""
+    create_stores(dagster_home)
     port = free_port()
-    process = subprocess.Popen(
-        [
-            *(str(Path(sys.executable).parent / "dagster"), "dev", "-h", "127.0.0.1"),
-            *("-p", str(port), "-w", str(config.PROJECT_ROOT / "workspace.yaml")),
-        ],
-        cwd=config.PROJECT_ROOT,
-        env={**os.environ, "DAGSTER_HOME": str(dagster_home)},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    with dev_log(dagster_home).open("ab") as log:
+        process = subprocess.Popen(
+            [
+                *(str(Path(sys.executable).parent / "dagster"), "dev", "-h", "127.0.0.1"),
+                *("-p", str(port), "-w", str(config.PROJECT_ROOT / "workspace.yaml")),
+            ],
+            cwd=config.PROJECT_ROOT,
+            env={**os.environ, "DAGSTER_HOME": str(dagster_home)},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     try:
         yield process, port
     finally:
@@ -51,6 +61,17 @@ def dagster_dev(dagster_home: Path) -> Iterator[tuple[subprocess.Popen, int]]:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
         process.wait()
+
+
+def create_stores(dagster_home: Path) -> None:
+    """Create the instance's SQLite stores before `dagster dev` starts: its webserver, daemon and
+    code server, and a test filling the home meanwhile, would otherwise create a fresh store
+    together and can stamp its schema twice ("alembic_version has more than one head"); the
+    webserver then never serves."""
+    with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
+        instance.get_runs(limit=1)
+        instance.fetch_materializations(dg.AssetKey("raw_prices"), limit=1)
+        instance.all_instigator_state()
 
 
 def graphql(port: int, query: str, variables: dict | None = None) -> dict:
@@ -64,15 +85,23 @@ def graphql(port: int, query: str, variables: dict | None = None) -> dict:
     return payload["data"]
 
 
-def wait_for_location(port: int, process: subprocess.Popen, deadline: float) -> None:
-    """Until the webserver serves the code location loaded, the process dies, or the deadline."""
-    query = "{ workspaceOrError { ... on Workspace { locationEntries { name "
-    query += "locationOrLoadError { __typename } } } } }"
+def wait_for_location(
+    port: int, process: subprocess.Popen, deadline: float, log: Path | None = None
+) -> None:
+    """Until the webserver serves the code location loaded, the process dies, or the deadline
+    (the error then says what the webserver last answered, and ends with `log`'s last lines)."""
+    query = "{ workspaceOrError { ... on Workspace { locationEntries { name loadStatus "
+    query += "locationOrLoadError { __typename ... on PythonError { message } } } } } }"
+    last: object = "no answer"
     while time.time() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"dagster dev exited with {process.returncode}")
-        with contextlib.suppress(OSError):
+            raise RuntimeError(f"dagster dev exited with {process.returncode}{_tail(log)}")
+        try:
             entries = graphql(port, query)["workspaceOrError"]["locationEntries"]
+        except OSError as exc:
+            last = exc
+        else:
+            last = entries
             if any(
                 e["name"] == LOCATION
                 and (e["locationOrLoadError"] or {}).get("__typename") == "RepositoryLocation"
@@ -80,4 +109,13 @@ def wait_for_location(port: int, process: subprocess.Popen, deadline: float) -> 
             ):
                 return
         time.sleep(1)
-    raise TimeoutError("dagster dev did not load the code location in time")
+    raise TimeoutError(
+        f"dagster dev did not load the code location in time; last answer: {last}{_tail(log)}"
+    )
+
+
+def _tail(log: Path | None, lines: int = 40) -> str:
+    if log is None or not log.exists():
+        return ""
+    text = log.read_text(errors="replace").splitlines()[-lines:]
+    return f"\n--- last lines of {log} ---\n" + "\n".join(text)

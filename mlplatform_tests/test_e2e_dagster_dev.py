@@ -22,6 +22,7 @@ from mlplatform_tests.conftest import SMALL_VALIDATION, small_run_config
 from mlplatform_tests.dagster_dev_support import (
     LOCATION,
     dagster_dev,
+    dev_log,
     graphql,
     wait_for_location,
 )
@@ -57,7 +58,7 @@ def test_drift_to_retrain_lag_through_dagster_dev(
     assert trained.success
 
     with dagster_dev(dagster_home) as (process, port):
-        wait_for_location(port, process, time.time() + 180)
+        wait_for_location(port, process, time.time() + 180, dev_log(dagster_home))
         started = graphql(
             port,
             """mutation($s: SensorSelector!) { startSensor(sensorSelector: $s) {
