@@ -138,7 +138,11 @@ def test_run_metadata_and_an_alias_moved_in_mlflow_is_called_out(
         assert materialize(defs_, instance, "staging_model", "backtest_report").success  # v2
 
         def refresh() -> dg.AssetCheckEvaluation:
-            result = execute(defs_, instance, trigger="test", job="data_refresh_job")
+            features = instance.get_latest_materialization_event(dg.AssetKey("features"))
+            day = str(features.asset_materialization.metadata["last_date"].value)
+            result = execute(
+                defs_, instance, trigger="test", job="data_refresh_job", partition_key=day
+            )
             assert result.success, failure_message(result)
             (evaluation,) = [
                 e

@@ -146,12 +146,13 @@ class Decision:
         return steps
 
     def message(self) -> str:
-        """The verdict first, each problem once, then the next steps."""
-        lines = [self.headline()]
+        """The verdict first, each problem once, then the next steps (blank lines between, so
+        Markdown in the UI keeps them apart)."""
+        lines = [self.headline(), ""]
         lines += [f"- {text}" for text in self.problem_lines]
         steps = self.next_steps()
         if steps:
-            lines.append("Next:")
+            lines += ["", "Next:"]
             lines += [f"- {step}" for step in steps]
         return "\n".join(lines)
 

@@ -22,6 +22,7 @@ from mlflow.entities.model_registry import ModelVersion
 
 from mlplatform import config
 from mlplatform.registry import export
+from mlplatform.registry.audit import recorded_moves
 from mlplatform.registry.card import CARD_FILE, card_tags, publish_card, render, walk_forward
 from mlplatform.registry.errors import ArtifactLost
 from mlplatform.registry.store import (
@@ -61,6 +62,7 @@ class Projection:
     changed: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
     losses: list[str] = field(default_factory=list)
+    held: list[str] = field(default_factory=list)  # exports kept off an alias moved by hand
     # every export now in place, whose model card the registry keeps a copy of
     exported: list[tuple[ModelVersion, Path]] = field(default_factory=list)
 
@@ -207,11 +209,35 @@ def matches(folder: Path, mv: ModelVersion, alias: str) -> bool:
     return sha256_text(text) == expected
 
 
+def served_production(client: MlflowClient, name: str) -> ModelVersion | None:
+    """The version models/production serves: where the production alias points, unless someone
+    moved the alias outside the platform after its last recorded promotion or rollback; then
+    that move's version keeps serving (a click in MLflow's UI does not get past the gate), and
+    the alias check tells a person."""
+    alias = alias_version(client, name, config.PRODUCTION_ALIAS)
+    versions = {str(mv.version): mv for mv in all_versions(client, name)}
+    moves = recorded_moves({version: dict(mv.tags) for version, mv in versions.items()})
+    if not moves or moves[-1].version not in versions:
+        return alias
+    if alias is not None and str(alias.version) == moves[-1].version:
+        return alias
+    return versions[moves[-1].version]
+
+
 def _project_alias(
     client: MlflowClient, sources: Sources, export_root: Path, alias: str, out: Projection
 ) -> None:
     link = export_root / alias
     mv = alias_version(client, sources.name, alias)
+    if alias == config.PRODUCTION_ALIAS:
+        served = served_production(client, sources.name)
+        if served is not None and (mv is None or served.version != mv.version):
+            out.held.append(
+                f"production alias {'removed' if mv is None else f'moved to v{mv.version}'} "
+                f"outside the platform: models/production keeps v{served.version}, the "
+                "platform's last move"
+            )
+        mv = served
     if mv is None:
         if export.unpublish(link):
             out.removed.append(f"{alias} (its alias is unset)")

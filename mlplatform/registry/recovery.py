@@ -197,6 +197,7 @@ class Convergence:
             parts.append(f"{len(self.projection.removed)} leftover export(s) removed")
         if self.runs_ended:
             parts.append(f"{len(self.runs_ended)} MLflow run(s) of dead processes ended")
+        parts += self.projection.held
         if self.projection.losses:
             parts.append("LOST: " + "; ".join(self.projection.losses))
         return "; ".join(parts) if parts else "registry and models/ already agreed"

@@ -6,6 +6,7 @@ observation of production_model and logged first, and no failure is notified.
 """
 
 import getpass
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -156,16 +157,36 @@ def _card_metadata(card: Path) -> dict[str, Any]:
     }
 
 
-@dg.asset(
-    group_name="deployment",
-    **ownership("manual"),
-    deps=["backtest_report"],
-    kinds={"mlflow"},
-    output_required=False,
-    description="Alias `production` and the models/production export. Materialize it by hand to "
-    "promote the current staging version; it refuses (a verdict recorded on this page, not a "
-    "failure) unless every promotion check passed for exactly that version under the deployed "
-    "policy (override: true with a reason promotes anyway, recorded).",
+ALIAS_CHECK = dg.AssetCheckSpec(
+    "production_alias_set_by_platform",
+    asset=PRODUCTION_KEY,
+    description="The production alias points where the platform's last promotion or rollback "
+    "put it, not where someone moved it in MLflow's UI or API. Runs on the daily refresh and "
+    "with every promotion attempt (a refusal included); a failure is notified once per move.",
+)
+
+
+# A multi-asset so that the alias check is this step's own: evaluated on every Materialize,
+# refused or not (a check downstream of an output that was not produced would be skipped, and a
+# grey "skipped" would replace the red result a person must see), and alone when only the check
+# is selected (the daily refresh, Execute on the Checks tab).
+@dg.multi_asset(
+    specs=[
+        dg.AssetSpec(
+            PRODUCTION_KEY,
+            group_name="deployment",
+            **ownership("manual"),
+            deps=["backtest_report"],
+            kinds={"mlflow"},
+            skippable=True,
+            description="Alias `production` and the models/production export. Materialize it by "
+            "hand to promote the current staging version; it refuses (a verdict recorded on this "
+            "page, not a failure) unless every promotion check passed for exactly that version "
+            "under the deployed policy (override: true with a reason promotes anyway, recorded).",
+        )
+    ],
+    check_specs=[ALIAS_CHECK],
+    can_subset=True,
 )
 def production_model(
     context: dg.AssetExecutionContext,
@@ -174,6 +195,19 @@ def production_model(
     notifier: Notifier,
     policy: dg.ResourceParam[PromotionPolicy],
 ):
+    if PRODUCTION_KEY in context.selected_asset_keys:
+        yield from _promotion_attempt(context, config, stores, notifier, policy)
+    if ALIAS_CHECK.key in context.selected_asset_check_keys:
+        yield _alias_check(stores, notifier)
+
+
+def _promotion_attempt(
+    context: dg.AssetExecutionContext,
+    config: PromotionConfig,
+    stores: PlatformStores,
+    notifier: Notifier,
+    policy: PromotionPolicy,
+) -> Iterator[dg.MaterializeResult]:
     converge(context, stores)  # what a dead process left is put right before deciding
     decision = decide_promotion(
         promotion_facts(context.instance, stores, policy),
@@ -200,20 +234,13 @@ def production_model(
             },
         )
     )
-    yield dg.Output(
-        record.to_dict(), metadata=_promotion_metadata(record, decision, stores, policy)
+    # The registry holds the record (alias, tags, export): the asset keeps no value of its own.
+    yield dg.MaterializeResult(
+        asset_key=PRODUCTION_KEY, metadata=_promotion_metadata(record, decision, stores, policy)
     )
 
 
-@dg.asset_check(
-    asset=production_model,
-    description="The production alias points where the platform's last promotion or rollback "
-    "put it, not where someone moved it in MLflow's UI or API. Runs on the daily refresh, "
-    "without a retrain; a failure is notified once per move.",
-)
-def production_alias_set_by_platform(
-    stores: PlatformStores, notifier: Notifier
-) -> dg.AssetCheckResult:
+def _alias_check(stores: PlatformStores, notifier: Notifier) -> dg.AssetCheckResult:
     production, moved_outside = audit_production_alias(stores.tracking_uri, stores.model_name)
     client, name = stores.client, stores.model_name
     told = moved_outside is not None and registry_tag(client, name, ALERTED_TAG) == str(production)
@@ -228,6 +255,8 @@ def production_alias_set_by_platform(
             )
         )
     return dg.AssetCheckResult(
+        asset_key=PRODUCTION_KEY,
+        check_name=ALIAS_CHECK.name,
         passed=moved_outside is None,
         severity=dg.AssetCheckSeverity.ERROR,
         description=moved_outside

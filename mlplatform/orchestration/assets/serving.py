@@ -26,7 +26,6 @@ from mlplatform.orchestration.resources import Notifier, PlatformStores
 from mlplatform.promotion import PromotionPolicy
 from mlplatform.registry import (
     ArtifactLost,
-    get_alias_version,
     load_export_booster,
     registry_tag,
 )
@@ -88,8 +87,9 @@ PREDICTION_CHECKS = {
     "every_ticker_scored": "Every ticker with a feature row at the date is scored by each "
     "serving version.",
     "probabilities_in_unit_interval": "Every P(up) is finite and in [0, 1].",
-    "champion_is_production": "The champion is the version production pointed at when the date "
-    "was scored.",
+    "champion_is_production": "The champion is the version models/production serves (the "
+    "platform's last promotion or rollback) when the date is scored as it ends; for a backfilled "
+    "date, the version the recorded moves name.",
     "export_reproduces_the_scores": "Training/serving parity: the exported model.txt of the "
     "champion, given the same feature rows, gives exactly the logged P(up).",
 }
@@ -110,17 +110,27 @@ def _export_of(stores: PlatformStores, version: str) -> Path | None:
     return None
 
 
+def _exported_production(stores: PlatformStores) -> str:
+    """The version models/production serves ("none")."""
+    try:
+        meta = json.loads(
+            (stores.models_path / settings.PRODUCTION_ALIAS / "metadata.json").read_text()
+        )
+    except (OSError, ValueError):
+        return "none"
+    return str(meta.get("model_version", "none"))
+
+
 def _checks(
     frame: pd.DataFrame,
     rows: pd.DataFrame,
     champion: str | None,
-    alias_now: str | None,
+    served_now: str | None,
     stores: PlatformStores,
 ) -> Iterator[dg.AssetCheckResult]:
     """`champion`: the version production served at the close by the recorded moves;
-    `alias_now`: where the production alias points ("none"), when the date is scored as it
-    ends (the two differ when the alias was moved outside the platform), else None (a
-    backfill)."""
+    `served_now`: the version models/production serves ("none"), when the date is scored as it
+    ends, else None (a backfill)."""
     tickers = set(rows.index.get_level_values("ticker").astype(str))
     missing = {role: sorted(tickers - set(own["ticker"])) for role, own in frame.groupby("role")}
     yield dg.AssetCheckResult(
@@ -138,12 +148,12 @@ def _checks(
     )
     logged = frame.loc[frame["role"] == CHAMPION, "version"]
     logged_version = "none" if logged.empty else str(logged.iloc[0])
-    expected = alias_now if alias_now is not None else str(champion or "none")
+    expected = served_now if served_now is not None else str(champion or "none")
     yield dg.AssetCheckResult(
         check_name="champion_is_production",
         passed=logged_version == expected,
         description=None
-        if alias_now is not None
+        if served_now is not None
         else "a backfilled date: production then, by the recorded moves",
         metadata={"logged": str(logged_version), "production_alias": str(expected)},
     )
@@ -201,8 +211,7 @@ def predictions(
     client = stores.client
     moment = serving_moment(date, features.index.get_level_values("date").max(), now)
     champion, challenger = serving_at(client, stores.model_name, moment)
-    alias = get_alias_version(stores.tracking_uri, stores.model_name, settings.PRODUCTION_ALIAS)
-    alias_now = (str(alias.version) if alias else "none") if moment == now else None
+    served_now = _exported_production(stores) if moment == now else None
     models = [
         _serving_model(client, stores, mv, role)
         for mv, role in ((champion, CHAMPION), (challenger, CHALLENGER))
@@ -224,7 +233,7 @@ def predictions(
         },
     )
     champion_version = None if champion is None else str(champion.version)
-    yield from _checks(frame, rows, champion_version, alias_now, stores)
+    yield from _checks(frame, rows, champion_version, served_now, stores)
 
 
 def expectations(client: MlflowClient, name: str, versions: set[str]) -> dict[str, Expectation]:
