@@ -40,7 +40,7 @@ from mlplatform.orchestration.resources import (
 )
 from mlplatform.registry import ModelPackage, Registry, load_booster, promote, register
 from mlplatform.training import SEARCH_SPACE, walk_forward_folds
-from mlplatform.training.tuning import StudySpec, make_storage, run_study
+from mlplatform.training.tuning import LAUNCHES_ATTR, StudySpec, make_storage, run_study
 from mlplatform_tests.conftest import (
     RETRAIN_ASSETS,
     SMALL_MARKET,
@@ -425,6 +425,33 @@ def test_a_dead_workers_trial_is_failed_by_its_heartbeat_and_retried(
     retried = trials[1]
     assert retried.system_attrs["failed_trial"] == trials[0].number
     assert retried.params["num_leaves"] == dead_params["num_leaves"]
+
+
+def _tune_at_barrier(data, url: str, barrier) -> None:
+    """One host's launch on a new database, started together with the other's (spawned)."""
+    barrier.wait()
+    _tune(data, url, n_trials=1, workers=1)
+
+
+def test_two_hosts_starting_together_on_a_new_database_both_open_the_study(
+    tuning_data, postgres: str
+) -> None:
+    """Issue 28 item 2: Optuna's schema creation and the launch counter under concurrent first
+    starts (before the launch lock one host crashed with UniqueViolation, every time)."""
+    context = multiprocessing.get_context("spawn")
+    barrier = context.Barrier(2)
+    hosts = [
+        context.Process(target=_tune_at_barrier, args=(tuning_data, postgres, barrier))
+        for _ in range(2)
+    ]
+    for process in hosts:
+        process.start()
+    for process in hosts:
+        process.join(timeout=300)
+        assert process.exitcode == 0
+    study = optuna.load_study(study_name="shared", storage=make_storage(postgres))
+    assert study.user_attrs[LAUNCHES_ATTR] == 2
+    assert sorted(t.user_attrs["worker"] for t in study.trials) == ["0.0", "1.0"]  # two seeds
 
 
 def test_bad_storage_urls_and_worker_counts_are_refused(tuning_data) -> None:

@@ -24,7 +24,6 @@ from __future__ import annotations
 import logging
 import math
 import time
-import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -51,6 +50,7 @@ from mlplatform.training.search_space import (
     to_lgb_params,
 )
 from mlplatform.training.splits import Fold, rows_for
+from mlplatform.training.study_storage import launch_lock, make_storage
 
 logger = logging.getLogger(__name__)
 
@@ -272,53 +272,6 @@ def make_pruner(name: str) -> optuna.pruners.BasePruner:
     if name == "none":
         return optuna.pruners.NopPruner()
     raise ValueError(f"pruner must be one of {config.PRUNERS}, got {name!r}")
-
-
-JOURNAL_FILE = "journal+file://"  # journal+file:///abs/path/studies.log (one host, or NFS)
-JOURNAL_REDIS = "journal+redis://"  # journal+redis://host:6379/db (many hosts, no SQL server)
-
-
-def make_storage(
-    storage_url: str, *, heartbeat_interval_s: int = config.TUNING.heartbeat_interval_s
-) -> optuna.storages.BaseStorage:
-    """The Optuna storage for a URL: any SQLAlchemy URL (RDB), `journal+file:///path` or
-    `journal+redis://host:port/db` (JournalStorage); creates the folder of a sqlite or journal file.
-
-    RDB storages get a heartbeat: a resumed or parallel study fails the RUNNING trials of a crashed
-    worker and re-queues their parameters (RetryHeartbeatStaleTrialCallback, Optuna 5's name for
-    RetryFailedTrialCallback) instead of leaving them running forever.
-    """
-    if storage_url.startswith(JOURNAL_FILE):
-        path = Path(storage_url[len(JOURNAL_FILE) :]).expanduser()
-        if not path.is_absolute():
-            raise ValueError(f"{storage_url!r}: a journal file needs an absolute path (///)")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(path)))
-    if storage_url.startswith(JOURNAL_REDIS):
-        with warnings.catch_warnings():  # "experimental" since Optuna 3.1
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            backend = optuna.storages.journal.JournalRedisBackend(
-                "redis://" + storage_url[len(JOURNAL_REDIS) :]
-            )
-        return optuna.storages.JournalStorage(backend)
-    storage_url = config.with_psycopg2(storage_url)
-    url = make_url(storage_url)
-    engine_kwargs: dict[str, Any] = {}
-    if url.get_backend_name() == "sqlite":
-        if url.database and url.database != ":memory:":
-            Path(url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-        engine_kwargs["connect_args"] = {"timeout": 60}  # wait on a lock instead of failing
-    with warnings.catch_warnings():  # heartbeat_interval is "experimental" in Optuna 5
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return optuna.storages.RDBStorage(
-            storage_url,
-            engine_kwargs=engine_kwargs,
-            heartbeat_interval=heartbeat_interval_s,
-            grace_period=3 * heartbeat_interval_s,
-            heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
-                max_retry=config.TUNING.failed_trial_retries
-            ),
-        )
 
 
 def _raise_if_storage_lost(storage_url: str, exc: BaseException) -> None:
@@ -647,21 +600,22 @@ def optimize_trials(
 
 
 def _open_study(spec: StudySpec) -> tuple[optuna.Study, int]:
-    """Create or load the study, count this launch and enqueue the warm start; (study, launch)."""
-    study = optuna.create_study(
-        storage=make_storage(spec.storage_url, heartbeat_interval_s=spec.heartbeat_interval_s),
-        study_name=spec.name,
-        direction="minimize",
-        pruner=make_pruner(spec.pruner),
-        load_if_exists=True,
-    )
-    # One retrain per model at a time (the run queue's tag limit), so this count is not raced.
-    launch = int(study.user_attrs.get(LAUNCHES_ATTR, 0))
-    study.set_user_attr(LAUNCHES_ATTR, launch + 1)
-    if spec.warm_start_params:
-        warm = search_space_subset(spec.warm_start_params)
-        if warm:
-            study.enqueue_trial(warm, user_attrs={"warm_start": True}, skip_if_exists=True)
+    """Create or load the study, count this launch and enqueue the warm start, all under the
+    storage's launch lock; (study, launch)."""
+    with launch_lock(spec.storage_url):
+        study = optuna.create_study(
+            storage=make_storage(spec.storage_url, heartbeat_interval_s=spec.heartbeat_interval_s),
+            study_name=spec.name,
+            direction="minimize",
+            pruner=make_pruner(spec.pruner),
+            load_if_exists=True,
+        )
+        launch = int(study.user_attrs.get(LAUNCHES_ATTR, 0))
+        study.set_user_attr(LAUNCHES_ATTR, launch + 1)
+        if spec.warm_start_params:
+            warm = search_space_subset(spec.warm_start_params)
+            if warm:
+                study.enqueue_trial(warm, user_attrs={"warm_start": True}, skip_if_exists=True)
     return study, launch
 
 
