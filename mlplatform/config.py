@@ -167,6 +167,9 @@ class TuningDefaults:
     heartbeat_interval_s: int = 60  # RDB heartbeat: trials of crashed workers are failed
     failed_trial_retries: int = 2  # a trial failed by a stale heartbeat is re-queued this often
     workers: int = 1  # Optuna worker processes on one study (more need a server storage)
+    # Stop once the best CV log loss moved by less than one CV standard error over this many
+    # finished trials; n_trials and timeout_s stay upper limits (benchmarks/bench_tuning.py).
+    stagnation_trials: int | None = 8
     launch_lock_namespace: int = 0x6F7074  # 'opt': first key of the Postgres advisory lock
     # Tuning trains each fold on a seeded subset of tickers (all their dates) of at most this many
     # rows, and scores it on at most max_tuning_test_rows rows of the same tickers; the staging

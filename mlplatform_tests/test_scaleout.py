@@ -366,6 +366,7 @@ def _tune(data, url: str, n_trials: int, workers: int, name: str = "shared", hea
         seed=7,
         workers=workers,
         heartbeat_interval_s=heartbeat_s,
+        stagnation_trials=None,  # every trial runs: the counts below are exact
         **FAST,
     )
     return run_study(X, y, folds, spec)
@@ -452,6 +453,7 @@ def test_two_hosts_starting_together_on_a_new_database_both_open_the_study(
     study = optuna.load_study(study_name="shared", storage=make_storage(postgres))
     assert study.user_attrs[LAUNCHES_ATTR] == 2
     assert sorted(t.user_attrs["worker"] for t in study.trials) == ["0.0", "1.0"]  # two seeds
+    assert [t.user_attrs.get("first_trial") for t in study.trials].count("prior") == 1
 
 
 def test_bad_storage_urls_and_worker_counts_are_refused(tuning_data) -> None:

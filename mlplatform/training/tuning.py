@@ -45,11 +45,13 @@ from mlplatform.parallel import cores
 from mlplatform.training.search_space import (
     BASE_PARAMS,
     DEFAULT_PARAMS,
+    NOISY_DAILY_PRIOR,
     search_space_subset,
     suggest_params,
     to_lgb_params,
 )
 from mlplatform.training.splits import Fold, rows_for
+from mlplatform.training.stopping import StopWhenStagnant, report_fold_scores
 from mlplatform.training.study_storage import launch_lock, make_storage
 
 logger = logging.getLogger(__name__)
@@ -102,8 +104,19 @@ class TuningResult:
     best_trial_number: int
     best_trial_params: dict[str, Any]  # the search-space values of the best trial
     default_num_boost_round: int
-    n_trials_in_study: int
+    n_trials_in_study: int  # every trial the study holds, in any state
+    # The study's complete and pruned trials: the configurations whose scores were seen, i.e.
+    # the Deflated Sharpe's number of trials (failed and lost trials scored nothing).
+    n_trials_tried: int
     study_name: str
+    # Why this call stopped: "stagnation" (the best value moved less than cv_noise over the last
+    # stagnation_trials trials), "trial_limit", "time_limit", or "workers_lost" (a worker process
+    # died).
+    stop_reason: str
+    cv_noise: float  # the best trial's CV standard error the stop rule compared against (or NaN)
+    # What this call enqueued to run first: "production" (its params), "prior" (a new study
+    # without production), or "none" (a resumed study, or no prior).
+    start_point: str
     # What tuning trained on per fold (a seeded ticker subset when a row cap applied).
     tuning_train_rows: list[int] = field(default_factory=list)
     tuning_test_rows: list[int] = field(default_factory=list)
@@ -219,11 +232,14 @@ class RowSample:
 class StudySpec:
     """One call of one Optuna study: which study, how many trials for how long, on which rows.
 
-    `warm_start_params` (e.g. production's params) is enqueued as the first trial unless an
-    identical trial is already in the study. `workers` > 1 fans the trials out to that many
-    processes on the shared study (each with its own sampler seed, worker_seed). `cost_bps` (one
-    way) prices the long/short strategy whose out-of-fold Sharpe each trial records when the
-    study is given returns. Refused at construction, before any work, when a value is bad.
+    The first trial is `warm_start_params` (e.g. production's params) or else `prior` (None: the
+    sampler's first draw), enqueued unless an identical trial is already in the study. The study
+    stops early once its best value moved by less than one CV standard error over the last
+    `stagnation_trials` finished trials (None: always run n_trials); n_trials and timeout_s are
+    upper limits. `workers` > 1 fans the trials out to that many processes on the
+    shared study (each with its own sampler seed, worker_seed). `cost_bps` (one way) prices the
+    long/short strategy whose out-of-fold Sharpe each trial records when the study is given
+    returns. Refused at construction, before any work, when a value is bad.
     """
 
     name: str
@@ -234,6 +250,8 @@ class StudySpec:
     seed: int = config.TUNING.seed
     workers: int = config.TUNING.workers
     warm_start_params: Mapping[str, Any] | None = None
+    prior: Mapping[str, Any] | None = field(default_factory=lambda: dict(NOISY_DAILY_PRIOR))
+    stagnation_trials: int | None = config.TUNING.stagnation_trials
     rows: RowSample = field(default_factory=RowSample)
     num_boost_round: int = config.TUNING.num_boost_round
     early_stopping_rounds: int = config.TUNING.early_stopping_rounds
@@ -254,6 +272,13 @@ class StudySpec:
             )
         if not self.name:
             raise ValueError("study_name must be a non-empty string")
+        window = self.stagnation_trials
+        if window is not None and (isinstance(window, bool) or int(window) != window or window < 1):
+            raise ValueError(f"stagnation_trials must be None or an integer >= 1, got {window!r}")
+
+    def stop_rule(self) -> StopWhenStagnant | None:
+        """The early-stopping callback of this study (a fresh one per process), or None."""
+        return None if self.stagnation_trials is None else StopWhenStagnant(self.stagnation_trials)
 
 
 def make_pruner(name: str) -> optuna.pruners.BasePruner:
@@ -549,8 +574,9 @@ def optimize_trials(
     fold_data: Sequence[_FoldData],
     errors: list[BaseException],
     callbacks: Sequence[Callable[[optuna.Study, FrozenTrial], None]] = (),
-) -> None:
-    """Run `spec.n_trials` trials of `study` in this process, one after the other."""
+) -> bool:
+    """Run up to `spec.n_trials` trials of `study` in this process, one after the other; whether
+    the study's stop rule ended them early."""
     settings = spec.study
 
     def objective(trial: optuna.Trial) -> float:
@@ -585,23 +611,38 @@ def optimize_trials(
             trial.set_user_attr("boosting_rounds", counter.rounds)
         trial.set_user_attr("fold_values", score.fold_values)
         trial.set_user_attr("best_iterations", score.best_iterations)
+        report_fold_scores(trial, score.fold_values)  # what the stop rule's CV noise is made of
         if sharpe is not None and math.isfinite(sharpe):
             trial.set_user_attr("oof_sharpe", sharpe)
         return score.value
 
+    rule = settings.stop_rule()
     study.optimize(
         objective,
         n_jobs=1,  # the reused Datasets must not be shared between threads
         n_trials=spec.n_trials,
         timeout=None if math.isinf(settings.timeout_s) else settings.timeout_s,
         catch=(Exception,),
-        callbacks=list(callbacks),
+        callbacks=[*callbacks, *([rule] if rule is not None else [])],
     )
+    return rule is not None and rule.stopped
 
 
-def _open_study(spec: StudySpec) -> tuple[optuna.Study, int]:
-    """Create or load the study, count this launch and enqueue the warm start, all under the
-    storage's launch lock; (study, launch)."""
+def _enqueue_first_trial(study: optuna.Study, spec: StudySpec) -> str:
+    """Enqueue production's params (unless the study already holds that trial), else the prior
+    on a new study; which of them ("production", "prior"), or "none"."""
+    new = not study.get_trials(deepcopy=False)
+    for source, params in (("production", spec.warm_start_params), ("prior", spec.prior)):
+        first = search_space_subset(params) if params else {}
+        if first and (source == "production" or new):
+            study.enqueue_trial(first, user_attrs={"first_trial": source}, skip_if_exists=True)
+            return source
+    return "none"
+
+
+def _open_study(spec: StudySpec) -> tuple[optuna.Study, int, str]:
+    """Create or load the study, count this launch and enqueue its first trial, all under the
+    storage's launch lock; (study, launch, start_point)."""
     with launch_lock(spec.storage_url):
         study = optuna.create_study(
             storage=make_storage(spec.storage_url, heartbeat_interval_s=spec.heartbeat_interval_s),
@@ -612,19 +653,17 @@ def _open_study(spec: StudySpec) -> tuple[optuna.Study, int]:
         )
         launch = int(study.user_attrs.get(LAUNCHES_ATTR, 0))
         study.set_user_attr(LAUNCHES_ATTR, launch + 1)
-        if spec.warm_start_params:
-            warm = search_space_subset(spec.warm_start_params)
-            if warm:
-                study.enqueue_trial(warm, user_attrs={"warm_start": True}, skip_if_exists=True)
-    return study, launch
+        start_point = _enqueue_first_trial(study, spec)
+    return study, launch, start_point
 
 
-@dataclass(frozen=True)
+@dataclass
 class _Finished:
     """The trials this call ran and what they raised."""
 
     trials: list[FrozenTrial]
     errors: list[BaseException]
+    stagnated: bool = False  # the stop rule ended the study
 
     def count(self, state: TrialState) -> int:
         return sum(t.state == state for t in self.trials)
@@ -656,7 +695,9 @@ def _run_trials(
     try:
         if spec.workers == 1:
             study.sampler = worker.sampler()
-            optimize_trials(study, worker, fold_data, finished.errors, [on_trial_end])
+            finished.stagnated = optimize_trials(
+                study, worker, fold_data, finished.errors, [on_trial_end]
+            )
         else:
             from mlplatform.training.distributed import fan_out
 
@@ -695,6 +736,17 @@ def _best_trial(study: optuna.Study, finished: _Finished) -> FrozenTrial:
         ) from exc
 
 
+def _stop_reason(spec: StudySpec, finished: _Finished, elapsed_s: float) -> str:
+    """Why the call stopped (see TuningResult.stop_reason)."""
+    if finished.stagnated:
+        return "stagnation"
+    if len(finished.trials) >= spec.n_trials:
+        return "trial_limit"
+    if elapsed_s >= spec.timeout_s:
+        return "time_limit"
+    return "workers_lost"
+
+
 def _mean_rounds(best_iterations: Sequence[int]) -> int:
     return max(1, round(float(np.mean(best_iterations))))
 
@@ -708,7 +760,8 @@ def run_study(
     trial_callback: Callable[[TrialRecord], None] | None = None,
     returns: pd.Series | None = None,
 ) -> TuningResult:
-    """Run (or resume) the study `spec.name` in `spec.storage_url` for `spec.n_trials` more trials.
+    """Run (or resume) the study `spec.name` in `spec.storage_url` for at most `spec.n_trials`
+    more trials, fewer when the study's best value stops moving beyond the CV's noise.
 
     A trial that raises is recorded FAIL and the study goes on; when every trial of this call
     fails, TuningError carries the first error. `returns` (per-row strategy return aligned to X's
@@ -721,13 +774,16 @@ def run_study(
     feature_names = [str(c) for c in X.columns]
     arrays = _fold_arrays(X, y, folds, spec.rows, returns)
     fold_data = _fold_data(arrays, feature_names, spec.seed, threads_per_worker(1))
-    study, launch = _open_study(spec)
+    study, launch, start_point = _open_study(spec)
     worker = WorkerSpec(
         arrays, feature_names, spec, launch, 0, int(spec.n_trials), returns is not None
     )
     finished = _run_trials(study, worker, fold_data, trial_callback)
+    stop_reason = _stop_reason(spec, finished, time.perf_counter() - started)
     best = _best_trial(study, finished)
+    rule = spec.stop_rule()
     default = cross_validate(DEFAULT_PARAMS | {"seed": spec.seed}, fold_data, spec)
+    tried = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
     return TuningResult(
         best_params=to_lgb_params(best.params, seed=spec.seed),
         best_value=float(best.value),
@@ -746,7 +802,11 @@ def run_study(
         best_trial_params=dict(best.params),
         default_num_boost_round=_mean_rounds(default.best_iterations),
         n_trials_in_study=len(study.trials),
+        n_trials_tried=len(tried),
         study_name=spec.name,
+        stop_reason=stop_reason,
+        cv_noise=rule.cv_noise(study) if rule is not None else math.nan,
+        start_point=start_point,
         tuning_train_rows=[len(a.y_train) for a in arrays],
         tuning_test_rows=[len(a.y_test) for a in arrays],
         tuning_tickers=[a.n_tickers for a in arrays],
