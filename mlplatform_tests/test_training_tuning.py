@@ -241,7 +241,7 @@ def test_the_study_stops_when_its_best_value_stops_moving_beyond_the_cv_noise(
     value = Tuned(result, windows, 3, False, result.duration_s).value()
     assert value["n_trials_total"] == len(finished) == value["n_trials_run"]
     assert value["stop_reason"] == "stagnation" and value["cv_noise"] == result.cv_noise
-    assert value["n_trials_pruned"] == result.n_pruned
+    assert value["n_trials_pruned"] == result.n_pruned and value["n_trials_lost"] == 0
 
 
 def test_the_stop_reason_names_the_trial_and_the_time_limit(data, tmp_path: Path) -> None:
@@ -251,6 +251,8 @@ def test_the_stop_reason_names_the_trial_and_the_time_limit(data, tmp_path: Path
     one = tuning._Finished([_frozen(0, 0.69)], [])
     assert tuning._stop_reason(spec, one, elapsed_s=61.0) == "time_limit"
     assert tuning._stop_reason(spec, one, elapsed_s=1.0) == "workers_lost"
+    lost = tuning._Finished([_frozen(i, 0.69) for i in range(3)], [], lost=[1])
+    assert tuning._stop_reason(spec, lost, elapsed_s=1.0) == "workers_lost"  # 1 of 3 lost
     stagnant = tuning._Finished([_frozen(0, 0.69)], [], stagnated=True)
     assert tuning._stop_reason(spec, stagnant, elapsed_s=61.0) == "stagnation"
 

@@ -110,13 +110,18 @@ class TuningResult:
     n_trials_tried: int
     study_name: str
     # Why this call stopped: "stagnation" (the best value moved less than cv_noise over the last
-    # stagnation_trials trials), "trial_limit", "time_limit", or "workers_lost" (a worker process
-    # died).
+    # stagnation_trials trials), "trial_limit", "time_limit", or "workers_lost" (dead workers
+    # could not all be replaced).
     stop_reason: str
     cv_noise: float  # the best trial's CV standard error the stop rule compared against (or NaN)
     # What this call enqueued to run first: "production" (its params), "prior" (a new study
     # without production), or "none" (a resumed study, or no prior).
     start_point: str
+    # Trials whose worker process died under them (failed at once and re-queued), how many
+    # re-queued trials ran in this call, and how many workers were started in place of dead ones.
+    n_lost: int
+    n_retried: int
+    workers_replaced: int
     # What tuning trained on per fold (a seeded ticker subset when a row cap applied).
     tuning_train_rows: list[int] = field(default_factory=list)
     tuning_test_rows: list[int] = field(default_factory=list)
@@ -236,7 +241,7 @@ class StudySpec:
     sampler's first draw), enqueued unless an identical trial is already in the study. The study
     stops early once its best value moved by less than one CV standard error over the last
     `stagnation_trials` finished trials (None: always run n_trials); n_trials and timeout_s are
-    upper limits. `workers` > 1 fans the trials out to that many processes on the
+    upper limits. `workers` > 1 fans the trials out to that many supervised processes on the
     shared study (each with its own sampler seed, worker_seed). `cost_bps` (one way) prices the
     long/short strategy whose out-of-fold Sharpe each trial records when the study is given
     returns. Refused at construction, before any work, when a value is bad.
@@ -542,6 +547,11 @@ class WorkerSpec:
     n_trials: int
     with_returns: bool
 
+    @property
+    def tag(self) -> str:
+        """The "worker" user attr of this worker's trials: launch.worker."""
+        return worker_tag(self.launch, self.worker)
+
     def fold_data(self) -> list[_FoldData]:
         threads = threads_per_worker(self.study.workers)
         return _fold_data(self.arrays, self.feature_names, self.study.seed, threads)
@@ -551,6 +561,10 @@ class WorkerSpec:
         return optuna.samplers.TPESampler(
             seed=worker_seed(self.study.seed, self.launch, self.worker)
         )
+
+
+def worker_tag(launch: int, worker: int) -> str:
+    return f"{launch}.{worker}"
 
 
 def threads_per_worker(workers: int) -> int:
@@ -580,8 +594,9 @@ def optimize_trials(
     settings = spec.study
 
     def objective(trial: optuna.Trial) -> float:
+        # First, before anything can fail: whoever finds this trial RUNNING knows whose it is.
+        trial.set_user_attr("worker", spec.tag)
         counter = _RoundCounter()
-        trial.set_user_attr("worker", f"{spec.launch}.{spec.worker}")  # launch.worker
         try:
             params = {
                 **suggest_params(trial, seed=settings.seed),
@@ -659,14 +674,28 @@ def _open_study(spec: StudySpec) -> tuple[optuna.Study, int, str]:
 
 @dataclass
 class _Finished:
-    """The trials this call ran and what they raised."""
+    """The trials this call ran, what they raised, and what became of its workers."""
 
     trials: list[FrozenTrial]
     errors: list[BaseException]
     stagnated: bool = False  # the stop rule ended the study
+    lost: list[int] = field(default_factory=list)  # trials whose worker died under them
+    workers_replaced: int = 0
 
     def count(self, state: TrialState) -> int:
         return sum(t.state == state for t in self.trials)
+
+    @property
+    def n_failed(self) -> int:
+        """Trials that raised (lost trials are FAIL too, but scored nothing of their own)."""
+        return self.count(TrialState.FAIL) - len(self.lost)
+
+    @property
+    def n_retried(self) -> int:
+        return sum(
+            "failed_trial" in t.system_attrs and t.state.is_finished() and t.number not in self.lost
+            for t in self.trials
+        )
 
     @property
     def first_error(self) -> str | None:
@@ -679,8 +708,8 @@ def _run_trials(
     fold_data: Sequence[_FoldData],
     trial_callback: Callable[[TrialRecord], None] | None,
 ) -> _Finished:
-    """Run the trials here (one worker) or in `study.workers` processes; hand each finished one
-    to `trial_callback` (whose own failure is logged, never fatal)."""
+    """Run the trials here (one worker) or in `study.workers` supervised processes; hand each
+    finished one to `trial_callback` (whose own failure is logged, never fatal)."""
     spec = worker.study
     finished = _Finished([], [])
 
@@ -701,12 +730,16 @@ def _run_trials(
         else:
             from mlplatform.training.distributed import fan_out
 
-            known = {t.number for t in study.get_trials(deepcopy=False)}
-            worker_errors = fan_out(worker, spec.workers)
+            fanned = fan_out(worker, spec.workers)
+            finished.stagnated = fanned.stagnated
+            finished.lost = fanned.lost
+            finished.workers_replaced = fanned.replaced
+            prefix = f"{worker.launch}."
             for trial in study.get_trials(deepcopy=False):
-                if trial.number not in known and trial.state.is_finished():
+                if trial.state.is_finished() and trial.user_attrs.get("worker", "").startswith(
+                    prefix
+                ):
                     on_trial_end(study, trial)
-            finished.errors.extend(worker_errors)
     except Exception as exc:
         _raise_if_storage_lost(spec.storage_url, exc)
         raise
@@ -719,12 +752,12 @@ def _run_trials(
 def _best_trial(study: optuna.Study, finished: _Finished) -> FrozenTrial:
     """The study's best trial; TuningError when every trial of this call failed, or none is
     complete."""
-    n_pruned, n_failed = finished.count(TrialState.PRUNED), finished.count(TrialState.FAIL)
+    n_pruned, n_failed = finished.count(TrialState.PRUNED), finished.n_failed
     if finished.trials and finished.count(TrialState.COMPLETE) + n_pruned == 0:
         first = finished.errors[0] if finished.errors else None
         raise TuningError(
-            f"all {n_failed} trials of study {study.study_name!r} failed; "
-            f"first error: {finished.first_error}",
+            f"all {len(finished.trials)} trials of study {study.study_name!r} failed "
+            f"({len(finished.lost)} lost with their worker); first error: {finished.first_error}",
             first,
         ) from first
     try:
@@ -740,7 +773,7 @@ def _stop_reason(spec: StudySpec, finished: _Finished, elapsed_s: float) -> str:
     """Why the call stopped (see TuningResult.stop_reason)."""
     if finished.stagnated:
         return "stagnation"
-    if len(finished.trials) >= spec.n_trials:
+    if len(finished.trials) - len(finished.lost) >= spec.n_trials:
         return "trial_limit"
     if elapsed_s >= spec.timeout_s:
         return "time_limit"
@@ -767,8 +800,8 @@ def run_study(
     fails, TuningError carries the first error. `returns` (per-row strategy return aligned to X's
     index, e.g. outcomes' forward_return) makes every complete trial also record "oof_sharpe": the
     per-period Sharpe of the long/short strategy on its out-of-fold predictions, collected in
-    `trial_sharpes`. With `spec.workers` > 1 this process collects the best trial from the
-    storage after the workers are done.
+    `trial_sharpes`. With `spec.workers` > 1 this process supervises the worker processes and
+    collects the best trial from the storage after they are done.
     """
     started = time.perf_counter()
     feature_names = [str(c) for c in X.columns]
@@ -790,7 +823,7 @@ def run_study(
         default_value=default.value,
         n_complete=finished.count(TrialState.COMPLETE),
         n_pruned=finished.count(TrialState.PRUNED),
-        n_failed=finished.count(TrialState.FAIL),
+        n_failed=finished.n_failed,
         duration_s=time.perf_counter() - started,
         param_importances=_importances(study),
         boosting_rounds_total=sum(
@@ -807,6 +840,9 @@ def run_study(
         stop_reason=stop_reason,
         cv_noise=rule.cv_noise(study) if rule is not None else math.nan,
         start_point=start_point,
+        n_lost=len(finished.lost),
+        n_retried=finished.n_retried,
+        workers_replaced=finished.workers_replaced,
         tuning_train_rows=[len(a.y_train) for a in arrays],
         tuning_test_rows=[len(a.y_test) for a in arrays],
         tuning_tickers=[a.n_tickers for a in arrays],
