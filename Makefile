@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 3000
 
-.PHONY: install run test lint dev mlflow-ui mlflow-server promote rollback repair bench clean
+.PHONY: install run test lint dev mlflow-ui mlflow-server optuna-dashboard promote rollback repair bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,12 @@ MLFLOW_PORT ?= 5000
 mlflow-server: install
 	$(BIN)/python -m mlplatform mlflow-server --backend-store-uri "$(MLFLOW_BACKEND)" \
 		--artifacts-destination "$(MLFLOW_ARTIFACTS)" --host $(HOST) --port $(MLFLOW_PORT)
+
+# Optuna's dashboard over the studies tuning writes: MLPLATFORM_OPTUNA_STORAGE when set (Postgres,
+# journal+file://, journal+redis://), else the home folder's SQLite file.
+OPTUNA_PORT ?= 8080
+optuna-dashboard: install
+	$(BIN)/python -m mlplatform.training.study_report --host $(HOST) --port $(OPTUNA_PORT)
 
 # Promotion is a person's decision: REASON is recorded; OVERRIDE=1 skips failed checks (needs REASON).
 promote: install
