@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 3000
 
-.PHONY: install run test lint dev mlflow-ui mlflow-server celery-worker predict promote rollback repair bench clean
+.PHONY: install run test lint dev mlflow-ui mlflow-server celery-worker optuna-dashboard predict promote rollback repair prune bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -55,6 +55,12 @@ celery-worker: install
 # or into OUTPUT; they also land in the prediction log (.mlplatform/predictions/<date>.parquet).
 predict: install
 	$(BIN)/python -m mlplatform predict $(if $(DATE),--date $(DATE),) $(if $(FORMAT),--format $(FORMAT),) $(if $(OUTPUT),--output $(OUTPUT),)
+
+# Optuna's dashboard over the studies tuning writes: MLPLATFORM_OPTUNA_STORAGE when set (Postgres,
+# journal+file://, journal+redis://), else the home folder's SQLite file.
+OPTUNA_PORT ?= 8080
+optuna-dashboard: install
+	$(BIN)/python -m mlplatform.training.study_report --host $(HOST) --port $(OPTUNA_PORT)
 
 # Promotion is a person's decision: REASON is recorded; OVERRIDE=1 skips failed checks (needs REASON).
 promote: install

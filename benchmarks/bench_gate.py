@@ -5,9 +5,11 @@ For each seed, the whole retrain (raw_prices → features → labels → tuned_p
 → backtest_report with its promotion checks) runs through Dagster in process on a fresh temporary
 home folder, on the default-size synthetic market twice: with the default planted signal and with
 `signal_strength=0` (a market nothing can predict). A market counts as promoted when every
-blocking criterion passed, which is exactly when a plain Materialize of production_model succeeds
-(that is tried too, and must agree). Printed beside them: the staging model's accuracy against the
-Bayes-optimal rule's (the generator knows the true P(up)) on the same rows, and the Sharpe ratios.
+blocking criterion passed, which is exactly when a plain Materialize of production_model
+materializes it (that is tried too, and must agree; a refusal is a verdict: that run succeeds
+without materializing production_model). Printed beside them: the staging model's accuracy
+against the Bayes-optimal rule's (the generator knows the true P(up)) on the same rows, and the
+Sharpe ratios.
 Targets (issue 8): promoted on at least 90 % of markets with the signal, at most 5 % without.
 Last line: one JSON object.
 
@@ -75,8 +77,11 @@ def one_market(seed: int, signal: float, trials: int, as_of: str) -> dict[str, A
             if e.asset_key == dg.AssetKey("backtest_report")
         )
     promoted = not failed
-    moved = bool(promotion.asset_materializations_for_node("production_model"))
-    if not promotion.success or moved != promoted:  # a refusal is a verdict: the run succeeds
+    materialized = promotion.success and any(  # a refusal is a verdict: the run succeeds
+        e.asset_key == dg.AssetKey("production_model")
+        for e in promotion.get_asset_materialization_events()
+    )
+    if materialized != promoted:
         raise RuntimeError(f"seed {seed}: checks say {promoted}, production_model disagrees")
     return {
         "seed": seed,
@@ -87,6 +92,7 @@ def one_market(seed: int, signal: float, trials: int, as_of: str) -> dict[str, A
         "bayes_accuracy": meta["vs_bayes_optimal_accuracy"].value,
         "sharpe": meta["sharpe_after_costs"].value,
         "dsr": meta["deflated_sharpe"].value,
+        "dsr_trials": int(meta["deflated_sharpe_trials"].value),  # tuning's trials: the DSR's N
         "wall_s": round(time.perf_counter() - started, 1),
     }
 
@@ -98,6 +104,7 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "median_accuracy": round(statistics.median(r["accuracy"] for r in rows), 4),
         "median_bayes_accuracy": round(statistics.median(r["bayes_accuracy"] for r in rows), 4),
         "median_sharpe": round(statistics.median(r["sharpe"] for r in rows), 2),
+        "median_dsr_trials": statistics.median(r["dsr_trials"] for r in rows),
         "median_wall_s": round(statistics.median(r["wall_s"] for r in rows), 1),
         "failed_criteria": sorted({name for r in rows for name in r["failed"]}),
     }
@@ -127,7 +134,8 @@ def main() -> None:
             print(
                 f"{arm:>9} seed {seed}: {'PROMOTED' if row['promoted'] else 'refused '} "
                 f"accuracy {row['accuracy']:.4f} (Bayes {row['bayes_accuracy']:.4f}) "
-                f"Sharpe {row['sharpe']:.2f} DSR {row['dsr']:.3f} {row['wall_s']:.0f} s "
+                f"Sharpe {row['sharpe']:.2f} DSR {row['dsr']:.3f} (N {row['dsr_trials']}) "
+                f"{row['wall_s']:.0f} s "
                 f"{' '.join(row['failed'])}",
                 flush=True,
             )

@@ -188,8 +188,15 @@ class TuningDefaults:
     pruner_startup_trials: int = 5  # median pruner: complete trials before any pruning
     pruner_warmup_steps: int = 20  # median pruner: boosting rounds before a trial may be pruned
     heartbeat_interval_s: int = 60  # RDB heartbeat: trials of crashed workers are failed
-    failed_trial_retries: int = 2  # a trial failed by a stale heartbeat is re-queued this often
+    failed_trial_retries: int = 2  # a lost trial (dead worker, stale heartbeat) is re-run so often
     workers: int = 1  # Optuna worker processes on one study (more need a server storage)
+    # A launch starts at most this many workers in place of dead ones: a crash loop (every trial
+    # killed by the OOM killer) ends with what finished instead of spinning.
+    max_worker_replacements: int = 4
+    # Stop once the best CV log loss moved by less than one CV standard error over this many
+    # finished trials; n_trials and timeout_s stay upper limits (benchmarks/bench_tuning.py).
+    stagnation_trials: int | None = 8
+    launch_lock_namespace: int = 0x6F7074  # 'opt': first key of the Postgres advisory lock
     # Tuning trains each fold on a seeded subset of tickers (all their dates) of at most this many
     # rows, and scores it on at most max_tuning_test_rows rows of the same tickers; the staging
     # model still trains on every dev row. None = all rows. 500 tickers x 10 years: about 29 s ->

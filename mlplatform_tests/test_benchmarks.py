@@ -31,8 +31,12 @@ SMOKE = {
         "results",
     ),
     "bench_tuning": (
-        ["--tickers", "8", "--years", "6", "--trials", "3", "--skip-large"],
-        "best_value_gap",
+        ["--seeds", "42", "--tickers", "8", "--years", "6", "--wide-tickers", "0"],
+        "cpu_ratio_vs_50_trials",
+    ),
+    "bench_prior": (
+        ["--markets", "2", "--trials", "4", "--years", "6", "--max-tickers", "8"],
+        "ranking",
     ),
     "bench_pipeline": (["--tickers", "8", "--years", "5", "--trials", "3"], "sizes"),
     "bench_gate": (["--seeds", "1", "--trials", "2"], "targets_met"),

@@ -18,7 +18,9 @@ import time
 import urllib.error
 import urllib.request
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -49,7 +51,7 @@ from mlplatform.registry import (
     register,
 )
 from mlplatform.training import SEARCH_SPACE, walk_forward_folds
-from mlplatform.training.tuning import StudySpec, make_storage, run_study
+from mlplatform.training.tuning import LAUNCHES_ATTR, StudySpec, make_storage, run_study
 from mlplatform_tests.conftest import (
     RETRAIN_ASSETS,
     SMALL_MARKET,
@@ -400,6 +402,7 @@ def _tune(data, url: str, n_trials: int, workers: int, name: str = "shared", hea
         seed=7,
         workers=workers,
         heartbeat_interval_s=heartbeat_s,
+        stagnation_trials=None,  # every trial runs: the counts below are exact
         **FAST,
     )
     return run_study(X, y, folds, spec)
@@ -459,6 +462,86 @@ def test_a_dead_workers_trial_is_failed_by_its_heartbeat_and_retried(
     retried = trials[1]
     assert retried.system_attrs["failed_trial"] == trials[0].number
     assert retried.params["num_leaves"] == dead_params["num_leaves"]
+
+
+def _kill_mid_trial(url: str, tag: str, tuning: Future) -> int:
+    """SIGKILL the worker process `tag` while it runs a trial; that trial's number. The worker
+    is paused (SIGSTOP) while the storage is read, so its trial cannot end between the look and
+    the kill."""
+    storage = None
+    while not tuning.done():
+        worker = next(
+            (p for p in multiprocessing.active_children() if p.name == f"optuna-worker-{tag}"), None
+        )
+        if worker is not None:  # then the study exists
+            storage = storage or make_storage(url)
+            os.kill(worker.pid, signal.SIGSTOP)
+            study_id = storage.get_study_id_from_name("shared")
+            running = storage.get_all_trials(study_id, states=(TrialState.RUNNING,))
+            mine = [t for t in running if t.user_attrs.get("worker") == tag]
+            if mine:
+                os.kill(worker.pid, signal.SIGKILL)
+                return mine[0].number
+            os.kill(worker.pid, signal.SIGCONT)
+        time.sleep(0.02)
+    raise AssertionError(f"worker {tag} never ran a trial while we looked")
+
+
+@pytest.mark.parametrize("store", ["postgres", "redis_db"])
+def test_a_killed_worker_fails_its_trial_at_once_and_a_replacement_finishes_the_study(
+    tuning_data, store: str, request: pytest.FixtureRequest
+) -> None:
+    """Issue 28 item 1: the survivor goes on, the dead worker's trial is failed (heartbeats are
+    60 s apart, so not by a heartbeat) and run again, and the run still tunes 8 trials."""
+    url = request.getfixturevalue(store)
+    url = "journal+" + url if store == "redis_db" else url
+    with ThreadPoolExecutor(1) as pool:
+        tuning = pool.submit(_tune, tuning_data, url, n_trials=8, workers=2)
+        killed = _kill_mid_trial(url, "0.1", tuning)
+        result = tuning.result()
+    trials = optuna.load_study(study_name="shared", storage=make_storage(url)).trials
+    finished = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+    assert not [t for t in trials if t.state == TrialState.RUNNING]
+    assert len(finished) == 8 == result.n_complete + result.n_pruned == result.n_trials_tried
+    assert trials[killed].state == TrialState.FAIL and trials[killed].user_attrs["worker"] == "0.1"
+    assert [t.number for t in trials if t.state == TrialState.FAIL] == [killed]
+    assert (result.n_lost, result.n_retried, result.workers_replaced) == (1, 1, 1)
+    assert result.n_failed == 0 and result.stop_reason == "trial_limit"
+    (retried,) = [t for t in trials if t.system_attrs.get("failed_trial") == killed]
+    assert retried.state in (TrialState.COMPLETE, TrialState.PRUNED)
+    assert retried.params.items() >= trials[killed].params.items()  # its parameters, run again
+    by_worker = Counter(t.user_attrs["worker"] for t in finished)
+    assert by_worker["0.0"] == 4  # the survivor ran its whole share
+    assert by_worker["0.1"] + by_worker["0.2"] == 4  # the replacement ran what 0.1 had left
+    assert by_worker["0.2"] >= 1
+
+
+def _tune_at_barrier(data, url: str, barrier) -> None:
+    """One host's launch on a new database, started together with the other's (spawned)."""
+    barrier.wait()
+    _tune(data, url, n_trials=1, workers=1)
+
+
+def test_two_hosts_starting_together_on_a_new_database_both_open_the_study(
+    tuning_data, postgres: str
+) -> None:
+    """Issue 28 item 2: Optuna's schema creation and the launch counter under concurrent first
+    starts (before the launch lock one host crashed with UniqueViolation, every time)."""
+    context = multiprocessing.get_context("spawn")
+    barrier = context.Barrier(2)
+    hosts = [
+        context.Process(target=_tune_at_barrier, args=(tuning_data, postgres, barrier))
+        for _ in range(2)
+    ]
+    for process in hosts:
+        process.start()
+    for process in hosts:
+        process.join(timeout=300)
+        assert process.exitcode == 0
+    study = optuna.load_study(study_name="shared", storage=make_storage(postgres))
+    assert study.user_attrs[LAUNCHES_ATTR] == 2
+    assert sorted(t.user_attrs["worker"] for t in study.trials) == ["0.0", "1.0"]  # two seeds
+    assert [t.user_attrs.get("first_trial") for t in study.trials].count("prior") == 1
 
 
 def test_bad_storage_urls_and_worker_counts_are_refused(tuning_data) -> None:

@@ -1,4 +1,5 @@
-"""Optuna study over walk-forward folds: pruning, resume, warm start, failures, determinism."""
+"""Optuna study over walk-forward folds: pruning, resume, warm start, the prior, the stop rule,
+failures, determinism."""
 
 from __future__ import annotations
 
@@ -10,9 +11,11 @@ import optuna
 import pandas as pd
 import pytest
 
-from mlplatform.training import search_space, tuning
+from mlplatform.training import plan_windows, search_space, tuning
 from mlplatform.training.model import predict_up_proba, train_model
+from mlplatform.training.retrain import Tuned
 from mlplatform.training.splits import Fold, walk_forward_folds
+from mlplatform.training.stopping import BestValueMovement
 from mlplatform.training.tuning import (
     RowSample,
     StudySpec,
@@ -66,7 +69,14 @@ def _study(
     **kwargs: Any,
 ) -> TuningResult:
     X, y, folds = data
-    args: dict[str, Any] = {"name": "test", "n_trials": 12, "timeout_s": 600.0, "seed": 7}
+    # Every trial runs unless a test asks for the stop rule: the counts below are exact.
+    args: dict[str, Any] = {
+        "name": "test",
+        "n_trials": 12,
+        "timeout_s": 600.0,
+        "seed": 7,
+        "stagnation_trials": None,
+    }
     spec = StudySpec(storage_url=url, **(args | FAST | kwargs))
     return run_study(X, y, folds, spec, trial_callback=trial_callback, returns=returns)
 
@@ -141,12 +151,110 @@ def test_warm_start_is_enqueued_once(data, tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'warm.db'}"
     warm = search_space.DEFAULT_PARAMS | {"num_leaves": 7, "min_child_samples": 40}
     records: list[TrialRecord] = []
-    _study(data, url, n_trials=2, warm_start_params=warm, trial_callback=records.append)
+    first = _study(data, url, n_trials=2, warm_start_params=warm, trial_callback=records.append)
     expected = search_space.search_space_subset(warm)
     assert records[0].params == expected and records[0].params["min_data_in_leaf"] == 40
+    assert first.start_point == "production"  # production's params, not the prior
     # resuming with the same warm start does not run it again
     _study(data, url, n_trials=1, warm_start_params=warm, trial_callback=records.append)
     assert records[2].params != expected
+
+
+def test_a_first_run_starts_from_the_prior(data, tmp_path: Path) -> None:
+    prior = search_space.NOISY_DAILY_PRIOR
+    assert search_space.search_space_subset(prior) == prior  # a point of the search space
+    records: list[TrialRecord] = []
+    result = _study(
+        data, f"sqlite:///{tmp_path / 'p.db'}", n_trials=2, trial_callback=records.append
+    )
+    assert result.start_point == "prior" and records[0].params == prior
+    resumed = _study(data, f"sqlite:///{tmp_path / 'p.db'}", n_trials=1)
+    assert resumed.start_point == "none"  # only a new study starts from the prior
+    records.clear()
+    drawn = _study(
+        data,
+        f"sqlite:///{tmp_path / 'd.db'}",
+        n_trials=1,
+        prior=None,
+        trial_callback=records.append,
+    )
+    assert drawn.start_point == "none" and records[0].params != prior
+
+
+def _frozen(number: int, value: float | None) -> optuna.trial.FrozenTrial:
+    state = optuna.trial.TrialState.PRUNED if value is None else optuna.trial.TrialState.COMPLETE
+    trial = optuna.trial.create_trial(state=state, value=value)
+    trial.number = number
+    return trial
+
+
+def test_best_value_movement_is_the_best_values_move_over_the_window() -> None:
+    evaluate = BestValueMovement(window=3).evaluate
+    minimize = optuna.study.StudyDirection.MINIMIZE
+    values = [0.70, 0.69, None, 0.695, 0.689, None]  # None: pruned, counted as a trial tried
+    trials = [_frozen(i, v) for i, v in enumerate(values)]
+    assert evaluate(trials[:3], minimize) == float("inf")  # no trial before the window yet
+    assert evaluate(trials[:4], minimize) == pytest.approx(0.70 - 0.69)  # 0.69 in the window
+    assert evaluate(trials, minimize) == pytest.approx(0.69 - 0.689)
+    maximize = optuna.study.StudyDirection.MAXIMIZE
+    assert evaluate(trials, maximize) == pytest.approx(0.0)  # 0.70 stays the best
+    with pytest.raises(ValueError, match="window"):
+        BestValueMovement(window=0)
+
+
+def _optuna_cv_error(fold_values: list[float]) -> float:
+    """CrossValidationErrorEvaluator's standard error of k fold scores, written out."""
+    k = len(fold_values)
+    return float(np.sqrt((1 / k + 1 / (k - 1)) * np.var(fold_values)))
+
+
+def test_the_study_stops_when_its_best_value_stops_moving_beyond_the_cv_noise(
+    data, tmp_path: Path
+) -> None:
+    url = f"sqlite:///{tmp_path / 'stop.db'}"
+    window = 3
+    result = _study(data, url, n_trials=40, stagnation_trials=window)
+    study = optuna.load_study(study_name="test", storage=url)
+    finished = [t for t in study.trials if t.state.is_finished()]
+    assert result.stop_reason == "stagnation" and len(finished) < 40
+    assert result.n_complete + result.n_pruned == len(finished) == result.n_trials_tried
+    best = study.best_trial
+    assert result.cv_noise == pytest.approx(_optuna_cv_error(best.user_attrs["fold_values"]))
+
+    def complete(trials: list[optuna.trial.FrozenTrial]) -> list[optuna.trial.FrozenTrial]:
+        return [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
+
+    def moved(n: int) -> float:  # how far the best value moved over trials n-window .. n-1
+        before = [t.value for t in complete(finished[: max(n - window, 0)])]
+        return min(before) - min(t.value for t in complete(finished[:n])) if before else np.inf
+
+    def noise(n: int) -> float:  # the CV standard error of the best of the first n trials
+        best = min(complete(finished[:n]), key=lambda t: t.value)
+        return _optuna_cv_error(best.user_attrs["fold_values"])
+
+    n = len(finished)
+    assert moved(n) < noise(n)  # it stopped because the rule held ...
+    assert all(moved(i) >= noise(i) for i in range(1, n))  # ... and at the first trial it did
+    # what tuned_params hands on: the Deflated Sharpe's N is the number of trials scored
+    dates = data[0].index.get_level_values("date").unique()
+    windows = plan_windows(dates, evaluation_months=2, refit_months=1, horizon=1)
+    value = Tuned(result, windows, 3, False, result.duration_s).value()
+    assert value["n_trials_total"] == len(finished) == value["n_trials_run"]
+    assert value["stop_reason"] == "stagnation" and value["cv_noise"] == result.cv_noise
+    assert value["n_trials_pruned"] == result.n_pruned and value["n_trials_lost"] == 0
+
+
+def test_the_stop_reason_names_the_trial_and_the_time_limit(data, tmp_path: Path) -> None:
+    limited = _study(data, f"sqlite:///{tmp_path / 'n.db'}", n_trials=2, stagnation_trials=5)
+    assert limited.stop_reason == "trial_limit" and limited.n_complete + limited.n_pruned == 2
+    spec = StudySpec("s", "sqlite:///:memory:", n_trials=3, timeout_s=60.0)
+    one = tuning._Finished([_frozen(0, 0.69)], [])
+    assert tuning._stop_reason(spec, one, elapsed_s=61.0) == "time_limit"
+    assert tuning._stop_reason(spec, one, elapsed_s=1.0) == "workers_lost"
+    lost = tuning._Finished([_frozen(i, 0.69) for i in range(3)], [], lost=[1])
+    assert tuning._stop_reason(spec, lost, elapsed_s=1.0) == "workers_lost"  # 1 of 3 lost
+    stagnant = tuning._Finished([_frozen(0, 0.69)], [], stagnated=True)
+    assert tuning._stop_reason(spec, stagnant, elapsed_s=61.0) == "stagnation"
 
 
 def test_one_failing_trial_is_recorded_and_the_study_goes_on(

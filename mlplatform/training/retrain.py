@@ -67,9 +67,19 @@ class Tuned:
             "num_boost_round": int(r.best_num_boost_round),
             "best_value": float(r.best_value),
             "default_value": float(r.default_value),
-            "n_trials_total": int(r.n_trials_in_study),
+            # the Deflated Sharpe's number of trials: every trial of the study that was scored
+            "n_trials_total": int(r.n_trials_tried),
             "study_name": r.study_name,
             "warm_started": self.warm_started,
+            "start_point": r.start_point,
+            # why tuning stopped, what it ran, and the CV noise the stop rule compared against
+            "stop_reason": r.stop_reason,
+            "cv_noise": float(r.cv_noise),
+            "n_trials_run": r.n_complete + r.n_pruned + r.n_failed + r.n_lost,
+            "n_trials_pruned": r.n_pruned,
+            "n_trials_failed": r.n_failed,
+            "n_trials_lost": r.n_lost,
+            "n_trials_retried": r.n_retried,
             "tuning_rows": r.tuning_rows,
             "tuning_train_rows": r.tuning_train_rows,
             "tuning_test_rows": r.tuning_test_rows,
@@ -80,8 +90,10 @@ class Tuned:
     def summary(self) -> str:
         r = self.result
         return (
-            f"best CV log loss {r.best_value:.5f} vs default {r.default_value:.5f}; "
-            f"{r.n_complete} complete, {r.n_pruned} pruned, {r.n_failed} failed"
+            f"best CV log loss {r.best_value:.5f} vs default {r.default_value:.5f} "
+            f"(CV noise {r.cv_noise:.5f}); {r.n_complete} complete, {r.n_pruned} pruned, "
+            f"{r.n_failed} failed, {r.n_lost} lost ({r.n_retried} retried); "
+            f"stopped by {r.stop_reason.replace('_', ' ')}"
         )
 
 

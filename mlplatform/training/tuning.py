@@ -24,7 +24,6 @@ from __future__ import annotations
 import logging
 import math
 import time
-import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -47,11 +46,14 @@ from mlplatform.training.model import with_threads
 from mlplatform.training.search_space import (
     BASE_PARAMS,
     DEFAULT_PARAMS,
+    NOISY_DAILY_PRIOR,
     search_space_subset,
     suggest_params,
     to_lgb_params,
 )
 from mlplatform.training.splits import Fold, rows_for
+from mlplatform.training.stopping import StopWhenStagnant, report_fold_scores
+from mlplatform.training.study_storage import launch_lock, make_storage
 
 logger = logging.getLogger(__name__)
 
@@ -103,8 +105,24 @@ class TuningResult:
     best_trial_number: int
     best_trial_params: dict[str, Any]  # the search-space values of the best trial
     default_num_boost_round: int
-    n_trials_in_study: int
+    n_trials_in_study: int  # every trial the study holds, in any state
+    # The study's complete and pruned trials: the configurations whose scores were seen, i.e.
+    # the Deflated Sharpe's number of trials (failed and lost trials scored nothing).
+    n_trials_tried: int
     study_name: str
+    # Why this call stopped: "stagnation" (the best value moved less than cv_noise over the last
+    # stagnation_trials trials), "trial_limit", "time_limit", or "workers_lost" (dead workers
+    # could not all be replaced).
+    stop_reason: str
+    cv_noise: float  # the best trial's CV standard error the stop rule compared against (or NaN)
+    # What this call enqueued to run first: "production" (its params), "prior" (a new study
+    # without production), or "none" (a resumed study, or no prior).
+    start_point: str
+    # Trials whose worker process died under them (failed at once and re-queued), how many
+    # re-queued trials ran in this call, and how many workers were started in place of dead ones.
+    n_lost: int
+    n_retried: int
+    workers_replaced: int
     # What tuning trained on per fold (a seeded ticker subset when a row cap applied).
     tuning_train_rows: list[int] = field(default_factory=list)
     tuning_test_rows: list[int] = field(default_factory=list)
@@ -220,11 +238,14 @@ class RowSample:
 class StudySpec:
     """One call of one Optuna study: which study, how many trials for how long, on which rows.
 
-    `warm_start_params` (e.g. production's params) is enqueued as the first trial unless an
-    identical trial is already in the study. `workers` > 1 fans the trials out to that many
-    processes on the shared study (each with its own sampler seed, worker_seed). `cost_bps` (one
-    way) prices the long/short strategy whose out-of-fold Sharpe each trial records when the
-    study is given returns. Refused at construction, before any work, when a value is bad.
+    The first trial is `warm_start_params` (e.g. production's params) or else `prior` (None: the
+    sampler's first draw), enqueued unless an identical trial is already in the study. The study
+    stops early once its best value moved by less than one CV standard error over the last
+    `stagnation_trials` finished trials (None: always run n_trials); n_trials and timeout_s are
+    upper limits. `workers` > 1 fans the trials out to that many supervised processes on the
+    shared study (each with its own sampler seed, worker_seed). `cost_bps` (one way) prices the
+    long/short strategy whose out-of-fold Sharpe each trial records when the study is given
+    returns. Refused at construction, before any work, when a value is bad.
     """
 
     name: str
@@ -235,6 +256,8 @@ class StudySpec:
     seed: int = config.TUNING.seed
     workers: int = config.TUNING.workers
     warm_start_params: Mapping[str, Any] | None = None
+    prior: Mapping[str, Any] | None = field(default_factory=lambda: dict(NOISY_DAILY_PRIOR))
+    stagnation_trials: int | None = config.TUNING.stagnation_trials
     rows: RowSample = field(default_factory=RowSample)
     num_boost_round: int = config.TUNING.num_boost_round
     early_stopping_rounds: int = config.TUNING.early_stopping_rounds
@@ -255,6 +278,13 @@ class StudySpec:
             )
         if not self.name:
             raise ValueError("study_name must be a non-empty string")
+        window = self.stagnation_trials
+        if window is not None and (isinstance(window, bool) or int(window) != window or window < 1):
+            raise ValueError(f"stagnation_trials must be None or an integer >= 1, got {window!r}")
+
+    def stop_rule(self) -> StopWhenStagnant | None:
+        """The early-stopping callback of this study (a fresh one per process), or None."""
+        return None if self.stagnation_trials is None else StopWhenStagnant(self.stagnation_trials)
 
 
 def make_pruner(name: str) -> optuna.pruners.BasePruner:
@@ -273,53 +303,6 @@ def make_pruner(name: str) -> optuna.pruners.BasePruner:
     if name == "none":
         return optuna.pruners.NopPruner()
     raise ValueError(f"pruner must be one of {config.PRUNERS}, got {name!r}")
-
-
-JOURNAL_FILE = "journal+file://"  # journal+file:///abs/path/studies.log (one host, or NFS)
-JOURNAL_REDIS = "journal+redis://"  # journal+redis://host:6379/db (many hosts, no SQL server)
-
-
-def make_storage(
-    storage_url: str, *, heartbeat_interval_s: int = config.TUNING.heartbeat_interval_s
-) -> optuna.storages.BaseStorage:
-    """The Optuna storage for a URL: any SQLAlchemy URL (RDB), `journal+file:///path` or
-    `journal+redis://host:port/db` (JournalStorage); creates the folder of a sqlite or journal file.
-
-    RDB storages get a heartbeat: a resumed or parallel study fails the RUNNING trials of a crashed
-    worker and re-queues their parameters (RetryHeartbeatStaleTrialCallback, Optuna 5's name for
-    RetryFailedTrialCallback) instead of leaving them running forever.
-    """
-    if storage_url.startswith(JOURNAL_FILE):
-        path = Path(storage_url[len(JOURNAL_FILE) :]).expanduser()
-        if not path.is_absolute():
-            raise ValueError(f"{storage_url!r}: a journal file needs an absolute path (///)")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(path)))
-    if storage_url.startswith(JOURNAL_REDIS):
-        with warnings.catch_warnings():  # "experimental" since Optuna 3.1
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            backend = optuna.storages.journal.JournalRedisBackend(
-                "redis://" + storage_url[len(JOURNAL_REDIS) :]
-            )
-        return optuna.storages.JournalStorage(backend)
-    storage_url = config.with_psycopg2(storage_url)
-    url = make_url(storage_url)
-    engine_kwargs: dict[str, Any] = {}
-    if url.get_backend_name() == "sqlite":
-        if url.database and url.database != ":memory:":
-            Path(url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-        engine_kwargs["connect_args"] = {"timeout": 60}  # wait on a lock instead of failing
-    with warnings.catch_warnings():  # heartbeat_interval is "experimental" in Optuna 5
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return optuna.storages.RDBStorage(
-            storage_url,
-            engine_kwargs=engine_kwargs,
-            heartbeat_interval=heartbeat_interval_s,
-            grace_period=3 * heartbeat_interval_s,
-            heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
-                max_retry=config.TUNING.failed_trial_retries
-            ),
-        )
 
 
 def _raise_if_storage_lost(storage_url: str, exc: BaseException) -> None:
@@ -571,6 +554,11 @@ class WorkerSpec:
     n_trials: int
     with_returns: bool
 
+    @property
+    def tag(self) -> str:
+        """The "worker" user attr of this worker's trials: launch.worker."""
+        return worker_tag(self.launch, self.worker)
+
     def fold_data(self) -> list[_FoldData]:
         threads = threads_per_worker(self.study.workers)
         return _fold_data(self.arrays, self.feature_names, self.study.seed, threads)
@@ -580,6 +568,10 @@ class WorkerSpec:
         return optuna.samplers.TPESampler(
             seed=worker_seed(self.study.seed, self.launch, self.worker)
         )
+
+
+def worker_tag(launch: int, worker: int) -> str:
+    return f"{launch}.{worker}"
 
 
 def threads_per_worker(workers: int) -> int:
@@ -603,13 +595,15 @@ def optimize_trials(
     fold_data: Sequence[_FoldData],
     errors: list[BaseException],
     callbacks: Sequence[Callable[[optuna.Study, FrozenTrial], None]] = (),
-) -> None:
-    """Run `spec.n_trials` trials of `study` in this process, one after the other."""
+) -> bool:
+    """Run up to `spec.n_trials` trials of `study` in this process, one after the other; whether
+    the study's stop rule ended them early."""
     settings = spec.study
 
     def objective(trial: optuna.Trial) -> float:
+        # First, before anything can fail: whoever finds this trial RUNNING knows whose it is.
+        trial.set_user_attr("worker", spec.tag)
         counter = _RoundCounter()
-        trial.set_user_attr("worker", f"{spec.launch}.{spec.worker}")  # launch.worker
         try:
             params = with_threads(
                 suggest_params(trial, seed=settings.seed), threads_per_worker(settings.workers)
@@ -638,48 +632,76 @@ def optimize_trials(
             trial.set_user_attr("boosting_rounds", counter.rounds)
         trial.set_user_attr("fold_values", score.fold_values)
         trial.set_user_attr("best_iterations", score.best_iterations)
+        report_fold_scores(trial, score.fold_values)  # what the stop rule's CV noise is made of
         if sharpe is not None and math.isfinite(sharpe):
             trial.set_user_attr("oof_sharpe", sharpe)
         return score.value
 
+    rule = settings.stop_rule()
     study.optimize(
         objective,
         n_jobs=1,  # the reused Datasets must not be shared between threads
         n_trials=spec.n_trials,
         timeout=None if math.isinf(settings.timeout_s) else settings.timeout_s,
         catch=(Exception,),
-        callbacks=list(callbacks),
+        callbacks=[*callbacks, *([rule] if rule is not None else [])],
     )
+    return rule is not None and rule.stopped
 
 
-def _open_study(spec: StudySpec) -> tuple[optuna.Study, int]:
-    """Create or load the study, count this launch and enqueue the warm start; (study, launch)."""
-    study = optuna.create_study(
-        storage=make_storage(spec.storage_url, heartbeat_interval_s=spec.heartbeat_interval_s),
-        study_name=spec.name,
-        direction="minimize",
-        pruner=make_pruner(spec.pruner),
-        load_if_exists=True,
-    )
-    # One retrain per model at a time (the run queue's tag limit), so this count is not raced.
-    launch = int(study.user_attrs.get(LAUNCHES_ATTR, 0))
-    study.set_user_attr(LAUNCHES_ATTR, launch + 1)
-    if spec.warm_start_params:
-        warm = search_space_subset(spec.warm_start_params)
-        if warm:
-            study.enqueue_trial(warm, user_attrs={"warm_start": True}, skip_if_exists=True)
-    return study, launch
+def _enqueue_first_trial(study: optuna.Study, spec: StudySpec) -> str:
+    """Enqueue production's params (unless the study already holds that trial), else the prior
+    on a new study; which of them ("production", "prior"), or "none"."""
+    new = not study.get_trials(deepcopy=False)
+    for source, params in (("production", spec.warm_start_params), ("prior", spec.prior)):
+        first = search_space_subset(params) if params else {}
+        if first and (source == "production" or new):
+            study.enqueue_trial(first, user_attrs={"first_trial": source}, skip_if_exists=True)
+            return source
+    return "none"
 
 
-@dataclass(frozen=True)
+def _open_study(spec: StudySpec) -> tuple[optuna.Study, int, str]:
+    """Create or load the study, count this launch and enqueue its first trial, all under the
+    storage's launch lock; (study, launch, start_point)."""
+    with launch_lock(spec.storage_url):
+        study = optuna.create_study(
+            storage=make_storage(spec.storage_url, heartbeat_interval_s=spec.heartbeat_interval_s),
+            study_name=spec.name,
+            direction="minimize",
+            pruner=make_pruner(spec.pruner),
+            load_if_exists=True,
+        )
+        launch = int(study.user_attrs.get(LAUNCHES_ATTR, 0))
+        study.set_user_attr(LAUNCHES_ATTR, launch + 1)
+        start_point = _enqueue_first_trial(study, spec)
+    return study, launch, start_point
+
+
+@dataclass
 class _Finished:
-    """The trials this call ran and what they raised."""
+    """The trials this call ran, what they raised, and what became of its workers."""
 
     trials: list[FrozenTrial]
     errors: list[BaseException]
+    stagnated: bool = False  # the stop rule ended the study
+    lost: list[int] = field(default_factory=list)  # trials whose worker died under them
+    workers_replaced: int = 0
 
     def count(self, state: TrialState) -> int:
         return sum(t.state == state for t in self.trials)
+
+    @property
+    def n_failed(self) -> int:
+        """Trials that raised (lost trials are FAIL too, but scored nothing of their own)."""
+        return self.count(TrialState.FAIL) - len(self.lost)
+
+    @property
+    def n_retried(self) -> int:
+        return sum(
+            "failed_trial" in t.system_attrs and t.state.is_finished() and t.number not in self.lost
+            for t in self.trials
+        )
 
     @property
     def first_error(self) -> str | None:
@@ -692,8 +714,8 @@ def _run_trials(
     fold_data: Sequence[_FoldData],
     trial_callback: Callable[[TrialRecord], None] | None,
 ) -> _Finished:
-    """Run the trials here (one worker) or in `study.workers` processes; hand each finished one
-    to `trial_callback` (whose own failure is logged, never fatal)."""
+    """Run the trials here (one worker) or in `study.workers` supervised processes; hand each
+    finished one to `trial_callback` (whose own failure is logged, never fatal)."""
     spec = worker.study
     finished = _Finished([], [])
 
@@ -708,16 +730,22 @@ def _run_trials(
     try:
         if spec.workers == 1:
             study.sampler = worker.sampler()
-            optimize_trials(study, worker, fold_data, finished.errors, [on_trial_end])
+            finished.stagnated = optimize_trials(
+                study, worker, fold_data, finished.errors, [on_trial_end]
+            )
         else:
             from mlplatform.training.distributed import fan_out
 
-            known = {t.number for t in study.get_trials(deepcopy=False)}
-            worker_errors = fan_out(worker, spec.workers)
+            fanned = fan_out(worker, spec.workers)
+            finished.stagnated = fanned.stagnated
+            finished.lost = fanned.lost
+            finished.workers_replaced = fanned.replaced
+            prefix = f"{worker.launch}."
             for trial in study.get_trials(deepcopy=False):
-                if trial.number not in known and trial.state.is_finished():
+                if trial.state.is_finished() and trial.user_attrs.get("worker", "").startswith(
+                    prefix
+                ):
                     on_trial_end(study, trial)
-            finished.errors.extend(worker_errors)
     except Exception as exc:
         _raise_if_storage_lost(spec.storage_url, exc)
         raise
@@ -730,12 +758,12 @@ def _run_trials(
 def _best_trial(study: optuna.Study, finished: _Finished) -> FrozenTrial:
     """The study's best trial; TuningError when every trial of this call failed, or none is
     complete."""
-    n_pruned, n_failed = finished.count(TrialState.PRUNED), finished.count(TrialState.FAIL)
+    n_pruned, n_failed = finished.count(TrialState.PRUNED), finished.n_failed
     if finished.trials and finished.count(TrialState.COMPLETE) + n_pruned == 0:
         first = finished.errors[0] if finished.errors else None
         raise TuningError(
-            f"all {n_failed} trials of study {study.study_name!r} failed; "
-            f"first error: {finished.first_error}",
+            f"all {len(finished.trials)} trials of study {study.study_name!r} failed "
+            f"({len(finished.lost)} lost with their worker); first error: {finished.first_error}",
             first,
         ) from first
     try:
@@ -745,6 +773,17 @@ def _best_trial(study: optuna.Study, finished: _Finished) -> FrozenTrial:
             f"study {study.study_name!r} has no complete trial "
             f"({n_pruned} pruned, {n_failed} failed in this run)"
         ) from exc
+
+
+def _stop_reason(spec: StudySpec, finished: _Finished, elapsed_s: float) -> str:
+    """Why the call stopped (see TuningResult.stop_reason)."""
+    if finished.stagnated:
+        return "stagnation"
+    if len(finished.trials) - len(finished.lost) >= spec.n_trials:
+        return "trial_limit"
+    if elapsed_s >= spec.timeout_s:
+        return "time_limit"
+    return "workers_lost"
 
 
 def _mean_rounds(best_iterations: Sequence[int]) -> int:
@@ -760,33 +799,37 @@ def run_study(
     trial_callback: Callable[[TrialRecord], None] | None = None,
     returns: pd.Series | None = None,
 ) -> TuningResult:
-    """Run (or resume) the study `spec.name` in `spec.storage_url` for `spec.n_trials` more trials.
+    """Run (or resume) the study `spec.name` in `spec.storage_url` for at most `spec.n_trials`
+    more trials, fewer when the study's best value stops moving beyond the CV's noise.
 
     A trial that raises is recorded FAIL and the study goes on; when every trial of this call
     fails, TuningError carries the first error. `returns` (per-row strategy return aligned to X's
     index, e.g. outcomes' forward_return) makes every complete trial also record "oof_sharpe": the
     per-period Sharpe of the long/short strategy on its out-of-fold predictions, collected in
-    `trial_sharpes`. With `spec.workers` > 1 this process collects the best trial from the
-    storage after the workers are done.
+    `trial_sharpes`. With `spec.workers` > 1 this process supervises the worker processes and
+    collects the best trial from the storage after they are done.
     """
     started = time.perf_counter()
     feature_names = [str(c) for c in X.columns]
     arrays = _fold_arrays(X, y, folds, spec.rows, returns)
     fold_data = _fold_data(arrays, feature_names, spec.seed, threads_per_worker(1))
-    study, launch = _open_study(spec)
+    study, launch, start_point = _open_study(spec)
     worker = WorkerSpec(
         arrays, feature_names, spec, launch, 0, int(spec.n_trials), returns is not None
     )
     finished = _run_trials(study, worker, fold_data, trial_callback)
+    stop_reason = _stop_reason(spec, finished, time.perf_counter() - started)
     best = _best_trial(study, finished)
+    rule = spec.stop_rule()
     default = cross_validate(with_threads(DEFAULT_PARAMS | {"seed": spec.seed}), fold_data, spec)
+    tried = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
     return TuningResult(
         best_params=to_lgb_params(best.params, seed=spec.seed),
         best_value=float(best.value),
         default_value=default.value,
         n_complete=finished.count(TrialState.COMPLETE),
         n_pruned=finished.count(TrialState.PRUNED),
-        n_failed=finished.count(TrialState.FAIL),
+        n_failed=finished.n_failed,
         duration_s=time.perf_counter() - started,
         param_importances=_importances(study),
         boosting_rounds_total=sum(
@@ -798,7 +841,14 @@ def run_study(
         best_trial_params=dict(best.params),
         default_num_boost_round=_mean_rounds(default.best_iterations),
         n_trials_in_study=len(study.trials),
+        n_trials_tried=len(tried),
         study_name=spec.name,
+        stop_reason=stop_reason,
+        cv_noise=rule.cv_noise(study) if rule is not None else math.nan,
+        start_point=start_point,
+        n_lost=len(finished.lost),
+        n_retried=finished.n_retried,
+        workers_replaced=finished.workers_replaced,
         tuning_train_rows=[len(a.y_train) for a in arrays],
         tuning_test_rows=[len(a.y_test) for a in arrays],
         tuning_tickers=[a.n_tickers for a in arrays],
