@@ -3,6 +3,7 @@
 
 import dataclasses
 import math
+from pathlib import Path
 from typing import Any, Literal
 
 import dagster as dg
@@ -43,6 +44,7 @@ from mlplatform.training import (
     build_candidate,
 )
 from mlplatform.training.retrain import Tuned, label_definition, study_name, tune, tuned_recipe
+from mlplatform.training.study_report import write_study_report
 
 LABELS_SCHEMA = dg.TableSchema(
     columns=[
@@ -126,6 +128,12 @@ class TuningConfig(CheckedConfig):
         ge=1,
         description="Per fold, score on at most this many test rows (same tickers).",
     )
+    stop_early: bool = Field(
+        default=True,
+        description="Stop once the best value has not moved by more than the CV noise for "
+        f"{settings.TUNING.stagnation_trials} trials (n_trials stays the limit); false = run "
+        "every trial.",
+    )
     workers: int = Field(
         default=settings.TUNING.workers,
         ge=1,
@@ -150,6 +158,7 @@ class TuningConfig(CheckedConfig):
             workers=self.workers,
             warm_start_params=warm,
             rows=rows,
+            stagnation_trials=settings.TUNING.stagnation_trials if self.stop_early else None,
         )
 
 
@@ -191,11 +200,21 @@ def _log_tuning(tuned: Tuned) -> None:
             "tuning_default_cv_log_loss": result.default_value,
             "tuning_trials_complete": result.n_complete,
             "tuning_trials_pruned": result.n_pruned,
+            "tuning_trials_lost": result.n_lost,
         }
     )
+    mlflow.set_tag("tuning_stop_reason", result.stop_reason)
 
 
-def _tuning_metadata(tuned: Tuned, run: Any) -> dict[str, Any]:
+STOP_REASONS = {
+    "stagnation": "the best value stopped moving by more than the CV noise",
+    "trial_limit": "n_trials reached",
+    "time_limit": "timeout_s reached",
+    "workers_lost": "workers kept dying (see the run's log)",
+}
+
+
+def _tuning_metadata(tuned: Tuned, run: Any, report: Path) -> dict[str, Any]:
     """Numbers (plotted across retrains, rounded) for the study's outcome; text for the rest."""
     result, windows = tuned.result, tuned.windows
     importances = pd.DataFrame(
@@ -225,17 +244,30 @@ def _tuning_metadata(tuned: Tuned, run: Any) -> dict[str, Any]:
             "default_params_cv_log_loss": float(result.default_value),
             "improvement_over_default": float(result.default_value - result.best_value),
             "trial_sharpe_sd": tuned.trial_sharpe_sd,
+            "cv_noise": float(result.cv_noise),
             "duration_s": float(tuned.duration_s),
         }
     )
+    if not math.isfinite(numbers["cv_noise"]):
+        numbers["cv_noise"] = dg.MetadataValue.text("not measured (fewer than 2 folds)")
     if not math.isfinite(numbers["trial_sharpe_sd"]):
         numbers["trial_sharpe_sd"] = dg.MetadataValue.text("fewer than 2 complete trials")
     return {
         **numbers,
         "trials": dg.MetadataValue.text(
             f"{result.n_complete} complete, {result.n_pruned} pruned, {result.n_failed} failed "
-            f"in this run; {result.n_trials_in_study} in the study"
+            f"in this run; {result.n_trials_tried} tried in the study (the Deflated Sharpe's N)"
         ),
+        "stopped_because": dg.MetadataValue.text(
+            f"{result.stop_reason}: {STOP_REASONS.get(result.stop_reason, '')}"
+        ),
+        "start_point": dg.MetadataValue.text(result.start_point),
+        "workers_lost": dg.MetadataValue.text(
+            f"{result.n_lost} trial(s) lost with a dead worker, {result.n_retried} re-run, "
+            f"{result.workers_replaced} worker(s) replaced"
+        ),
+        "study_report": dg.MetadataValue.url(mlflow_artifact_url(run, f"optuna/{report.name}")),
+        "study_report_file": dg.MetadataValue.path(str(report)),
         "development_window": str(windows.development),
         "development_rows": dg.MetadataValue.text(f"{result.dev_rows:,} labelled rows"),
         "folds": table_metadata(folds),
@@ -278,8 +310,14 @@ def tuned_params(
         )
         run = mlflow.active_run()
         _log_tuning(tuned)
+        report = write_study_report(
+            tuned.result.study_name,
+            stores.optuna_storage,
+            stores.reports_path / f"optuna_{context.run_id}.html",
+        )
+        mlflow.log_artifact(str(report), artifact_path="optuna")
     context.log.info(tuned.summary())
-    metadata = {**_tuning_metadata(tuned, run), "windows": fitted.describe()}
+    metadata = {**_tuning_metadata(tuned, run, report), "windows": fitted.describe()}
     return dg.Output(tuned.value(), metadata=metadata)
 
 
