@@ -7,13 +7,21 @@ STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 3000
 
-.PHONY: install run test lint dev mlflow-ui mlflow-server celery-worker optuna-dashboard predict promote rollback repair prune bench clean
+.PHONY: install lock run test lint dev mlflow-ui mlflow-server celery-worker optuna-dashboard predict promote rollback repair prune bench clean
 
-$(STAMP): pyproject.toml
+# requirements.lock pins every package a fresh clone installs, so it resolves the same versions
+# every day; `make lock` regenerates it after pyproject.toml's dependencies change.
+$(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(BIN)/python -m pip install --quiet -c requirements.lock -e ".[dev]"
 	touch $(STAMP)
+
+lock:
+	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/python -m pip install --quiet -e ".[dev]"
+	.lock-venv/bin/python -m pip freeze --exclude-editable > requirements.lock
+	rm -rf .lock-venv
 
 install: $(STAMP)
 
@@ -26,6 +34,7 @@ test: install
 lint: install
 	$(BIN)/ruff check mlplatform mlplatform_tests benchmarks
 	$(BIN)/ruff format --check mlplatform mlplatform_tests benchmarks
+	$(BIN)/mypy
 
 dev: install
 	$(BIN)/python -m mlplatform dev --host $(HOST) --port $(PORT)

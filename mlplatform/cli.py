@@ -102,7 +102,8 @@ def execute(
         dg.build_reconstructable_job(  # a pointer each step process rebuilds the job from
             "mlplatform.definitions",
             "job_for",
-            reconstructable_args=(job or CLI_ASSETS_JOB, executor),
+            # Dagster annotates the tuple as one element; it passes any number to job_for.
+            reconstructable_args=(job or CLI_ASSETS_JOB, executor),  # type: ignore[arg-type]
             reconstructor_working_directory=str(config.PROJECT_ROOT),
         ),
         instance,

@@ -189,7 +189,7 @@ def _read_raw(file: Path, suffix: str) -> pd.DataFrame:
         ) from None
     except (EOFError, zlib.error) as err:
         raise DataValidationError(f"truncated or corrupt gzip ({err})", file=file) from None
-    except UnicodeError as err:
+    except UnicodeDecodeError as err:
         raise DataValidationError(f"file is not UTF-8 text ({err.reason})", file=file) from None
     except (ValueError, OSError, csv.Error, OverflowError, pa.ArrowException) as err:
         if isinstance(err, gzip.BadGzipFile):

@@ -367,7 +367,7 @@ def run_backtest(
             overnight = hold_fr is not None and name in HELD_OVERNIGHT
             net, trade = strategy_returns(
                 position(p, strategy),
-                hold_fr if overnight else fr,
+                hold_fr if overnight and hold_fr is not None else fr,
                 common,
                 cost_bps,
                 held_overnight=overnight,

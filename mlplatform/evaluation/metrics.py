@@ -20,6 +20,7 @@ import math
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TypeAlias
 
 import numpy as np
 import pandas as pd
@@ -30,7 +31,7 @@ EULER_GAMMA = 0.5772156649015329
 PROB_CLIP = 1e-15  # the log loss clips probabilities to [eps, 1 - eps]
 CONFIDENCE_LEVEL = 0.95
 
-ArrayLike = np.ndarray | pd.Series | Sequence[float]
+ArrayLike: TypeAlias = np.ndarray | pd.Series | Sequence[float]
 
 
 def predicted_class(proba: ArrayLike) -> np.ndarray:

@@ -104,8 +104,7 @@ class FeatureBins:
         unseen = values[np.isin(values, edges, invert=True)]
         _, unseen_counts = np.unique(unseen, return_counts=True)
         ref = np.concatenate([ref, np.zeros(len(unseen_counts))])
-        cur = np.concatenate([cur, unseen_counts]) / n_cur
-        return ref, cur
+        return ref, np.concatenate([cur, unseen_counts]) / n_cur
 
 
 @dataclass(frozen=True)

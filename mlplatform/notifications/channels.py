@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -151,7 +152,9 @@ def post_slack(
     follows a redirect (urllib), so `api_url` is trusted as the token is: a deployment setting.
     """
     _require_http(api_url, "slack API")
-    client = WebClient(token=token, base_url=api_url, timeout=timeout_s, retry_handlers=[])
+    client = WebClient(
+        token=token, base_url=api_url, timeout=math.ceil(timeout_s), retry_handlers=[]
+    )
     try:
         client.chat_postMessage(channel=channel, text=format_text(notification))
     except SlackApiError as exc:  # Slack answered, and said no

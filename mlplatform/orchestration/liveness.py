@@ -12,12 +12,16 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import dagster as dg
 from mlflow.entities import Run
 
 from mlplatform.registry import Convergence, end_orphaned_runs, process_alive, process_gone
 from mlplatform.registry import converge as converge_registry
+
+if TYPE_CHECKING:  # resources imports this module
+    from mlplatform.orchestration.resources import PlatformStores
 
 PID_TAG = "mlplatform/pid"
 HOST_TAG = "mlplatform/host"
@@ -61,14 +65,14 @@ def close_dead_runs(instance: dg.DagsterInstance | None, tracking_uri: str) -> d
 
 
 def converge(
-    context: dg.AssetExecutionContext | dg.OpExecutionContext, stores: object
+    context: dg.AssetExecutionContext | dg.OpExecutionContext, stores: PlatformStores
 ) -> Convergence:
     """Before a registry command: fail the Dagster runs of dead processes, finish or undo what
     they left in the registry, end their MLflow runs, re-project models/; say so in one line."""
     dead = close_dead_dagster_runs(context.instance)
     convergence = converge_registry(
         stores.registry(),
-        run_alive=mlflow_run_alive(context.instance),  # type: ignore[attr-defined]
+        run_alive=mlflow_run_alive(context.instance),
     )
     line = convergence.line()
     if dead:

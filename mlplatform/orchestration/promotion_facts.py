@@ -64,6 +64,13 @@ def _latest_record(instance: dg.DagsterInstance, key: dg.AssetCheckKey) -> Any:
     return None
 
 
+def _figures(recorded: object) -> dict[str, float]:
+    """The policy a check recorded (JSON metadata): criterion -> threshold."""
+    if not isinstance(recorded, Mapping):
+        raise TypeError(f"{POLICY_METADATA_KEY} metadata is not a mapping: {recorded!r}")
+    return {str(k): float(v) for k, v in recorded.items()}
+
+
 def check_evidence(instance: dg.DagsterInstance, name: str) -> CheckEvidence:
     record = _latest_record(instance, dg.AssetCheckKey(BACKTEST_KEY, name))
     if record is None:
@@ -85,7 +92,7 @@ def check_evidence(instance: dg.DagsterInstance, name: str) -> CheckEvidence:
         backtest_id=storage_id,
         staging_version=staging,
         production_version=production,
-        policy=None if recorded is None else dict(recorded.value),
+        policy=None if recorded is None else _figures(recorded.value),
     )
 
 

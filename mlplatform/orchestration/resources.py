@@ -6,7 +6,7 @@ Launchpad never shows a secret and a deployment changes stores without code.
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 
 import dagster as dg
 import mlflow
@@ -218,7 +218,7 @@ def _end_runs_of_other_dagster_runs(context: dg.InitResourceContext) -> None:
         owner = active.data.tags.get("dagster_run_id")
         if owner == context.run_id:
             return
-        dagster_run = context.instance.get_run_by_id(owner) if owner else None
+        dagster_run = context.instance.get_run_by_id(owner) if owner and context.instance else None
         failed = dagster_run is None or dagster_run.status != dg.DagsterRunStatus.SUCCESS
         mlflow.end_run(status="FAILED" if failed else "FINISHED")
 
@@ -245,7 +245,8 @@ def mlflow_tracking(init_context: dg.InitResourceContext) -> MlFlow:
     tracker = MlFlow(init_context)
     mlflow.set_tags(owner_tags())
     # dagster-mlflow names every run after the job, `__ASSET_JOB` for a UI materialization.
-    mlflow.set_tag(MLFLOW_RUN_NAME, mlflow_run_name(init_context.dagster_run))
+    if init_context.dagster_run is not None:
+        mlflow.set_tag(MLFLOW_RUN_NAME, mlflow_run_name(init_context.dagster_run))
     return tracker
 
 
@@ -348,13 +349,21 @@ def _shown(value: object) -> str:
     return f"${value.env_var_name}" if isinstance(value, dg.EnvVar) else repr(value)
 
 
-def _resolved(resource: dg.ConfigurableResource) -> dg.ConfigurableResource:
+R = TypeVar("R", dg.ConfigurableResource, dg.ConfigurableIOManagerFactory)
+
+
+def _resolved(resource: R) -> R:
     """The resource with its EnvVar fields read from this process's environment."""
     values = {
         name: value.get_value() if isinstance(value, dg.EnvVar) else value
         for name, value in dict(resource).items()
     }
     return type(resource)(**values)
+
+
+def _io_manager(resource: dg.ConfigurableResource) -> dg.IOManager:
+    assert isinstance(resource, dg.IOManager)  # a ConfigurableIOManager resolves to itself
+    return resource
 
 
 def fixed(resource: object, summary: str | None = None) -> dg.ResourceDefinition:
@@ -377,7 +386,7 @@ def fixed(resource: object, summary: str | None = None) -> dg.ResourceDefinition
             )
         if isinstance(resource, dg.ConfigurableIOManager):
             return dg.IOManagerDefinition(
-                resource_fn=lambda _context: _resolved(resource),
+                resource_fn=lambda _context: _io_manager(_resolved(resource)),
                 config_schema={},
                 description=description,
             )

@@ -75,7 +75,9 @@ def _drift_decision(
             cursor=json.dumps(cursor),
         )
     reference = download_reference(stores.tracking_uri, stores.model_name, model.version)
-    with context.repository_def.get_asset_value_loader(instance=context.instance) as loader:
+    repository = context.repository_def
+    assert repository is not None  # a sensor is evaluated inside its code location
+    with repository.get_asset_value_loader(instance=context.instance) as loader:
         features = loader.load_asset_value(FEATURES_KEY)
     current = recent_rows(features, settings.DRIFT.recent_business_days)
     drift = FeatureDrift.of(ReferenceBins.from_dict(reference["features"]), current)

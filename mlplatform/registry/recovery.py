@@ -260,9 +260,9 @@ def dependent_versions(client: MlflowClient, registry: Registry) -> dict[str, st
     for mv in archived_versions(client, registry.name, registry.retention):
         roles[str(mv.version)] = "archived"
     for alias in (config.STAGING_ALIAS, config.PRODUCTION_ALIAS):
-        mv = alias_version(client, registry.name, alias)
-        if mv is not None:
-            roles[str(mv.version)] = alias
+        holder = alias_version(client, registry.name, alias)
+        if holder is not None:
+            roles[str(holder.version)] = alias
     return roles
 
 

@@ -142,7 +142,7 @@ def global_tracking_uri(tracking_uri: str) -> Iterator[None]:
         try:
             yield
         finally:
-            mlflow.set_tracking_uri(previous)
+            mlflow.set_tracking_uri(previous)  # type: ignore[arg-type]  # None: MLflow's default
             if previous_env is None:
                 os.environ.pop("MLFLOW_TRACKING_URI", None)
             else:

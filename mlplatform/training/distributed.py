@@ -32,6 +32,7 @@ import signal
 import time
 from multiprocessing.connection import wait
 from multiprocessing.process import BaseProcess
+from typing import Any
 
 import optuna
 from optuna.exceptions import UpdateFinishedTrialError
@@ -97,7 +98,7 @@ class _Supervisor:
         )
         self.deadline = time.monotonic() + spec.study.timeout_s
         self.context = multiprocessing.get_context("spawn")
-        self.live: dict[int, tuple[BaseProcess, WorkerSpec]] = {}  # by the process's sentinel
+        self.live: dict[Any, tuple[BaseProcess, WorkerSpec]] = {}  # by the process's sentinel
         self.next_worker = 0
         self.report = FanOut()
         self.retry = retry_callback()

@@ -97,7 +97,8 @@ def walk_forward_predictions(
     binned.construct()
     parts = []
     for block, test in tests:
-        rows = binned.subset(sample.positions_until(block.train_end), params=params)
+        positions = sample.positions_until(block.train_end)  # LightGBM takes any int sequence
+        rows = binned.subset(positions, params=params)  # type: ignore[arg-type]
         booster = lgb.train(params, rows, num_boost_round=recipe.num_boost_round)
         parts.append(pd.Series(predict_up_proba(booster, test.X), index=test.X.index))
     return pd.concat(parts).rename("p_up")

@@ -49,11 +49,17 @@ class BestValueMovement(BaseImprovementEvaluator):
         if len(finished) <= self.window:
             return math.inf
         pick = max if study_direction == StudyDirection.MAXIMIZE else min
-        before = [t.value for t in finished[: -self.window] if t.state == TrialState.COMPLETE]
-        now = [t.value for t in finished if t.state == TrialState.COMPLETE]
+        # A pruned trial's value is only its last intermediate value: complete trials count.
+        complete = [t for t in finished if t.state == TrialState.COMPLETE]
+        before = [
+            t.value
+            for t in complete
+            if t.number < finished[-self.window].number and t.value is not None
+        ]
+        now = [t.value for t in complete if t.value is not None]
         if not before:
             return math.inf
-        return abs(float(pick(now)) - float(pick(before)))
+        return abs(pick(now) - pick(before))
 
 
 def report_fold_scores(trial: optuna.Trial, fold_values: Sequence[float]) -> None:

@@ -27,6 +27,7 @@ from typing import Any
 import optuna
 import redis
 import sqlalchemy as sa
+from optuna.storages.journal import JournalFileBackend, JournalRedisBackend
 from sqlalchemy.engine import make_url
 
 from mlplatform import config
@@ -57,13 +58,11 @@ def make_storage(
     if storage_url.startswith(JOURNAL_FILE):
         path = _journal_path(storage_url)
         path.parent.mkdir(parents=True, exist_ok=True)
-        return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(path)))
+        return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
     if storage_url.startswith(JOURNAL_REDIS):
         with warnings.catch_warnings():  # "experimental" since Optuna 3.1
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            backend = optuna.storages.journal.JournalRedisBackend(
-                "redis://" + storage_url[len(JOURNAL_REDIS) :]
-            )
+            backend = JournalRedisBackend("redis://" + storage_url[len(JOURNAL_REDIS) :])
         return optuna.storages.JournalStorage(backend)
     storage_url = config.with_psycopg2(storage_url)
     url = make_url(storage_url)

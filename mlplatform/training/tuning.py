@@ -380,17 +380,18 @@ def _fold_arrays(
                 f"fold {k}: the first {n_train} / {n_test} sampled tickers have no rows "
                 f"(train {train.sum()}, test {test.sum()})"
             )
-        parts = [values[train], labels[train], values[test], labels[test]]
-        for part in parts:
-            part.flags.writeable = False
-        arrays.append(
-            _FoldArrays(
-                *parts,
-                n_tickers=len(np.unique(codes[train])),
-                test_returns=None if ret is None else ret[test],
-                test_index=None if ret is None else X.index[test],
-            )
+        sampled = _FoldArrays(
+            values[train],
+            labels[train],
+            values[test],
+            labels[test],
+            n_tickers=len(np.unique(codes[train])),
+            test_returns=None if ret is None else ret[test],
+            test_index=None if ret is None else X.index[test],
         )
+        for part in (sampled.X_train, sampled.y_train, sampled.X_test, sampled.y_test):
+            part.flags.writeable = False
+        arrays.append(sampled)
     return arrays
 
 
@@ -455,10 +456,12 @@ def cross_validate(
         best_iterations.append(int(booster.best_iteration) or booster.current_iteration())
         if keep_predictions:
             oof_proba.append(
-                booster.predict(
-                    fold.arrays.X_test,
-                    num_iteration=best_iterations[-1],
-                    num_threads=params["num_threads"],
+                np.asarray(
+                    booster.predict(
+                        fold.arrays.X_test,
+                        num_iteration=best_iterations[-1],
+                        num_threads=params["num_threads"],
+                    )
                 )
             )
     return CVScore(
@@ -821,11 +824,13 @@ def run_study(
     stop_reason = _stop_reason(spec, finished, time.perf_counter() - started)
     best = _best_trial(study, finished)
     rule = spec.stop_rule()
+    best_value = best.value
+    assert best_value is not None  # _best_trial returns a complete trial
     default = cross_validate(with_threads(DEFAULT_PARAMS | {"seed": spec.seed}), fold_data, spec)
     tried = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
     return TuningResult(
         best_params=to_lgb_params(best.params, seed=spec.seed),
-        best_value=float(best.value),
+        best_value=float(best_value),
         default_value=default.value,
         n_complete=finished.count(TrialState.COMPLETE),
         n_pruned=finished.count(TrialState.PRUNED),

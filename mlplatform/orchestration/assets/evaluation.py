@@ -184,7 +184,7 @@ def backtest_report(
             staging.tags,
             None if production is None else production.tags,
         )
-        if contenders.production_left_out_because:
+        if contenders.production_left_out_because and production is not None:
             context.log.warning(
                 f"production v{production.version} left out: "
                 f"{contenders.production_left_out_because}"
