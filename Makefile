@@ -83,13 +83,10 @@ rollback: install
 repair: install
 	$(BIN)/python -m mlplatform repair
 
+# Every benchmark at its defaults (long: bench_gate alone retrains 40 markets), then the page
+# docs/benchmarks.md from their final JSON lines; ONLY=bench_drift,bench_promotion runs only those.
 bench: install
-	$(BIN)/python benchmarks/bench_features.py
-	$(BIN)/python benchmarks/bench_tuning.py
-	$(BIN)/python benchmarks/bench_promotion.py
-	PYTHONPATH=. $(BIN)/python benchmarks/bench_drift.py  # Evidently's bins: mlplatform_tests
-	$(BIN)/python benchmarks/bench_pipeline.py
-	$(BIN)/python benchmarks/bench_scaleout.py
+	$(BIN)/python -m benchmarks.report $(if $(ONLY),--only $(ONLY),)
 
 clean:
 	rm -rf .mlplatform models

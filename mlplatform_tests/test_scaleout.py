@@ -2,7 +2,7 @@
 registry lock), Redis (Optuna journal, Celery broker) and an MLflow server these tests start.
 
 Without the servers (a laptop) the tests skip, naming what is missing; under CI=true they fail
-instead. Start the servers: see README "Scaling out".
+instead. Start the servers: see docs/scaling-out.md.
 """
 
 from __future__ import annotations
@@ -79,7 +79,7 @@ def _require(service: str, url: str) -> None:
     try:
         socket.create_connection((host, port), timeout=2).close()
     except OSError as exc:
-        message = f"{service} unreachable at {host}:{port} ({exc}); see README 'Scaling out'"
+        message = f"{service} unreachable at {host}:{port} ({exc}); see docs/scaling-out.md"
         if os.environ.get("CI") == "true":
             pytest.fail(f"CI=true: {message}")
         pytest.skip(message)
