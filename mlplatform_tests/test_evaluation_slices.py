@@ -11,7 +11,13 @@ import pytest
 
 from mlplatform import config
 from mlplatform.data.synthetic import generate_market
-from mlplatform.evaluation import BacktestSpec, naive_rules, previous_direction, run_backtest
+from mlplatform.evaluation import (
+    BacktestSpec,
+    naive_rules,
+    previous_direction,
+    render_html,
+    run_backtest,
+)
 from mlplatform.evaluation.backtest import NAIVE_RULES, BacktestResult
 from mlplatform.evaluation.slices import GROUP, KINDS, REGIME, WHOLE, YEAR, SliceKeys
 from mlplatform.features import outcomes
@@ -152,3 +158,9 @@ def test_the_model_card_says_where_the_edge_lives(coin_result: BacktestResult) -
     assert "| year | 2024 |" in section and " pp |" in section
     without = render({}, {}, "m", "1").split("## Where the edge lives")[1]
     assert without.split("##")[0].strip().startswith("Not evaluated yet")
+
+
+def test_the_html_report_shows_the_slices(coin_result: BacktestResult) -> None:
+    page = render_html(coin_result)
+    section = page.split("<h2>Where the edge lives")[1]
+    assert "too few rows: " in section and "<td>volatility regime</td>" in section
