@@ -13,7 +13,7 @@ with hindsight:
 - ticker group: terciles of each ticker's own realised volatility (the standard deviation of its
   daily returns) over the bars before the evaluation window. The platform's bars carry no sector
   column (the price schema drops extra columns at load), so volatility is the grouping it has;
-  tickers with no return before the window form their own group.
+  tickers with fewer than two returns before the window form their own group.
 
 Each slice scores the primary model's accuracy and AUC beside every other model's accuracy, and
 the edge over the best naive baseline *in that slice* (a hindsight pick, so the edge is a
@@ -32,22 +32,12 @@ import numpy as np
 import pandas as pd
 
 from mlplatform import config
+from mlplatform.data.schema import in_canonical_order
 from mlplatform.evaluation import metrics as m
 
 WHOLE, YEAR, REGIME, GROUP = "all", "year", "volatility regime", "ticker group"
-KINDS: tuple[str, ...] = (WHOLE, YEAR, REGIME, GROUP)
 TERCILES = ("low", "mid", "high")
-NO_HISTORY = "no prior bars"
-
-
-def _daily_returns(prices: pd.DataFrame) -> pd.DataFrame:
-    """Close-to-close return of every bar after a ticker's first: (date, ticker, ret)."""
-    px = prices[["date", "ticker", "close"]].sort_values(["ticker", "date"], kind="stable")
-    ret = px.groupby("ticker", observed=True, sort=False)["close"].pct_change(fill_method=None)
-    out = pd.DataFrame(
-        {"date": pd.DatetimeIndex(px["date"]), "ticker": px["ticker"].astype(str), "ret": ret}
-    )
-    return out.dropna(subset=["ret"])
+NO_HISTORY = "under two returns before the window"
 
 
 def _percent(value: float) -> str:
@@ -66,9 +56,12 @@ class SliceKeys:
     def from_prices(cls, prices: pd.DataFrame, start: date) -> SliceKeys:
         """Regimes and groups from daily bars (columns date, ticker, close) and the first date
         of the evaluation window."""
-        returns = _daily_returns(prices)
-        before = returns["date"] < pd.Timestamp(start)
-        market = returns.groupby("date", sort=True)["ret"].mean()
+        px = prices[["date", "ticker", "close"]]
+        if not in_canonical_order(prices):  # the platform's bars are; a ticker's must be in order
+            px = px.sort_values(["ticker", "date"], kind="stable")
+        ret = px.groupby("ticker", observed=True, sort=False)["close"].pct_change(fill_method=None)
+        before = (px["date"] < pd.Timestamp(start)).to_numpy()
+        market = ret.groupby(px["date"], sort=True).mean()
         window = config.SLICES.regime_window
         vol = market.rolling(window, min_periods=window).std()
         low, high = vol[vol.index < pd.Timestamp(start)].quantile([1 / 3, 2 / 3])
@@ -84,10 +77,10 @@ class SliceKeys:
         ]
         regime = pd.cut(vol, [-np.inf, low, high, np.inf], labels=regimes).dropna()
 
-        own = returns[before].groupby("ticker", sort=True)["ret"].std()
+        own = ret[before].groupby(px["ticker"][before], observed=True).std().dropna()
+        own.index = own.index.astype(str)
         tercile = pd.cut(own.rank(pct=True, method="first"), [0, 1 / 3, 2 / 3, 1], labels=TERCILES)
-        tickers = pd.Index(pd.unique(prices["ticker"].astype(str)))
-        group = tercile.reindex(tickers)
+        group = tercile.reindex(pd.Index(px["ticker"].unique()).astype(str))
         if group.isna().any():
             group = group.cat.add_categories(NO_HISTORY).fillna(NO_HISTORY)
         counts = group.value_counts()
@@ -129,35 +122,33 @@ def slice_table(
         raise ValueError("slices: no baseline was scored to measure the edge against")
     models = list(predictions)
     others = [name for name in models if name != primary]
-    dates = index.get_level_values(0)
     frame = pd.DataFrame({name: m.predicted_class(p) == y for name, p in predictions.items()})
     frame = frame.astype(float)
+    dates = index.codes[0]  # the date of each row as an integer: cheaper to group by
     frame["date"] = dates
-    frame[WHOLE] = "all rows"
-    frame[YEAR] = dates.year.astype(str)
-    frame[REGIME] = keys.regime.reindex(dates).reset_index(drop=True)
-    frame[GROUP] = keys.group.reindex(index.get_level_values(1)).reset_index(drop=True)
+    slices = _slices(index, keys)
 
     rows: list[dict[str, object]] = []
-    for kind in KINDS:
-        grouped = frame.groupby(kind, observed=False, sort=True)
+    for kind, members_of in slices.items():
+        grouped = frame.groupby(members_of, observed=False)
         accuracy = grouped[models].mean()
         counts = grouped["date"].agg(["size", "nunique"])
         # one mean per (slice, date): the unit of the edge's standard error
-        per_date = frame.groupby([kind, "date"], observed=True, sort=False)[models].mean()
-        for label, (n_rows, n_dates) in counts.iterrows():
-            reason = _too_few(int(n_rows), int(n_dates))
+        per_date = frame.groupby([members_of, dates], observed=True, sort=False)[models].mean()
+        for code, label in enumerate(members_of.categories):
+            n_rows, n_dates = (int(v) for v in counts.loc[label])
+            reason = _too_few(n_rows, n_dates)
             row: dict[str, object] = {
                 "kind": kind,
                 "slice": str(label),
-                "rows": int(n_rows),
-                "dates": int(n_dates),
+                "rows": n_rows,
+                "dates": n_dates,
                 "note": reason or "",
             }
             if reason is None:
                 acc = accuracy.loc[label]
                 best = max(baselines, key=lambda b: acc[b])
-                members = (frame[kind] == label).to_numpy()
+                members = members_of.codes == code
                 edges = per_date.loc[label]
                 row[f"{primary}_accuracy"] = acc[primary]
                 row[f"{primary}_auc"] = m.auc(y[members], predictions[primary][members])
@@ -180,3 +171,15 @@ def slice_table(
         "note",
     ]
     return pd.DataFrame(rows).reindex(columns=columns)
+
+
+def _slices(index: pd.MultiIndex, keys: SliceKeys) -> dict[str, pd.Categorical]:
+    """Each kind's slice of every row, as categoricals (empty slices stay listed)."""
+    dates = index.get_level_values(0)
+    years = dates.year
+    return {
+        WHOLE: pd.Categorical.from_codes(np.zeros(len(index), dtype=np.int8), ["all rows"]),
+        YEAR: pd.Categorical(years, categories=np.unique(years)).rename_categories(str),
+        REGIME: pd.Categorical(keys.regime.reindex(dates)),
+        GROUP: pd.Categorical(keys.group.reindex(index.get_level_values(1))),
+    }
