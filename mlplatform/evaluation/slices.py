@@ -112,8 +112,8 @@ def slice_table(
     other model's accuracy, the best baseline, the primary's edge over it and that edge's
     standard error (dates as the unit), and a note saying why a small slice has no figures.
 
-    `index` (date, ticker, sorted by date), `y` and each prediction are the backtest's aligned
-    rows; `baselines` name the naive rules among `predictions` the edge is measured against.
+    `index` (date, ticker), `y` and each prediction are the backtest's aligned rows;
+    `baselines` name the naive rules among `predictions` the edge is measured against.
     """
     if primary not in predictions:
         raise ValueError(f"slices: the primary model {primary!r} was not scored")
