@@ -233,6 +233,19 @@ class BacktestDefaults:
 BACKTEST = BacktestDefaults()
 
 
+@dataclass(frozen=True)
+class SliceDefaults:
+    # A slice (a year, a volatility regime, a ticker group) shows figures only from this size on:
+    # an accuracy's standard error is about 0.5/sqrt(rows) and rows of one date move together,
+    # so under 2,000 rows or 60 dates an edge of a point or two is noise (evaluation.slices).
+    min_rows: int = 2_000
+    min_dates: int = 60
+    regime_window: int = 20  # bars of the market's realised volatility (the regime)
+
+
+SLICES = SliceDefaults()
+
+
 ARCHIVE_RETENTION = 10  # archived exports kept on disk; registry versions are never deleted
 PROMOTION_LOCK_TIMEOUT_S = 120.0  # wait this long for models/.lock before refusing
 MAX_REASON_CHARS = 1_000  # promotion/rollback reasons are MLflow tags; refused above this

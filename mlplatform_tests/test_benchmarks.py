@@ -40,6 +40,7 @@ SMOKE = {
     ),
     "bench_pipeline": (["--tickers", "8", "--years", "5", "--trials", "3"], "sizes"),
     "bench_gate": (["--seeds", "1", "--trials", "2"], "targets_met"),
+    "bench_slices": (["--tickers", "30", "--years", "4", "--repeats", "1"], "slicing_s"),
     "bench_live": (
         [
             "--markets",

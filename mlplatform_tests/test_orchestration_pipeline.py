@@ -146,6 +146,13 @@ def test_backtest_metadata_is_readable(pipeline: SimpleNamespace) -> None:
     assert numbers <= headline | {k for k in metadata if k.startswith("vs_")}
     assert all(v.value == rounded(v.value) for k, v in metadata.items() if k in numbers)
     assert Path(metadata["report_file"].value).exists()
+    # where the edge lives: every kind of slice; this small window's are all too small to judge
+    slices = metadata["where_the_edge_lives"]
+    assert isinstance(slices, dg.TableMetadataValue)
+    assert {"kind", "slice", "rows", "edge", "note"} <= {c.name for c in slices.schema.columns}
+    kinds = {r.data["kind"] for r in slices.records}
+    assert kinds == {"all", "year", "volatility regime", "ticker group"}
+    assert all(r.data["note"].startswith("too few ") for r in slices.records)
     # the link a person clicks opens the HTML report among the MLflow run's artifacts
     assert metadata["report"].value.startswith(config.mlflow_ui_url() + "/#/experiments/")
     assert metadata["report"].value.endswith(
@@ -219,6 +226,8 @@ def test_the_promoted_version_has_its_model_card_everywhere(pipeline: SimpleName
     walk_forward = card.split("## Walk-forward evaluation")[1].split("## Promotion criteria")[0]
     assert "| staging |" in walk_forward and "| always_up |" in walk_forward
     assert "| beats_majority_class | pass |" in card
+    slices = card.split("## Where the edge lives")[1].split("## Promotion criteria")[0]
+    assert "| all | all rows |" in slices and "| ticker group | " in slices
     assert "promoted by " in card and "reason: test promote" in card
     # the same card beside the model in the registry
     registry_copy = client.download_artifacts(production.run_id, "model_card/MODEL_CARD.md")

@@ -29,6 +29,7 @@ import pandas as pd
 
 from mlplatform import config
 from mlplatform.evaluation import metrics as m
+from mlplatform.evaluation.slices import SliceKeys, slice_table
 
 STRATEGIES: tuple[str, ...] = ("long_short", "long_flat")
 STRATEGY_METRICS: tuple[str, ...] = (
@@ -152,8 +153,16 @@ def strategy_returns(
     return daily["net"], daily["trade"]
 
 
-# Baselines that hold their position across the close (earning the overnight gap too).
-HELD_OVERNIGHT = frozenset({"buy_and_hold"})
+# The naive rules every model must beat (`naive_rules`), and the ones that hold their position
+# across the close (earning the overnight gap too).
+NAIVE_RULES: tuple[str, ...] = (
+    "training_majority",
+    "always_up",
+    "previous_direction",
+    "buy_and_hold",
+)
+TRAINING_MAJORITY, ALWAYS_UP, PREVIOUS_DIRECTION, BUY_AND_HOLD = NAIVE_RULES
+HELD_OVERNIGHT = frozenset({BUY_AND_HOLD})
 
 
 # --- baselines ----------------------------------------------------------------------------------
@@ -175,10 +184,10 @@ def naive_rules(rate: float, previous: pd.Series) -> dict[str, pd.Series]:
         return pd.Series(value, index=previous.index, dtype=float, name=name)
 
     return {
-        "training_majority": const(rate, "training_majority"),
-        "always_up": const(1.0, "always_up"),
-        "previous_direction": previous.fillna(rate).astype(float).rename("previous_direction"),
-        "buy_and_hold": const(1.0, "buy_and_hold"),
+        TRAINING_MAJORITY: const(rate, TRAINING_MAJORITY),
+        ALWAYS_UP: const(1.0, ALWAYS_UP),
+        PREVIOUS_DIRECTION: previous.fillna(rate).astype(float).rename(PREVIOUS_DIRECTION),
+        BUY_AND_HOLD: const(1.0, BUY_AND_HOLD),
     }
 
 
@@ -237,6 +246,8 @@ class BacktestResult:
     returns: the same shape, net portfolio return per date.
     mcnemar: primary vs challenger exact McNemar (statistic, p_value, n_discordant,
     primary_only_correct, challenger_only_correct), None unless both were scored.
+    slices: the primary's edge by year, volatility regime and ticker group
+    (`slices.slice_table`), None unless the backtest was given the slice keys.
     """
 
     metrics: dict[str, dict[str, float]]
@@ -253,6 +264,7 @@ class BacktestResult:
     n_trials: dict[str, int] = field(default_factory=dict)
     periods_per_year: int = 252
     horizon: int = 1
+    slices: pd.DataFrame | None = None
 
     def to_dict(self, *, include_equity: bool = True) -> dict[str, Any]:
         """JSON-safe dict (floats, no NaN/inf: they become None)."""
@@ -271,6 +283,8 @@ class BacktestResult:
             "metrics": self.metrics,
             "mcnemar": self.mcnemar,
         }
+        if self.slices is not None:
+            out["slices"] = self.slices.to_dict(orient="records")
         if include_equity:
             out["equity"] = {
                 "dates": [d.date().isoformat() for d in self.equity.index],
@@ -313,11 +327,14 @@ def run_backtest(
     spec: BacktestSpec,
     *,
     hold_returns: pd.Series | None = None,
+    slice_keys: SliceKeys | None = None,
 ) -> BacktestResult:
     """Score every model in `predictions` (name -> P(up) Series) on the same rows, as `spec` says.
 
     hold_returns: close-to-close returns per row; when given, the models named in
     HELD_OVERNIGHT (buy and hold) earn them, paying costs only when their position changes.
+    slice_keys: when given, the result's `slices` break the primary's edge over the naive rules
+    down by year, volatility regime and ticker group.
     Raises ValueError when nothing overlaps, a prediction is NaN or outside [0, 1], or h != 1.
     """
     cost_bps, n_trials, horizon = spec.cost_bps, spec.n_trials, spec.horizon
@@ -388,6 +405,11 @@ def run_backtest(
     if spec.primary in preds and spec.challenger in preds:
         mcnemar = m.mcnemar_exact(y, on_rows[spec.primary], on_rows[spec.challenger]).to_dict()
 
+    slices = None
+    if slice_keys is not None:
+        baselines = [name for name in NAIVE_RULES if name in on_rows]
+        slices = slice_table(common, y, on_rows, slice_keys, spec.primary, baselines)
+
     equity_df = pd.DataFrame(equity)
     equity_df.index.name = "date"
     returns_df = pd.DataFrame(daily_returns)
@@ -407,4 +429,5 @@ def run_backtest(
         n_trials={k: _trials_for(n_trials, k) for k in preds},
         periods_per_year=int(spec.periods_per_year),
         horizon=horizon,
+        slices=slices,
     )

@@ -103,6 +103,14 @@ def date_level_p_value(y_true: ArrayLike, proba: ArrayLike, dates: ArrayLike) ->
     return float(stats.ttest_1samp(per_date, 0.0, alternative="greater").pvalue)
 
 
+def auc(y_true: ArrayLike, proba: ArrayLike) -> float:
+    """ROC AUC (scikit-learn); NaN when only one class is present, where it is undefined."""
+    y = _labels(y_true)
+    p = _probabilities(proba, y)
+    both = 0 < int(y.sum()) < y.size
+    return float(sk.roc_auc_score(y, p)) if both else math.nan
+
+
 def classification_metrics(
     y_true: ArrayLike, proba: ArrayLike, confidence_level: float = CONFIDENCE_LEVEL
 ) -> dict[str, float]:
@@ -124,15 +132,14 @@ def classification_metrics(
     with warnings.catch_warnings():  # one class present: scikit-learn warns, then answers
         warnings.simplefilter("ignore", UserWarning)
         balanced = float(sk.balanced_accuracy_score(y, pred))
-    # AUC is undefined on one class; the log loss clips P(up) so a hard 0/1 rule scores finitely
-    both = 0 < int(y.sum()) < n
+    # the log loss clips P(up) so a hard 0/1 rule scores finitely
     clipped = np.clip(p, PROB_CLIP, 1.0 - PROB_CLIP)
     return {
         "accuracy": float(sk.accuracy_score(y, pred)),
         "wilson_low": low,
         "wilson_high": high,
         "balanced_accuracy": balanced,
-        "auc": float(sk.roc_auc_score(y, p)) if both else math.nan,
+        "auc": auc(y, p),
         "log_loss": float(sk.log_loss(y, clipped, labels=[0, 1])),
         "brier": float(sk.brier_score_loss(y, p, labels=[0, 1])),
         "p_value_vs_majority": binomial_p_value(k, n, maj),

@@ -188,6 +188,11 @@ def render_html(
         "<h2>Comparison (same rows for every model)</h2>",
         _html_table(result, None, ALL_METRICS),
     ]
+    if result.slices is not None:
+        sections += [
+            "<h2>Where the edge lives (the same rows by year, volatility regime and ticker)</h2>",
+            result.slices.to_html(index=False, na_rep="", float_format="{:.4f}".format, border=0),
+        ]
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>"

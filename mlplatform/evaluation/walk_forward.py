@@ -25,6 +25,7 @@ from mlplatform.evaluation.backtest import (
     run_backtest,
     up_rate,
 )
+from mlplatform.evaluation.slices import SliceKeys
 from mlplatform.promotion.criteria import PRODUCTION, STAGING
 from mlplatform.promotion.decision import comparable_production
 from mlplatform.training import (
@@ -118,8 +119,10 @@ def evaluate_candidate(
     truth: pd.Series | None = None,
 ) -> CandidateEvaluation:
     """Score staging's walk-forward predictions beside production's recipe (walked forward on the
-    same blocks when comparable) and the baselines; `truth` adds the Bayes-optimal rule."""
+    same blocks when comparable) and the baselines; `truth` adds the Bayes-optimal rule. The
+    result's slices set regimes and ticker groups from the bars before the window."""
     evaluated = data.within(windows.evaluation)
+    slice_keys = SliceKeys.from_prices(prices, windows.evaluation.start)
     prices = bars_for_window(prices, windows.evaluation.start)
     predictions = {STAGING: contenders.staging}
     left_out = contenders.production_left_out_because
@@ -141,5 +144,6 @@ def evaluate_candidate(
             horizon=windows.horizon,
         ),
         hold_returns=evaluated.returns_of("hold_return"),
+        slice_keys=slice_keys,
     )
     return CandidateEvaluation(result, left_out)

@@ -10,12 +10,14 @@ promotion, a rollback). No timestamps of its own: the same facts give the same c
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+import math
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from mlflow import MlflowClient
 from mlflow.entities.model_registry import ModelVersion
 
+from mlplatform import config
 from mlplatform.registry.export import CARD_FILE
 from mlplatform.registry.store import (
     TAG_ARCHIVED_AT,
@@ -38,6 +40,7 @@ TAG_CARD_SHA256 = "model_card_sha256"  # of the card last written to the run
 TAG_WALK_FORWARD = "walk_forward"
 TAG_CRITERIA = "criteria"
 TAG_VERDICT = "verdict"
+TAG_SLICES = "slices"  # staging's edge by year, volatility regime and ticker group
 WALK_FORWARD_METRICS = ("accuracy", "auc", "log_loss", "brier", "long_short_sharpe")
 
 # The tags a card (and an export's metadata.json) is made of: an export whose copy of these
@@ -46,6 +49,7 @@ CARD_TAGS = (
     TAG_SEMVER,
     TAG_VERDICT,
     TAG_WALK_FORWARD,
+    TAG_SLICES,
     TAG_CRITERIA,
     TAG_PROMOTED_BY,
     TAG_PROMOTED_AT,
@@ -92,6 +96,33 @@ def walk_forward_tag(metrics: Mapping[str, Mapping[str, Any]]) -> dict[str, str]
     return {TAG_WALK_FORWARD: json.dumps(figures)}
 
 
+def slices_tag(slices: Sequence[Mapping[str, Any]], primary: str) -> dict[str, str]:
+    """Each slice's size and, when it is big enough, the primary model's accuracy and AUC, the
+    best baseline and its accuracy, and the edge over it with its standard error (compact JSON:
+    a few kB, far below MLflow's limit on a version tag)."""
+
+    def figure(value: Any) -> float | None:
+        return None if value is None or not math.isfinite(value) else round(float(value), 4)
+
+    rows = []
+    for s in slices:
+        row = {"kind": s["kind"], "slice": s["slice"], "rows": s["rows"], "dates": s["dates"]}
+        if s["note"]:
+            row["note"] = s["note"]
+        else:
+            baseline = s["best_baseline"]
+            row.update(
+                accuracy=figure(s[f"{primary}_accuracy"]),
+                auc=figure(s[f"{primary}_auc"]),
+                baseline=baseline,
+                baseline_accuracy=figure(s[f"{baseline}_accuracy"]),
+                edge=figure(s["edge"]),
+                edge_se=figure(s["edge_se"]),
+            )
+        rows.append(row)
+    return {TAG_SLICES: json.dumps(rows, separators=(",", ":"), ensure_ascii=False)}
+
+
 def criteria_tags(verdict: str, criteria: list[tuple[str, bool, bool, str]]) -> dict[str, str]:
     """The verdict and each criterion (name, passed, blocking, figures in words)."""
     return {TAG_VERDICT: verdict, TAG_CRITERIA: json.dumps(criteria)}
@@ -102,6 +133,27 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
         return "| " + " | ".join(c.replace("|", "/") for c in cells) + " |"
 
     return [line(header), line(["---"] * len(header)), *(line(r) for r in rows)]
+
+
+def _figure(value: float | None, digits: int = 4) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def _slice_rows(slices: list[dict[str, Any]]) -> list[list[str]]:
+    """The card's cells of each slice: figures, or a dash and the reason there are none."""
+    rows = []
+    for s in slices:
+        size = [s["kind"], s["slice"], f"{s['rows']:,}", f"{s['dates']:,}"]
+        if "note" in s:
+            rows.append([*size, "-", "-", "-", "-", s["note"]])
+            continue
+        edge = "-" if s["edge"] is None else f"{s['edge'] * 100:+.2f}"
+        se = "" if s["edge_se"] is None else f" ± {s['edge_se'] * 100:.2f}"
+        baseline = f"{s['baseline']} {_figure(s['baseline_accuracy'])}"
+        rows.append(
+            [*size, _figure(s["accuracy"]), _figure(s["auc"]), baseline, f"{edge}{se} pp", ""]
+        )
+    return rows
 
 
 def _window(raw: Any) -> str:
@@ -153,6 +205,33 @@ def render(metadata: Mapping[str, Any], tags: Mapping[str, str], name: str, vers
                 for model, values in figures.items()
             ],
         )
+    else:
+        lines.append("Not evaluated yet: backtest_report has not run on this version.")
+    lines += ["", "## Where the edge lives", ""]
+    if TAG_SLICES in tags:
+        lines += [
+            "The same out-of-sample rows by calendar year, by the market's volatility regime (the "
+            "equal-weight market's realised volatility over the last "
+            f"{config.SLICES.regime_window} bars, cut at its terciles before the window) and by "
+            "ticker group (terciles of each ticker's volatility before the window). Edge: "
+            "accuracy minus the best naive baseline's in that slice, ± one standard error with "
+            "dates as the unit. Slices too small to judge say so and show no figures.",
+            "",
+            *_table(
+                [
+                    "kind",
+                    "slice",
+                    "rows",
+                    "dates",
+                    "accuracy",
+                    "AUC",
+                    "best baseline",
+                    "edge",
+                    "note",
+                ],
+                _slice_rows(json.loads(tags[TAG_SLICES])),
+            ),
+        ]
     else:
         lines.append("Not evaluated yet: backtest_report has not run on this version.")
     lines += ["", "## Promotion criteria", ""]

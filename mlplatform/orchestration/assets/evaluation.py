@@ -24,6 +24,7 @@ from mlplatform.orchestration.metadata import (
     ownership,
     rounded_metadata,
     run_link,
+    table_metadata,
 )
 from mlplatform.orchestration.resources import (
     Notifier,
@@ -38,7 +39,7 @@ from mlplatform.promotion import (
     evaluate_criteria,
 )
 from mlplatform.registry import get_alias_version, record_evaluation
-from mlplatform.registry.card import criteria_tags, walk_forward_tag
+from mlplatform.registry.card import criteria_tags, slices_tag, walk_forward_tag
 from mlplatform.training import Recipe, Windows
 
 POLICY_METADATA_KEY = "promotion_policy"
@@ -120,6 +121,7 @@ def _backtest_metadata(
             ),
             "deflated_sharpe_trials": dg.MetadataValue.text(str(staging.tags["tuning_trials"])),
             "comparison": dg.MetadataValue.md(markdown_table(result)),
+            "where_the_edge_lives": table_metadata(result.slices),
             "report": dg.MetadataValue.url(report["report_url"]),
             "report_file": dg.MetadataValue.path(report["html"]),
             "staging_model": dg.MetadataValue.url(mlflow_model_url(staging.name, staging.version)),
@@ -207,6 +209,7 @@ def backtest_report(
             {
                 EXPECTATION_TAG: json.dumps(expectation.to_dict()),
                 **walk_forward_tag(evaluation.result.metrics),
+                **slices_tag(evaluation.result.slices.to_dict("records"), STAGING),
             },
         )
     report = _report(staging_model, production, windows, evaluation.result, html_path, url)
