@@ -200,6 +200,8 @@ def backtest_report(
             truth=market_truth,
         )
         run = mlflow.active_run()
+        slices = evaluation.result.slices
+        assert slices is not None  # evaluate_candidate always slices the window
         html_path, url = _publish(evaluation.result, stores, staging, run)
         # What live performance will hold this version to, once it serves (the decay test).
         expectation = Expectation.of_walk_forward(staging_model["out_of_sample"], data.y)
@@ -209,7 +211,7 @@ def backtest_report(
             {
                 EXPECTATION_TAG: json.dumps(expectation.to_dict()),
                 **walk_forward_tag(evaluation.result.metrics),
-                **slices_tag(evaluation.result.slices.to_dict("records"), STAGING),
+                **slices_tag(slices.to_dict("records"), STAGING),
             },
         )
     report = _report(staging_model, production, windows, evaluation.result, html_path, url)
