@@ -460,7 +460,8 @@ def failure_text(event: dg.DagsterEvent) -> str:
 
 
 def cmd_dev(args: argparse.Namespace) -> int:
-    prepare_home()
+    # dagster dev's webserver, daemon and code server open the stores at once: create them first.
+    _instance().dispose()
     dagster = shutil.which("dagster", path=str(Path(sys.executable).parent)) or "dagster"
     command = [
         dagster,
@@ -477,7 +478,7 @@ def cmd_dev(args: argparse.Namespace) -> int:
 
 
 def cmd_mlflow_ui(args: argparse.Namespace) -> int:
-    prepare_home()
+    _instance().dispose()  # the UI and a run started beside it would both create the store
     mlflow = shutil.which("mlflow", path=str(Path(sys.executable).parent)) or "mlflow"
     command = [
         mlflow,

@@ -290,6 +290,11 @@ def test_rollback_job_restores_previous(pipeline: SimpleNamespace) -> None:
     assert str(exported["model_version"]) == str(first.version)
     latest = pipeline.instance.get_latest_materialization_event(dg.AssetKey("production_model"))
     assert latest.asset_materialization.metadata["production_version"].value == str(first.version)
+    # The alias check is evaluated by the rollback itself: it shows the version rolled back to.
+    key = dg.AssetCheckKey(dg.AssetKey("production_model"), "production_alias_set_by_platform")
+    [record] = pipeline.instance.event_log_storage.get_asset_check_execution_history(key, limit=1)
+    assert record.evaluation.passed
+    assert record.evaluation.metadata["production_version"].value == str(first.version)
 
 
 @pytest.mark.parametrize(

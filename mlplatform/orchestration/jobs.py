@@ -7,7 +7,11 @@ from dagster_mlflow import end_mlflow_on_run_finished
 from pydantic import Field
 
 from mlplatform.notifications import Notification, NotificationKind
-from mlplatform.orchestration.assets.deployment import PRODUCTION_KEY, launching_user
+from mlplatform.orchestration.assets.deployment import (
+    PRODUCTION_KEY,
+    alias_check_evaluation,
+    launching_user,
+)
 from mlplatform.orchestration.assets.evaluation import BacktestConfig
 from mlplatform.orchestration.assets.serving import TRADING_DATES
 from mlplatform.orchestration.assets.training import TrainingConfig, TuningConfig
@@ -162,6 +166,8 @@ def rollback_production(
             },
         )
     )
+    # An op job reports the check on the asset page through Dagster's public runless events.
+    context.instance.report_runless_asset_event(alias_check_evaluation(stores, notifier))
     notifier.send(
         Notification(
             NotificationKind.ROLLED_BACK,

@@ -241,6 +241,27 @@ def _promotion_attempt(
 
 
 def _alias_check(stores: PlatformStores, notifier: Notifier) -> dg.AssetCheckResult:
+    return dg.AssetCheckResult(
+        asset_key=PRODUCTION_KEY,
+        check_name=ALIAS_CHECK.name,
+        severity=dg.AssetCheckSeverity.ERROR,
+        **alias_verdict(stores, notifier),
+    )
+
+
+def alias_check_evaluation(stores: PlatformStores, notifier: Notifier) -> dg.AssetCheckEvaluation:
+    """The alias check, evaluated by a step that moved the alias without materializing
+    production_model (rollback_job), so the check never shows the alias before the move."""
+    return dg.AssetCheckEvaluation(
+        asset_key=PRODUCTION_KEY,
+        check_name=ALIAS_CHECK.name,
+        severity=dg.AssetCheckSeverity.ERROR,
+        **alias_verdict(stores, notifier),
+    )
+
+
+def alias_verdict(stores: PlatformStores, notifier: Notifier) -> dict[str, Any]:
+    """passed, description and metadata of the alias check; notifies a move outside once."""
     production, moved_outside = audit_production_alias(stores.tracking_uri, stores.model_name)
     client, name = stores.client, stores.model_name
     told = moved_outside is not None and registry_tag(client, name, ALERTED_TAG) == str(production)
@@ -254,11 +275,8 @@ def _alias_check(stores: PlatformStores, notifier: Notifier) -> dg.AssetCheckRes
                 fields={"details": moved_outside},
             )
         )
-    return dg.AssetCheckResult(
-        asset_key=PRODUCTION_KEY,
-        check_name=ALIAS_CHECK.name,
+    return dict(
         passed=moved_outside is None,
-        severity=dg.AssetCheckSeverity.ERROR,
         description=moved_outside
         or (
             "nothing in production yet"
