@@ -87,7 +87,7 @@ def test_folder_of_files_ticker_from_stem(tmp_path: Path) -> None:
     (tmp_path / "sub").mkdir()
     loaded = load_prices(tmp_path, min_history_days=MIN)
     assert loaded["ticker"].unique().tolist() == ["AAPL", "MSFT"]
-    assert loaded.groupby("ticker")["date"].min().tolist() == [
+    assert loaded.groupby("ticker", observed=True)["date"].min().tolist() == [
         pd.Timestamp("2024-03-04"),
         pd.Timestamp("2024-03-05"),
     ]
@@ -123,7 +123,11 @@ def test_unsorted_rows_are_sorted(tmp_path: Path) -> None:
     loaded = load_prices(write_csv(tmp_path / "p.csv", frame), min_history_days=MIN)
     assert loaded["ticker"].tolist() == ["A"] * 5 + ["B"] * 5
     assert loaded["date"].is_monotonic_increasing is False  # two tickers
-    assert loaded.groupby("ticker")["date"].apply(lambda d: d.is_monotonic_increasing).all()
+    assert (
+        loaded.groupby("ticker", observed=True)["date"]
+        .apply(lambda d: d.is_monotonic_increasing)
+        .all()
+    )
 
 
 def test_tz_aware_dates_keep_local_date_including_dst(tmp_path: Path) -> None:

@@ -76,11 +76,13 @@ def test_frame_contract_and_ohlc_consistency(market) -> None:
 
 def test_fat_tails_and_volume_follows_moves(market) -> None:
     prices = market.prices
-    log_ret = np.log(prices["close"]).groupby(prices["ticker"]).diff()
+    log_ret = np.log(prices["close"]).groupby(prices["ticker"], observed=True).diff()
     frame = pd.DataFrame({"ticker": prices["ticker"], "r": log_ret, "v": prices["volume"]}).dropna()
-    kurtosis = frame.groupby("ticker")["r"].apply(lambda r: stats.kurtosis(r, fisher=False))
+    kurtosis = frame.groupby("ticker", observed=True)["r"].apply(
+        lambda r: stats.kurtosis(r, fisher=False)
+    )
     assert (kurtosis > 3).all(), kurtosis
-    corr = frame.groupby("ticker").apply(
+    corr = frame.groupby("ticker", observed=True).apply(
         lambda g: np.corrcoef(np.abs(g["r"]), np.log(g["v"]))[0, 1], include_groups=False
     )
     assert (corr > 0.1).all(), corr
@@ -110,7 +112,7 @@ def test_bayes_rule_scores_its_reported_accuracy() -> None:
     past, so the accuracy of 'up when prob_up > 0.5' is binomial around bayes_accuracy."""
     big = generate_market(seed=11, n_tickers=150, years=8, as_of="2009-12-31", beta_range=(0, 0))
     prices = big.prices
-    next_close = prices.groupby("ticker")["close"].shift(-1)
+    next_close = prices.groupby("ticker", observed=True)["close"].shift(-1)
     has_next = next_close.notna().to_numpy()
     up = (next_close > prices["close"]).to_numpy()[has_next]
     prob = big.prob_up.reindex(pd.MultiIndex.from_frame(prices[["date", "ticker"]]))
@@ -131,7 +133,7 @@ def test_regime_change_raises_volatility_and_shifts_drift() -> None:
     for m in (calm, shifted):
         validate_prices(m.prices, source="synthetic")
     p = shifted.prices
-    r = np.log(p["close"]).groupby(p["ticker"]).diff()
+    r = np.log(p["close"]).groupby(p["ticker"], observed=True).diff()
     after = p["date"] >= "2011-07-01"
     ratio = r[after].std() / r[~after].std()
     assert 2.0 < ratio < 3.0, ratio

@@ -13,7 +13,6 @@ from mlplatform.orchestration.assets.deployment import (
     launching_user,
 )
 from mlplatform.orchestration.assets.evaluation import BacktestConfig
-from mlplatform.orchestration.assets.serving import TRADING_DATES
 from mlplatform.orchestration.assets.training import TrainingConfig, TuningConfig
 from mlplatform.orchestration.liveness import close_dead_dagster_runs, converge, mlflow_run_alive
 from mlplatform.orchestration.metadata import mlflow_model_url, rounded
@@ -89,7 +88,6 @@ data_refresh_job = dg.define_asset_job(
     | dg.AssetSelection.checks(
         dg.AssetCheckKey(PRODUCTION_KEY, "production_alias_set_by_platform")
     ),
-    partitions_def=TRADING_DATES,
     description="Pull the latest bars, recompute features, report drift against the model, "
     "score the date (predictions, its partition) with production and a waiting challenger, "
     "judge how they do once outcomes are known (live_performance), and check that production "

@@ -216,7 +216,7 @@ def _end_runs_of_other_dagster_runs(context: dg.InitResourceContext) -> None:
     status its Dagster run ended with, so this run gets its own."""
     while (active := mlflow.active_run()) is not None:
         owner = active.data.tags.get("dagster_run_id")
-        if owner == context.run_id:
+        if context.run is not None and owner == context.run.run_id:
             return
         dagster_run = context.instance.get_run_by_id(owner) if owner and context.instance else None
         failed = dagster_run is None or dagster_run.status != dg.DagsterRunStatus.SUCCESS
@@ -245,8 +245,8 @@ def mlflow_tracking(init_context: dg.InitResourceContext) -> MlFlow:
     tracker = MlFlow(init_context)
     mlflow.set_tags(owner_tags())
     # dagster-mlflow names every run after the job, `__ASSET_JOB` for a UI materialization.
-    if init_context.dagster_run is not None:
-        mlflow.set_tag(MLFLOW_RUN_NAME, mlflow_run_name(init_context.dagster_run))
+    if init_context.run is not None:
+        mlflow.set_tag(MLFLOW_RUN_NAME, mlflow_run_name(init_context.run))
     return tracker
 
 

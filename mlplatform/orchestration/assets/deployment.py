@@ -67,7 +67,7 @@ def _promote(
             version,
             actor=actor,
             reason=decision.reason or "manual promotion",
-            run_id=context.run_id,
+            run_id=context.run.run_id,
             override=decision.overridden,
             policy=policy.describe(),
         )
@@ -99,7 +99,7 @@ def _shadow_metadata(stores: PlatformStores) -> dict[str, Any]:
 def _refusal(context: dg.AssetExecutionContext, decision: Decision, stores: PlatformStores) -> None:
     """Record the verdict where a person looks: first in the run's log, on the asset's page."""
     context.log.warning(decision.message())
-    context.instance.add_run_tags(context.run_id, {VERDICT_TAG: "refused"})
+    context.instance.add_run_tags(context.run.run_id, {VERDICT_TAG: "refused"})
     context.log_event(
         dg.AssetObservation(
             asset_key=PRODUCTION_KEY,

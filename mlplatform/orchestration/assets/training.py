@@ -313,7 +313,7 @@ def tuned_params(
         report = write_study_report(
             tuned.result.study_name,
             stores.optuna_storage,
-            stores.reports_path / f"optuna_{context.run_id}.html",
+            stores.reports_path / f"optuna_{context.run.run_id}.html",
         )
         mlflow.log_artifact(str(report), artifact_path="optuna")
     context.log.info(tuned.summary())
@@ -386,7 +386,7 @@ def staging_model(
             raw_prices,
             tuned_params,
             previous=latest_facts(stores.tracking_uri, stores.model_name),
-            dagster_run_id=context.run_id,
+            dagster_run_id=context.run.run_id,
             data_source=market_data.source,
         )
         run = mlflow.active_run()
