@@ -116,7 +116,7 @@ def _rollback(
             to_version=config.to_version or None,
             actor=actor,
             reason=config.reason or "manual rollback",
-            run_id=context.run_id,
+            run_id=context.run.run_id,
         )
     except UnfinishedOperation as exc:
         raise dg.Failure(
