@@ -105,8 +105,10 @@ def retrain(prices: pd.DataFrame, trials: int, root: Path, seed: int):
     )
     spec = StudySpec(f"live-{seed}", f"sqlite:///{root / f'{seed}.db'}", n_trials=trials, seed=seed)
     tuned = tune(data, fitted.windows, folds, spec)
+    best = tuned.value()
     recipe = tuned_recipe(
-        tuned.value(),
+        best.params,
+        best.num_boost_round,
         seed=seed,
         horizon=v.horizon,
         max_training_rows=config.TRAINING.max_training_rows,

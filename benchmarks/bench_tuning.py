@@ -108,7 +108,8 @@ def folds_for(X: pd.DataFrame) -> list:
 def walk_forward(m: Market, params: dict[str, Any], rounds: int) -> tuple[float, float]:
     """(log loss, accuracy) of the recipe's walk-forward P(up) over the evaluation window."""
     recipe = tuned_recipe(
-        {"params": params, "num_boost_round": rounds},
+        params,
+        rounds,
         seed=config.TUNING.seed,
         horizon=m.windows.horizon,
         max_training_rows=config.TRAINING.max_training_rows,

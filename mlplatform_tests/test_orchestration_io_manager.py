@@ -28,6 +28,7 @@ from mlplatform.orchestration import resources
 from mlplatform.orchestration.io_manager import AssetValueIOManager
 from mlplatform.orchestration.resources import ValidationScheme
 from mlplatform.training.dataset import DateWindow
+from mlplatform.training.retrain import StagingModel
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
@@ -244,6 +245,15 @@ def test_a_value_an_earlier_release_stored_asks_to_be_materialized_again(
     with (tmp_path / "raw_prices").open("wb") as file:
         pickle.dump(prices, file, protocol=4)  # what Dagster's FilesystemIOManager writes
     _assert_identical(_load(manager, "raw_prices"), prices)
+    # a step's dataclass input stored as the dict it was before
+    _store(manager, "staging_model", {"version": "1", "windows": {}})
+    typed = dg.build_input_context(
+        asset_key=dg.AssetKey("staging_model"),
+        dagster_type=dg.PythonObjectDagsterType(StagingModel),
+    )
+    with pytest.raises(ValueError, match=r"StagingModel .* materialize staging_model again"):
+        manager.load_input(typed)
+    assert _load(manager, "staging_model") == {"version": "1", "windows": {}}  # untyped: as stored
 
 
 @pytest.mark.parametrize("where", ["folder", "file URL", "memory URL"])

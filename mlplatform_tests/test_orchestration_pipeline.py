@@ -15,11 +15,14 @@ from mlflow.tracking import MlflowClient
 from mlplatform import config
 from mlplatform.cli import execute, refusal, run_pipeline
 from mlplatform.definitions import build_definitions
+from mlplatform.evaluation.walk_forward import BacktestReport
 from mlplatform.features import outcomes
+from mlplatform.monitoring.model_drift import DriftReport
 from mlplatform.orchestration.metadata import rounded
 from mlplatform.orchestration.resources import ValidationScheme
 from mlplatform.promotion import BLOCKING_CRITERIA, WARNING_CRITERIA
 from mlplatform.registry import verify_export
+from mlplatform.training.retrain import StagingModel, TunedParams
 from mlplatform_tests.conftest import (
     RETRAIN_ASSETS,
     SMALL_VALIDATION,
@@ -127,6 +130,18 @@ def test_labels_are_stored_once_for_the_schemes_horizon(pipeline: SimpleNamespac
     assert len(labels) == metadata["dagster/row_count"]
     pd.testing.assert_frame_equal(labels, truth.loc[labels.index], check_like=True)
     assert 0.4 < metadata["up_share"] < 0.65
+
+
+def test_asset_values_between_steps_are_typed(pipeline: SimpleNamespace) -> None:
+    tuned, staging, report, drift = (
+        pipeline.defs.load_asset_value(key, instance=pipeline.instance)
+        for key in ("tuned_params", "staging_model", "backtest_report", "drift_report")
+    )
+    assert isinstance(tuned, TunedParams) and isinstance(staging, StagingModel)
+    assert isinstance(report, BacktestReport) and isinstance(drift, DriftReport)
+    assert staging.windows == tuned.windows == report.windows
+    assert report.staging_version == staging.version == drift.model_version
+    assert staging.recipe.num_boost_round == tuned.num_boost_round
 
 
 def test_no_mlflow_run_left_running(pipeline: SimpleNamespace) -> None:

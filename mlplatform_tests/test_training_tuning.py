@@ -239,9 +239,9 @@ def test_the_study_stops_when_its_best_value_stops_moving_beyond_the_cv_noise(
     dates = data[0].index.get_level_values("date").unique()
     windows = plan_windows(dates, evaluation_months=2, refit_months=1, horizon=1)
     value = Tuned(result, windows, 3, False, result.duration_s).value()
-    assert value["n_trials_total"] == len(finished) == value["n_trials_run"]
-    assert value["stop_reason"] == "stagnation" and value["cv_noise"] == result.cv_noise
-    assert value["n_trials_pruned"] == result.n_pruned and value["n_trials_lost"] == 0
+    assert value.n_trials_total == len(finished) == value.n_trials_run
+    assert value.stop_reason == "stagnation" and value.cv_noise == result.cv_noise
+    assert value.n_trials_pruned == result.n_pruned and value.n_trials_lost == 0
 
 
 def test_the_stop_reason_names_the_trial_and_the_time_limit(data, tmp_path: Path) -> None:

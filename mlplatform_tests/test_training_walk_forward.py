@@ -72,7 +72,6 @@ def test_windows_purge_every_block_and_tile_the_evaluation(
         expected = last + 1
     assert expected == n_dates  # the blocks tile the window up to the last labelled date
     assert windows.refit.start == cal[0].date() and windows.refit.end == cal[-1].date()
-    assert Windows.from_dict(windows.to_dict()) == windows
 
 
 @pytest.mark.parametrize(

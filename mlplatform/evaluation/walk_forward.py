@@ -12,6 +12,7 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -107,6 +108,21 @@ class Contenders:
 class CandidateEvaluation:
     result: BacktestResult
     production_left_out_because: str | None
+
+
+@dataclass(frozen=True)
+class BacktestReport:
+    """The backtest_report asset's value: what promotion_criteria and a person read of one
+    evaluation of a staging version."""
+
+    staging_version: str
+    staging_semver: str
+    production_version: str  # NO_PRODUCTION when nothing was in production
+    windows: Windows  # the blocks staging was scored on
+    metrics: dict[str, dict[str, float | None]]  # model -> figure (JSON-safe: None, not NaN)
+    cost_bps: float  # one way, what the Sharpes were charged
+    html: Path
+    report_url: str
 
 
 def evaluate_candidate(

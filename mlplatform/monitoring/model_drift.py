@@ -79,6 +79,20 @@ class DriftWindow:
 
 
 @dataclass(frozen=True)
+class DriftReport:
+    """The drift_report asset's value: the headline figures of one drift measurement."""
+
+    model_version: str
+    alias: str
+    drift_share: float  # fast PSI share: what the drift sensor acts on
+    evidently_drift_share: float
+    dataset_drift: bool
+    fast_psi: dict[str, float]  # feature -> PSI against the stored reference bins
+    score_psi: float
+    html: Path
+
+
+@dataclass(frozen=True)
 class ModelDrift:
     """What drift_report records: fast feature PSI (the sensor's figure), prediction-score and
     label PSI, and the Evidently report (written to `html_path`)."""
@@ -104,17 +118,17 @@ class ModelDrift:
             .head(n)
         )
 
-    def value(self) -> dict[str, Any]:
-        return {
-            "model_version": self.model.version,
-            "alias": self.model.alias,
-            "drift_share": self.features.share,
-            "evidently_drift_share": self.report.share_drifted,
-            "dataset_drift": bool(self.report.dataset_drift),
-            "fast_psi": {k: float(v) for k, v in self.features.psi.items()},
-            "score_psi": float(self.score.psi),
-            "html": str(self.html_path),
-        }
+    def value(self) -> DriftReport:
+        return DriftReport(
+            model_version=self.model.version,
+            alias=self.model.alias,
+            drift_share=self.features.share,
+            evidently_drift_share=self.report.share_drifted,
+            dataset_drift=bool(self.report.dataset_drift),
+            fast_psi={str(k): float(v) for k, v in self.features.psi.items()},
+            score_psi=float(self.score.psi),
+            html=self.html_path,
+        )
 
 
 def _label_drift(

@@ -15,6 +15,7 @@ fsynced: an operating-system crash can lose the latest values, which the next ru
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import pickle
 import uuid
@@ -44,6 +45,22 @@ def _read(file: IO[bytes], path: UPath) -> object:
     return pickle.load(file)
 
 
+def _expect(context: dg.InputContext, value: object, path: UPath) -> None:
+    """A step's dataclass input (TunedParams, StagingModel, ...) holds that dataclass, not the
+    dict an earlier release stored in its place."""
+    try:
+        expected = context.dagster_type.typing_type
+    except dg.DagsterInvariantViolationError:  # loaded without a type: nothing to compare
+        return
+    typed = isinstance(expected, type) and dataclasses.is_dataclass(expected)
+    if typed and not isinstance(value, expected):
+        upstream = context.asset_key.to_user_string() if context.has_asset_key else path.name
+        raise ValueError(
+            f"{path} holds a {type(value).__name__}, not the {expected.__name__} this step "
+            f"reads (a value an earlier release stored?): materialize {upstream} again"
+        )
+
+
 def _in_folder(path: UPath) -> Path | None:
     """The file of `path` in a local or mounted folder; None on an object store."""
     return Path(path.path) if isinstance(path.fs, LocalFileSystem) else None
@@ -71,7 +88,9 @@ class _AssetValues(dg.UPathIOManager):
 
     def load_from_path(self, context: dg.InputContext, path: UPath) -> object:
         with (_in_folder(path) or path).open("rb") as data:
-            return _read(data, path)
+            value = _read(data, path)
+        _expect(context, value, path)
+        return value
 
 
 class AssetValueIOManager(dg.ConfigurableIOManagerFactory):

@@ -5,7 +5,7 @@ drift is measured against."""
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -24,6 +24,7 @@ from mlplatform.training import (
     next_version,
     recipe_tags,
 )
+from mlplatform.training.retrain import TunedParams
 
 # The tags the semver rule compares (the fields of training.versioning.VersionFacts).
 FACT_TAGS = ("feature_schema_hash", "label_definition", "params_hash", "data_fingerprint")
@@ -77,7 +78,7 @@ def staging_package(
     candidate: Candidate,
     data: LabelledData,
     prices: pd.DataFrame,
-    tuned: Mapping[str, Any],
+    tuned: TunedParams,
     *,
     previous: VersionFacts | None,
     dagster_run_id: str,
@@ -103,9 +104,9 @@ def staging_package(
         "evaluation_window": json.dumps(windows.evaluation.to_dict()),
         "dagster_run_id": dagster_run_id,
         # The evaluation's Deflated Sharpe Ratio is taken against this version's own study.
-        "tuning_study": str(tuned["study_name"]),
-        "tuning_trials": str(int(tuned["n_trials_total"])),
-        "trial_sharpes": json.dumps(sharpe_summary(tuned["trial_sharpes"])),
+        "tuning_study": tuned.study_name,
+        "tuning_trials": str(tuned.n_trials_total),
+        "trial_sharpes": json.dumps(sharpe_summary(tuned.trial_sharpes)),
     }
     return ModelPackage(
         booster=candidate.booster,

@@ -18,7 +18,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 from functools import cached_property
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -57,13 +56,6 @@ class Block:
     train_end: date
     test: DateWindow
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"train_end": self.train_end.isoformat(), "test": self.test.to_dict()}
-
-    @classmethod
-    def from_dict(cls, value: dict[str, Any]) -> Block:
-        return cls(date.fromisoformat(value["train_end"]), DateWindow.from_dict(value["test"]))
-
 
 @dataclass(frozen=True)
 class Windows:
@@ -72,25 +64,6 @@ class Windows:
     evaluation: DateWindow
     blocks: tuple[Block, ...]
     refit: DateWindow  # every labelled date: what the registered model trains on
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "horizon": self.horizon,
-            "development": self.development.to_dict(),
-            "evaluation": self.evaluation.to_dict(),
-            "blocks": [b.to_dict() for b in self.blocks],
-            "refit": self.refit.to_dict(),
-        }
-
-    @classmethod
-    def from_dict(cls, value: dict[str, Any]) -> Windows:
-        return cls(
-            horizon=int(value["horizon"]),
-            development=DateWindow.from_dict(value["development"]),
-            evaluation=DateWindow.from_dict(value["evaluation"]),
-            blocks=tuple(Block.from_dict(b) for b in value["blocks"]),
-            refit=DateWindow.from_dict(value["refit"]),
-        )
 
 
 def _window(cal: pd.DatetimeIndex) -> DateWindow:

@@ -1,5 +1,5 @@
 """The retrain's training decisions, Dagster-free: which study tunes on which rows, what tuning
-hands on, and the staging recipe built from it."""
+hands on, the staging recipe built from it, and what staging hands on to the evaluation."""
 
 from __future__ import annotations
 
@@ -45,6 +45,34 @@ def trial_returns(dev: LabelledData, horizon: int) -> pd.Series | None:
 
 
 @dataclass(frozen=True)
+class TunedParams:
+    """The tuned_params asset's value: what staging_model trains with (the best parameters and
+    rounds, on the windows tuning planned) and the study facts the registry records."""
+
+    params: dict[str, Any]  # full LightGBM params (BASE_PARAMS + tuned)
+    num_boost_round: int
+    best_value: float
+    default_value: float
+    n_trials_total: int  # the Deflated Sharpe's number of trials: every trial scored in the study
+    study_name: str
+    warm_started: bool
+    start_point: str
+    # why tuning stopped, what it ran, and the CV noise the stop rule compared against
+    stop_reason: str
+    cv_noise: float
+    n_trials_run: int
+    n_trials_pruned: int
+    n_trials_failed: int
+    n_trials_lost: int
+    n_trials_retried: int
+    tuning_rows: int
+    tuning_train_rows: list[int]
+    tuning_test_rows: list[int]
+    trial_sharpes: list[float]
+    windows: Windows
+
+
+@dataclass(frozen=True)
 class Tuned:
     """What tuning found and on what: the value staging_model reads, and the facts to record."""
 
@@ -60,32 +88,30 @@ class Tuned:
         sharpes = self.result.trial_sharpes
         return float(np.std(sharpes, ddof=1)) if len(sharpes) >= 2 else math.nan
 
-    def value(self) -> dict[str, Any]:
+    def value(self) -> TunedParams:
         r = self.result
-        return {
-            "params": r.best_params,
-            "num_boost_round": int(r.best_num_boost_round),
-            "best_value": float(r.best_value),
-            "default_value": float(r.default_value),
-            # the Deflated Sharpe's number of trials: every trial of the study that was scored
-            "n_trials_total": int(r.n_trials_tried),
-            "study_name": r.study_name,
-            "warm_started": self.warm_started,
-            "start_point": r.start_point,
-            # why tuning stopped, what it ran, and the CV noise the stop rule compared against
-            "stop_reason": r.stop_reason,
-            "cv_noise": float(r.cv_noise),
-            "n_trials_run": r.n_complete + r.n_pruned + r.n_failed + r.n_lost,
-            "n_trials_pruned": r.n_pruned,
-            "n_trials_failed": r.n_failed,
-            "n_trials_lost": r.n_lost,
-            "n_trials_retried": r.n_retried,
-            "tuning_rows": r.tuning_rows,
-            "tuning_train_rows": r.tuning_train_rows,
-            "tuning_test_rows": r.tuning_test_rows,
-            "trial_sharpes": r.trial_sharpes,
-            "windows": self.windows.to_dict(),
-        }
+        return TunedParams(
+            params=r.best_params,
+            num_boost_round=int(r.best_num_boost_round),
+            best_value=float(r.best_value),
+            default_value=float(r.default_value),
+            n_trials_total=int(r.n_trials_tried),
+            study_name=r.study_name,
+            warm_started=self.warm_started,
+            start_point=r.start_point,
+            stop_reason=r.stop_reason,
+            cv_noise=float(r.cv_noise),
+            n_trials_run=r.n_complete + r.n_pruned + r.n_failed + r.n_lost,
+            n_trials_pruned=r.n_pruned,
+            n_trials_failed=r.n_failed,
+            n_trials_lost=r.n_lost,
+            n_trials_retried=r.n_retried,
+            tuning_rows=r.tuning_rows,
+            tuning_train_rows=r.tuning_train_rows,
+            tuning_test_rows=r.tuning_test_rows,
+            trial_sharpes=r.trial_sharpes,
+            windows=self.windows,
+        )
 
     def summary(self) -> str:
         r = self.result
@@ -121,13 +147,33 @@ def tune(
 
 
 def tuned_recipe(
-    tuned: Mapping[str, Any], *, seed: int, horizon: int, max_training_rows: int | None
+    params: Mapping[str, Any],
+    num_boost_round: int,
+    *,
+    seed: int,
+    horizon: int,
+    max_training_rows: int | None,
 ) -> Recipe:
     """The staging recipe: tuning's parameters and rounds on the current features and label."""
     return Recipe(
-        params={**BASE_PARAMS, **tuned["params"], "seed": seed},
-        num_boost_round=int(tuned["num_boost_round"]),
+        params={**BASE_PARAMS, **params, "seed": seed},
+        num_boost_round=int(num_boost_round),
         feature_schema_hash=feature_schema_hash(),
         label_definition=label_definition(horizon),
         max_training_rows=max_training_rows,
     )
+
+
+@dataclass(frozen=True)
+class StagingModel:
+    """The staging_model asset's value: the registered version, and the recipe, windows and
+    walk-forward predictions backtest_report scores it on."""
+
+    name: str
+    version: str
+    semver: str
+    uri: str  # models:/<name>/<version>
+    run_id: str
+    recipe: Recipe
+    windows: Windows
+    out_of_sample: pd.Series  # walk-forward P(up) over the evaluation window

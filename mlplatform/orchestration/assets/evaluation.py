@@ -14,7 +14,12 @@ from pydantic import Field
 
 from mlplatform import config as settings
 from mlplatform.evaluation import BacktestResult, markdown_table, write_html
-from mlplatform.evaluation.walk_forward import CandidateEvaluation, Contenders, evaluate_candidate
+from mlplatform.evaluation.walk_forward import (
+    BacktestReport,
+    CandidateEvaluation,
+    Contenders,
+    evaluate_candidate,
+)
 from mlplatform.monitoring.decay import Expectation
 from mlplatform.notifications import retrain_finished
 from mlplatform.orchestration.errors import STORE_RETRY_POLICY, CheckedConfig, step_guard
@@ -40,7 +45,8 @@ from mlplatform.promotion import (
 )
 from mlplatform.registry import get_alias_version, record_evaluation
 from mlplatform.registry.card import criteria_tags, slices_tag, walk_forward_tag
-from mlplatform.training import Recipe, Windows
+from mlplatform.training import Windows
+from mlplatform.training.retrain import StagingModel
 
 POLICY_METADATA_KEY = "promotion_policy"
 EXPECTATION_TAG = "expectation"  # on a version: its walk-forward daily accuracy, for the decay test
@@ -65,28 +71,27 @@ class BacktestConfig(CheckedConfig):
 
 
 def _report(
-    staging_model: dict,
+    staging_model: StagingModel,
     production: ModelVersion | None,
-    windows: Windows,
     result: BacktestResult,
     html_path: Path,
     url: str,
-) -> dict:
+) -> BacktestReport:
     """The asset's value: what promotion_criteria and a person read of this evaluation."""
-    return {
-        "staging_version": str(staging_model["version"]),
-        "staging_semver": staging_model.get("semver"),
-        "production_version": NO_PRODUCTION if production is None else str(production.version),
-        "windows": windows.to_dict(),
-        "metrics": result.to_dict(include_equity=False)["metrics"],
-        "cost_bps": float(result.cost_bps),
-        "html": str(html_path),
-        "report_url": url,
-    }
+    return BacktestReport(
+        staging_version=staging_model.version,
+        staging_semver=staging_model.semver,
+        production_version=NO_PRODUCTION if production is None else str(production.version),
+        windows=staging_model.windows,
+        metrics=result.to_dict(include_equity=False)["metrics"],
+        cost_bps=float(result.cost_bps),
+        html=html_path,
+        report_url=url,
+    )
 
 
 def _backtest_metadata(
-    report: dict,
+    report: BacktestReport,
     evaluation: CandidateEvaluation,
     windows: Windows,
     staging: ModelVersion,
@@ -111,19 +116,19 @@ def _backtest_metadata(
     metadata.update(
         {
             "staging_version": str(staging.version),
-            "production_version": report["production_version"],
+            "production_version": report.production_version,
             "production_compared": "yes" if left_out is None else f"no: {left_out}",
             "mcnemar_p_vs_production": dg.MetadataValue.text(mcnemar),
             "evaluation_window": str(windows.evaluation),
             "walk_forward": dg.MetadataValue.text(
                 f"{len(windows.blocks)} blocks, {int(result.n_rows):,} rows, costs "
-                f"{report['cost_bps']:g} bps one way"
+                f"{report.cost_bps:g} bps one way"
             ),
             "deflated_sharpe_trials": dg.MetadataValue.text(str(staging.tags["tuning_trials"])),
             "comparison": dg.MetadataValue.md(markdown_table(result)),
             "where_the_edge_lives": table_metadata(result.slices),
-            "report": dg.MetadataValue.url(report["report_url"]),
-            "report_file": dg.MetadataValue.path(report["html"]),
+            "report": dg.MetadataValue.url(report.report_url),
+            "report_file": dg.MetadataValue.path(report.html),
             "staging_model": dg.MetadataValue.url(mlflow_model_url(staging.name, staging.version)),
             "mlflow_run": run_link(run),
         }
@@ -167,22 +172,22 @@ def backtest_report(
     features: pd.DataFrame,
     labels: pd.DataFrame,
     raw_prices: pd.DataFrame,
-    staging_model: dict,
+    staging_model: StagingModel,
     mlflow: dg.ResourceParam[MlFlow],
     stores: PlatformStores,
     validation: ValidationScheme,
     market_truth: pd.Series | None,
-) -> dg.Output[dict]:
+) -> dg.Output[BacktestReport]:
     with step_guard(context):
         data = validation.labelled(features, labels, raw_prices)
-        windows = Windows.from_dict(staging_model["windows"])  # the blocks staging was scored on
-        staging = stores.client.get_model_version(staging_model["name"], staging_model["version"])
+        windows = staging_model.windows  # the blocks staging was scored on
+        staging = stores.client.get_model_version(staging_model.name, staging_model.version)
         production = get_alias_version(
             stores.tracking_uri, stores.model_name, settings.PRODUCTION_ALIAS
         )
         contenders = Contenders.from_registry_tags(
-            staging_model["out_of_sample"],
-            Recipe(**staging_model["recipe"]),
+            staging_model.out_of_sample,
+            staging_model.recipe,
             staging.tags,
             None if production is None else production.tags,
         )
@@ -204,7 +209,7 @@ def backtest_report(
         assert slices is not None  # evaluate_candidate always slices the window
         html_path, url = _publish(evaluation.result, stores, staging, run)
         # What live performance will hold this version to, once it serves (the decay test).
-        expectation = Expectation.of_walk_forward(staging_model["out_of_sample"], data.y)
+        expectation = Expectation.of_walk_forward(staging_model.out_of_sample, data.y)
         record_evaluation(
             stores.registry(),
             str(staging.version),
@@ -214,7 +219,7 @@ def backtest_report(
                 **slices_tag(slices.to_dict("records"), STAGING),
             },
         )
-    report = _report(staging_model, production, windows, evaluation.result, html_path, url)
+    report = _report(staging_model, production, evaluation.result, html_path, url)
     metadata = _backtest_metadata(report, evaluation, windows, staging, run)
     return dg.Output(report, metadata=metadata)
 
@@ -232,16 +237,14 @@ PROMOTION_CHECK_SPECS = [
 @dg.multi_asset_check(specs=PROMOTION_CHECK_SPECS, description="The promotion criteria.")
 def promotion_criteria(
     context: dg.AssetCheckExecutionContext,
-    backtest_report: dict,
+    backtest_report: BacktestReport,
     notifier: Notifier,
     stores: PlatformStores,
     mlflow: dg.ResourceParam[MlFlow],
     policy: dg.ResourceParam[PromotionPolicy],
 ):
-    outcome = evaluate_criteria(
-        backtest_report["metrics"], policy, cost_bps=backtest_report["cost_bps"]
-    )
-    version = backtest_report["staging_version"]
+    outcome = evaluate_criteria(backtest_report.metrics, policy, cost_bps=backtest_report.cost_bps)
+    version = backtest_report.staging_version
     # The verdict where a data scientist filters: on the MLflow run and the registry version,
     # and each criterion's figures for the version's model card.
     mlflow.set_tag("promotion_verdict", outcome.line())
@@ -264,19 +267,19 @@ def promotion_criteria(
                 POLICY_METADATA_KEY: dg.MetadataValue.json(policy.to_dict()),
             },
         )
-    staging = backtest_report["metrics"][STAGING]
+    staging = backtest_report.metrics[STAGING]
     notifier.send(
         retrain_finished(
             outcome,
             version=version,
-            semver=backtest_report.get("staging_semver"),
+            semver=backtest_report.staging_semver,
             trigger=context.run.tags.get("mlplatform/trigger", "launched by hand"),
             figures={
-                key: staging[key]
+                key: value
                 for key in ("accuracy", "window_majority_rate", "log_loss", "long_short_sharpe")
-                if staging.get(key) is not None
+                if (value := staging.get(key)) is not None
             },
-            link=backtest_report.get("report_url"),
+            link=backtest_report.report_url,
         )
     )
     context.log.info(outcome.headline(version))

@@ -8,7 +8,7 @@ from dagster_mlflow.resources import MlFlow
 from pydantic import Field
 
 from mlplatform import config as settings
-from mlplatform.monitoring.model_drift import DriftWindow, ModelDrift, measure_drift
+from mlplatform.monitoring.model_drift import DriftReport, DriftWindow, ModelDrift, measure_drift
 from mlplatform.orchestration.errors import STORE_RETRY_POLICY, CheckedConfig, step_guard
 from mlplatform.orchestration.metadata import (
     mlflow_artifact_url,
@@ -93,13 +93,13 @@ def drift_report(
     mlflow: dg.ResourceParam[MlFlow],
     stores: PlatformStores,
     validation: ValidationScheme,
-) -> dg.Output[dict]:
+) -> dg.Output[DriftReport | None]:
     model = monitored_model(stores.tracking_uri, stores.model_name)
     if model is None:
         # The daily refresh runs before the first model exists; say so rather than fail.
         context.log.info("no staging or production model yet: nothing to compare against")
         return dg.Output(
-            {"model_version": None, "drift_share": None},
+            None,
             metadata={"monitored_model": "none yet: materialize staging_model first"},
         )
     with step_guard(context):

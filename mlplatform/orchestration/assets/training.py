@@ -1,7 +1,6 @@
 """Group `training`: the labels, tuned hyperparameters (Optuna) and the registered staging model
 (LightGBM)."""
 
-import dataclasses
 import math
 from pathlib import Path
 from typing import Any, Literal
@@ -43,7 +42,15 @@ from mlplatform.training import (
     Windows,
     build_candidate,
 )
-from mlplatform.training.retrain import Tuned, label_definition, study_name, tune, tuned_recipe
+from mlplatform.training.retrain import (
+    StagingModel,
+    Tuned,
+    TunedParams,
+    label_definition,
+    study_name,
+    tune,
+    tuned_recipe,
+)
 from mlplatform.training.study_report import write_study_report
 
 LABELS_SCHEMA = dg.TableSchema(
@@ -295,7 +302,7 @@ def tuned_params(
     mlflow: dg.ResourceParam[MlFlow],
     stores: PlatformStores,
     validation: ValidationScheme,
-) -> dg.Output[dict]:
+) -> dg.Output[TunedParams]:
     with step_guard(context):
         data = validation.labelled(features, labels, raw_prices)
         fitted = validation.plan(data)  # the one split of this run; later steps read it
@@ -365,21 +372,22 @@ def staging_model(
     features: pd.DataFrame,
     labels: pd.DataFrame,
     raw_prices: pd.DataFrame,
-    tuned_params: dict,
+    tuned_params: TunedParams,
     mlflow: dg.ResourceParam[MlFlow],
     stores: PlatformStores,
     validation: ValidationScheme,
     market_data: MarketDataSource,
-) -> dg.Output[dict]:
+) -> dg.Output[StagingModel]:
     with step_guard(context):
         data = validation.labelled(features, labels, raw_prices)
         recipe = tuned_recipe(
-            tuned_params,
+            tuned_params.params,
+            tuned_params.num_boost_round,
             seed=config.seed,
             horizon=validation.horizon,
             max_training_rows=config.max_training_rows,
         )
-        candidate = build_candidate(recipe, data, Windows.from_dict(tuned_params["windows"]))
+        candidate = build_candidate(recipe, data, tuned_params.windows)
         package = staging_package(
             candidate,
             data,
@@ -393,10 +401,14 @@ def staging_model(
         mlflow.log_params({f"lgbm_{k}": v for k, v in recipe.params.items()})
         handle = register(stores.registry(), package, run_id=run.info.run_id)
     context.log.info(f"registered {handle.name} v{handle.version} ({handle.semver}) as staging")
-    value = {
-        **handle.to_dict(),
-        "recipe": dataclasses.asdict(recipe),
-        "windows": candidate.windows.to_dict(),
-        "out_of_sample": candidate.out_of_sample,
-    }
+    value = StagingModel(
+        name=handle.name,
+        version=handle.version,
+        semver=handle.semver,
+        uri=handle.uri,
+        run_id=handle.run_id,
+        recipe=recipe,
+        windows=candidate.windows,
+        out_of_sample=candidate.out_of_sample,
+    )
     return dg.Output(value, metadata=_staging_metadata(handle, candidate, stores, run))
