@@ -17,6 +17,7 @@ from mlplatform.registry import (
     Intent,
     Protection,
     Registered,
+    Registry,
     RetentionPolicy,
     check_consistency,
     plan_prune,
@@ -189,3 +190,49 @@ def test_a_prune_removes_exactly_the_plan(world: tuple[Store, Path]) -> None:
         )
     assert check_consistency(registry, run_alive=lambda _run: True) == []
     assert prune(registry, RetentionPolicy(1, 0)).removal.versions == []  # nothing left to do
+
+
+# --- through Dagster: prune_job, the CLI and make prune -----------------------------------------
+def test_the_cli_prunes_the_home_by_the_deployments_policy(
+    platform_home: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`make prune DRY_RUN=1` lists and changes nothing; `make prune` removes by the policy the
+    environment sets; a run config that tries to loosen the policy is refused at launch."""
+    import dagster as dg
+
+    from mlplatform.cli import _instance, execute, main
+    from mlplatform.definitions import build_definitions
+
+    _instance()  # the home's stores, as every command makes them
+    store = make_store(config.mlflow_dir())
+    registry = Registry(
+        store.uri,
+        config.models_dir(),
+        optuna_storage=config.optuna_storage_url(),
+        reports_dir=config.reports_dir(),
+    )
+    for seed in (1, 2, 3):
+        retrain(store, registry, f"1.{seed}.0", seed)
+    monkeypatch.setenv(config.RETENTION_KEEP_LAST_ENV, "1")
+    monkeypatch.setenv(config.RETENTION_KEEP_DAYS_ENV, "0")
+    before = _state(store, config.models_dir())
+
+    assert main(["prune", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "nothing removed" in out and "remove v1" in out and "remove v2" in out
+    assert "keep v3: staging" in out
+    assert _state(store, config.models_dir()) == before
+
+    with pytest.raises(dg.DagsterInvalidConfigError, match="unexpected config entr"):
+        execute(
+            build_definitions(),
+            _instance(),
+            trigger="test",
+            job="prune_job",
+            run_config={"resources": {"retention": {"config": {"keep_last": 100}}}},
+        )
+
+    assert main(["prune"]) == 0
+    assert "removed: 2 version(s)" in capsys.readouterr().out
+    assert _state(store, config.models_dir())["versions"] == ["3"]
+    assert sorted(p.name for p in config.reports_dir().iterdir()) == ["backtest_v3.html"]
