@@ -6,6 +6,9 @@ intent (journal.py): the versions, their MLflow runs and nested trial runs, thei
 the Optuna studies and report files no kept version shares; then remove (removal.py) and clear
 the intent. A process killed part way leaves the intent, and the next registry command or
 `repair` finishes the removal. A dry run reads and plans only.
+
+Stored asset values are not kept per version or per run (the IO manager keeps one value per
+asset and partition, replaced by the next run), so none belongs to a removed version alone.
 """
 
 from __future__ import annotations
