@@ -150,7 +150,8 @@ def prune_registry(uri: str, export_root: Path, **kwargs: object) -> Registry:
 
 def retrain(store: Store, registry: Registry, semver: str, seed: int, trials: int = 2) -> str:
     """What a weekly retrain leaves: a parent run with nested trial runs, an Optuna study, a
-    registered version tagged with its study, and its backtest report; returns the version."""
+    registered version tagged with its study and Dagster run, its backtest report and study
+    report; returns the version."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -170,7 +171,7 @@ def retrain(store: Store, registry: Registry, semver: str, seed: int, trials: in
     package = ModelPackage(
         tiny_booster(seed),
         semver=semver,
-        tags={"data_fingerprint": f"fp{seed}", STUDY_TAG: study},
+        tags={"data_fingerprint": f"fp{seed}", STUDY_TAG: study, "dagster_run_id": f"d{seed}"},
         input_example=X,
         reference={"bins": {"f0": [0.0, 1.0]}, "seed": seed},
         metadata={"features": list(FEATURES), "seed": seed},
@@ -181,4 +182,5 @@ def retrain(store: Store, registry: Registry, semver: str, seed: int, trials: in
             store.client.set_terminated(run.info.run_id)
     registry.reports_dir.mkdir(parents=True, exist_ok=True)
     (registry.reports_dir / f"backtest_v{version}.html").write_text(f"<p>v{version}</p>")
+    (registry.reports_dir / f"optuna_d{seed}.html").write_text(f"<p>{study}</p>")
     return version

@@ -467,7 +467,10 @@ def _assert_pruned(store: Store, export_root: Path, going: dict[str, list[str]])
     studies = set(optuna.get_all_study_names(registry.optuna_storage))
     assert studies.isdisjoint(going["studies"]) and versions["7"].tags[STUDY_TAG] in studies
     assert registry.reports_dir is not None
-    assert sorted(p.name for p in registry.reports_dir.iterdir()) == ["backtest_v7.html"]
+    assert sorted(p.name for p in registry.reports_dir.iterdir()) == [
+        "backtest_v7.html",
+        "optuna_d7.html",
+    ]
 
 
 @pytest.mark.parametrize(

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import optuna
 import pytest
@@ -80,7 +81,7 @@ def test_a_zero_policy_removes_everything_unprotected() -> None:
 )
 def test_a_bad_policy_is_refused(keep_last: object, keep_days: object, words: str) -> None:
     with pytest.raises(ValueError, match=words):
-        RetentionPolicy(keep_last, keep_days)  # type: ignore[arg-type]
+        RetentionPolicy(keep_last, keep_days)
 
 
 def test_a_naive_now_is_refused() -> None:
@@ -117,6 +118,8 @@ def world(tmp_path: Path) -> tuple[Store, Path]:
         retrain(store, registry, f"1.{seed}.0", seed)
         if seed <= 3:
             promote(registry, str(seed), actor="test", reason="setup", run_id="setup")
+            # a drift report of each version while it served
+            (store.root / "reports" / f"drift_v{seed}_2026-0{seed}-01.html").write_text("drift")
     return store, models
 
 
@@ -124,7 +127,7 @@ def _studies(store: Store) -> list[str]:
     return sorted(optuna.get_all_study_names(f"sqlite:///{store.root / 'studies.db'}"))
 
 
-def _state(store: Store, models: Path) -> dict[str, object]:
+def _state(store: Store, models: Path) -> dict[str, Any]:
     client = store.client
     return {
         "versions": sorted(
@@ -160,7 +163,10 @@ def test_a_dry_run_plans_and_changes_nothing(world: tuple[Store, Path]) -> None:
     assert report.plan.remove == ("1", "4", "5")
     assert report.removal.versions == ["1", "4", "5"]
     assert len(report.removal.runs) == 9  # each version's run and its two trial runs
-    assert report.removal.reports == ["backtest_v1.html", "backtest_v4.html", "backtest_v5.html"]
+    assert report.removal.reports == [
+        *("backtest_v1.html", "drift_v1_2026-01-01.html", "optuna_d1.html"),
+        *("backtest_v4.html", "optuna_d4.html", "backtest_v5.html", "optuna_d5.html"),
+    ]
     assert any(line.startswith("would remove: 3 version(s)") for line in report.lines())
     assert _state(store, models) == before
 
@@ -174,11 +180,15 @@ def test_a_prune_removes_exactly_the_plan(world: tuple[Store, Path]) -> None:
     assert report.removal == planned
     after = _state(store, models)
     assert after["versions"] == ["2", "3", "6"]
-    assert set(after["runs"]) == set(before["runs"]) - set(planned.runs)  # type: ignore[arg-type]
+    assert set(after["runs"]) == set(before["runs"]) - set(planned.runs)
     assert after["studies"] == [f"{config.MODEL_NAME}:study{s}" for s in (2, 3, 6)]
-    assert sorted(after["reports"]) == [f"backtest_v{v}.html" for v in (2, 3, 6)]  # type: ignore[arg-type]
+    assert sorted(after["reports"]) == sorted(
+        [f"backtest_v{v}.html" for v in (2, 3, 6)]
+        + [f"optuna_d{v}.html" for v in (2, 3, 6)]
+        + ["drift_v2_2026-02-01.html", "drift_v3_2026-03-01.html"]
+    )
     assert after["models"] == before["models"]  # the export is untouched
-    gone = [name for name in before["artifacts"] if name not in after["artifacts"]]  # type: ignore[operator]
+    gone = [name for name in before["artifacts"] if name not in after["artifacts"]]
     assert gone and all(
         any(part in name for part in planned.runs + planned.logged_models) for name in gone
     )
@@ -235,4 +245,7 @@ def test_the_cli_prunes_the_home_by_the_deployments_policy(
     assert main(["prune"]) == 0
     assert "removed: 2 version(s)" in capsys.readouterr().out
     assert _state(store, config.models_dir())["versions"] == ["3"]
-    assert sorted(p.name for p in config.reports_dir().iterdir()) == ["backtest_v3.html"]
+    assert sorted(p.name for p in config.reports_dir().iterdir()) == [
+        "backtest_v3.html",
+        "optuna_d3.html",
+    ]

@@ -13,7 +13,6 @@ asset and partition, replaced by the next run), so none belongs to a removed ver
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -49,6 +48,7 @@ from mlplatform.registry.store import (
 PARENT_RUN_TAG = "mlflow.parentRunId"
 LOGGED_MODEL_SOURCE = "models:/m-"
 STUDY_TAG = "tuning_study"  # registry/staging.py: the study that tuned the version
+DAGSTER_RUN_TAG = "dagster_run_id"  # registry/staging.py: the retrain that registered it
 
 
 @dataclass
@@ -131,11 +131,18 @@ def _runs_of(client: MlflowClient, mv: ModelVersion) -> set[str]:
     return found
 
 
-def _reports_of(reports_dir: Path | None, version: str) -> set[str]:
+def _reports_of(reports_dir: Path | None, mv: ModelVersion) -> set[str]:
+    """Its backtest and drift reports (named by version) and its study report (named by the
+    Dagster run that tuned and registered it)."""
     if reports_dir is None or not Path(reports_dir).is_dir():
         return set()
-    own = re.compile(rf"(backtest_v{version}|drift_v{version}_.*)\.html")
-    return {p.name for p in Path(reports_dir).iterdir() if own.fullmatch(p.name)}
+    run = mv.tags.get(DAGSTER_RUN_TAG)
+    own = {f"backtest_v{mv.version}.html"} | ({f"optuna_{run}.html"} if run else set())
+    return {
+        p.name
+        for p in Path(reports_dir).iterdir()
+        if p.name in own or (p.name.startswith(f"drift_v{mv.version}_") and p.suffix == ".html")
+    }
 
 
 def _logged_model(mv: ModelVersion) -> str | None:
@@ -155,7 +162,7 @@ def _belongings(client: MlflowClient, registry: Registry, mv: ModelVersion) -> R
         runs=sorted(_runs_of(client, mv)),
         logged_models=[model] if model else [],
         studies=[study] if study else [],
-        reports=sorted(_reports_of(registry.reports_dir, str(mv.version))),
+        reports=sorted(_reports_of(registry.reports_dir, mv)),
     )
 
 
