@@ -142,7 +142,7 @@ def simulate(root: Path, args: argparse.Namespace, policy: RetentionPolicy | Non
         "home_bytes_by_week": sizes,
         "versions_left": len(versions),
         "versions_removed": removed,
-        "runs_left": len(home.client.search_runs([home.experiment_id])),
+        "runs_left": len(home.client.search_runs([home.experiment_id], max_results=50_000)),
         "studies_left": len(optuna.get_all_study_names(home.registry.optuna_storage)),
         "prune_median_s": float(np.median(prune_s)) if prune_s else None,
     }

@@ -124,10 +124,17 @@ def _runs_of(client: MlflowClient, mv: ModelVersion) -> set[str]:
     while todo:
         run_id = todo.pop()
         found.add(run_id)
-        children = client.search_runs(
-            [experiment], filter_string=f"tags.`{PARENT_RUN_TAG}` = '{run_id}'"
-        )
-        todo += [c.info.run_id for c in children if c.info.run_id not in found]
+        token = None
+        while True:  # page by page: a study may have more trials than one page holds
+            page = client.search_runs(
+                [experiment],
+                filter_string=f"tags.`{PARENT_RUN_TAG}` = '{run_id}'",
+                page_token=token,
+            )
+            todo += [c.info.run_id for c in page if c.info.run_id not in found]
+            token = page.token
+            if not token:
+                break
     return found
 
 
