@@ -83,6 +83,12 @@ rollback: install
 repair: install
 	$(BIN)/python -m mlplatform repair
 
+# The retention policy (MLPLATFORM_RETENTION_KEEP_LAST, _KEEP_DAYS): old versions go with their
+# MLflow runs, studies and reports; never production, the previous one, staging or archived ones.
+# DRY_RUN=1 lists what would go and removes nothing.
+prune: install
+	$(BIN)/python -m mlplatform prune $(if $(DRY_RUN),--dry-run,)
+
 # Every benchmark at its defaults (long: bench_gate alone retrains 40 markets), then the page
 # docs/benchmarks.md from their final JSON lines; ONLY=bench_drift,bench_promotion runs only those.
 bench: install

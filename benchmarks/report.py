@@ -40,6 +40,7 @@ BENCHMARKS = (
     "bench_pipeline",
     "bench_prior",
     "bench_promotion",
+    "bench_retention",
     "bench_slices",
     "bench_training_rows",
     "bench_tuning",

@@ -1,4 +1,5 @@
-"""`python -m mlplatform run|promote|rollback|dev|mlflow-ui` on the embedded home folder.
+"""`python -m mlplatform run|promote|rollback|repair|prune|dev|mlflow-ui` on the embedded home
+folder.
 
 Every command uses the same Dagster instance (DAGSTER_HOME under the home folder) as `dagster dev`,
 so what the CLI does shows up in the UI and vice versa.
@@ -424,6 +425,25 @@ def cmd_repair(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_prune(args: argparse.Namespace) -> int:
+    from mlplatform.definitions import build_definitions
+
+    result = execute(
+        build_definitions(),
+        _instance(),
+        trigger="cli_prune",
+        job="prune_job",
+        run_config={"ops": {"prune_registry": {"config": {"dry_run": bool(args.dry_run)}}}},
+    )
+    if not result.success:
+        return _report_single(result, "prune", failed="incomplete")
+    output = result.output_for_node("prune_registry")
+    print("prune (dry run: nothing removed)" if args.dry_run else "prune done")
+    for line in output["lines"]:
+        print(f"  {line}")
+    return 0
+
+
 def refusal(result: dg.ExecuteInProcessResult) -> str | None:
     """The verdict of a refused promotion (an observation of production_model), or None."""
     for event in result.all_events:
@@ -593,6 +613,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         "repair", help="finish or undo a crashed registry operation; rebuild models/ exports"
     )
     repair.set_defaults(func=cmd_repair)
+    prune = sub.add_parser(
+        "prune",
+        help="remove old registry versions by the retention policy "
+        f"({config.RETENTION_KEEP_LAST_ENV}, {config.RETENTION_KEEP_DAYS_ENV})",
+    )
+    prune.add_argument("--dry-run", action="store_true", help="list what would go; remove nothing")
+    prune.set_defaults(func=cmd_prune)
     for name, func, port in (("dev", cmd_dev, 3000), ("mlflow-ui", cmd_mlflow_ui, 5000)):
         p = sub.add_parser(name)
         p.add_argument("--host", default="127.0.0.1")

@@ -35,6 +35,8 @@ PROMOTION_POLICY_ENV = (
 )
 PREDICTIONS_DIR_ENV = "MLPLATFORM_PREDICTIONS_DIR"  # the prediction log: a folder or URL
 EXECUTOR_ENV = "MLPLATFORM_EXECUTOR"  # `celery`: the code location's jobs run steps on Celery
+RETENTION_KEEP_LAST_ENV = "MLPLATFORM_RETENTION_KEEP_LAST"  # registry versions a prune keeps
+RETENTION_KEEP_DAYS_ENV = "MLPLATFORM_RETENTION_KEEP_DAYS"  # and any younger than these days
 
 
 # --- paths: everything the platform keeps lives under one home folder ------------------------
@@ -246,7 +248,11 @@ class SliceDefaults:
 SLICES = SliceDefaults()
 
 
-ARCHIVE_RETENTION = 10  # archived exports kept on disk; registry versions are never deleted
+ARCHIVE_RETENTION = 10  # archived exports kept on disk (a prune never removes their versions)
+# A prune keeps the last 10 registrations and every version younger than 90 days (about 13
+# weekly retrains), besides production, the previous production, staging and archived ones.
+RETENTION_KEEP_LAST = 10
+RETENTION_KEEP_DAYS = 90
 PROMOTION_LOCK_TIMEOUT_S = 120.0  # wait this long for models/.lock before refusing
 MAX_REASON_CHARS = 1_000  # promotion/rollback reasons are MLflow tags; refused above this
 MAX_ACTOR_CHARS = 200
@@ -273,5 +279,6 @@ DRIFT = DriftDefaults()
 
 # --- automation ---------------------------------------------------------------------------------
 WEEKLY_RETRAIN_CRON = "0 2 * * 0"  # Sundays 02:00 UTC
+WEEKLY_PRUNE_CRON = "0 5 * * 0"  # Sundays 05:00 UTC, after the retrain
 DAILY_REFRESH_CRON = "30 22 * * 1-5"  # after the US close, UTC
 SCHEDULE_TIMEZONE = "UTC"

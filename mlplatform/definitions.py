@@ -26,6 +26,7 @@ from mlplatform.orchestration.io_manager import AssetValueIOManager, PredictionL
 from mlplatform.orchestration.jobs import (
     ENDS_MLFLOW_RUN,
     data_refresh_job,
+    prune_job,
     repair_export_job,
     retrain_job,
     rollback_job,
@@ -38,13 +39,18 @@ from mlplatform.orchestration.resources import (
     fixed,
     mlflow_tracking,
 )
-from mlplatform.orchestration.schedules import daily_refresh_schedule, weekly_retrain_schedule
+from mlplatform.orchestration.schedules import (
+    daily_refresh_schedule,
+    weekly_prune_schedule,
+    weekly_retrain_schedule,
+)
 from mlplatform.orchestration.sensors import (
     decay_sensor,
     drift_sensor,
     run_failure_notification_sensor,
 )
 from mlplatform.promotion import PromotionPolicy
+from mlplatform.registry import RetentionPolicy
 
 
 def _env_or_none(name: str) -> dg.EnvVar | None:
@@ -73,6 +79,16 @@ def promotion_policy() -> PromotionPolicy:
     if not text:
         return PromotionPolicy()
     return PromotionPolicy.from_json(text, source=config.PROMOTION_POLICY_ENV)
+
+
+def retention_policy() -> RetentionPolicy:
+    """The deployed retention policy: the defaults, or MLPLATFORM_RETENTION_KEEP_LAST and
+    MLPLATFORM_RETENTION_KEEP_DAYS when set (a bad value is refused, naming the variable)."""
+    return RetentionPolicy.from_settings(
+        os.environ.get(config.RETENTION_KEEP_LAST_ENV) or str(config.RETENTION_KEEP_LAST),
+        os.environ.get(config.RETENTION_KEEP_DAYS_ENV) or str(config.RETENTION_KEEP_DAYS),
+        sources=(config.RETENTION_KEEP_LAST_ENV, config.RETENTION_KEEP_DAYS_ENV),
+    )
 
 
 def build_resources() -> dict[str, object]:
@@ -108,6 +124,7 @@ def build_resources() -> dict[str, object]:
         ),
         "validation": ValidationScheme(),
         "policy": promotion_policy(),
+        "retention": retention_policy(),
         "notifier": Notifier(
             webhook_url=_env_or_none(config.WEBHOOK_URL_ENV),
             slack_token=_env_or_none(config.SLACK_TOKEN_ENV),
@@ -151,8 +168,8 @@ def build_definitions(
         asset_checks=[
             _ending_its_mlflow_run(c) for c in dg.load_asset_checks_from_modules(modules)
         ],
-        jobs=[retrain_job, data_refresh_job, rollback_job, repair_export_job],
-        schedules=[weekly_retrain_schedule, daily_refresh_schedule],
+        jobs=[retrain_job, data_refresh_job, rollback_job, repair_export_job, prune_job],
+        schedules=[weekly_retrain_schedule, daily_refresh_schedule, weekly_prune_schedule],
         sensors=[drift_sensor, decay_sensor, run_failure_notification_sensor],
         resources={
             key: fixed(resource)

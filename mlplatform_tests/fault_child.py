@@ -1,5 +1,5 @@
-"""Run one registry operation, or one platform command ("cli": its arguments), with a fault
-armed at one step; used as a subprocess by the fault tests
+"""Run one registry operation (register, promote, rollback, prune), or one platform command
+("cli": its arguments), with a fault armed at one step; used as a subprocess by the fault tests
 (`python -m mlplatform_tests.fault_child '<json spec>'`).
 
 A spec names the step as an attribute ("MlflowClient.create_model_version", "os.rename",
@@ -69,8 +69,8 @@ def arm(spec: dict[str, Any], setattr_: Callable[[Any, str, Any], None] = setatt
 
 def run_operation(op: str, uri: str, export_root: Path, experiment_id: str) -> str:
     """Do `op` as the platform does it, inside an MLflow run tagged with this process."""
-    from mlplatform.registry import Registry, owner_tags, promote, rollback
-    from mlplatform_tests.registry_support import Store
+    from mlplatform.registry import Registry, RetentionPolicy, owner_tags, promote, prune, rollback
+    from mlplatform_tests.registry_support import Store, prune_registry
 
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     run_id = client.create_run(experiment_id, tags=owner_tags()).info.run_id
@@ -85,6 +85,9 @@ def run_operation(op: str, uri: str, export_root: Path, experiment_id: str) -> s
         result = rollback(
             Registry(uri, export_root), actor="tester", reason="fault suite", run_id=run_id
         ).to_version
+    elif op == "prune":  # keep the newest registration; everything unprotected goes
+        registry = prune_registry(uri, export_root)
+        result = ",".join(prune(registry, RetentionPolicy(1, 0)).removal.versions)
     else:
         raise ValueError(f"unknown operation {op!r}")
     client.set_terminated(run_id, status="FINISHED")

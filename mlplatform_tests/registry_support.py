@@ -130,3 +130,57 @@ def remove_export(folder: Path | None) -> None:
         folder.unlink()
     else:
         shutil.rmtree(folder)
+
+
+STUDY_TAG = "tuning_study"
+
+
+def prune_registry(uri: str, export_root: Path, **kwargs: object) -> Registry:
+    """The store's registry with the studies and reports a retrain keeps beside it (its folder's
+    studies.db and reports/), as PlatformStores.registry() gives a prune."""
+    root = Path(uri.removeprefix("sqlite:///")).parent
+    return Registry(
+        uri,
+        export_root,
+        optuna_storage=f"sqlite:///{root / 'studies.db'}",
+        reports_dir=root / "reports",
+        **kwargs,  # type: ignore[arg-type]
+    )
+
+
+def retrain(store: Store, registry: Registry, semver: str, seed: int, trials: int = 2) -> str:
+    """What a weekly retrain leaves: a parent run with nested trial runs, an Optuna study, a
+    registered version tagged with its study and Dagster run, its backtest report and study
+    report; returns the version."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    parent = store.new_run()
+    for number in range(trials):
+        store.client.create_run(
+            store.experiment_id,
+            run_name=f"trial-{number:03d}",
+            tags={"mlflow.parentRunId": parent},
+        )
+    study = f"{config.MODEL_NAME}:study{seed}"
+    assert registry.optuna_storage is not None and registry.reports_dir is not None
+    optuna.create_study(study_name=study, storage=registry.optuna_storage).optimize(
+        lambda trial: trial.suggest_float("x", 0.0, 1.0), n_trials=trials
+    )
+    X, _ = tiny_frame(seed)
+    package = ModelPackage(
+        tiny_booster(seed),
+        semver=semver,
+        tags={"data_fingerprint": f"fp{seed}", STUDY_TAG: study, "dagster_run_id": f"d{seed}"},
+        input_example=X,
+        reference={"bins": {"f0": [0.0, 1.0]}, "seed": seed},
+        metadata={"features": list(FEATURES), "seed": seed},
+    )
+    version = register(registry, package, run_id=parent).version
+    for run in store.client.search_runs([store.experiment_id]):
+        if run.info.run_id == parent or run.data.tags.get("mlflow.parentRunId") == parent:
+            store.client.set_terminated(run.info.run_id)
+    registry.reports_dir.mkdir(parents=True, exist_ok=True)
+    (registry.reports_dir / f"backtest_v{version}.html").write_text(f"<p>v{version}</p>")
+    (registry.reports_dir / f"optuna_d{seed}.html").write_text(f"<p>{study}</p>")
+    return version

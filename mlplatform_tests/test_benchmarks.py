@@ -42,6 +42,13 @@ SMOKE = {
         ["--tickers", "8", "--years", "5", "--trials", "3", "--stop-rule", "both"],
         "sizes",
     ),
+    "bench_retention": (
+        [
+            *("--retrains", "5", "--trials", "2", "--trees", "5", "--features", "5"),
+            *("--report-kb", "1", "--promote-every", "2", "--keep-last", "1", "--keep-days", "7"),
+        ],
+        "size_ratio",
+    ),
     "bench_gate": (["--seeds", "1", "--trials", "2"], "targets_met"),
     "bench_slices": (["--tickers", "30", "--years", "4", "--repeats", "1"], "slicing_s"),
     "bench_live": (

@@ -33,10 +33,13 @@ def test_definitions_load_with_everything() -> None:
         "retrain_job",
         "data_refresh_job",
         "rollback_job",
+        "repair_export_job",
+        "prune_job",
     }
     assert {s.name for s in repo.schedule_defs} == {
         "weekly_retrain_schedule",
         "daily_refresh_schedule",
+        "weekly_prune_schedule",
     }
     assert {s.name for s in repo.sensor_defs} >= {
         "drift_sensor",

@@ -54,7 +54,13 @@ def test_run_config_naming_a_deployment_fact_is_refused_at_launch(
 def test_the_launchpad_shows_no_resource_settings_to_change() -> None:
     """The run-config schema of every job has nothing under `resources` but empty entries."""
     defs = build_definitions()
-    for name in ("retrain_job", "data_refresh_job", "rollback_job", "repair_export_job"):
+    for name in (
+        "retrain_job",
+        "data_refresh_job",
+        "rollback_job",
+        "repair_export_job",
+        "prune_job",
+    ):
         job = defs.resolve_job_def(name)
         top = job.run_config_schema.config_type.fields
         if "resources" not in top:  # retrain_job's Launchpad shows its settings only
@@ -71,6 +77,8 @@ def test_every_fixed_resource_says_what_it_is_set_to() -> None:
     policy = defs.resources["policy"]
     assert "min_dsr=0.95" in policy.description and "Fixed by the deployment" in policy.description
     assert "Fixed by the deployment" in defs.resources["stores"].description
+    retention = defs.resources["retention"].description
+    assert "keep_last=10" in retention and "Fixed by the deployment" in retention
 
 
 def test_the_policy_changes_only_with_the_deployment(monkeypatch: pytest.MonkeyPatch) -> None:

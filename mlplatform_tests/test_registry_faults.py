@@ -1,7 +1,8 @@
 """Fault injection: kill (SIGKILL of a real subprocess) or fail every step of register, promote
-and rollback, plus a full disk, a locked database, racing processes and damaged exports. After
-each, the next command or `repair` must leave registry, aliases, tags and every export
-consistent (check_consistency() == []), with no orphan version and no RUNNING MLflow run.
+and rollback, kill a prune at several points, plus a full disk, a locked database, racing
+processes and damaged exports. After each, the next command or `repair` must leave registry,
+aliases, tags and every export consistent (check_consistency() == []), with no orphan version
+and no RUNNING MLflow run.
 
 The base state (module-scoped, copied per test): v1, v2, v3 promoted in turn (v3 production,
 v1 and v2 archived), v4 registered as staging.
@@ -16,21 +17,33 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import optuna
 import pytest
 
 from mlplatform import config
 from mlplatform.registry import (
     Registry,
+    RetentionPolicy,
+    UnfinishedOperation,
     check_consistency,
     get_alias_version,
     promote,
+    prune,
     read_intent,
     repair,
     rollback,
     verify_export,
 )
 from mlplatform_tests.fault_child import arm, run_operation
-from mlplatform_tests.registry_support import Store, find_archive, make_store, remove_export
+from mlplatform_tests.registry_support import (
+    STUDY_TAG,
+    Store,
+    find_archive,
+    make_store,
+    prune_registry,
+    remove_export,
+    retrain,
+)
 
 NAME = config.MODEL_NAME
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -408,3 +421,99 @@ def test_the_next_promotion_undoes_a_killed_registration_first(world: tuple[Stor
     assert "unfinished registration of 1.3.0" in record.converged and "undone" in record.converged
     assert "MLflow run(s) of dead processes ended" in record.converged
     _assert_consistent(store, export_root)
+
+
+# --- prune ------------------------------------------------------------------------------------
+# (step, when, nth): the intent, each version, a nested run, a model's files, a study, the clear.
+PRUNE_STEPS = [
+    ("mlplatform.registry.prune.write_intent", "after", 1),
+    ("MlflowClient.delete_model_version", "after", 1),
+    ("MlflowClient.delete_model_version", "after", 2),
+    ("MlflowClient.delete_run", "after", 3),
+    ("MlflowClient.delete_logged_model", "after", 1),
+    ("optuna.delete_study", "after", 1),
+    ("mlplatform.registry.prune.clear_intent", "before", 1),
+]
+
+
+@pytest.fixture
+def prunable(world: tuple[Store, Path]) -> tuple[Store, Path, dict[str, list[str]]]:
+    """The base plus three retrains (v5, v6, v7: runs with trial runs, a study and a report each)
+    and v4 promoted: v4 production, v3 its previous, v1-v4 archived, v7 staging. Keeping the
+    last one, a prune removes v5 and v6 (their files are this test's own, not the base's)."""
+    store, export_root = world
+    registry = prune_registry(store.uri, export_root)
+    for seed in (5, 6, 7):
+        retrain(store, registry, f"1.{seed}.0", seed)
+    promote(registry, "4", actor="setup", reason="prune base", run_id="setup")
+    going = prune(registry, RetentionPolicy(1, 0), dry_run=True).removal
+    assert going.versions == ["5", "6"]
+    return store, export_root, going.to_dict()
+
+
+def _assert_pruned(store: Store, export_root: Path, going: dict[str, list[str]]) -> None:
+    """v5 and v6 went with everything of theirs; no protected version lost anything."""
+    registry = prune_registry(store.uri, export_root)
+    versions = {
+        str(mv.version): mv for mv in store.client.search_model_versions(f"name = '{NAME}'")
+    }
+    assert sorted(versions, key=int) == ["1", "2", "3", "4", "7"]
+    assert (_alias(store, "production"), _alias(store, config.STAGING_ALIAS)) == ("4", "7")
+    for version in ("1", "2", "3", "4"):
+        assert verify_export(find_archive(export_root, version))["model_version"] == version
+    runs = {r.info.run_id for r in store.client.search_runs([store.experiment_id])}
+    assert runs.isdisjoint(going["runs"])
+    assert store.client.get_run(versions["7"].run_id).info.lifecycle_stage == "active"
+    studies = set(optuna.get_all_study_names(registry.optuna_storage))
+    assert studies.isdisjoint(going["studies"]) and versions["7"].tags[STUDY_TAG] in studies
+    assert registry.reports_dir is not None
+    assert sorted(p.name for p in registry.reports_dir.iterdir()) == [
+        "backtest_v7.html",
+        "optuna_d7.html",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("target", "when", "nth"),
+    PRUNE_STEPS,
+    ids=[f"{t.rsplit('.', 1)[1]}-{w}{n}" for t, w, n in PRUNE_STEPS],
+)
+def test_sigkill_mid_prune_then_repair_finishes_it(
+    prunable: tuple[Store, Path, dict[str, list[str]]], target: str, when: str, nth: int
+) -> None:
+    store, export_root, going = prunable
+    child = _spawn(store, export_root, "prune", target=target, when=when, nth=nth, action="kill")
+    _out, err = child.communicate(timeout=120)
+    assert child.returncode == -9, err[-2000:]
+    registry = prune_registry(store.uri, export_root)
+    left = check_consistency(registry)
+    # In between, the checker sees only the unfinished prune and the dead process's run.
+    assert [p.what for p in left if not p.what.startswith("MLflow run")] == ["intent"]
+    assert "unfinished prune of v5, v6" in str(left[0])
+    report = repair(registry)
+    assert [r.describe().split(" (")[0] for r in report.convergence.recovered] == [
+        "unfinished prune of v5, v6"
+    ]
+    _assert_consistent(store, export_root)
+    _assert_pruned(store, export_root, going)
+    assert not repair(registry).changed  # idempotent
+
+
+def test_a_prune_that_fails_part_way_keeps_its_intent_for_the_next_command(
+    prunable: tuple[Store, Path, dict[str, list[str]]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store, export_root, going = prunable
+    registry = prune_registry(store.uri, export_root)
+    with monkeypatch.context() as patch:
+        arm(
+            {"target": "MlflowClient.delete_run", "when": "after", "nth": 2, "action": "raise"},
+            patch.setattr,
+        )
+        with pytest.raises(UnfinishedOperation, match="make repair"):
+            prune(registry, RetentionPolicy(1, 0))
+    assert [p.what for p in check_consistency(registry, run_alive=_any)] == ["intent"]
+    record = promote(registry, "4", actor="ops", reason="r", run_id="p")  # the next command
+    assert "unfinished prune of v5, v6" in record.converged
+    _end_own_runs(store)
+    _assert_consistent(store, export_root)
+    _assert_pruned(store, export_root, going)

@@ -1,4 +1,5 @@
-"""Jobs: retraining, the daily data refresh and rollback. Promotion is a manual materialization."""
+"""Jobs: retraining, the daily data refresh, rollback, repair and prune. Promotion is a manual
+materialization."""
 
 from typing import Any
 
@@ -19,9 +20,11 @@ from mlplatform.orchestration.metadata import mlflow_model_url, rounded
 from mlplatform.orchestration.resources import Notifier, PlatformStores
 from mlplatform.registry import (
     RegistryError,
+    RetentionPolicy,
     RollbackRecord,
     UnfinishedOperation,
     check_consistency,
+    prune,
     repair,
     rollback,
 )
@@ -208,3 +211,41 @@ def repair_production(context: dg.OpExecutionContext, stores: PlatformStores) ->
 )
 def repair_export_job() -> None:
     repair_production()
+
+
+class PruneConfig(dg.Config):
+    dry_run: bool = Field(
+        default=False, description="List what the policy would remove; remove nothing."
+    )
+
+
+@dg.op(
+    description="Remove the registry versions the deployment's retention policy lets go, with "
+    "their MLflow runs, Optuna studies and reports; production, the previous production, "
+    "staging and archived versions always stay."
+)
+def prune_registry(
+    context: dg.OpExecutionContext,
+    config: PruneConfig,
+    stores: PlatformStores,
+    retention: dg.ResourceParam[RetentionPolicy],
+) -> dict:
+    try:
+        if not config.dry_run:
+            converge(context, stores)
+        report = prune(stores.registry(), retention, dry_run=config.dry_run)
+    except RegistryError as exc:
+        # A prune stopped part way keeps its intent: the next registry command finishes it.
+        raise dg.Failure(description=f"prune not finished: {exc}", allow_retries=False) from exc
+    lines = report.lines()
+    for line in lines:
+        context.log.info(f"prune: {line}")
+    return {"dry_run": config.dry_run, "lines": lines, "removed": report.removal.to_dict()}
+
+
+@dg.job(
+    description="Apply the retention policy (MLPLATFORM_RETENTION_KEEP_LAST / _KEEP_DAYS) to the "
+    "registry; dry_run lists what would go."
+)
+def prune_job() -> None:
+    prune_registry()

@@ -124,12 +124,15 @@ class PlatformStores(dg.ConfigurableResource):
     )
 
     def registry(self) -> Registry:
-        """The registry and export every registry operation works on (each takes the lock)."""
+        """The registry and export every registry operation works on (each takes the lock), and
+        where a version's studies and reports are (a prune removes them with it)."""
         return Registry(
             tracking_uri=self.tracking_uri,
             export_root=self.models_path,
             name=self.model_name,
             lock_url=self.registry_lock_url,
+            optuna_storage=self.optuna_storage,
+            reports_dir=Path(self.reports_dir),
         )
 
     @property

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dagster as dg
 
 from mlplatform import config as settings
-from mlplatform.orchestration.jobs import data_refresh_job, retrain_job
+from mlplatform.orchestration.jobs import data_refresh_job, prune_job, retrain_job
 
 weekly_retrain_schedule = dg.ScheduleDefinition(
     name="weekly_retrain_schedule",
@@ -33,3 +33,16 @@ def daily_refresh_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunReque
     return dg.RunRequest(
         run_key=day, partition_key=day, tags={"mlplatform/trigger": "daily_schedule"}
     )
+
+
+weekly_prune_schedule = dg.ScheduleDefinition(
+    name="weekly_prune_schedule",
+    job=prune_job,
+    cron_schedule=settings.WEEKLY_PRUNE_CRON,
+    execution_timezone=settings.SCHEDULE_TIMEZONE,
+    default_status=dg.DefaultScheduleStatus.STOPPED,
+    description="Every Sunday at 05:00 UTC, after the retrain: remove the registry versions the "
+    "retention policy lets go, with their MLflow runs, studies and reports. Production, the "
+    "previous production, staging and archived versions always stay.",
+    tags={"mlplatform/trigger": "weekly_schedule"},
+)

@@ -2,9 +2,10 @@
 
 Floors, each importing only the ones above it: errors, lock -> store (reading MLflow) and
 export (folders on disk) -> journal (intents) -> projection (models/ from the aliases) ->
-recovery (finish or undo, converge, repair) -> versions (register), aliases (promote,
-rollback), consistency (the checker), audit (alias moved outside the platform); staging (what
-the retrain reads and writes) on top.
+recovery (finish or undo, converge, repair; removal finishes a prune below it) -> versions
+(register), aliases (promote, rollback), consistency (the checker), audit (alias moved outside
+the platform) -> prune (the retention policy of retention.py, which imports nothing); staging
+(what the retrain reads and writes) on top.
 """
 
 from mlplatform.registry.aliases import (
@@ -39,7 +40,15 @@ from mlplatform.registry.export import (
     verify_export,
 )
 from mlplatform.registry.journal import Intent, read_intent
+from mlplatform.registry.prune import PruneReport, prune
 from mlplatform.registry.recovery import Convergence, RepairReport, converge, repair
+from mlplatform.registry.retention import (
+    Protection,
+    PrunePlan,
+    Registered,
+    RetentionPolicy,
+    plan_prune,
+)
 from mlplatform.registry.runs import end_orphaned_runs, owner_tags, process_alive, process_gone
 from mlplatform.registry.staging import (
     latest_facts,
@@ -73,9 +82,14 @@ __all__ = [
     "Problem",
     "PromotionError",
     "PromotionRecord",
+    "Protection",
+    "PrunePlan",
+    "PruneReport",
+    "Registered",
     "Registry",
     "RegistryError",
     "RepairReport",
+    "RetentionPolicy",
     "RollbackError",
     "RollbackRecord",
     "StorageError",
@@ -97,10 +111,12 @@ __all__ = [
     "load_export_booster",
     "monitored_model",
     "owner_tags",
+    "plan_prune",
     "process_alive",
     "process_gone",
     "production_params",
     "promote",
+    "prune",
     "read_intent",
     "record_evaluation",
     "recorded_moves",

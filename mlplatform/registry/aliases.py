@@ -285,7 +285,7 @@ def promote(
 
 
 # --- rollback ----------------------------------------------------------------------------------
-def _previous_production(client: MlflowClient, current: ModelVersion) -> str | None:
+def previous_production(client: MlflowClient, current: ModelVersion) -> str | None:
     """The version `current` replaced, else the most recently archived other version."""
     recorded = current.tags.get(TAG_PREVIOUS_PRODUCTION)
     if recorded:
@@ -375,9 +375,7 @@ def rollback(
         current = alias_version(client, name, config.PRODUCTION_ALIAS)
         if current is None:
             raise RollbackError(f"{name} has no production version to roll back from")
-        target = (
-            str(to_version) if to_version is not None else _previous_production(client, current)
-        )
+        target = str(to_version) if to_version is not None else previous_production(client, current)
         if target is None:
             raise RollbackError(
                 f"{name} v{current.version} records no previous production version; pass to_version"

@@ -1,7 +1,8 @@
 """The intent record: what a registry operation is about to do, written before it does it.
 
 register, promote and rollback each write one record after validating their inputs and before
-touching an alias or a tag, and delete it once the registry and every export agree again. It is
+touching an alias or a tag, and delete it once the registry and every export agree again; prune
+writes one naming everything it removes before it removes anything. It is
 a tag of the registered model, so every host sharing the registry sees it, and the registry lock
 guarantees at most one. A record found later means its process died (or could not undo its own
 failure): the next registry command, or `repair`, finishes or undoes it (recovery.py).
@@ -27,7 +28,8 @@ INTENT_TAG = "mlplatform.intent"
 
 @dataclass
 class Intent:
-    """One unfinished operation: `op` is register, promote or rollback; `data` its own facts."""
+    """One unfinished operation: `op` is register, promote, rollback or prune; `data` its own
+    facts."""
 
     op: str
     name: str
@@ -40,6 +42,8 @@ class Intent:
     def describe(self) -> str:
         if self.op == "register":
             what = f"registration of {self.data.get('semver')}"
+        elif self.op == "prune":
+            what = "prune of " + ", ".join(f"v{v}" for v in self.data.get("versions", []))
         else:
             what = f"{self.op} v{self.data.get('from_version')} -> v{self.data.get('to_version')}"
         return f"{what} (started {self.started_at} by pid {self.pid} on {self.host})"

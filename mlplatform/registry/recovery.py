@@ -2,7 +2,8 @@
 
 Every registry operation starts with `converge_locked` under the registry lock: the recorded
 intent (journal.py) is resolved (a registration whose `staging` alias moved is finished, else
-undone; a promotion or rollback whose `production` alias moved is finished, else undone),
+undone; a promotion or rollback whose `production` alias moved is finished, else undone; a
+prune is finished),
 versions an unfinished registration left behind are deleted, the export is projected from the
 aliases (projection.py) and MLflow runs of dead processes are ended. `repair` does the same and
 also puts `archived` tags right and names every version whose registered files are lost.
@@ -22,6 +23,7 @@ from mlplatform.registry.errors import ArtifactLost, RegistryError
 from mlplatform.registry.history import Move, record_move, withdraw_move
 from mlplatform.registry.journal import Intent, clear_intent, read_intent
 from mlplatform.registry.projection import Projection, archived_versions, project
+from mlplatform.registry.removal import Removal, remove
 from mlplatform.registry.runs import end_orphaned_runs, process_alive
 from mlplatform.registry.store import (
     TAG_ARCHIVED,
@@ -144,8 +146,12 @@ def committed(client: MlflowClient, intent: Intent) -> bool:
     return current is not None and str(current.version) == intent.data["to_version"]
 
 
-def finish_or_undo(client: MlflowClient, intent: Intent) -> str:
-    """Resolve one intent; "forward" or "back"."""
+def finish_or_undo(registry: Registry, intent: Intent) -> str:
+    """Resolve one intent; "forward" or "back". A prune only goes forward (removal.py)."""
+    client = registry.client
+    if intent.op == "prune":
+        remove(registry, Removal.of(intent.data))
+        return "forward"
     if intent.op not in ("register", "promote", "rollback"):
         raise RegistryError(f"unknown operation {intent.op!r} in the intent record")
     forward = committed(client, intent)
@@ -216,7 +222,7 @@ def converge_locked(
         out.dropped.append(f"{exc}: dropped, the aliases decide")
         intent = None
     if intent is not None:
-        out.recovered.append(Recovered(intent, finish_or_undo(client, intent)))
+        out.recovered.append(Recovered(intent, finish_or_undo(registry, intent)))
         clear_intent(client, name)
     for version in pending_versions(client, name):
         client.delete_model_version(name, version)

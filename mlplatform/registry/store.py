@@ -101,6 +101,10 @@ class Registry:
     name: str = config.MODEL_NAME
     lock_url: str | None = None  # Postgres URL of the cross-host lock; None: one host
     retention: int = config.ARCHIVE_RETENTION  # archive folders kept in models/archive
+    # What else belongs to a version, which a prune removes with it: the Optuna storage URL of
+    # its tuning study and the folder of its reports (None: none kept there).
+    optuna_storage: str | None = None
+    reports_dir: Path | None = None
 
     @property
     def client(self) -> MlflowClient:
