@@ -37,10 +37,13 @@ NFR_010_ROLLBACK_S = 300.0  # the NFR-010 plan: rollback within 5 minutes
 DESIGN_ROLLBACK_S = 5.0  # this design: alias upsert + verified local archive copy
 
 
-def _booster(seed: int, n_features: int, n_trees: int) -> tuple[lgb.Booster, pd.DataFrame]:
+def small_booster(
+    seed: int, n_features: int, n_trees: int, rows: int = 4000
+) -> tuple[lgb.Booster, pd.DataFrame]:
+    """A LightGBM model of the given size on random rows: what the registry stores and moves."""
     rng = np.random.default_rng(seed)
     X = pd.DataFrame(
-        rng.normal(size=(4000, n_features)).astype("float32"),
+        rng.normal(size=(rows, n_features)).astype("float32"),
         columns=[f"f{i}" for i in range(n_features)],
     )
     y = (X["f0"] + rng.normal(size=len(X)) > 0).astype(int)
@@ -78,7 +81,7 @@ def main() -> None:
         register_s: list[float] = []
         model_bytes = 0
         for i in range(args.versions):
-            booster, X = _booster(i, args.features, args.trees)
+            booster, X = small_booster(i, args.features, args.trees)
             model_bytes = len(booster.model_to_string().encode())
             start = time.perf_counter()
             register(

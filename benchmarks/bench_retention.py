@@ -25,12 +25,11 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
-import lightgbm as lgb
 import numpy as np
 import optuna
-import pandas as pd
 from mlflow import MlflowClient
 
+from benchmarks.bench_promotion import small_booster
 from mlplatform import config
 from mlplatform.registry import ModelPackage, Registry, RetentionPolicy, promote, prune, register
 
@@ -43,17 +42,6 @@ def folder_bytes(root: Path) -> int:
         for folder, _dirs, files in os.walk(root)
         for name in files
     )
-
-
-def _booster(seed: int, features: int, trees: int) -> tuple[lgb.Booster, pd.DataFrame]:
-    rng = np.random.default_rng(seed)
-    X = pd.DataFrame(
-        rng.normal(size=(2000, features)).astype("float32"),
-        columns=[f"f{i}" for i in range(features)],
-    )
-    y = (X["f0"] + rng.normal(size=len(X)) > 0).astype(int)
-    params = {"objective": "binary", "verbosity": -1, "num_threads": 1, "seed": seed}
-    return lgb.train(params, lgb.Dataset(X, y), num_boost_round=trees), X
 
 
 class Home:
@@ -104,7 +92,7 @@ class Home:
                 self.client.log_param(run.info.run_id, key, value)
             self.client.log_metric(run.info.run_id, "cv_log_loss", loss)
             self.client.set_terminated(run.info.run_id)
-        booster, X = _booster(week, args.features, args.trees)
+        booster, X = small_booster(week, args.features, args.trees, rows=2000)
         package = ModelPackage(
             booster,
             semver=f"1.{week}.0",
