@@ -63,7 +63,7 @@ celery-worker: install
 # The day's scores (DATE empty = the last bar's date) as CSV on standard output, or FORMAT=json,
 # or into OUTPUT; they also land in the prediction log (.mlplatform/predictions/<date>.parquet).
 predict: install
-	$(BIN)/python -m mlplatform predict $(if $(DATE),--date $(DATE),) $(if $(FORMAT),--format $(FORMAT),) $(if $(OUTPUT),--output $(OUTPUT),)
+	@$(BIN)/python -m mlplatform predict $(if $(DATE),--date $(DATE),) $(if $(FORMAT),--format $(FORMAT),) $(if $(OUTPUT),--output $(OUTPUT),)
 
 # Optuna's dashboard over the studies tuning writes: MLPLATFORM_OPTUNA_STORAGE when set (Postgres,
 # journal+file://, journal+redis://), else the home folder's SQLite file.

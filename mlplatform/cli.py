@@ -1,5 +1,5 @@
-"""`python -m mlplatform run|promote|rollback|repair|prune|dev|mlflow-ui` on the embedded home
-folder.
+"""`python -m mlplatform run|predict|promote|rollback|repair|prune|dev|mlflow-ui|mlflow-server` on
+the embedded home folder.
 
 Every command uses the same Dagster instance (DAGSTER_HOME under the home folder) as `dagster dev`,
 so what the CLI does shows up in the UI and vice versa.
@@ -580,7 +580,7 @@ def cmd_mlflow_server(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m mlplatform", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("run", help="materialize every asset but production_model")
+    run = sub.add_parser("run", help="materialize every asset but production_model and the scores")
     run.add_argument("--trials", type=int, default=None, help="Optuna trials (default 50)")
     run.add_argument("--workers", type=int, default=None, help="Optuna worker processes (1)")
     run.add_argument(
