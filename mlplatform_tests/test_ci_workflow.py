@@ -48,6 +48,7 @@ def test_workflow_retrain_step_runs_locally_on_small_data(tmp_path: Path) -> Non
     }
     env.pop(config.WEBHOOK_URL_ENV, None)
     env.pop(config.SLACK_TOKEN_ENV, None)
+    env.pop("DAGSTER_HOME", None)  # an in-process CLI test may have pointed it at its own home
     done = subprocess.run(
         ["bash", "-c", local],
         cwd=config.PROJECT_ROOT,
