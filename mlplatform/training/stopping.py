@@ -50,13 +50,8 @@ class BestValueMovement(BaseImprovementEvaluator):
             return math.inf
         pick = max if study_direction == StudyDirection.MAXIMIZE else min
         # A pruned trial's value is only its last intermediate value: complete trials count.
-        complete = [t for t in finished if t.state == TrialState.COMPLETE]
-        before = [
-            t.value
-            for t in complete
-            if t.number < finished[-self.window].number and t.value is not None
-        ]
-        now = [t.value for t in complete if t.value is not None]
+        before = [t.value for t in finished[: -self.window] if _complete(t) and t.value is not None]
+        now = [t.value for t in finished if _complete(t) and t.value is not None]
         if not before:
             return math.inf
         return abs(pick(now) - pick(before))
@@ -107,3 +102,7 @@ class StopWhenStagnant:
         if self.should_stop(study):
             self.stopped = True
             study.stop()
+
+
+def _complete(trial: FrozenTrial) -> bool:
+    return trial.state == TrialState.COMPLETE
