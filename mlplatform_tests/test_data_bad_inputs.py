@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
+from mlplatform import config
 from mlplatform.data import DataValidationError, generate_market, load_prices
 from mlplatform.definitions import build_definitions
 from mlplatform.orchestration.resources import MarketDataSource
@@ -42,6 +43,7 @@ def test_day_first_dates_are_refused_unless_the_format_is_given(tmp_path: Path, 
     )
     assert "ambiguous" in err.reason and "line 2" in err.reason
     assert f"date_format {fmt!r}" in err.reason  # the later 13/01 tells which order the file uses
+    assert config.DATE_FORMAT_ENV in err.reason  # where the platform's user sets it
 
     loaded = load_prices(path, min_history_days=MIN, date_format=fmt)
     assert loaded["date"].tolist() == list(pd.bdate_range("2015-01-02", periods=30))

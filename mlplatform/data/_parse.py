@@ -13,6 +13,11 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from mlplatform import config
+
+# What date_format is called where the platform, not a caller of load_prices, reads the file.
+PLATFORM_SETTING = f"the platform reads it from {config.DATE_FORMAT_ENV}"
+
 # The one tolerated spread of UTC offsets inside one file: a daylight-saving shift.
 _MAX_OFFSET_SPREAD = pd.Timedelta(hours=1)
 # Day and month as numbers before the year (03/05/2024, 03.05.2024, 3-5-24): the order is unknown.
@@ -136,17 +141,26 @@ def _numeric_order_problem(text: pd.Series, distinct: np.ndarray) -> Problem | N
             position,
             text.iloc[position],
             f"date reads month-first while {day_first[0]!r} reads day-first; set date_format "
-            f"({dmy!r} or {mdy!r}) and fix the dates that do not fit",
+            f"({dmy!r} or {mdy!r}; {PLATFORM_SETTING}) and fix the dates that do not fit",
         )
     if not len(ambiguous):
         return None
     position = int(text.isin(set(ambiguous)).to_numpy().argmax())
     if len(day_first):
-        hint = f"other dates read day-first (e.g. {day_first[0]!r}): set date_format {dmy!r}"
+        hint = (
+            f"other dates read day-first (e.g. {day_first[0]!r}): set date_format {dmy!r} "
+            f"({PLATFORM_SETTING})"
+        )
     elif len(month_first):
-        hint = f"other dates read month-first (e.g. {month_first[0]!r}): set date_format {mdy!r}"
+        hint = (
+            f"other dates read month-first (e.g. {month_first[0]!r}): set date_format {mdy!r} "
+            f"({PLATFORM_SETTING})"
+        )
     else:
-        hint = f"set date_format, e.g. {dmy!r} (day first) or {mdy!r} (month first)"
+        hint = (
+            f"set date_format ({PLATFORM_SETTING}), e.g. {dmy!r} (day first) or {mdy!r} "
+            "(month first)"
+        )
     return Problem(
         position, text.iloc[position], f"date is ambiguous (day-first or month-first?); {hint}"
     )
