@@ -2,6 +2,7 @@
 
     .venv/bin/python -m benchmarks.report                      # every benchmark (make bench)
     .venv/bin/python -m benchmarks.report --only bench_drift,bench_promotion
+    .venv/bin/python -m benchmarks.report --render-only         # rewrite the page, run nothing
 
 Each benchmark in BENCHMARKS runs as documented (`python -m benchmarks.<name>`, its default
 settings, from the repository root, on a temporary home folder and model export) and ends by
@@ -9,7 +10,12 @@ printing one JSON object; its output streams through. The page states the machin
 once, then one section per benchmark with its figures as tables. With `--only`, the other
 sections keep the figures the page already holds when they were measured on this machine, and
 say "run `make bench` to fill" otherwise. The figures of each section are kept in the page itself
-(an HTML comment), so the page is the only file this writes.
+(an HTML comment), so the page is the only file this writes. `--render-only` runs no benchmark:
+it rewrites the page from the figures it holds, on the machine they were measured on (after a
+change to how figures are shown; no figure changes).
+
+Rows are labelled from LABELS (a key not there reads as itself, underscores as spaces and a unit
+suffix such as `_s` as "(s)"); yes/no stands for true/false and "—" for a missing or empty value.
 """
 
 from __future__ import annotations
@@ -53,6 +59,44 @@ MACHINE_KEYS = frozenset(
     {"benchmark", "cpu_count", "cpus", "python", "load_avg_1m", "load_avg_1m_end"}
 )
 TO_FILL = "Not measured on this machine yet: run `make bench` to fill."
+# How the page names a JSON key; a nested figure joins its keys' labels with ": ".
+LABELS = {
+    "backtest_s": "backtest without slices (s)",
+    "backtest_with_slices_s": "backtest with slices (s)",
+    "design_rollback_target_s": "rollback target of this design (s)",
+    "figured_slices": "slices with figures (enough rows and dates)",
+    "growth_exponent": "growth exponent k (time ∝ bars^k; needs two sizes)",
+    "lightgbm_s": "inside LightGBM (s)",
+    "meets_targets": "meets target",
+    "model_txt_bytes": "model.txt size (bytes)",
+    "nfr_010_rollback_target_s": "rollback target of NFR-010 (s)",
+    "optuna_s": "inside Optuna (s)",
+    "overhead_s": "outside LightGBM and Optuna (s)",
+    "overhead_share": "share of the wall time outside LightGBM and Optuna",
+    "p90_s": "90th percentile (s)",
+    "peak_rss": "peak memory",
+    "peak_rss_mib": "peak memory, RSS (MiB)",
+    "register_median_s": "register, median (s)",
+    "repeat": "repetitions",
+    "rollback_meets_design": "rollback p90 within this design's target",
+    "rollback_meets_nfr_010": "rollback p90 within NFR-010's target",
+    "sizes": "by market size",
+    "slice_keys_s": "slice keys, regimes and ticker groups (s)",
+    "slicing_s": "slicing in total (s)",
+    "slicing_share_of_backtest": "slicing as a share of the backtest",
+    "steps_outside_ml_s": "step time outside LightGBM and Optuna (s)",
+    "steps_s": "step time (s)",
+    "success": "run succeeded",
+    "trees": "trees per model",
+    "versions": "registry versions",
+    "wall": "wall time",
+    "wall_s": "wall time (s)",
+    "warm_stores": "stores warmed up first",
+    "window_rows": "rows in the evaluation window",
+}
+UNITS = {"_s": "s", "_mib": "MiB", "_gib": "GiB", "_bytes": "bytes", "_kb": "kB"}
+# A list of objects with more columns than this is shown turned: a row per field.
+WIDEST_TABLE = 8
 _RECORD = re.compile(r"^<!-- record (\S+) (.*) -->$", re.MULTILINE)
 
 
@@ -181,9 +225,24 @@ def describe(name: str) -> str:
     return " ".join(doc.split("\n\n")[0].split())
 
 
+def label(path: Sequence[str]) -> str:
+    """A figure's row label: each key's LABELS entry, else the key with underscores as spaces
+    and a unit suffix in brackets (`wall_s` -> "wall (s)"), joined with ": "."""
+    return ": ".join(_key_label(key) for key in path)
+
+
+def _key_label(key: str) -> str:
+    if key in LABELS:
+        return LABELS[key]
+    for suffix, unit in UNITS.items():
+        if key.endswith(suffix) and len(key) > len(suffix):
+            return f"{key[: -len(suffix)].replace('_', ' ')} ({unit})"
+    return key.replace("_", " ")
+
+
 def number(value: Any) -> str:
-    """A figure as the page shows it."""
-    if value is None:
+    """A figure as the page shows it: "—" for a missing or empty value."""
+    if value is None or (isinstance(value, str | list | tuple | Mapping) and not value):
         return "—"
     if isinstance(value, bool):
         return "yes" if value else "no"
@@ -210,16 +269,20 @@ def _is_rows(value: Any) -> bool:
     return isinstance(value, list) and bool(value) and all(isinstance(v, Mapping) for v in value)
 
 
+Keys = tuple[str, ...]  # the keys leading to a figure
+
+
 def _flatten(
-    value: Mapping[str, Any], prefix: str, figures: list[tuple[str, Any]], tables: list
+    value: Mapping[str, Any], prefix: Keys, figures: list[tuple[Keys, Any]], tables: list
 ) -> None:
-    """Scalars (and lists of scalars) as `a.b` figures; lists of objects as their own tables."""
+    """Scalars (and lists of scalars) as figures by their keys; lists of objects as their own
+    tables."""
     for key, item in value.items():
         if key in MACHINE_KEYS:
             continue
-        path = f"{prefix}{key}"
+        path = (*prefix, key)
         if isinstance(item, Mapping) and item:
-            _flatten(item, f"{path}.", figures, tables)
+            _flatten(item, path, figures, tables)
         elif _is_rows(item):
             tables.append((path, item))
         else:
@@ -235,24 +298,33 @@ def _table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
 
 def render_figures(figures: Mapping[str, Any], omit: Iterable[str] = ()) -> list[str]:
     """A benchmark's JSON object as Markdown tables: one of its figures, then one per list of
-    objects in it (a row per item)."""
+    objects in it (a row per item, or a row per field when the items have many fields)."""
     skipped = set(omit)
-    flat: list[tuple[str, Any]] = []
-    tables: list[tuple[str, list]] = []
-    _flatten({k: v for k, v in figures.items() if k not in skipped}, "", flat, tables)
+    flat: list[tuple[Keys, Any]] = []
+    tables: list[tuple[Keys, list]] = []
+    _flatten({k: v for k, v in figures.items() if k not in skipped}, (), flat, tables)
     lines: list[str] = []
     if flat:
-        lines += _table(("figure", "value"), ((key, number(value)) for key, value in flat))
-    for path, items in tables:
+        lines += _table(("figure", "value"), ((label(keys), number(value)) for keys, value in flat))
+    for keys, items in tables:
         rows = []
-        columns: list[str] = []
+        columns: list[Keys] = []
         for item in items:
-            row: list[tuple[str, Any]] = []
-            _flatten(item, "", row, [])  # lists of objects inside a row are shown flat
+            row: list[tuple[Keys, Any]] = []
+            _flatten(item, (), row, [])  # lists of objects inside a row are shown flat
             rows.append(dict(row))
-            columns += [key for key, _ in row if key not in columns]
-        lines += ["", f"`{path}`:", ""]
-        lines += _table(columns, ([number(r.get(c)) for c in columns] for r in rows))
+            columns += [column for column, _ in row if column not in columns]
+        title = label(keys)
+        lines += ["", f"{title[:1].upper()}{title[1:]}:", ""]
+        cells = [[number(r.get(c)) for c in columns] for r in rows]
+        if len(columns) <= WIDEST_TABLE:
+            lines += _table([label(c) for c in columns], cells)
+        else:  # turned: the first field heads the columns, a row per other field
+            header = [label(columns[0]), *(row[0] for row in cells)]
+            lines += _table(
+                header,
+                ([label(c), *(row[i] for row in cells)] for i, c in enumerate(columns) if i),
+            )
     return lines
 
 
@@ -320,6 +392,12 @@ def render_page(
     return "\n".join(lines).rstrip("\n") + "\n"
 
 
+def recorded_machine(records: Mapping[str, Record]) -> dict[str, Any] | None:
+    """The machine of the latest record (the one a page states), or None without records."""
+    latest = max(records.values(), key=lambda r: r.date, default=None)
+    return None if latest is None else latest.machine
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.report", description=__doc__.splitlines()[0]
@@ -329,7 +407,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         default="",
         help=f"comma-separated benchmarks to run (default: all of {', '.join(BENCHMARKS)})",
     )
+    parser.add_argument(
+        "--render-only",
+        action="store_true",
+        help="run no benchmark: rewrite the page from the figures it holds",
+    )
     args = parser.parse_args(argv)
+    if args.render_only:
+        if args.only:
+            parser.error("--render-only runs no benchmark; leave out --only")
+        records = read_records(PAGE.read_text()) if PAGE.exists() else {}
+        PAGE.write_text(render_page(records, recorded_machine(records) or machine()))
+        print(f"wrote {PAGE} from the figures it holds", flush=True)
+        return 0
     selected = [n.strip() for n in args.only.split(",") if n.strip()] or list(BENCHMARKS)
     unknown = [n for n in selected if n not in BENCHMARKS]
     if unknown:

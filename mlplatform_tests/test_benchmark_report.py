@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import pytest
 
@@ -72,12 +73,14 @@ def test_the_page_states_machine_and_date_once_then_a_section_per_benchmark() ->
     for name in report.BENCHMARKS:
         assert f"## {name}" in page
         assert f"`python -m benchmarks.{name}`" in page
-    # Figures as tables, nested objects flattened, the machine and its load never per section.
-    assert "| rollback.median_s | 0.0971 |" in page
-    assert "| rollback_meets_design | yes |" in page
+    # Figures as tables under human labels, nested objects flattened, the machine and its load
+    # never per section.
+    assert "| rollback: median (s) | 0.0971 |" in page
+    assert "| rollback p90 within this design's target | yes |" in page
+    assert "rollback_meets_design" not in shown and "median_s" not in shown
     assert "load_avg" not in shown and "cpu_count" not in shown and "| python |" not in shown
     # A list of objects is its own table, a row per item.
-    assert "| cap | rows | accuracy | cpu_s |" in page
+    assert "| cap | rows | accuracy | cpu (s) |" in page
     assert "| — | 5090000 | 0.5557 | 951.2 |" in page
     assert "| 250000 | 250000 | 0.5557 | 60.04 |" in page
     # The benchmarks without figures say how to get them, and nothing else.
@@ -109,17 +112,63 @@ def test_a_page_reads_back_its_records_for_the_next_partial_run() -> None:
 
 
 def test_omitted_detail_and_odd_values() -> None:
-    line = {"signal": {"promotion_rate": 0.95}, "markets": {"signal": [{"seed": 1}]}, "n": None}
+    line = {
+        "signal": {"promotion_rate": 0.95},
+        "markets": {"signal": [{"seed": 1}]},
+        "n": None,
+        "growth_exponent": {},
+        "stop": "",
+        "ok": False,
+    }
     lines = report.render_figures(line, omit=("markets",))
     assert lines == [
         "| figure | value |",
         "|---|---|",
-        "| signal.promotion_rate | 0.95 |",
+        "| signal: promotion rate | 0.95 |",
         "| n | — |",
+        f"| {report.LABELS['growth_exponent']} | — |",
+        "| stop | — |",
+        "| ok | no |",
     ]
-    assert report.number(float("nan")) == "—"
+    assert report.number(float("nan")) == "—" and report.number([]) == "—"
     assert report.number([1, 2.5]) == "1, 2.5"
     assert report.number("a|b") == "a|b" and report._cell("a|b") == "a\\|b"
+
+
+def test_labels_keep_units_and_read_unmapped_keys_as_words() -> None:
+    assert report.label(("wall_s",)) == "wall time (s)"
+    assert report.label(("promote", "p90_s")) == "promote: 90th percentile (s)"
+    assert report.label(("home_bytes",)) == "home (bytes)"
+    assert report.label(("median_detection_delay_days",)) == "median detection delay days"
+    assert report.label(("steps_s", "raw_prices")) == "step time (s): raw prices"
+    assert report.label(("rows", "trend 1.5x")) == "rows: trend 1.5x"  # a dot inside a key
+    for key, text in report.LABELS.items():
+        assert text and "_" not in text, key
+
+
+def test_a_wide_list_of_objects_is_turned_a_row_per_field() -> None:
+    fields = {f"f{i}_s": i for i in range(report.WIDEST_TABLE)}
+    line = {"sizes": [{"tickers": 500, **fields}, {"tickers": 2000, **fields, "ok": True}]}
+    lines = report.render_figures(line)
+    assert lines[:5] == ["", "By market size:", "", "| tickers | 500 | 2000 |", "|---|---|---|"]
+    assert "| f0 (s) | 0 | 0 |" in lines and "| ok | — | yes |" in lines
+
+
+def test_render_only_rewrites_the_page_from_its_records_and_runs_nothing(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    records = {"bench_promotion": _record("bench_promotion", PROMOTION_LINE)}
+    old = report.render_page(records, MACHINE).replace("| figure | value |", "| old | layout |")
+    page = tmp_path / "benchmarks.md"
+    page.write_text(old)
+    monkeypatch.setattr(report, "PAGE", page)
+    monkeypatch.setattr(report, "machine", lambda: {**MACHINE, "cpu_model": "Another CPU"})
+    monkeypatch.setattr(report, "run_benchmark", pytest.fail)  # nothing may run
+    assert report.main(["--render-only"]) == 0
+    assert page.read_text() == report.render_page(records, MACHINE)  # the records' machine
+    assert report.read_records(page.read_text()) == records  # every figure as it was
+    with pytest.raises(SystemExit):
+        report.main(["--render-only", "--only", "bench_drift"])
 
 
 def test_only_accepts_listed_benchmarks_and_no_other_arguments() -> None:
