@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pytest
 from scipy import stats
+from sklearn import metrics as sk
 
 from mlplatform.evaluation import metrics as m
 from mlplatform.evaluation.backtest import STRATEGY_METRICS
@@ -40,6 +41,13 @@ def test_classification_metrics_by_hand() -> None:
     assert out["n"] == 4
     # P(X >= 2) for X ~ Bin(4, 0.75)
     assert out["p_value_vs_majority"] == pytest.approx(1 - 0.25**4 - 4 * 0.75 * 0.25**3)
+
+
+def test_a_constant_score_has_the_auc_scikit_learn_gives_it() -> None:
+    y = np.array([1, 0, 1, 1, 0])
+    for value in (0.0, 0.52, 1.0):
+        p = np.full(len(y), value)
+        assert m.auc(y, p) == pytest.approx(sk.roc_auc_score(y, p)) == 0.5
 
 
 def test_binomial_p_value_known_case() -> None:

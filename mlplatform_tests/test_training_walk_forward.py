@@ -22,6 +22,7 @@ from mlplatform.evaluation.walk_forward import (
     walk_forward_baselines,
 )
 from mlplatform.features import outcomes
+from mlplatform.features.layout import same_rows, values_on
 from mlplatform.promotion import PRODUCTION, STAGING
 from mlplatform.training import (
     DEFAULT_PARAMS,
@@ -470,3 +471,22 @@ def test_the_baselines_read_the_same_previous_directions_from_the_windowed_bars(
     pd.testing.assert_series_equal(
         previous_direction(windowed, rows), previous_direction(prices, rows)
     )
+
+
+def test_same_rows_is_equality_of_rows_in_order() -> None:
+    """The short cut behind labelled_rows and the backtest's alignment agrees with
+    `Index.equals` on a stored copy, a reordering, other levels and another length."""
+    index = _data(n_dates=20).X.index
+    stored = pickle.loads(pickle.dumps(index, protocol=5))
+    assert same_rows(index, stored) and same_rows(index[:30], stored[:30])
+    assert not same_rows(index, stored[::-1])
+    assert not same_rows(index, index[:-1])
+    later = index.set_levels(index.levels[0] + pd.Timedelta(days=1), level=0)
+    assert not same_rows(index, later)  # the same codes over other dates are other rows
+    assert same_rows(index, index.remove_unused_levels())
+    flat = index.get_level_values(0)
+    assert same_rows(flat, flat.copy()) and not same_rows(flat, flat[::-1])
+    values = pd.Series(np.arange(len(index), dtype=float), index=index)
+    np.testing.assert_array_equal(values_on(values, stored), values.to_numpy())
+    np.testing.assert_array_equal(values_on(values.iloc[::-1], index), values.to_numpy())
+    assert np.isnan(values_on(values.iloc[1:], index)[0])

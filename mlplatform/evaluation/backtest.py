@@ -30,6 +30,7 @@ import pandas as pd
 from mlplatform import config
 from mlplatform.evaluation import metrics as m
 from mlplatform.evaluation.slices import SliceKeys, slice_table
+from mlplatform.features.layout import values_on
 
 STRATEGIES: tuple[str, ...] = ("long_short", "long_flat")
 STRATEGY_METRICS: tuple[str, ...] = (
@@ -99,8 +100,9 @@ def _as_row_series(series: pd.Series, what: str) -> pd.Series:
 def _align(series: Sequence[pd.Series]) -> tuple[pd.MultiIndex, list[np.ndarray]]:
     """The (date, ticker) rows every series has (none of them NaN), sorted by date then ticker,
     and each series' values on them."""
-    index = series[0].index.sort_values()
-    values = [s.reindex(index).to_numpy(dtype=np.float64) for s in series]
+    first = series[0].index
+    index = first if first.is_monotonic_increasing else first.sort_values()
+    values = [values_on(s, index) for s in series]
     common = np.logical_and.reduce([~np.isnan(v) for v in values])
     return index[common], [v[common] for v in values]
 
@@ -372,7 +374,7 @@ def run_backtest(
     hold_fr = None
     if hold_returns is not None:
         hold = _as_row_series(hold_returns, "hold_returns")
-        hold_fr = np.nan_to_num(hold.reindex(common).to_numpy(), nan=0.0)
+        hold_fr = np.nan_to_num(values_on(hold, common), nan=0.0)
     dates = common.get_level_values(0)
 
     results: dict[str, dict[str, float]] = {}

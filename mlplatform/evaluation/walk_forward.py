@@ -27,6 +27,7 @@ from mlplatform.evaluation.backtest import (
     up_rate,
 )
 from mlplatform.evaluation.slices import SliceKeys
+from mlplatform.features.layout import values_on
 from mlplatform.promotion.criteria import PRODUCTION, STAGING
 from mlplatform.promotion.decision import comparable_production
 from mlplatform.training import (
@@ -146,7 +147,7 @@ def evaluate_candidate(
         predictions[PRODUCTION] = walk_forward_predictions(contenders.production, data, windows)
     predictions.update(walk_forward_baselines(data, windows, prices))
     if truth is not None:
-        p_up = truth.reindex(evaluated.X.index).to_numpy(dtype=np.float64)
+        p_up = values_on(truth, evaluated.X.index)
         if not np.isnan(p_up).any():  # the best any model could do on these rows
             predictions[BAYES] = pd.Series(p_up, index=evaluated.X.index, name=BAYES)
     result = run_backtest(

@@ -118,3 +118,30 @@ class PriceLayout:
             verify_integrity=False,
         )
         return index.remove_unused_levels()
+
+
+def same_rows(a: pd.Index, b: pd.Index) -> bool:
+    """Whether two row indexes hold the same rows in the same order.
+
+    Frames of one run share their (date, ticker) levels, so comparing the level codes answers in
+    milliseconds where hashing every row (what `reindex` does) takes half a second at 5 M rows.
+    """
+    if a is b:
+        return True
+    if len(a) != len(b):
+        return False
+    if (
+        isinstance(a, pd.MultiIndex)
+        and isinstance(b, pd.MultiIndex)
+        and a.nlevels == b.nlevels
+        and all(x.equals(y) for x, y in zip(a.levels, b.levels, strict=True))
+    ):
+        return all(np.array_equal(x, y) for x, y in zip(a.codes, b.codes, strict=True))
+    return a.equals(b)
+
+
+def values_on(series: pd.Series, index: pd.Index) -> np.ndarray:
+    """`series` on the rows of `index` as float64, NaN where it has none."""
+    if same_rows(series.index, index):
+        return series.to_numpy(dtype=np.float64)
+    return series.reindex(index).to_numpy(dtype=np.float64)

@@ -21,6 +21,8 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import brentq
 
+from mlplatform.features.layout import values_on
+
 NO_SKILL = 0.5  # a direction guess without information
 
 
@@ -57,9 +59,9 @@ class Expectation:
     @classmethod
     def of_walk_forward(cls, p_up: pd.Series, labels: pd.Series) -> Expectation:
         """From the walk-forward's out-of-sample predictions and their labels (by row)."""
-        label = labels.reindex(p_up.index)
-        known = label.notna()
-        p, y = p_up[known].to_numpy(dtype=float), label[known].to_numpy(dtype=int)
+        label = values_on(labels, p_up.index)
+        known = ~np.isnan(label)
+        p, y = p_up.to_numpy(dtype=float)[known], label[known].astype(int)
         right = pd.Series((p > 0.5) == (y == 1), index=p_up.index[known])
         daily = right.groupby(level="date").mean()
         clipped = np.clip(p, 1e-15, 1 - 1e-15)

@@ -22,6 +22,7 @@ from functools import cached_property
 import numpy as np
 import pandas as pd
 
+from mlplatform.features.layout import same_rows
 from mlplatform.training.splits import SplitError, _calendar, _check_positive, _iso
 
 RETURN_COLUMNS = ("forward_return", "hold_return")  # of features.labels.outcomes
@@ -189,6 +190,15 @@ class LabelledData:
         return pd.DataFrame(columns, index=self.X.index)
 
 
+def _label_positions(rows: pd.Index, labelled: pd.Index) -> np.ndarray:
+    """Each row's position in `labelled`, -1 for none. The labels asset holds a leading run of
+    the features' rows, which `same_rows` confirms without hashing every row."""
+    n = len(labelled)
+    if n <= len(rows) and same_rows(rows[:n], labelled):
+        return np.concatenate([np.arange(n), np.full(len(rows) - n, -1)])
+    return labelled.get_indexer(rows)
+
+
 def labelled_rows(features: pd.DataFrame, outcomes: pd.DataFrame) -> LabelledData:
     """The rows that have both features and a known label, in the features' order, with their
     `outcomes` (features.labels.outcomes, the labels asset, or a frame of its 'label' alone).
@@ -197,7 +207,7 @@ def labelled_rows(features: pd.DataFrame, outcomes: pd.DataFrame) -> LabelledDat
     carried = [name for name in RETURN_COLUMNS if name in outcomes.columns]
     if carried and len(carried) < len(RETURN_COLUMNS):
         raise ValueError(f"outcomes has {carried} but not all of {list(RETURN_COLUMNS)}")
-    found = outcomes.index.get_indexer(features.index)  # -1: no label for that row
+    found = _label_positions(features.index, outcomes.index)  # -1: no label for that row
     mask = found >= 0
     n = int(mask.sum())
     if n == 0:

@@ -7,7 +7,7 @@ labelled row, so production never serves a model months older than its data.
 A recipe may cap its training rows: every fit (each walk-forward block and the refit) then trains
 on one seeded uniform sample of the labelled rows, so the model scored is the model deployed. The
 out-of-sample accuracy stops improving long before a whole-market universe's rows, while every
-fit's time grows with them (measured in the README, "Bigger market").
+fit's time grows with them (measured by `benchmarks/bench_training_rows.py`, docs/benchmarks.md).
 """
 
 from __future__ import annotations

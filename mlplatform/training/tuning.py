@@ -41,6 +41,7 @@ from mlplatform import config
 from mlplatform.data.codes import level_codes
 from mlplatform.evaluation.backtest import position, strategy_returns
 from mlplatform.evaluation.metrics import sharpe_ratio
+from mlplatform.features.layout import values_on
 from mlplatform.parallel import cores
 from mlplatform.training.model import with_threads
 from mlplatform.training.search_space import (
@@ -356,7 +357,7 @@ def _fold_arrays(
     if y.isna().any() or not set(np.unique(y.to_numpy())) <= {0, 1}:
         raise ValueError(f"y must hold only 0 and 1, got values {sorted(set(y.dropna()))[:5]}")
     values = X.to_numpy(dtype=np.float32)
-    ret = None if returns is None else returns.reindex(X.index).to_numpy(dtype=np.float64)
+    ret = None if returns is None else values_on(returns, X.index)
     labels = y.to_numpy()
     if "ticker" in (X.index.names or []):
         codes, uniques = level_codes(X.index, "ticker")
