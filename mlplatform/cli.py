@@ -23,13 +23,12 @@ import optuna
 from mlflow.tracking import MlflowClient
 
 from mlplatform import config
+from mlplatform.locks import LockTimeout, exclusive
 from mlplatform.orchestration.executors import CLI_ASSETS_JOB, EXECUTORS, execution_config
 from mlplatform.orchestration.jobs import RETRAIN_TAGS, SERVING_ASSETS
 from mlplatform.orchestration.liveness import close_dead_dagster_runs, process_tags
 from mlplatform.promotion import BLOCKING_CRITERIA, WARNING_CRITERIA
 from mlplatform.promotion.decision import OVERRIDE_STEP, PROMOTE_STEP
-from mlplatform.registry import LockTimeout
-from mlplatform.registry.lock import exclusive
 
 DAGSTER_YAML = Path(__file__).with_name("dagster.yaml")  # the instance a new home gets
 

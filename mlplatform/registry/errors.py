@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from mlplatform import locks
+
 
 class RegistryError(RuntimeError):
     """Base error of the registry package."""
@@ -21,8 +23,9 @@ class ArtifactLost(RegistryError):
     """A version's model files are gone from the registry or no longer match their checksum."""
 
 
-class LockTimeout(RegistryError):
-    """Another registry operation held the lock for longer than the timeout."""
+class LockTimeout(RegistryError, locks.LockTimeout):
+    """Another registry operation held the lock for longer than the timeout: a RegistryError, so
+    the jobs that refuse on one refuse on this, and a locks.LockTimeout like any lock's."""
 
 
 class PromotionError(RegistryError):

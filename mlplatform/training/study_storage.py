@@ -17,8 +17,6 @@ Other SQL servers get no cross-host lock: the platform's scale-out storage is Po
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import os
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,16 +24,17 @@ from typing import Any
 
 import optuna
 import redis
-import sqlalchemy as sa
 from optuna.storages.journal import JournalFileBackend, JournalRedisBackend
 from sqlalchemy.engine import make_url
 
 from mlplatform import config
+from mlplatform.locks import advisory_lock, host_lock
 
 JOURNAL_FILE = "journal+file://"  # journal+file:///abs/path/studies.log (one host, or NFS)
 JOURNAL_REDIS = "journal+redis://"  # journal+redis://host:6379/db (many hosts, no SQL server)
 REDIS_LOCK_KEY = "mlplatform:optuna:launch-lock"
 REDIS_LEASE_S = 120  # far longer than opening a study takes; a dead holder's lock ends with it
+LAUNCH_LOCK_KEY = 1  # the advisory lock's second key, in config.TUNING.launch_lock_namespace
 
 
 def _journal_path(storage_url: str) -> Path:
@@ -92,36 +91,10 @@ def retry_callback() -> optuna.storages.RetryHeartbeatStaleTrialCallback:
 
 
 @contextlib.contextmanager
-def _file_lock(path: Path) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)  # the kernel releases it if this process dies
-        yield
-    finally:
-        os.close(fd)
-
-
-@contextlib.contextmanager
-def _postgres_lock(url: sa.URL) -> Iterator[None]:
-    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
-    key = {"ns": config.TUNING.launch_lock_namespace, "key": 1}
-    try:
-        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            conn.execute(sa.text("SELECT pg_advisory_lock(:ns, :key)"), key)
-            try:
-                yield
-            finally:
-                conn.execute(sa.text("SELECT pg_advisory_unlock(:ns, :key)"), key)
-    finally:
-        engine.dispose()
-
-
-@contextlib.contextmanager
 def launch_lock(storage_url: str) -> Iterator[None]:
     """Hold the storage's launch lock (which lock: see the module docstring)."""
     if storage_url.startswith(JOURNAL_FILE):
-        with _file_lock(Path(f"{_journal_path(storage_url)}.lock")):
+        with host_lock(Path(f"{_journal_path(storage_url)}.lock")):
             yield
         return
     if storage_url.startswith(JOURNAL_REDIS):
@@ -134,10 +107,11 @@ def launch_lock(storage_url: str) -> Iterator[None]:
         return
     url = make_url(config.with_psycopg2(storage_url))
     if url.get_backend_name() == "postgresql":
-        with _postgres_lock(url):
+        namespace = config.TUNING.launch_lock_namespace
+        with advisory_lock(url, namespace, LAUNCH_LOCK_KEY, "optuna launch"):
             yield
     elif url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
-        with _file_lock(Path(f"{Path(url.database).expanduser()}.lock")):
+        with host_lock(Path(f"{Path(url.database).expanduser()}.lock")):
             yield
     else:
         yield
