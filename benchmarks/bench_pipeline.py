@@ -18,9 +18,9 @@ at 500, < 4 min at 2,000, < 10 min and peak RSS < 8 GiB at 5,000 (2 cores). `--s
 runs each size with tuning's stop rule off (every trial, the 50-trial study) and on, in one run.
 Last line: one JSON object.
 
-    .venv/bin/python -m benchmarks.bench_pipeline                      # 500 tickers x 10 years
+    .venv/bin/python -m benchmarks.bench_pipeline       # 500, 2,000, 5,000 tickers x 10 years
     .venv/bin/python -m benchmarks.bench_pipeline --tickers 500 2000 --stop-rule both
-    .venv/bin/python -m benchmarks.bench_pipeline --tickers 500 2000 5000 --warm-stores
+    .venv/bin/python -m benchmarks.bench_pipeline --tickers 2000 --no-warm-stores
     .venv/bin/python -m benchmarks.bench_pipeline --tickers 20 --years 8 --trials 20
 """
 
@@ -235,7 +235,9 @@ def metadata_of(result: dg.JobExecutionResult) -> dict[str, dict[str, Any]]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tickers", type=int, nargs="+", default=[500], help="one or more sizes")
+    parser.add_argument(
+        "--tickers", type=int, nargs="+", default=[500, 2000, 5000], help="one or more sizes"
+    )
     parser.add_argument("--years", type=int, default=10)
     parser.add_argument("--trials", type=int, default=config.TUNING.n_trials)
     parser.add_argument("--timeout", type=float, default=config.TUNING.timeout_s, help="study, s")
@@ -254,7 +256,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--warm-stores",
-        action="store_true",
+        action=argparse.BooleanOptionalAction,
+        default=True,
         help=f"first run a tiny retrain ({WARM_TICKERS} tickers x {WARM_YEARS} years) in the same "
         "home and instance, so the measured run finds the MLflow/Optuna stores existing, as a "
         "weekly retrain does",
