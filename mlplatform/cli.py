@@ -98,7 +98,8 @@ def execute(
             tags=tags,
             partition_key=partition_key,
         )
-    with dg.execute_job(
+    # Not opened as a context: that builds every resource again, to load outputs nobody reads.
+    result = dg.execute_job(
         dg.build_reconstructable_job(  # a pointer each step process rebuilds the job from
             "mlplatform.definitions",
             "job_for",
@@ -110,8 +111,8 @@ def execute(
         run_config={**quiet, **(run_config or {}), **execution_config(executor)},
         tags={**tags, **({"dagster/partition": partition_key} if partition_key else {})},
         asset_selection=assets,
-    ) as result:
-        return result  # type: ignore[return-value]  # the same events API
+    )
+    return result  # type: ignore[return-value]  # the same events API
 
 
 def run_pipeline(

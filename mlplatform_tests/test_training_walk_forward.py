@@ -22,7 +22,7 @@ from mlplatform.evaluation.walk_forward import (
     walk_forward_baselines,
 )
 from mlplatform.features import outcomes
-from mlplatform.features.layout import same_rows, values_on
+from mlplatform.features.layout import repeats_a_row, same_rows, values_on
 from mlplatform.promotion import PRODUCTION, STAGING
 from mlplatform.training import (
     DEFAULT_PARAMS,
@@ -490,3 +490,11 @@ def test_same_rows_is_equality_of_rows_in_order() -> None:
     np.testing.assert_array_equal(values_on(values, stored), values.to_numpy())
     np.testing.assert_array_equal(values_on(values.iloc[::-1], index), values.to_numpy())
     assert np.isnan(values_on(values.iloc[1:], index)[0])
+
+
+def test_repeats_a_row_agrees_with_has_duplicates() -> None:
+    index = _data(n_dates=20).X.index
+    for rows in (index, index[::-1], index[:-1], index.append(index[5:6]), index[[0, 0]]):
+        assert repeats_a_row(rows) == rows.has_duplicates
+    dated = pd.MultiIndex.from_arrays([[pd.NaT, pd.NaT], ["A", "A"]])  # missing codes: -1
+    assert repeats_a_row(dated) == dated.has_duplicates

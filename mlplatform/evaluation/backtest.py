@@ -30,7 +30,7 @@ import pandas as pd
 from mlplatform import config
 from mlplatform.evaluation import metrics as m
 from mlplatform.evaluation.slices import SliceKeys, slice_table
-from mlplatform.features.layout import values_on
+from mlplatform.features.layout import repeats_a_row, values_on
 
 STRATEGIES: tuple[str, ...] = ("long_short", "long_flat")
 STRATEGY_METRICS: tuple[str, ...] = (
@@ -77,7 +77,7 @@ def _as_row_index(index: pd.Index, what: str) -> pd.MultiIndex:
         dates = pd.DatetimeIndex(pd.to_datetime(index.get_level_values(0)))
         tickers = index.get_level_values(1).astype(str)
         out = pd.MultiIndex.from_arrays([dates, tickers], names=INDEX_NAMES)
-    if out.has_duplicates:
+    if repeats_a_row(out):
         raise ValueError(f"{what}: duplicate (date, ticker) rows")
     return out
 

@@ -145,3 +145,16 @@ def values_on(series: pd.Series, index: pd.Index) -> np.ndarray:
     if same_rows(series.index, index):
         return series.to_numpy(dtype=np.float64)
     return series.reindex(index).to_numpy(dtype=np.float64)
+
+
+def repeats_a_row(index: pd.MultiIndex) -> bool:
+    """Whether a row index holds some row twice. Sorted rows over sorted levels repeat one
+    exactly where two neighbours share their codes: one pass over the codes, where hashing
+    every row (`has_duplicates`) takes a third of a second at 4 M rows, for every series."""
+    if all(level.is_monotonic_increasing for level in index.levels):
+        key = np.zeros(len(index), dtype=np.int64)
+        for level, codes in zip(index.levels, index.codes, strict=True):
+            key = key * (len(level) + 1) + (codes + 1)  # a missing value's code, -1, first
+        if np.all(key[1:] > key[:-1]):
+            return False
+    return bool(index.has_duplicates)

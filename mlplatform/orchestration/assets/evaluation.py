@@ -209,7 +209,9 @@ def backtest_report(
         assert slices is not None  # evaluate_candidate always slices the window
         html_path, url = _publish(evaluation.result, stores, staging, run)
         # What live performance will hold this version to, once it serves (the decay test).
-        expectation = Expectation.of_walk_forward(staging_model.out_of_sample, data.y)
+        expectation = Expectation.of_walk_forward(
+            staging_model.out_of_sample, data.within(windows.evaluation).y
+        )
         record_evaluation(
             stores.registry(),
             str(staging.version),
