@@ -29,8 +29,8 @@ from mlplatform.data.synthetic import generate_market
 from mlplatform.evaluation import BacktestSpec, naive_rules, previous_direction, run_backtest
 from mlplatform.evaluation.backtest import BacktestResult
 from mlplatform.evaluation.slices import SliceKeys
-from mlplatform.evaluation.walk_forward import bars_for_window
 from mlplatform.features import outcomes
+from mlplatform.promotion.evidence import bars_for_window
 
 
 def median_time(fn: Callable[[], Any], repeats: int) -> tuple[float, Any]:

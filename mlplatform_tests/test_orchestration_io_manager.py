@@ -242,6 +242,11 @@ def test_a_value_an_earlier_release_stored_asks_to_be_materialized_again(
     (tmp_path / "features").write_bytes(b"mlplatform.pickle5.v1\n" + bytes(64))
     with pytest.raises(ValueError, match="materialize it again"):
         _load(manager, "features")
+    # a value of a class that has moved since (the backtest report's, once)
+    moved = b"\x80\x05cmlplatform.evaluation.walk_forward\nBacktestReport\n."
+    (tmp_path / "backtest_report").write_bytes(moved)
+    with pytest.raises(ValueError, match=r"earlier release stored .* materialize it again"):
+        _load(manager, "backtest_report")
     with (tmp_path / "raw_prices").open("wb") as file:
         pickle.dump(prices, file, protocol=4)  # what Dagster's FilesystemIOManager writes
     _assert_identical(_load(manager, "raw_prices"), prices)

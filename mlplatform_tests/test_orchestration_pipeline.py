@@ -15,12 +15,12 @@ from mlflow.tracking import MlflowClient
 from mlplatform import config
 from mlplatform.cli import execute, refusal, run_pipeline
 from mlplatform.definitions import build_definitions
-from mlplatform.evaluation.walk_forward import BacktestReport
 from mlplatform.features import outcomes
 from mlplatform.monitoring.model_drift import DriftReport
 from mlplatform.orchestration.metadata import rounded
 from mlplatform.orchestration.resources import ValidationScheme
 from mlplatform.promotion import BLOCKING_CRITERIA, WARNING_CRITERIA
+from mlplatform.promotion.evidence import BacktestReport
 from mlplatform.registry import verify_export
 from mlplatform.training.retrain import StagingModel, TunedParams
 from mlplatform_tests.conftest import (

@@ -14,16 +14,16 @@ from hypothesis import strategies as st
 
 from mlplatform.evaluation import previous_direction
 from mlplatform.evaluation.metrics import classification_metrics
-from mlplatform.evaluation.walk_forward import (
+from mlplatform.features import outcomes
+from mlplatform.features.layout import repeats_a_row, same_rows, values_on
+from mlplatform.promotion import PRODUCTION, STAGING
+from mlplatform.promotion.evidence import (
     BAYES,
     Contenders,
     bars_for_window,
     evaluate_candidate,
     walk_forward_baselines,
 )
-from mlplatform.features import outcomes
-from mlplatform.features.layout import repeats_a_row, same_rows, values_on
-from mlplatform.promotion import PRODUCTION, STAGING
 from mlplatform.training import (
     DEFAULT_PARAMS,
     LabelledData,

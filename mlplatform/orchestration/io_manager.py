@@ -42,7 +42,12 @@ def _read(file: IO[bytes], path: UPath) -> object:
             "materialize it again"
         )
     file.seek(0)
-    return pickle.load(file)
+    try:
+        return pickle.load(file)
+    except (ModuleNotFoundError, AttributeError) as exc:  # a class that has moved since
+        raise ValueError(
+            f"{path} holds a value an earlier release stored ({exc}): materialize it again"
+        ) from exc
 
 
 def _expect(context: dg.InputContext, value: object, path: UPath) -> None:

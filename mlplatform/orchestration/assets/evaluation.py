@@ -14,12 +14,6 @@ from pydantic import Field
 
 from mlplatform import config as settings
 from mlplatform.evaluation import BacktestResult, markdown_table, write_html
-from mlplatform.evaluation.walk_forward import (
-    BacktestReport,
-    CandidateEvaluation,
-    Contenders,
-    evaluate_candidate,
-)
 from mlplatform.monitoring.decay import Expectation
 from mlplatform.notifications import retrain_finished
 from mlplatform.orchestration.errors import STORE_RETRY_POLICY, CheckedConfig, step_guard
@@ -42,6 +36,12 @@ from mlplatform.promotion import (
     STAGING,
     PromotionPolicy,
     evaluate_criteria,
+)
+from mlplatform.promotion.evidence import (
+    BacktestReport,
+    CandidateEvaluation,
+    Contenders,
+    evaluate_candidate,
 )
 from mlplatform.registry import get_alias_version, record_evaluation
 from mlplatform.registry.card import criteria_tags, slices_tag, walk_forward_tag

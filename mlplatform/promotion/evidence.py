@@ -1,5 +1,8 @@
-"""The candidate's evaluation: staging's and production's recipes scored by the same walk-forward
-on the same rows of the evaluation window, with the naive baselines beside them.
+"""The evidence the gate reads: staging's and production's recipes scored by the same
+walk-forward on the same rows of the evaluation window, with the naive baselines beside them.
+
+Here, above both training (which walks a recipe forward) and evaluation (which scores what it
+is given), so neither package imports the other's way back.
 
 Every model column is out of sample: the recipes' blocks come from `walk_forward_predictions`,
 and the baselines are walked forward too (the training majority of block k is the up-rate of
