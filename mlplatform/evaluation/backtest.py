@@ -30,7 +30,7 @@ import pandas as pd
 from mlplatform import config
 from mlplatform.evaluation import metrics as m
 from mlplatform.evaluation.slices import SliceKeys, slice_table
-from mlplatform.features.layout import repeats_a_row, values_on
+from mlplatform.features.layout import INDEX_NAMES, repeats_a_row, values_on
 
 STRATEGIES: tuple[str, ...] = ("long_short", "long_flat")
 STRATEGY_METRICS: tuple[str, ...] = (
@@ -58,7 +58,6 @@ CLASSIFICATION_METRICS: tuple[str, ...] = (
     "down_share",
     "n",
 )
-INDEX_NAMES = ["date", "ticker"]
 
 
 # --- inputs -------------------------------------------------------------------------------------
